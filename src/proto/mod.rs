@@ -1,0 +1,6 @@
+//! Sans-io codecs: nothing here performs I/O or reads a clock.
+
+pub mod http;
+pub mod json;
+pub mod phoenix;
+pub mod ws;
