@@ -1,0 +1,482 @@
+//! Layered configuration: defaults < TOML file (`--config PATH`) <
+//! environment < command-line flags.
+//!
+//! Every setting is one field of [`Config`]. Its TOML key is the field name,
+//! its flag the kebab-case field name (`max_frame_size` -> `--max-frame-size`),
+//! and its environment variable the name the Elixir server uses where it has
+//! one ([`env_table`] lists them all with their defaults). Values that fail to
+//! parse at any layer are errors naming the variable, flag or key; nothing is
+//! silently ignored. [`load_from`] and [`load`] end with [`Config::validate`];
+//! `--check` asks the caller to print [`Config::to_toml`] and exit instead of
+//! serving.
+
+mod error;
+mod validate;
+mod value;
+
+#[cfg(test)]
+mod tests;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use error::ConfigError;
+pub use validate::{
+    MAX_BUFFER_BYTES, MAX_DURATION_MS, MAX_HEADER_LENGTH, MAX_LIMIT, MAX_SHARDS, MIN_FRAME_SIZE,
+    MIN_HEADER_LENGTH,
+};
+use value::Setting;
+
+/// The well-known JWT secret of Supabase's local development setup. It is
+/// public: a server using it accepts tokens anyone can mint. For development
+/// only.
+pub const DEV_JWT_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
+
+/// What [`env_table`] shows as the default of a setting that is unset.
+pub const UNSET: &str = "(unset)";
+
+/// One row of the settings table.
+#[derive(Debug)]
+struct Field {
+    name: &'static str,
+    env: &'static str,
+    default: &'static str,
+    secret: bool,
+    is_bool: bool,
+}
+
+/// Declares every setting once and generates [`Config`], its `Default`, the
+/// clap overrides, the environment layer and the settings table from it.
+macro_rules! settings {
+    (@secret) => { false };
+    (@secret secret) => { true };
+    ($(
+        $(#[doc = $doc:literal])+
+        $(#[serde($($serde:tt)*)])*
+        $([$secret:ident])?
+        $field:ident: $ty:ty = $default:expr, $default_text:literal, env $env:literal;
+    )+) => {
+        /// The server's configuration. Build it with [`load`] or
+        /// [`load_from`]; `Default` gives the documented defaults.
+        #[derive(Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Config {
+            $(
+                $(#[doc = $doc])+
+                $(#[serde($($serde)*)])*
+                pub $field: $ty,
+            )+
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Self { $($field: $default,)+ }
+            }
+        }
+
+        /// Command line. Every setting is an optional string here and is parsed
+        /// by the same code as its environment variable.
+        #[derive(Parser, Debug)]
+        #[command(
+            name = "realtime",
+            version,
+            about = "Thread-per-core server speaking the Supabase Realtime protocol",
+            long_about = None,
+        )]
+        struct Cli {
+            /// TOML file with settings (keys are the field names); the
+            /// environment and flags override it.
+            #[arg(long, value_name = "PATH")]
+            config: Option<PathBuf>,
+            /// Validate the configuration, print it (secrets redacted) and exit.
+            #[arg(long)]
+            check: bool,
+            $(
+                $(#[doc = $doc])+
+                #[arg(long)]
+                $field: Option<String>,
+            )+
+        }
+
+        const TABLE: &[(&str, &str, &str)] = &[$(($env, stringify!($field), $default_text),)+];
+
+        const FIELDS: &[Field] = &[$(
+            Field {
+                name: stringify!($field),
+                env: $env,
+                default: $default_text,
+                secret: settings!(@secret $($secret)?),
+                is_bool: <$ty as Setting>::IS_BOOL,
+            },
+        )+];
+
+        impl Config {
+            /// Applies every environment variable that is set.
+            fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+                $(
+                    if let Some(value) = env($env) {
+                        self.$field = <$ty as Setting>::parse_text(&value).map_err(|reason| {
+                            ConfigError::Env {
+                                var: $env,
+                                value: shown(settings!(@secret $($secret)?), value),
+                                reason,
+                            }
+                        })?;
+                    }
+                )+
+                Ok(())
+            }
+
+            /// Applies every flag that was given.
+            fn apply_cli(&mut self, cli: Cli) -> Result<(), ConfigError> {
+                $(
+                    if let Some(value) = cli.$field {
+                        self.$field = <$ty as Setting>::parse_text(&value).map_err(|reason| {
+                            ConfigError::Flag {
+                                flag: stringify!($field).replace('_', "-"),
+                                value: shown(settings!(@secret $($secret)?), value),
+                                reason,
+                            }
+                        })?;
+                    }
+                )+
+                Ok(())
+            }
+
+            /// A copy with secret values replaced.
+            fn redacted(&self) -> Self {
+                let mut out = self.clone();
+                $(
+                    if settings!(@secret $($secret)?) {
+                        out.$field = Setting::redact(&self.$field);
+                    }
+                )+
+                out
+            }
+        }
+
+        /// Shows every field, secrets redacted.
+        impl fmt::Debug for Config {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let shown = self.redacted();
+                f.debug_struct("Config")
+                    $(.field(stringify!($field), &shown.$field))+
+                    .finish()
+            }
+        }
+
+        /// Names of the fields whose `Default` disagrees with the text in
+        /// [`env_table`].
+        #[cfg(test)]
+        fn defaults_not_matching_table() -> Vec<&'static str> {
+            let defaults = Config::default();
+            let mut wrong = Vec::new();
+            $(
+                let ok = if $default_text == UNSET {
+                    Setting::is_unset(&defaults.$field)
+                } else {
+                    <$ty as Setting>::parse_text($default_text).as_ref() == Ok(&defaults.$field)
+                };
+                if !ok {
+                    wrong.push(stringify!($field));
+                }
+            )+
+            wrong
+        }
+    };
+}
+
+/// A value for an error message: secrets are replaced by their length.
+fn shown(secret: bool, value: String) -> String {
+    if secret {
+        format!("{} ({} bytes)", value::REDACTED, value.len())
+    } else {
+        value
+    }
+}
+
+settings! {
+    // ---- listener ----
+
+    /// Address the HTTP/WebSocket listener binds. Loopback by default so a
+    /// development server is not exposed; use 0.0.0.0 or :: in containers.
+    bind: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST), "127.0.0.1", env "BIND_ADDR";
+
+    /// TCP port of the listener (HTTP, WebSocket, REST, metrics).
+    port: u16 = 4000, "4000", env "PORT";
+
+    /// Executor threads, one pinned per core; 0 means one per available core.
+    /// Fewer leaves cores to other processes, more than cores only adds
+    /// context switches.
+    shards: usize = 0, "0", env "SHARDS";
+
+    // ---- authentication ----
+
+    /// HS secret for the admin REST API and for the default tenant's JWTs. The
+    /// default is the public local-development secret: for development only.
+    /// May be empty only when `api_jwt_jwks` has keys.
+    [secret]
+    api_jwt_secret: String = DEV_JWT_SECRET.to_owned(), "super-secret-jwt-token-with-at-least-32-characters-long", env "API_JWT_SECRET";
+
+    /// Second secret also accepted on the admin REST API, so the secret can be
+    /// rotated without downtime; unset accepts only `api_jwt_secret`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    [secret]
+    api_jwt_secret_next: Option<String> = None, "(unset)", env "API_JWT_SECRET_NEXT";
+
+    /// JWKS (`{"keys":[...]}`) for the default tenant's JWTs, next to
+    /// `api_jwt_secret`; needed for RS/ES/EdDSA tokens and `kid`-selected HS
+    /// keys. Read once at start, never fetched remotely.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "value::jwks_serde::serialize",
+        deserialize_with = "value::jwks_serde::deserialize"
+    )]
+    [secret]
+    api_jwt_jwks: Option<Value> = None, "(unset)", env "API_JWT_JWKS";
+
+    /// Comma-separated tokens refused by the admin REST API even when their
+    /// signature is valid: a way to revoke a leaked token before it expires.
+    [secret]
+    api_token_blocklist: Vec<String> = Vec::new(), "", env "API_TOKEN_BLOCKLIST";
+
+    /// JSON object of claims every client JWT must carry with exactly these
+    /// values (e.g. `{"iss":"supabase"}`); `{}` checks nothing extra.
+    jwt_claim_validators: String = "{}".to_owned(), "{}", env "JWT_CLAIM_VALIDATORS";
+
+    /// External id of the tenant served without a control database; a Host
+    /// with no subdomain (IP address, localhost) resolves to it.
+    self_host_tenant_name: String = "realtime-dev".to_owned(), "realtime-dev", env "SELF_HOST_TENANT_NAME";
+
+    /// Delay before answering a refused WebSocket connect. Slows reconnect
+    /// storms from misconfigured clients at the cost of slower error reports;
+    /// tests set 0.
+    connect_error_backoff_ms: u64 = 2000, "2000", env "CONNECT_ERROR_BACKOFF_MS";
+
+    /// Delay before a `phx_join` error reply. Slows rejoin storms at the cost
+    /// of slower error reports; tests set 0.
+    channel_error_backoff_ms: u64 = 5000, "5000", env "CHANNEL_ERROR_BACKOFF_MS";
+
+    // ---- tenant limit defaults ----
+
+    /// Connections with at least one joined channel a tenant may have. Caps
+    /// one tenant's share of the server; too low refuses real users (429).
+    max_concurrent_users: u64 = 200, "200", env "TENANT_MAX_CONCURRENT_USERS";
+
+    /// Broadcast events per second per tenant (pushes, fan-out deliveries,
+    /// REST). Protects fan-out cost; past it channels are shut down.
+    max_events_per_second: u64 = 100, "100", env "TENANT_MAX_EVENTS_PER_SECOND";
+
+    /// Presence events per second per tenant. Presence diffs fan out to every
+    /// subscriber, so this bounds their cost; past it channels are shut down.
+    max_presence_events_per_second: u64 = 1000, "1000", env "TENANT_MAX_PRESENCE_EVENTS_PER_SECOND";
+
+    /// Largest broadcast or presence payload, in kB of 1000 bytes. Bounds
+    /// per-message memory and fan-out bytes; too low rejects real payloads.
+    max_payload_size_in_kb: u64 = 3000, "3000", env "TENANT_MAX_PAYLOAD_SIZE_IN_KB";
+
+    /// Bytes per second per tenant. Recorded on the tenant and reported, but
+    /// not enforced (as in the Elixir server).
+    max_bytes_per_second: u64 = 100_000, "100000", env "TENANT_MAX_BYTES_PER_SECOND";
+
+    /// Channels one connection may have joined at once. Bounds per-socket
+    /// state; too low breaks apps that open many channels.
+    max_channels_per_client: u64 = 100, "100", env "TENANT_MAX_CHANNELS_PER_CLIENT";
+
+    /// Connects and channel joins per second per tenant. Stops join storms
+    /// (a join over it also closes the socket); too low refuses reconnect waves.
+    max_joins_per_second: u64 = 100, "100", env "TENANT_MAX_JOINS_PER_SECOND";
+
+    /// Presence on for every join of the default tenant, whatever the client
+    /// asks. Costs a `presence_state` per join.
+    presence_enabled: bool = false, "false", env "TENANT_PRESENCE_ENABLED";
+
+    /// Refuse public channels on the default tenant, so every join passes RLS
+    /// authorization. Safer, but public-channel clients break.
+    private_only: bool = false, "false", env "TENANT_PRIVATE_ONLY";
+
+    /// Presence messages one channel may send per window. Stops a client
+    /// flooding presence; past it the channel is shut down.
+    client_presence_max_calls: u32 = 5, "5", env "CLIENT_PRESENCE_MAX_CALLS";
+
+    /// Length of that presence window. Longer windows are stricter on bursts.
+    client_presence_window_ms: u64 = 30_000, "30000", env "CLIENT_PRESENCE_WINDOW_MS";
+
+    // ---- WebSocket and HTTP ----
+
+    /// Largest WebSocket frame (and reassembled message) accepted; larger ones
+    /// close the socket with 1009. Bounds per-socket read memory.
+    max_frame_size: usize = 5_000_000, "5000000", env "WEBSOCKET_MAX_FRAME_SIZE";
+
+    /// Longest single HTTP header value accepted (the `x-api-key` JWT travels
+    /// in one). Bounds request-head memory; too low refuses large tokens.
+    max_header_length: usize = 4096, "4096", env "MAX_HEADER_LENGTH";
+
+    /// Time without any inbound frame after which the socket is closed. Frees
+    /// dead peers; must exceed the client heartbeat interval (25 s).
+    idle_timeout_ms: u64 = 60_000, "60000", env "WEBSOCKET_IDLE_TIMEOUT_MS";
+
+    /// Bytes waiting to be written to one socket; past it the subscriber is
+    /// disconnected. Bounds memory per slow reader; must hold one largest payload.
+    socket_queue_bytes: usize = 4 * 1024 * 1024, "4194304", env "WEBSOCKET_QUEUE_BYTES";
+
+    /// How often connections that joined and then left every channel are swept
+    /// (closed). Frees abandoned sockets; too short cuts clients between joins.
+    no_channel_timeout_ms: u64 = 600_000, "600000", env "NO_CHANNEL_TIMEOUT_IN_MS";
+
+    /// Time given to open sockets to close after a shutdown signal before the
+    /// process exits. Longer is gentler on clients, slower to restart.
+    shutdown_drain_ms: u64 = 5000, "5000", env "SHUTDOWN_DRAIN_MS";
+
+    // ---- operations ----
+
+    /// HS secret a Bearer JWT on `/metrics` must be signed with. Unset leaves
+    /// `/metrics` open to anyone who can reach the port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    [secret]
+    metrics_jwt_secret: Option<String> = None, "(unset)", env "METRICS_JWT_SECRET";
+
+    /// Comma-separated tokens refused on `/metrics` even when validly signed.
+    [secret]
+    metrics_token_blocklist: Vec<String> = Vec::new(), "", env "METRICS_TOKEN_BLOCKLIST";
+
+    /// Least severe log level written: Elixir names (debug, info, notice,
+    /// warning, error, critical, alert, emergency) or tracing names (trace,
+    /// warn). More verbose costs throughput.
+    log_level: String = "info".to_owned(), "info", env "LOG_LEVEL";
+}
+
+/// The loaded configuration and whether only `--check` was asked for.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The effective, validated configuration.
+    pub config: Config,
+    /// `--check` was given: print `config.to_toml()` and exit 0 instead of
+    /// serving.
+    pub check_only: bool,
+}
+
+/// Loads the configuration from the process's arguments and environment.
+/// See [`load_from`].
+pub fn load() -> Result<Loaded, ConfigError> {
+    // A non-UTF-8 value would otherwise read as unset (or be mangled by a
+    // lossy conversion); refuse it by name instead.
+    for field in FIELDS {
+        if let Some(raw) = std::env::var_os(field.env) {
+            if raw.to_str().is_none() {
+                return Err(ConfigError::Env {
+                    var: field.env,
+                    value: shown(field.secret, raw.to_string_lossy().into_owned()),
+                    reason: "not valid UTF-8".to_owned(),
+                });
+            }
+        }
+    }
+    load_from(std::env::args_os(), &|name| std::env::var(name).ok())
+}
+
+/// Loads the configuration: defaults, then the TOML file named by `--config`,
+/// then the variables `env` returns, then the other flags; then validates it.
+/// `args` starts with the program name, like `std::env::args_os()`.
+pub fn load_from(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigError> {
+    let matches = command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+
+    let mut config = match cli.config.take() {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile {
+                path: path.clone(),
+                source,
+            })?;
+            toml::from_str(&text).map_err(|source| ConfigError::ParseFile { path, source })?
+        }
+        None => Config::default(),
+    };
+    config.apply_env(env)?;
+    let check_only = cli.check;
+    config.apply_cli(cli)?;
+    config.validate()?;
+    Ok(Loaded { config, check_only })
+}
+
+/// The clap command, with each setting's environment variable and default
+/// appended to its help and bare boolean flags meaning `true`.
+fn command() -> clap::Command {
+    let mut cmd = Cli::command();
+    for field in FIELDS {
+        cmd = cmd.mut_arg(field.name, |arg| {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let default = match field.default {
+                "" => String::new(),
+                text => format!(" [default: {text}]"),
+            };
+            let arg = arg.help(format!("{help} [env: {}]{default}", field.env));
+            if field.is_bool {
+                arg.num_args(0..=1).default_missing_value("true")
+            } else {
+                arg
+            }
+        });
+    }
+    cmd
+}
+
+/// Every setting as (environment variable, field, default as text), in
+/// declaration order. The field is also the TOML key; the flag is `--` plus
+/// the field in kebab-case. A default of [`UNSET`] means the setting is off
+/// unless given; an empty default is an empty list.
+pub fn env_table() -> &'static [(&'static str, &'static str, &'static str)] {
+    TABLE
+}
+
+impl Config {
+    /// The number of shards to start: `shards`, or the available parallelism
+    /// when it is 0 (1 if that cannot be determined).
+    pub fn nr_shards(&self) -> usize {
+        match self.shards {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The configuration as a TOML document that [`load_from`] accepts back.
+    /// Secrets (JWT secrets, blocklisted tokens, private JWKS members) are
+    /// replaced by `<redacted>`, except the public development secret, which
+    /// is shown so its use is noticed.
+    pub fn to_toml(&self) -> String {
+        match toml::to_string(&self.redacted()) {
+            Ok(text) => text,
+            // Unreachable for a validated config (every integer fits TOML's
+            // i64); still, show what we have rather than panic.
+            Err(e) => format!("# not representable as TOML: {e}\n# {self:?}\n"),
+        }
+    }
+
+    /// Whether the public development secret is in use (worth a warning at
+    /// start-up outside development).
+    pub fn uses_dev_jwt_secret(&self) -> bool {
+        self.api_jwt_secret == DEV_JWT_SECRET
+    }
+
+    /// The claims `jwt_claim_validators` requires, parsed.
+    pub fn claim_validators(&self) -> Result<serde_json::Map<String, Value>, ConfigError> {
+        validate::claim_validators(&self.jwt_claim_validators)
+    }
+
+    /// `log_level` as a tracing level name (`error`, `warn`, `info`, `debug`
+    /// or `trace`); Elixir's `notice` maps to `info`, its `critical`, `alert`
+    /// and `emergency` to `error`. Unknown names give `info` (validation
+    /// refuses them).
+    pub fn tracing_level(&self) -> &'static str {
+        validate::tracing_level(&self.log_level).unwrap_or("info")
+    }
+}
