@@ -1,1 +1,61 @@
-fn main() {}
+//! The `realtime` binary: load the configuration, print where to connect,
+//! run the shards until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn main() -> ExitCode {
+    let loaded = match realtime::config::load() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("realtime: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = loaded.config;
+    if loaded.check_only {
+        print!("{}", config.to_toml());
+        return ExitCode::SUCCESS;
+    }
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| config.log_level.clone());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let directory = match realtime::server::directory_from_config(&config) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("realtime: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let example = realtime::realtime::auth::sign_hs256(
+        &config.api_jwt_secret,
+        &serde_json::json!({
+            "role": "anon",
+            "iss": "realtime",
+            "exp": realtime::server::now_unix() + 3600 * 24,
+        }),
+    );
+    println!(
+        "realtime: tenant `{}` on ws://{}:{}/socket/websocket ({} shards)",
+        config.self_host_tenant_name,
+        config.bind,
+        config.port,
+        config.nr_shards()
+    );
+    println!("realtime: example token (role anon, valid 24 h): {example}");
+    println!(
+        "realtime: try  websocat 'ws://{}:{}/socket/websocket?apikey={example}&vsn=2.0.0'",
+        config.bind, config.port
+    );
+    match realtime::server::run(config, directory) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("realtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,5 +1,22 @@
 //! Runtime-free domain logic: everything here is plain data and functions of
 //! it, driven by the `server` layer. Time is always passed in.
+//!
+//! - [`tenant`]: tenant settings, the directory, per-shard tenant state.
+//! - [`auth`]: JWT verification and the exact error texts.
+//! - [`hub`]: topics, subscribers and the serialize-once fan-out.
+//! - [`session`]: one connection's channels and message routing.
+//! - [`events`]: one file per Phoenix event.
+//! - [`presence`]: presence state and diffs of one topic.
+//! - [`limits`]: rolling rate counters.
+//! - [`frames`]: Phoenix messages framed as server WebSocket frames.
+//! - [`rest`]: REST broadcast request bodies.
 
 pub mod auth;
+pub mod events;
+pub mod frames;
+pub mod hub;
+pub mod limits;
 pub mod presence;
+pub mod rest;
+pub mod session;
+pub mod tenant;

@@ -1,0 +1,246 @@
+//! `phx_join`: reads the join config leniently, runs the checks in the
+//! Elixir server's order, and answers with the reply, `presence_state` and
+//! `system` pushes, or a delayed `{"reason": "<Code>: <msg>"}` error.
+
+use serde_json::{Map, Value};
+
+use crate::proto::phoenix::{InPayload, Inbound};
+use crate::realtime::auth::{self, Claims};
+use crate::realtime::frames;
+use crate::realtime::hub::Sub;
+use crate::realtime::presence::{self, ClientPresenceLimiter};
+use crate::realtime::session::{lenient_bool, Channel, Env, Flow, Session};
+
+/// The join config after defaults and leniency (PROTOCOL 3.2).
+#[derive(Debug, Default, PartialEq)]
+pub struct JoinConfig {
+    /// `broadcast.ack`.
+    pub ack: bool,
+    /// `broadcast.self`.
+    pub self_: bool,
+    /// `presence.enabled`.
+    pub presence_enabled: bool,
+    /// `presence.key`, stringified; `None` when absent, null or "".
+    pub presence_key: Option<String>,
+    /// `private`.
+    pub private: bool,
+    /// `postgres_changes` bindings as sent (nulls removed).
+    pub postgres_changes: Vec<Map<String, Value>>,
+    /// Token from `user_token`, else `access_token`.
+    pub token: Option<String>,
+}
+
+impl JoinConfig {
+    /// Reads a join payload. Invalid fields fall back to their defaults,
+    /// never failing the join.
+    pub fn parse(payload: &Value) -> Self {
+        let mut c = JoinConfig::default();
+        let config = payload.get("config");
+        let broadcast = config.and_then(|c| c.get("broadcast"));
+        c.ack = lenient_bool(broadcast.and_then(|b| b.get("ack"))).unwrap_or(false);
+        c.self_ = lenient_bool(broadcast.and_then(|b| b.get("self"))).unwrap_or(false);
+        let presence = config.and_then(|c| c.get("presence"));
+        c.presence_enabled = lenient_bool(presence.and_then(|p| p.get("enabled"))).unwrap_or(false);
+        c.presence_key = presence::presence_key_from_config(presence.and_then(|p| p.get("key")));
+        c.private = lenient_bool(config.and_then(|c| c.get("private"))).unwrap_or(false);
+        if let Some(Value::Array(items)) = config.and_then(|c| c.get("postgres_changes")) {
+            c.postgres_changes = items.iter().filter_map(|i| i.as_object().cloned()).collect();
+        }
+        let str_field = |k: &str| payload.get(k).and_then(|t| t.as_str()).map(str::to_owned);
+        c.token = str_field("user_token").or_else(|| str_field("access_token"));
+        c
+    }
+}
+
+/// The stable integer id of a `postgres_changes` binding: a hash of its
+/// canonical JSON (sorted keys), in `0..2^27` like the Elixir server's
+/// `phash2` range. Equal bindings get equal ids.
+pub fn binding_id(binding: &Map<String, Value>) -> u64 {
+    let canonical = serde_json::to_vec(binding).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in canonical {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h % (1 << 27)
+}
+
+/// Handles a join.
+pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flow {
+    let Some(sub_topic) = msg.topic.strip_prefix("realtime:") else {
+        session.push_unmatched(&msg);
+        return Flow::Continue;
+    };
+    // A second join on a joined topic replaces the first: the old channel
+    // closes with its own join ref.
+    if let Some(old) = session.remove_channel(env, &msg.topic) {
+        session.push_close(&old);
+    }
+    let payload: Value = match &msg.payload {
+        InPayload::Json(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let cfg = JoinConfig::parse(&payload);
+    let error = |reason: String, close: Option<u16>| Flow::Delay {
+        ms: env.settings.channel_error_backoff_ms,
+        frames: vec![frames::error_reply(
+            session.vsn,
+            msg.join_ref.as_ref(),
+            msg.msg_ref.as_ref(),
+            &msg.topic,
+            &reason,
+        )],
+        close,
+    };
+    if sub_topic.is_empty() {
+        return error("TopicNameRequired: You must provide a topic name".into(), None);
+    }
+    let tenant_cfg = env.tenant.config.clone();
+    let limits = &tenant_cfg.limits;
+    if env.shutting_down {
+        return error("RealtimeRestarting: Realtime is restarting, please standby".into(), None);
+    }
+    if tenant_cfg.suspended {
+        return error("RealtimeDisabledForTenant: Realtime disabled for this tenant".into(), None);
+    }
+    if tenant_cfg.private_only && !cfg.private {
+        return error("PrivateOnly: This project only allows private channels".into(), None);
+    }
+    if !session.counted_user && env.tenant.nr_users >= limits.max_concurrent_users {
+        return error("ConnectionRateLimitReached: Too many connected users".into(), None);
+    }
+    env.tenant.joins.add(1, env.now_ms);
+    if env.tenant.joins.triggered(limits.max_joins_per_second, env.now_ms) {
+        return error("ClientJoinRateLimitReached: Too many joins per second".into(), Some(1001));
+    }
+    if session.channels.len() as u64 >= limits.max_channels_per_client {
+        return error("ChannelRateLimitReached: Too many channels".into(), None);
+    }
+    let token = match cfg.token.as_deref() {
+        Some(t) if !auth::is_opaque_api_key(t) => auth::clean_token(t),
+        _ => session.socket_token.clone(),
+    };
+    let claims: Claims = match auth::verify_channel(&token, &tenant_cfg.jwt, &tenant_cfg.validators, env.now_unix) {
+        Ok(c) => c,
+        Err(e) => return error(e.join_reason(), None),
+    };
+    if cfg.private {
+        // Private channels are authorised by RLS policies on the tenant
+        // database's realtime.messages; without a tenant database that is
+        // exactly the Elixir server's answer.
+        return error(
+            "UnableToConnectToProject: Realtime was unable to connect to the project database".into(),
+            None,
+        );
+    }
+
+    *env.next_channel_id += 1;
+    let id = *env.next_channel_id;
+    let presence_enabled = cfg.presence_enabled || tenant_cfg.presence_enabled;
+    let ch = Channel {
+        id,
+        topic: msg.topic.as_ref().into(),
+        join_ref: msg.join_ref.clone(),
+        broadcast_self: cfg.self_,
+        broadcast_ack: cfg.ack,
+        presence_enabled,
+        presence_key: cfg.presence_key.clone().unwrap_or_else(presence::new_presence_key),
+        tracking: false,
+        presence_limiter: ClientPresenceLimiter::new(limits.client_presence_max_calls, limits.client_presence_window_ms),
+        token,
+        claims,
+    };
+    env.tenant.hub.subscribe(
+        &msg.topic,
+        Sub {
+            channel: id,
+            vsn: session.vsn,
+            out: session.out.clone(),
+        },
+    );
+    if !session.counted_user {
+        session.counted_user = true;
+        env.tenant.nr_users += 1;
+    }
+    env.tally.joins += 1;
+    env.tally.channels += 1;
+
+    // Reply: every binding echoed in order with its id.
+    let echoed: Vec<Value> = cfg
+        .postgres_changes
+        .iter()
+        .map(|b| {
+            let mut e = b.clone();
+            e.insert("id".into(), Value::from(binding_id(b)));
+            Value::Object(e)
+        })
+        .collect();
+    let response = serde_json::json!({ "postgres_changes": echoed });
+    let response = serde_json::to_vec(&response).unwrap_or_default();
+    session.reply(msg.join_ref.as_ref(), msg.msg_ref.as_ref(), &msg.topic, "ok", &response);
+    if presence_enabled {
+        let mut state = Vec::with_capacity(64);
+        match env.tenant.hub.topic(&msg.topic) {
+            Some(t) => t.presence.state_json(&mut state),
+            None => state.extend_from_slice(b"{}"),
+        }
+        session.out.push(frames::message(
+            session.vsn,
+            ch.join_ref.as_ref(),
+            None,
+            &ch.topic,
+            "presence_state",
+            &state,
+        ));
+    }
+    if !cfg.postgres_changes.is_empty() {
+        let p = frames::system_payload(
+            "postgres_changes",
+            "error",
+            "Postgres Changes are not configured for this tenant",
+            Some(sub_topic),
+        );
+        session.out.push(frames::message(session.vsn, ch.join_ref.as_ref(), None, &ch.topic, "system", &p));
+    }
+    session.channels.insert(ch.topic.clone(), ch);
+    Flow::Continue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn config_defaults_and_leniency() {
+        let c = JoinConfig::parse(&json!({}));
+        assert_eq!(c, JoinConfig::default());
+        let c = JoinConfig::parse(&json!({"config": {
+            "broadcast": {"ack": "TRUE", "self": "false"},
+            "presence": {"key": 42, "enabled": "yes"},
+            "private": "False",
+            "postgres_changes": [null, {"event": "*", "schema": "public"}, 3]
+        }, "access_token": "t"}));
+        assert!(c.ack);
+        assert!(!c.self_);
+        assert!(!c.presence_enabled, "invalid boolean falls back to the default");
+        assert_eq!(c.presence_key.as_deref(), Some("42"));
+        assert!(!c.private);
+        assert_eq!(c.postgres_changes.len(), 1);
+        assert_eq!(c.token.as_deref(), Some("t"));
+        let c = JoinConfig::parse(&json!({"user_token": "u", "access_token": "a", "config": {"presence": {"key": ""}}}));
+        assert_eq!(c.token.as_deref(), Some("u"), "legacy user_token wins");
+        assert_eq!(c.presence_key, None);
+    }
+
+    #[test]
+    fn binding_ids_are_stable_and_in_range() {
+        let a = json!({"event": "*", "schema": "public", "table": "todos"});
+        let b = json!({"table": "todos", "schema": "public", "event": "*"});
+        let (a, b) = (a.as_object().unwrap(), b.as_object().unwrap());
+        assert_eq!(binding_id(a), binding_id(b));
+        assert!(binding_id(a) < 1 << 27);
+        let c = json!({"event": "INSERT", "schema": "public", "table": "todos"});
+        assert_ne!(binding_id(a), binding_id(c.as_object().unwrap()));
+    }
+}

@@ -1,0 +1,99 @@
+//! `presence`: track / untrack this channel's presence (PROTOCOL 5.1) and
+//! fan the resulting `presence_diff` out to the topic, sender included.
+
+use serde_json::Value;
+
+use crate::proto::phoenix::{InPayload, Inbound};
+use crate::realtime::frames;
+use crate::realtime::hub::{ChannelId, Outgoing};
+use crate::realtime::presence::Diff;
+use crate::realtime::rest;
+use crate::realtime::session::{Env, Flow, Session};
+
+/// Handles a presence message.
+pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flow {
+    let topic = msg.topic.as_ref();
+    let InPayload::Json(raw) = &msg.payload else {
+        session.reply(None, msg.msg_ref.as_ref(), topic, "error", b"{}");
+        return Flow::Continue;
+    };
+    let payload: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+    let Some(ch) = session.channels.get_mut(topic) else {
+        return Flow::Continue;
+    };
+    let join_ref = ch.join_ref.clone();
+    let Some(event) = payload.get("event").and_then(Value::as_str).map(str::to_ascii_lowercase) else {
+        session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
+        return Flow::Continue;
+    };
+    if !ch.presence_limiter.allow(env.now_ms) {
+        session.shutdown_channel(env, topic, "Client presence rate limit exceeded");
+        return Flow::Continue;
+    }
+    let limits = env.tenant.config.limits.clone();
+    env.tenant.presence_events.add(1, env.now_ms);
+    if env.tenant.presence_events.avg(env.now_ms) > limits.max_presence_events_per_second as f64 {
+        session.shutdown_channel(env, topic, "Too many presence messages per second");
+        return Flow::Continue;
+    }
+    match event.as_str() {
+        "track" => {
+            let Some(meta) = payload.get("payload").and_then(Value::as_object).cloned() else {
+                let reason = frames::reason_json("Presence track payload must be a map");
+                session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "error", &reason);
+                return Flow::Continue;
+            };
+            // The Elixir rule measures the decoded term (`external_size`).
+            if rest::external_size(&payload["payload"]) > limits.max_payload_bytes() {
+                session.shutdown_channel(env, topic, "Track message size exceeded");
+                return Flow::Continue;
+            }
+            let ch = session.channels.get_mut(topic).expect("checked above");
+            ch.presence_enabled = true;
+            ch.tracking = true;
+            let (id, key) = (ch.id, ch.presence_key.clone());
+            let diff = env.tenant.hub.topic_mut(topic).presence.track(id, &key, meta);
+            session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
+            if let Some(d) = diff {
+                fan_diff(env, topic, &d);
+            }
+        }
+        "untrack" => {
+            let ch = session.channels.get_mut(topic).expect("checked above");
+            ch.tracking = false;
+            let id = ch.id;
+            let diff = env.tenant.hub.topic_mut(topic).presence.untrack(id);
+            session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
+            if let Some(d) = diff {
+                fan_diff(env, topic, &d);
+            }
+        }
+        _ => session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "error", b"{}"),
+    }
+    Flow::Continue
+}
+
+/// A channel left (leave, shutdown, socket gone): drop its presence and
+/// tell the topic.
+pub fn leave(env: &mut Env<'_>, topic: &str, owner: ChannelId) {
+    let diff = env.tenant.hub.topic_mut(topic).presence.leave(owner);
+    if let Some(d) = diff {
+        fan_diff(env, topic, &d);
+    }
+    // Drop the topic entry again if the leave emptied it.
+    env.tenant.hub.unsubscribe(topic, owner);
+}
+
+fn fan_diff(env: &mut Env<'_>, topic: &str, diff: &Diff) {
+    let mut body = Vec::with_capacity(128);
+    diff.to_json(&mut body);
+    let n = env.tenant.hub.fanout(
+        topic,
+        &Outgoing::Json {
+            event: "presence_diff",
+            payload: &body,
+        },
+        None,
+    );
+    env.tally.deliveries += n;
+}

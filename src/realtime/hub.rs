@@ -1,0 +1,190 @@
+//! The per-tenant subscriber registry and the fan-out ("fastlane") path.
+//!
+//! A message is encoded once per wire form actually needed on the topic
+//! (v2 text, v1 text, v2 binary) into a complete WebSocket frame, and every
+//! subscriber's queue gets a clone of that `Bytes`: no per-subscriber JSON
+//! work and no per-subscriber copy.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::frames;
+use super::presence::TopicPresence;
+use crate::proto::phoenix::{self, Encoding, Vsn};
+
+/// Identifies one joined channel instance on a shard.
+pub type ChannelId = u64;
+
+/// Where frames for one connection go. The server implements it with the
+/// socket's bounded write queue; tests with a vector.
+pub trait Outbound {
+    /// Queues one complete frame. Over the queue bound the connection is
+    /// closed by the implementation; the caller never waits.
+    fn push(&self, frame: Bytes);
+    /// Whether this connection itself sent a kind-0 binary push, and so can
+    /// decode binary kinds 0-2 (realtime-js cannot).
+    fn speaks_kind0(&self) -> bool;
+    /// Closes the connection with a WebSocket close code after what is queued.
+    fn close(&self, code: u16);
+}
+
+/// One subscriber of a topic.
+pub struct Sub {
+    /// The channel instance (for `self: false` and leaving).
+    pub channel: ChannelId,
+    /// The serializer its socket speaks.
+    pub vsn: Vsn,
+    /// Its connection's queue.
+    pub out: Rc<dyn Outbound>,
+}
+
+/// A topic: its subscribers and its presence state.
+#[derive(Default)]
+pub struct Topic {
+    /// Joined channels, in join order.
+    pub subs: Vec<Sub>,
+    /// Presence entries tracked on this topic.
+    pub presence: TopicPresence,
+}
+
+/// A message to fan out to a topic.
+pub enum Outgoing<'a> {
+    /// A JSON push; v1 and v2 subscribers both get text.
+    Json {
+        /// Event name (`broadcast`, `presence_diff`, `system`...).
+        event: &'a str,
+        /// Payload JSON as it goes on the wire.
+        payload: &'a [u8],
+    },
+    /// A user broadcast (binary kind 3 from a client, REST single, DB):
+    /// kind 4 to v2, JSON conversion to v1 when the payload is JSON.
+    User {
+        /// The user's event name.
+        event: &'a str,
+        /// Payload encoding.
+        encoding: Encoding,
+        /// Metadata JSON (empty when none).
+        metadata: &'a [u8],
+        /// The user's payload bytes.
+        payload: &'a [u8],
+    },
+    /// A kind-0 push re-fanned as kind 2, only to sockets that speak kind 0.
+    Kind0 {
+        /// Event name.
+        event: &'a str,
+        /// Raw payload bytes.
+        payload: &'a [u8],
+    },
+}
+
+/// All topics of one tenant on its home shard, keyed by the client topic
+/// (`realtime:<name>`).
+#[derive(Default)]
+pub struct Hub {
+    topics: HashMap<Box<str>, Topic>,
+}
+
+impl Hub {
+    /// Adds a subscriber to `topic`.
+    pub fn subscribe(&mut self, topic: &str, sub: Sub) {
+        match self.topics.get_mut(topic) {
+            Some(t) => t.subs.push(sub),
+            None => {
+                let mut t = Topic::default();
+                t.subs.push(sub);
+                self.topics.insert(topic.into(), t);
+            }
+        }
+    }
+
+    /// Removes a channel from `topic`; the topic goes when nothing is left.
+    pub fn unsubscribe(&mut self, topic: &str, channel: ChannelId) {
+        if let Some(t) = self.topics.get_mut(topic) {
+            if let Some(i) = t.subs.iter().position(|s| s.channel == channel) {
+                t.subs.swap_remove(i);
+            }
+            if t.subs.is_empty() && t.presence.is_empty() {
+                self.topics.remove(topic);
+            }
+        }
+    }
+
+    /// A topic, if anyone is on it.
+    pub fn topic(&self, topic: &str) -> Option<&Topic> {
+        self.topics.get(topic)
+    }
+
+    /// A topic, created if needed.
+    pub fn topic_mut(&mut self, topic: &str) -> &mut Topic {
+        if !self.topics.contains_key(topic) {
+            self.topics.insert(topic.into(), Topic::default());
+        }
+        self.topics.get_mut(topic).expect("just inserted")
+    }
+
+    /// Number of topics with subscribers or presence.
+    pub fn nr_topics(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// Fans `msg` out to every subscriber of `topic` except `exclude`.
+    /// Returns the number of frames queued.
+    pub fn fanout(&self, topic: &str, msg: &Outgoing<'_>, exclude: Option<ChannelId>) -> u64 {
+        let Some(t) = self.topics.get(topic) else {
+            return 0;
+        };
+        let mut cache = FrameCache::default();
+        let mut n = 0;
+        for s in &t.subs {
+            if Some(s.channel) == exclude {
+                continue;
+            }
+            if let Some(f) = cache.frame(topic, msg, s) {
+                s.out.push(f);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// The encoded forms of one outgoing message, built on first need.
+#[derive(Default)]
+struct FrameCache {
+    v1: Option<Option<Bytes>>,
+    v2: Option<Option<Bytes>>,
+}
+
+impl FrameCache {
+    fn frame(&mut self, topic: &str, msg: &Outgoing<'_>, sub: &Sub) -> Option<Bytes> {
+        if let Outgoing::Kind0 { .. } = msg {
+            if sub.vsn != Vsn::V2 || !sub.out.speaks_kind0() {
+                return None;
+            }
+        }
+        let slot = match sub.vsn {
+            Vsn::V1 => &mut self.v1,
+            Vsn::V2 => &mut self.v2,
+        };
+        slot.get_or_insert_with(|| encode(sub.vsn, topic, msg)).clone()
+    }
+}
+
+fn encode(vsn: Vsn, topic: &str, msg: &Outgoing<'_>) -> Option<Bytes> {
+    match (msg, vsn) {
+        (Outgoing::Json { event, payload }, _) => Some(frames::message(vsn, None, None, topic, event, payload)),
+        (Outgoing::User { event, encoding, metadata, payload }, Vsn::V2) => {
+            frames::user_broadcast_binary(topic, event, metadata, *encoding, payload)
+        }
+        (Outgoing::User { encoding: Encoding::Binary, .. }, Vsn::V1) => None,
+        (Outgoing::User { event, metadata, payload, .. }, Vsn::V1) => {
+            let mut body = bytes::BytesMut::with_capacity(payload.len() + event.len() + 48);
+            let meta = (!metadata.is_empty()).then_some(*metadata);
+            phoenix::encode_user_broadcast_json(&mut body, event, meta, payload);
+            Some(frames::message(vsn, None, None, topic, "broadcast", &body))
+        }
+        (Outgoing::Kind0 { event, payload }, _) => frames::binary_broadcast(topic, event, payload),
+    }
+}

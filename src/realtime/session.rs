@@ -1,0 +1,271 @@
+//! One WebSocket connection's protocol state: its joined channels and the
+//! routing of each inbound message to its event handler.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::auth::Claims;
+use super::frames;
+use super::hub::{ChannelId, Outbound};
+use super::presence::ClientPresenceLimiter;
+use super::tenant::Tenant;
+use crate::proto::phoenix::{Inbound, Ref, Vsn};
+
+/// Server-wide switches the handlers need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Delay before a join error reply (`CHANNEL_ERROR_BACKOFF_MS`).
+    pub channel_error_backoff_ms: u64,
+}
+
+/// Counters a handler bumps; the server folds them into its shard stats.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    /// Successful joins.
+    pub joins: u64,
+    /// Change in the number of joined channels.
+    pub channels: i64,
+    /// Frames queued to subscribers by fan-out.
+    pub deliveries: u64,
+}
+
+/// Everything a handler may touch besides the session itself.
+pub struct Env<'a> {
+    /// The session's tenant (state on its home shard).
+    pub tenant: &'a mut Tenant,
+    /// Monotonic milliseconds, for rate limits.
+    pub now_ms: u64,
+    /// Wall-clock Unix seconds, for JWT expiry.
+    pub now_unix: i64,
+    /// Server switches.
+    pub settings: &'a Settings,
+    /// Source of channel ids, unique on this shard.
+    pub next_channel_id: &'a mut ChannelId,
+    /// The server is draining: joins are refused.
+    pub shutting_down: bool,
+    /// Counters for the shard stats.
+    pub tally: &'a mut Tally,
+}
+
+/// What the connection driver must do after a handler returns.
+#[derive(Debug)]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// Stop reading for `ms`, then queue `frames`, then (if set) close the
+    /// socket with that code. This is how join errors are delayed: the
+    /// Elixir server also blocks the socket while a join sleeps.
+    Delay {
+        /// How long to wait.
+        ms: u64,
+        /// Frames to queue after the wait.
+        frames: Vec<Bytes>,
+        /// Close code to send afterwards.
+        close: Option<u16>,
+    },
+}
+
+/// A joined channel.
+pub struct Channel {
+    /// Unique on the shard; owner id for presence.
+    pub id: ChannelId,
+    /// `realtime:<name>` as the client sent it.
+    pub topic: Box<str>,
+    /// The join's ref, echoed on every push of this channel.
+    pub join_ref: Option<Ref>,
+    /// `config.broadcast.self`.
+    pub broadcast_self: bool,
+    /// `config.broadcast.ack`.
+    pub broadcast_ack: bool,
+    /// Presence was enabled at join (or auto-enabled by a track).
+    pub presence_enabled: bool,
+    /// Key this channel tracks presence under.
+    pub presence_key: String,
+    /// Whether this channel currently tracks a presence.
+    pub tracking: bool,
+    /// Per-channel presence call limiter.
+    pub presence_limiter: ClientPresenceLimiter,
+    /// The channel's token (join `access_token`, or the socket's).
+    pub token: String,
+    /// Its verified claims.
+    pub claims: Claims,
+}
+
+impl Channel {
+    /// The topic without the `realtime:` prefix.
+    pub fn sub_topic(&self) -> &str {
+        self.topic.strip_prefix("realtime:").unwrap_or(&self.topic)
+    }
+}
+
+/// One connection's protocol state.
+pub struct Session {
+    /// Connection id, unique on the shard.
+    pub id: u64,
+    /// Serializer negotiated at connect.
+    pub vsn: Vsn,
+    /// The connection's write queue.
+    pub out: Rc<dyn Outbound>,
+    /// Token the socket connected with (fallback channel token).
+    pub socket_token: String,
+    /// Joined channels by topic.
+    pub channels: HashMap<Box<str>, Channel>,
+    /// Counted in the tenant's connected users.
+    pub counted_user: bool,
+}
+
+impl Session {
+    /// A session with no channels.
+    pub fn new(id: u64, vsn: Vsn, out: Rc<dyn Outbound>, socket_token: String) -> Self {
+        Self {
+            id,
+            vsn,
+            out,
+            socket_token,
+            channels: HashMap::new(),
+            counted_user: false,
+        }
+    }
+
+    /// Routes one decoded client message.
+    pub fn handle(&mut self, env: &mut Env<'_>, msg: Inbound<'_>) -> Flow {
+        use super::events;
+        if msg.event == "phx_join" {
+            return events::phx_join::handle(self, env, msg);
+        }
+        if msg.topic == "phoenix" && msg.event == "heartbeat" {
+            return events::heartbeat::handle(self, msg);
+        }
+        if !self.channels.contains_key(msg.topic.as_ref()) {
+            if msg.event == "phx_leave" {
+                return events::phx_leave::handle(self, env, msg);
+            }
+            self.push_unmatched(&msg);
+            return Flow::Continue;
+        }
+        match msg.event.as_ref() {
+            "phx_leave" => events::phx_leave::handle(self, env, msg),
+            "broadcast" => events::broadcast::handle(self, env, msg),
+            "presence" => events::presence::handle(self, env, msg),
+            "access_token" => events::access_token::handle(self, env, msg),
+            _ => {
+                // Unknown events count against the tenant's event rate and
+                // get no reply, as in the Elixir channel's catch-all clause.
+                env.tenant.events.add(1, env.now_ms);
+                Flow::Continue
+            }
+        }
+    }
+
+    /// `[null, ref, topic, "phx_reply", {"status":"error","response":{"reason":"unmatched topic"}}]`
+    pub fn push_unmatched(&self, msg: &Inbound<'_>) {
+        self.out.push(frames::error_reply(
+            self.vsn,
+            None,
+            msg.msg_ref.as_ref(),
+            &msg.topic,
+            "unmatched topic",
+        ));
+    }
+
+    /// Queues a reply on this session's socket.
+    pub fn reply(&self, join_ref: Option<&Ref>, msg_ref: Option<&Ref>, topic: &str, status: &str, response: &[u8]) {
+        self.out.push(frames::reply(self.vsn, join_ref, msg_ref, topic, status, response));
+    }
+
+    /// Removes a channel: unsubscribes it, leaves its presence (fanning the
+    /// diff out) and updates counts. No frame goes to this session.
+    pub fn remove_channel(&mut self, env: &mut Env<'_>, topic: &str) -> Option<Channel> {
+        let ch = self.channels.remove(topic)?;
+        env.tenant.hub.unsubscribe(topic, ch.id);
+        if ch.tracking {
+            super::events::presence::leave(env, topic, ch.id);
+        }
+        env.tally.channels -= 1;
+        Some(ch)
+    }
+
+    /// Server-side channel shutdown: `system` error, then `phx_close`.
+    pub fn shutdown_channel(&mut self, env: &mut Env<'_>, topic: &str, message: &str) {
+        let Some(ch) = self.remove_channel(env, topic) else {
+            return;
+        };
+        let payload = frames::system_payload("system", "error", message, Some(ch.sub_topic()));
+        self.out.push(frames::message(self.vsn, ch.join_ref.as_ref(), None, &ch.topic, "system", &payload));
+        self.push_close(&ch);
+    }
+
+    /// `[join_ref, join_ref, topic, "phx_close", {}]`.
+    pub fn push_close(&self, ch: &Channel) {
+        self.out.push(frames::message(
+            self.vsn,
+            ch.join_ref.as_ref(),
+            ch.join_ref.as_ref(),
+            &ch.topic,
+            "phx_close",
+            b"{}",
+        ));
+    }
+
+    /// Earliest token expiry among the channels, if any.
+    pub fn earliest_expiry(&self) -> Option<i64> {
+        self.channels.values().map(|c| c.claims.exp).min()
+    }
+
+    /// Re-validates the token of every channel whose `exp` has passed at
+    /// `env.now_unix` and shuts those channels down with the reason
+    /// (normally `Token has expired N seconds ago`).
+    pub fn expire_tokens(&mut self, env: &mut Env<'_>) {
+        let now = env.now_unix;
+        let due: Vec<(Box<str>, String)> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| c.claims.exp <= now)
+            .map(|(t, c)| (t.clone(), c.token.clone()))
+            .collect();
+        let cfg = env.tenant.config.clone();
+        for (topic, token) in due {
+            let msg = match super::auth::verify_channel(&token, &cfg.jwt, &cfg.validators, now) {
+                Err(e) => e.shutdown_message(),
+                Ok(_) => continue,
+            };
+            self.shutdown_channel(env, &topic, &msg);
+        }
+    }
+
+    /// The socket is gone: leave every channel and release the user slot.
+    pub fn close(&mut self, env: &mut Env<'_>) {
+        let topics: Vec<Box<str>> = self.channels.keys().cloned().collect();
+        for t in topics {
+            self.remove_channel(env, &t);
+        }
+        if self.counted_user {
+            env.tenant.nr_users = env.tenant.nr_users.saturating_sub(1);
+            self.counted_user = false;
+        }
+    }
+
+    /// Tenant-wide disconnect: the fan-out `system` message without a
+    /// `channel` key on every channel (PROTOCOL 3.5); the caller closes the
+    /// socket with 1012.
+    pub fn push_server_disconnect(&self) {
+        let payload = frames::system_payload("system", "ok", "Server requested disconnect", None);
+        for ch in self.channels.values() {
+            self.out.push(frames::message(self.vsn, None, None, &ch.topic, "system", &payload));
+        }
+    }
+}
+
+/// A JSON value read leniently as a boolean: JSON booleans, or the strings
+/// "true"/"false" in any case. Anything else is `None` (caller's default).
+pub fn lenient_bool(v: Option<&serde_json::Value>) -> Option<bool> {
+    match v? {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        serde_json::Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+

@@ -1,0 +1,129 @@
+//! Tenants: their immutable settings and the per-shard state their home
+//! shard keeps for them.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::auth::{ClaimValidators, JwtKeys};
+use super::hub::Hub;
+use super::limits::RateCounter;
+
+/// Per-tenant limits (PROTOCOL 7.1); defaults come from the server config.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections with at least one joined channel.
+    pub max_concurrent_users: u64,
+    /// Broadcast events per second (client pushes + deliveries + REST).
+    pub max_events_per_second: u64,
+    /// Presence events per second for the whole tenant.
+    pub max_presence_events_per_second: u64,
+    /// Largest broadcast or presence payload, in kB (x1000 bytes).
+    pub max_payload_size_in_kb: u64,
+    /// Channels one connection may have joined at once.
+    pub max_channels_per_client: u64,
+    /// Joins (and connects) per second.
+    pub max_joins_per_second: u64,
+    /// Presence messages one channel may send per window.
+    pub client_presence_max_calls: u32,
+    /// Length of that window.
+    pub client_presence_window_ms: u64,
+}
+
+impl Limits {
+    /// Largest payload in bytes, with the 500-byte allowance the Elixir server
+    /// gives on top of `max_payload_size_in_kb * 1000`.
+    pub fn max_payload_bytes(&self) -> usize {
+        (self.max_payload_size_in_kb * 1000 + 500) as usize
+    }
+}
+
+/// What a tenant is: identity, keys, limits and switches. Immutable once
+/// built; every shard holds a copy so it can authenticate where a request
+/// lands.
+#[derive(Debug)]
+pub struct TenantConfig {
+    /// The tenant's external id (first label of the Host).
+    pub external_id: String,
+    /// Keys its JWTs are verified with.
+    pub jwt: JwtKeys,
+    /// Extra exact-match claim checks (`JWT_CLAIM_VALIDATORS`).
+    pub validators: ClaimValidators,
+    /// Its limits.
+    pub limits: Limits,
+    /// Suspended tenants refuse connections.
+    pub suspended: bool,
+    /// Only private channels may be joined.
+    pub private_only: bool,
+    /// Presence is on for every join, whatever the client asks.
+    pub presence_enabled: bool,
+}
+
+/// The tenants this server knows, shared read-only by all shards.
+#[derive(Debug, Default)]
+pub struct Directory {
+    tenants: HashMap<String, Arc<TenantConfig>>,
+    /// Tenant served for hosts without a subdomain (IPs, `localhost`).
+    default_tenant: Option<String>,
+}
+
+impl Directory {
+    /// A directory with exactly one tenant, also used for bare hosts.
+    pub fn single(config: TenantConfig) -> Self {
+        let id = config.external_id.clone();
+        let mut tenants = HashMap::new();
+        tenants.insert(id.clone(), Arc::new(config));
+        Self {
+            tenants,
+            default_tenant: Some(id),
+        }
+    }
+
+    /// The tenant id a request's Host names (PROTOCOL 1.3), before lookup.
+    pub fn tenant_id_for_host<'a>(&'a self, host: &'a str) -> &'a str {
+        if crate::proto::http::is_bare_host(host) {
+            if let Some(d) = &self.default_tenant {
+                return d;
+            }
+        }
+        crate::proto::http::host_tenant(host)
+    }
+
+    /// Looks a tenant up by id.
+    pub fn get(&self, id: &str) -> Option<&Arc<TenantConfig>> {
+        self.tenants.get(id)
+    }
+}
+
+/// A tenant's live state on its home shard.
+pub struct Tenant {
+    /// Settings shared with the directory.
+    pub config: Arc<TenantConfig>,
+    /// Topics, subscribers and presence.
+    pub hub: Hub,
+    /// Connects and joins per second.
+    pub joins: RateCounter,
+    /// Broadcast events per second.
+    pub events: RateCounter,
+    /// Presence events per second.
+    pub presence_events: RateCounter,
+    /// Connections that have joined a channel and are still open.
+    pub nr_users: u64,
+}
+
+impl Tenant {
+    /// Fresh state for a tenant that just became active on this shard.
+    pub fn new(config: Arc<TenantConfig>, now_ms: u64) -> Self {
+        Self {
+            config,
+            hub: Hub::default(),
+            joins: RateCounter::tenant(now_ms),
+            events: RateCounter::tenant(now_ms),
+            presence_events: RateCounter::tenant(now_ms),
+            nr_users: 0,
+        }
+    }
+}
+
+/// Shard-local map of the tenants that are active here.
+pub type Tenants = HashMap<String, Rc<std::cell::RefCell<Tenant>>>;

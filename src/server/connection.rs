@@ -1,0 +1,420 @@
+//! One accepted socket: its request head, then either the REST API or a
+//! WebSocket session (upgrade checks, read loop, batched writer).
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use glommio::net::TcpStream;
+use realtime_shards::ShardStats;
+
+use super::outq::{OutQueue, OutState};
+use super::{http_api, listener, now_unix, ShardState};
+use crate::proto::phoenix::{self, Vsn};
+use crate::proto::{http, ws};
+use crate::realtime::auth;
+use crate::realtime::hub::Outbound;
+use crate::realtime::session::{Env, Flow, Session, Tally};
+use crate::realtime::tenant::Tenant;
+
+/// A socket shared by its reader and writer tasks. Borrowed only inside a
+/// single poll, never across an await.
+pub type SharedStream = Rc<RefCell<TcpStream>>;
+
+/// Bytes asked of the kernel per read.
+const READ_CHUNK: usize = 4096;
+/// Largest batch the writer coalesces into one write.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// A live WebSocket connection, registered on its shard.
+pub struct Conn {
+    /// Protocol state.
+    pub session: RefCell<Session>,
+    /// Write queue.
+    pub out: Rc<OutQueue>,
+    /// Its tenant's state on this shard.
+    pub tenant: Rc<RefCell<Tenant>>,
+}
+
+/// Reads at most `READ_CHUNK` more bytes into `buf`; 0 means EOF.
+pub async fn read_some(stream: &SharedStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    poll_fn(|cx| {
+        let start = buf.len();
+        buf.resize(start + READ_CHUNK, 0);
+        let mut s = stream.borrow_mut();
+        let r = Pin::new(&mut *s).poll_read(cx, &mut buf[start..]);
+        let n = match &r {
+            std::task::Poll::Ready(Ok(n)) => *n,
+            _ => 0,
+        };
+        buf.truncate(start + n);
+        r
+    })
+    .await
+}
+
+/// Writes all of `data`.
+pub async fn write_all(stream: &SharedStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let n = poll_fn(|cx| {
+            let mut s = stream.borrow_mut();
+            Pin::new(&mut *s).poll_write(cx, data)
+        })
+        .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+/// Serves one accepted socket to the end.
+pub async fn serve_socket(state: Rc<ShardState>, stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let stream: SharedStream = Rc::new(RefCell::new(stream));
+    let mut buf = BytesMut::new();
+    let head = loop {
+        match http::parse_head(&buf) {
+            Ok(Some(h)) => break h,
+            Ok(None) => match read_some(&stream, &mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            Err(_) => {
+                let resp = http::response(400, None, &[], b"");
+                let _ = write_all(&stream, &resp).await;
+                return;
+            }
+        }
+    };
+    let _ = buf.split_to(head.head_len);
+    if listener::is_ws_path(&head.path) {
+        websocket(state, stream, head, buf).await;
+    } else {
+        http_api::serve(state, stream, head, buf).await;
+    }
+}
+
+/// Why a connect was refused (PROTOCOL 1.5).
+struct Refusal {
+    status: u16,
+    /// `None`: empty body and no backoff (bad `vsn`, bad request).
+    error: Option<String>,
+}
+
+impl Refusal {
+    fn new(status: u16, error: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: Some(error.into()),
+        }
+    }
+}
+
+struct Accepted {
+    vsn: Vsn,
+    tenant: Rc<RefCell<Tenant>>,
+    token: String,
+    key: Vec<u8>,
+}
+
+fn check_connect(state: &ShardState, head: &http::RequestHead) -> Result<Accepted, Refusal> {
+    let bare = |status| Refusal { status, error: None };
+    if head.method != "GET" {
+        return Err(bare(400));
+    }
+    let upgrade = head
+        .header("upgrade")
+        .is_some_and(|u| u.eq_ignore_ascii_case(b"websocket"));
+    let key = head.header("sec-websocket-key").map(<[u8]>::to_vec);
+    let (true, Some(key)) = (upgrade, key) else {
+        return Err(bare(400));
+    };
+    let query = head.query.as_deref().unwrap_or("");
+    let vsn_param = http::query_param(query, "vsn");
+    let vsn = Vsn::negotiate(vsn_param.as_deref()).ok_or(bare(403))?;
+    let token = match head.header("x-api-key") {
+        Some(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        None => http::query_param(query, "apikey").map(|t| t.into_owned()),
+    };
+    let Some(token) = token else {
+        return Err(Refusal::new(401, "API key is missing"));
+    };
+    let host = head
+        .header("host")
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .unwrap_or("");
+    let tenant_id = state.directory.tenant_id_for_host(host);
+    let Some(tenant) = state.tenant(tenant_id) else {
+        return Err(Refusal::new(404, "Tenant not found"));
+    };
+    let cfg = tenant.borrow().config.clone();
+    if cfg.suspended {
+        return Err(Refusal::new(403, "Realtime was disabled for this tenant"));
+    }
+    let token = auth::clean_token(&token);
+    if let Err(e) = auth::verify(&token, &cfg.jwt, &cfg.validators, now_unix()) {
+        let (status, msg) = e.connect_error();
+        return Err(Refusal::new(status, msg));
+    }
+    {
+        let mut t = tenant.borrow_mut();
+        if t.nr_users >= cfg.limits.max_concurrent_users {
+            return Err(Refusal::new(429, "Too many connected users"));
+        }
+        let now = state.now_ms();
+        if t.joins.triggered(cfg.limits.max_joins_per_second, now) {
+            return Err(Refusal::new(429, "Too many joins per second"));
+        }
+    }
+    Ok(Accepted {
+        vsn,
+        tenant,
+        token,
+        key,
+    })
+}
+
+async fn websocket(state: Rc<ShardState>, stream: SharedStream, head: http::RequestHead, mut buf: BytesMut) {
+    let accepted = match check_connect(&state, &head) {
+        Ok(a) => a,
+        Err(r) => {
+            let resp = match r.error {
+                Some(msg) => {
+                    glommio::timer::sleep(Duration::from_millis(state.config.connect_error_backoff_ms)).await;
+                    let body = serde_json::json!({ "error": msg }).to_string();
+                    http::response(r.status, Some("application/json"), &[], body.as_bytes())
+                }
+                None => http::response(r.status, None, &[], b""),
+            };
+            let _ = write_all(&stream, &resp).await;
+            return;
+        }
+    };
+    if write_all(&stream, &ws::handshake_response(&accepted.key)).await.is_err() {
+        return;
+    }
+    let _ = stream
+        .borrow()
+        .set_read_timeout(Some(Duration::from_millis(state.config.idle_timeout_ms)));
+
+    let id = state.next_conn_id.get() + 1;
+    state.next_conn_id.set(id);
+    let out = OutQueue::new(state.config.socket_queue_bytes);
+    let session = Session::new(id, accepted.vsn, out.clone(), accepted.token);
+    let conn = Rc::new(Conn {
+        session: RefCell::new(session),
+        out: out.clone(),
+        tenant: accepted.tenant,
+    });
+    state.sessions.borrow_mut().insert(id, conn.clone());
+    ShardStats::gauge(&state.stats().connections, 1);
+
+    let writer = glommio::spawn_local(writer(state.clone(), stream.clone(), out.clone()));
+    read_loop(&state, &stream, &conn, &mut buf).await;
+
+    // Leave everything, then let the writer flush what is queued.
+    with_env(&state, &conn, |session, env| session.close(env));
+    if out.state() == OutState::Open {
+        out.kill();
+    }
+    if !out.reason().is_empty() {
+        tracing::info!(conn = id, reason = out.reason(), "socket closed by the server");
+        if out.reason().starts_with("outbound queue") {
+            ShardStats::add(&state.stats().queue_drops, 1);
+        }
+    }
+    writer.await;
+    state.sessions.borrow_mut().remove(&id);
+    ShardStats::gauge(&state.stats().connections, -1);
+}
+
+/// Runs `f` with the session and a handler environment, then folds the
+/// tally into the shard stats and schedules token checks.
+pub fn with_env<R>(state: &ShardState, conn: &Conn, f: impl FnOnce(&mut Session, &mut Env<'_>) -> R) -> R {
+    let mut tenant = conn.tenant.borrow_mut();
+    let mut session = conn.session.borrow_mut();
+    let mut tally = Tally::default();
+    let mut next_id = state.next_channel_id.get();
+    let mut env = Env {
+        tenant: &mut tenant,
+        now_ms: state.now_ms(),
+        now_unix: now_unix(),
+        settings: &state.settings,
+        next_channel_id: &mut next_id,
+        shutting_down: state.shutting_down.get(),
+        tally: &mut tally,
+    };
+    let r = f(&mut session, &mut env);
+    state.next_channel_id.set(next_id);
+    let stats = state.stats();
+    if tally.joins > 0 {
+        ShardStats::add(&stats.joins, tally.joins);
+        state.schedule_expiry(&session);
+    }
+    if tally.channels != 0 {
+        ShardStats::gauge(&stats.channels, tally.channels);
+    }
+    r
+}
+
+async fn read_loop(state: &Rc<ShardState>, stream: &SharedStream, conn: &Rc<Conn>, buf: &mut BytesMut) {
+    let mut decoder = ws::Decoder::new(state.config.max_frame_size);
+    let out = &conn.out;
+    loop {
+        // Drain every complete frame already buffered.
+        loop {
+            let msg = match decoder.decode(buf) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(conn = conn.session.borrow().id, error = %e, "websocket protocol error");
+                    out.close_with(e.close_code(), "websocket protocol error");
+                    return;
+                }
+            };
+            if !on_message(state, conn, msg).await {
+                return;
+            }
+        }
+        if buf.is_empty() {
+            // Idle sockets keep no read buffer.
+            *buf = BytesMut::new();
+        }
+        let read = futures_lite::future::or(
+            async { Some(read_some(stream, buf).await) },
+            async {
+                poll_fn(|cx| out.poll_stopped(cx)).await;
+                None
+            },
+        )
+        .await;
+        match read {
+            Some(Ok(0)) | Some(Err(_)) | None => return,
+            Some(Ok(n)) => ShardStats::add(&state.stats().bytes_in, n as u64),
+        }
+    }
+}
+
+/// Handles one WebSocket message; false when the socket must stop reading.
+async fn on_message(state: &Rc<ShardState>, conn: &Rc<Conn>, msg: ws::Message) -> bool {
+    let out = &conn.out;
+    let vsn = conn.session.borrow().vsn;
+    let flow = match &msg {
+        ws::Message::Text(data) => {
+            ShardStats::add(&state.stats().messages_in, 1);
+            dispatch(state, conn, phoenix::decode_text(vsn, data))
+        }
+        ws::Message::Binary(data) => {
+            ShardStats::add(&state.stats().messages_in, 1);
+            if vsn == Vsn::V1 {
+                // The 1.0.0 serializer has no binary form: dropped.
+                Flow::Continue
+            } else {
+                if data.first() == Some(&0) {
+                    out.set_kind0();
+                }
+                dispatch(state, conn, phoenix::decode_binary(data))
+            }
+        }
+        ws::Message::Ping(p) => {
+            out.push(ws::server_frame(ws::OpCode::Pong, p));
+            Flow::Continue
+        }
+        ws::Message::Pong(_) => Flow::Continue,
+        ws::Message::Close(c) => {
+            let code = c.as_ref().map_or(1000, |(code, _)| *code);
+            out.close_with(echo_close_code(code), "");
+            return false;
+        }
+    };
+    match flow {
+        Flow::Continue => out.state() == OutState::Open,
+        Flow::Delay { ms, frames, close } => {
+            glommio::timer::sleep(Duration::from_millis(ms)).await;
+            for f in frames {
+                out.push(f);
+            }
+            if let Some(code) = close {
+                out.close_with(code, "join refused; socket disconnected");
+                return false;
+            }
+            out.state() == OutState::Open
+        }
+    }
+}
+
+/// The code to answer a client close with: its own, unless it may not be
+/// sent on the wire.
+fn echo_close_code(code: u16) -> u16 {
+    match code {
+        1005 | 1006 | 1015 => 1000,
+        c => c,
+    }
+}
+
+fn dispatch(
+    state: &Rc<ShardState>,
+    conn: &Rc<Conn>,
+    decoded: Result<phoenix::Inbound<'_>, phoenix::DecodeError>,
+) -> Flow {
+    match decoded {
+        Ok(inbound) => with_env(state, conn, |session, env| session.handle(env, inbound)),
+        Err(e) => {
+            // Malformed messages are dropped and the socket kept, as the
+            // Elixir server does (logged as MalformedWebSocketMessage).
+            tracing::debug!(error = %e, "MalformedWebSocketMessage");
+            Flow::Continue
+        }
+    }
+}
+
+async fn writer(state: Rc<ShardState>, stream: SharedStream, out: Rc<OutQueue>) {
+    let mut batch: Vec<Bytes> = Vec::new();
+    loop {
+        let st = poll_fn(|cx| out.poll_ready(cx)).await;
+        if st == OutState::Dead {
+            break;
+        }
+        out.take_batch(&mut batch, WRITE_BATCH);
+        let res = if batch.len() == 1 {
+            write_all(&stream, &batch[0]).await
+        } else {
+            // Coalesce small frames into one write: one syscall, many frames.
+            let total: usize = batch.iter().map(Bytes::len).sum();
+            let mut joined = BytesMut::with_capacity(total);
+            for f in &batch {
+                joined.extend_from_slice(f);
+            }
+            write_all(&stream, &joined).await
+        };
+        let stats = state.stats();
+        ShardStats::add(&stats.messages_out, batch.len() as u64);
+        ShardStats::add(&stats.bytes_out, batch.iter().map(|b| b.len() as u64).sum());
+        batch.clear();
+        if batch.capacity() > 64 {
+            batch = Vec::new();
+        }
+        if res.is_err() {
+            out.kill();
+            break;
+        }
+        if out.state() == OutState::Closing && out.is_empty() {
+            break;
+        }
+    }
+    // Shut the socket down synchronously: the reader wakes with EOF and
+    // the descriptor closes when the last handle drops.
+    {
+        use std::os::fd::AsRawFd;
+        let fd = stream.borrow().as_raw_fd();
+        // SAFETY: shutdown(2) on a descriptor we still hold open.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
+    out.kill();
+}

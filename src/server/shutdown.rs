@@ -1,0 +1,99 @@
+//! Stopping: SIGTERM/SIGINT set a flag every shard watches; each shard
+//! stops accepting, tells every channel `Server requested disconnect`,
+//! closes its sockets with 1012 and waits (bounded) for them to flush.
+//! Also the periodic token-expiry sweep, which shares the timer cadence.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::connection::with_env;
+use super::{now_unix, ShardState};
+
+/// Set by the signal handler.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// How often shards look at the stop flag and at token expiries.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Routes SIGTERM and SIGINT to the stop flag.
+pub fn install_signal_handlers() -> std::io::Result<()> {
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe {
+            signal_hook::low_level::register(sig, || STOP.store(true, Ordering::SeqCst))?;
+        }
+    }
+    Ok(())
+}
+
+/// Asks the server to stop, as a signal would (tests and embedding).
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// io_uring registers locked memory; as root, lift the limit so shard
+/// start-up does not depend on the shell's `ulimit -l`.
+pub fn raise_memlock_limit() {
+    let unlimited = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain setrlimit call with a valid struct; failure is harmless.
+    unsafe {
+        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) != 0 {
+            tracing::debug!("could not raise RLIMIT_MEMLOCK; keeping the current limit");
+        }
+    }
+}
+
+/// Resolves when a stop was requested.
+pub async fn wait_for_signal() {
+    while !STOP.load(Ordering::SeqCst) {
+        glommio::timer::sleep(TICK).await;
+    }
+}
+
+/// Shuts down channels whose token expired, checking every tick.
+pub async fn expiry_sweeper(state: Rc<ShardState>) {
+    loop {
+        glommio::timer::sleep(TICK).await;
+        let now = now_unix();
+        loop {
+            let due = {
+                let mut heap = state.expiries.borrow_mut();
+                match heap.peek() {
+                    Some(std::cmp::Reverse((exp, _))) if *exp <= now => heap.pop().map(|r| r.0 .1),
+                    _ => None,
+                }
+            };
+            let Some(conn_id) = due else { break };
+            let conn = state.sessions.borrow().get(&conn_id).cloned();
+            if let Some(conn) = conn {
+                with_env(&state, &conn, |session, env| session.expire_tokens(env));
+                let session = conn.session.borrow();
+                // Only future expiries go back on the heap, or a token that
+                // still verifies would be popped again at once.
+                if session.earliest_expiry().is_some_and(|exp| exp > now) {
+                    state.schedule_expiry(&session);
+                }
+            }
+        }
+    }
+}
+
+/// Tells every session to go and waits up to `limit` for their sockets.
+pub async fn drain(state: &Rc<ShardState>, limit: Duration) {
+    let conns: Vec<_> = state.sessions.borrow().values().cloned().collect();
+    for conn in &conns {
+        conn.session.borrow().push_server_disconnect();
+        conn.out.close_with(1012, "server shutting down");
+    }
+    let deadline = Instant::now() + limit;
+    while !state.sessions.borrow().is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    for conn in state.sessions.borrow().values() {
+        conn.out.kill();
+    }
+}

@@ -1,0 +1,77 @@
+//! Shard-level behaviour: sockets reach their tenant's home shard whatever
+//! shard accepted them, SIGTERM drains with `Server requested disconnect`
+//! and close 1012, and a subscriber that stops reading is cut off without
+//! slowing the others.
+
+mod support;
+use serde_json::json;
+use support::*;
+
+#[test]
+fn sockets_accepted_anywhere_meet_on_the_home_shard() {
+    let srv = Server::start(&[("SHARDS", "2")]);
+    let t = token("anon", 3600);
+    let mut socks: Vec<Ws> = (0..12)
+        .map(|_| Ws::connect(srv.port, "2.0.0", &t))
+        .collect();
+    for s in socks.iter_mut() {
+        s.join_v2("1", "realtime:all", json!({"broadcast": {"self": true}}));
+    }
+    socks[0].text(
+        r#"["1","2","realtime:all","broadcast",{"type":"broadcast","event":"e","payload":{}}]"#,
+    );
+    for s in socks.iter_mut() {
+        assert_eq!(s.recv_json()[3], "broadcast", "every socket shares one hub");
+    }
+    // The kernel spreads accepts over both listeners; a dozen sockets all
+    // landing on the home shard by chance is unlikely (1 in 4096).
+    assert!(
+        srv.metric("realtime_handoffs_total") > 0,
+        "no socket was handed over"
+    );
+    assert_eq!(srv.metric("realtime_connections"), 12);
+}
+
+#[test]
+fn sigterm_sends_server_requested_disconnect_and_closes_1012() {
+    let mut srv = Server::start(&[]);
+    let mut ws = Ws::connect(srv.port, "2.0.0", &token("anon", 3600));
+    ws.join_v2("1", "realtime:room", json!({}));
+    let status = srv.stop();
+    assert_eq!(
+        ws.recv_json(),
+        json!([null, null, "realtime:room", "system", {"extension": "system", "status": "ok", "message": "Server requested disconnect"}])
+    );
+    assert_eq!(ws.recv(), Some(Frame::Close(Some(1012))));
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_disconnected() {
+    let srv = Server::start(&[
+        ("WEBSOCKET_QUEUE_BYTES", "65536"),
+        ("TENANT_MAX_PAYLOAD_SIZE_IN_KB", "32"),
+        ("TENANT_MAX_EVENTS_PER_SECOND", "1000000"),
+    ]);
+    let t = token("anon", 3600);
+    let mut slow = Ws::connect(srv.port, "2.0.0", &t);
+    let mut fast = Ws::connect(srv.port, "2.0.0", &t);
+    let mut sender = Ws::connect(srv.port, "2.0.0", &t);
+    slow.join_v2("1", "realtime:flood", json!({}));
+    fast.join_v2("1", "realtime:flood", json!({}));
+    sender.join_v2("1", "realtime:flood", json!({}));
+    let payload = "y".repeat(8000);
+    let msg = json!(["1", null, "realtime:flood", "broadcast", {"type": "broadcast", "event": "e", "payload": {"p": payload}}]).to_string();
+    let mut fast_got = 0;
+    for _ in 0..2000 {
+        sender.text(&msg);
+        // The fast reader keeps up.
+        assert_eq!(fast.recv_json()[3], "broadcast");
+        fast_got += 1;
+    }
+    assert_eq!(fast_got, 2000);
+    assert!(
+        srv.metric("realtime_queue_drops_total") >= 1,
+        "the slow socket was not dropped"
+    );
+}

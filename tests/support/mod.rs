@@ -1,0 +1,326 @@
+//! Test support: start the real `realtime` binary on a free port and talk
+//! to it over real sockets with a minimal blocking WebSocket client.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SECRET: &str = "integration-test-secret-with-at-least-32-chars";
+
+/// A running server, stopped with SIGTERM on drop.
+pub struct Server {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// Starts the server with the test secret, zero backoffs and `env`.
+    pub fn start(env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_realtime"));
+        cmd.env_clear()
+            .env("PORT", port.to_string())
+            .env("API_JWT_SECRET", SECRET)
+            .env("CONNECT_ERROR_BACKOFF_MS", "0")
+            .env("CHANNEL_ERROR_BACKOFF_MS", "0")
+            .env("SHARDS", "2")
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn realtime");
+        let s = Server {
+            port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok((200, _, _)) = s.try_http("GET", "/healthcheck", &[], b"") {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server did not become healthy on port {port}");
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("server did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One HTTP/1.1 request; returns (status, headers text, body).
+    pub fn try_http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<(u16, String, Vec<u8>)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut req = format!("{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes())?;
+        s.write_all(body)?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf)?;
+        let split = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or(std::io::ErrorKind::InvalidData)?;
+        let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+        let status = head[9..12]
+            .parse()
+            .map_err(|_| std::io::ErrorKind::InvalidData)?;
+        Ok((status, head, buf[split + 4..].to_vec()))
+    }
+
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, Vec<u8>) {
+        self.try_http(method, path, headers, body)
+            .expect("http request")
+    }
+
+    /// Value of one Prometheus series summed over shards.
+    pub fn metric(&self, name: &str) -> i64 {
+        let (_, _, body) = self.http("GET", "/metrics", &[], b"");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A token for the test secret, valid for `ttl` seconds.
+pub fn token(role: &str, ttl: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    realtime::realtime::auth::sign_hs256(
+        SECRET,
+        &serde_json::json!({"role": role, "exp": now + ttl}),
+    )
+}
+
+/// A frame as the client sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Text(String),
+    Binary(Vec<u8>),
+    Close(Option<u16>),
+    Pong(Vec<u8>),
+    Ping(Vec<u8>),
+}
+
+/// A minimal blocking WebSocket client.
+pub struct Ws {
+    pub s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Ws {
+    /// Connects with `vsn` and the given token; panics unless upgraded.
+    pub fn connect(port: u16, vsn: &str, token: &str) -> Ws {
+        let path = format!("/socket/websocket?apikey={token}&vsn={vsn}");
+        match Ws::try_connect(port, &path, "localhost", &[]) {
+            Ok(ws) => ws,
+            Err((status, body)) => panic!("upgrade refused: {status} {body}"),
+        }
+    }
+
+    /// Attempts an upgrade; on refusal returns (status, body).
+    pub fn try_connect(
+        port: u16,
+        path: &str,
+        host: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Ws, (u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut req = format!(
+            "GET {path} HTTP/1.1\r\nhost: {host}\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n"
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 4096];
+        let split = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p;
+            }
+            let n = s.read(&mut tmp).unwrap();
+            assert!(n > 0, "eof before response head");
+            buf.extend_from_slice(&tmp[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+        let status: u16 = head[9..12].parse().unwrap();
+        let rest = buf[split + 4..].to_vec();
+        if status == 101 {
+            assert!(
+                head.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+                "bad accept key: {head}"
+            );
+            return Ok(Ws { s, buf: rest });
+        }
+        let mut body = rest;
+        let _ = s.read_to_end(&mut body);
+        Err((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// Sends one masked frame with the given first byte (FIN|opcode).
+    pub fn send_raw(&mut self, b0: u8, payload: &[u8]) {
+        let mut f = vec![b0];
+        let mask = [0x11u8, 0x22, 0x33, 0x44];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n < 65536 => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.s.write_all(&f).unwrap();
+    }
+
+    pub fn text(&mut self, s: &str) {
+        self.send_raw(0x81, s.as_bytes());
+    }
+
+    pub fn binary(&mut self, b: &[u8]) {
+        self.send_raw(0x82, b);
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut tmp = [0u8; 65536];
+        match self.s.read(&mut tmp) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+        }
+    }
+
+    /// Next frame, or None on EOF/timeout.
+    pub fn recv(&mut self) -> Option<Frame> {
+        loop {
+            if self.buf.len() >= 2 {
+                assert_eq!(self.buf[1] & 0x80, 0, "server frames are never masked");
+                let (len, hl) = match self.buf[1] & 0x7f {
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
+                    127 if self.buf.len() >= 10 => (
+                        u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    126 | 127 => (usize::MAX, 0),
+                    n => (n as usize, 2),
+                };
+                if len != usize::MAX && self.buf.len() >= hl + len {
+                    let op = self.buf[0] & 0x0f;
+                    let payload: Vec<u8> = self.buf[hl..hl + len].to_vec();
+                    self.buf.drain(..hl + len);
+                    return Some(match op {
+                        1 => Frame::Text(String::from_utf8(payload).unwrap()),
+                        2 => Frame::Binary(payload),
+                        8 => Frame::Close(
+                            (payload.len() >= 2)
+                                .then(|| u16::from_be_bytes([payload[0], payload[1]])),
+                        ),
+                        9 => Frame::Ping(payload),
+                        10 => Frame::Pong(payload),
+                        o => panic!("unexpected opcode {o}"),
+                    });
+                }
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// Next text frame parsed as JSON (skipping nothing).
+    pub fn recv_json(&mut self) -> serde_json::Value {
+        match self.recv() {
+            Some(Frame::Text(t)) => serde_json::from_str(&t).unwrap(),
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+
+    /// Waits up to `ms` for a frame; None if nothing arrives.
+    pub fn recv_within(&mut self, ms: u64) -> Option<Frame> {
+        self.s
+            .set_read_timeout(Some(Duration::from_millis(ms)))
+            .unwrap();
+        let f = self.recv();
+        self.s
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        f
+    }
+
+    /// Joins `topic` (v2) with `config`, returning the reply.
+    pub fn join_v2(
+        &mut self,
+        jr: &str,
+        topic: &str,
+        config: serde_json::Value,
+    ) -> serde_json::Value {
+        let msg = serde_json::json!([jr, jr, topic, "phx_join", {"config": config}]);
+        self.text(&msg.to_string());
+        self.recv_json()
+    }
+}
