@@ -114,6 +114,10 @@ pub struct Session {
     pub channels: HashMap<Box<str>, Channel>,
     /// Counted in the tenant's connected users.
     pub counted_user: bool,
+    /// A join was attempted; such a connection left with no channel is
+    /// swept after `NO_CHANNEL_TIMEOUT_IN_MS` (connections that never join
+    /// are not).
+    pub attempted_join: bool,
 }
 
 impl Session {
@@ -126,6 +130,7 @@ impl Session {
             socket_token,
             channels: HashMap::new(),
             counted_user: false,
+            attempted_join: false,
         }
     }
 

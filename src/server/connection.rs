@@ -93,6 +93,11 @@ pub async fn serve_socket(state: Rc<ShardState>, stream: TcpStream) {
         }
     };
     let _ = buf.split_to(head.head_len);
+    if head.headers.iter().any(|(_, v)| v.len() > state.config.max_header_length) {
+        // Cowboy's max_header_value_length (MAX_HEADER_LENGTH).
+        let _ = write_all(&stream, &http::response(431, None, &[], b"")).await;
+        return;
+    }
     if listener::is_ws_path(&head.path) {
         websocket(state, stream, head, buf).await;
     } else {

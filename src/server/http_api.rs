@@ -284,7 +284,10 @@ fn single(state: &ShardState, head: &RequestHead, topic: &str, event: &str, body
 fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
     if let Some(secret) = &state.config.metrics_jwt_secret {
         let authz = head.header("authorization").and_then(|h| std::str::from_utf8(h).ok());
-        let ok = rest::bearer_or_apikey(authz, None).is_some_and(|t| auth::verify_hs_any(t, secret, now_unix()));
+        let ok = rest::bearer_or_apikey(authz, None).is_some_and(|t| {
+            let cleaned = auth::clean_token(t);
+            auth::verify_hs_any(t, secret, now_unix()) && !state.config.metrics_token_blocklist.contains(&cleaned)
+        });
         if !ok {
             return Resp::empty(403);
         }

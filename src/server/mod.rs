@@ -160,6 +160,7 @@ async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
         .detach();
     }
     glommio::spawn_local(shutdown::expiry_sweeper(state.clone())).detach();
+    glommio::spawn_local(shutdown::channelless_sweeper(state.clone())).detach();
     let accept = glommio::spawn_local(listener::accept_loop(state.clone(), listener));
     shutdown::wait_for_signal().await;
     state.shutting_down.set(true);

@@ -82,6 +82,30 @@ pub async fn expiry_sweeper(state: Rc<ShardState>) {
     }
 }
 
+/// Every `NO_CHANNEL_TIMEOUT_IN_MS`, drops connections that attempted a
+/// join and now have no channel, without a close frame (the Elixir
+/// tracker kills such processes; clients see 1006 and reconnect).
+pub async fn channelless_sweeper(state: Rc<ShardState>) {
+    let period = Duration::from_millis(state.config.no_channel_timeout_ms);
+    loop {
+        glommio::timer::sleep(period).await;
+        let idle: Vec<_> = state
+            .sessions
+            .borrow()
+            .values()
+            .filter(|c| {
+                let s = c.session.borrow();
+                s.attempted_join && s.channels.is_empty()
+            })
+            .cloned()
+            .collect();
+        for conn in idle {
+            tracing::debug!(conn = conn.session.borrow().id, "no channel left: dropping connection");
+            conn.out.kill();
+        }
+    }
+}
+
 /// Tells every session to go and waits up to `limit` for their sockets.
 pub async fn drain(state: &Rc<ShardState>, limit: Duration) {
     let conns: Vec<_> = state.sessions.borrow().values().cloned().collect();

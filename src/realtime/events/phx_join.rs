@@ -71,6 +71,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         session.push_unmatched(&msg);
         return Flow::Continue;
     };
+    session.attempted_join = true;
     // A second join on a joined topic replaces the first: the old channel
     // closes with its own join ref.
     if let Some(old) = session.remove_channel(env, &msg.topic) {
