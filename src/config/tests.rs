@@ -577,6 +577,9 @@ fn readme_documents_every_setting() {
     let readme = include_str!("../../README.md");
     for (env, field, _) in env_table() {
         let row = format!("| `{env}` | `{field}` |");
-        assert!(readme.contains(&row), "README.md has no configuration row for {env}");
+        assert!(
+            readme.contains(&row),
+            "README.md has no configuration row for {env}"
+        );
     }
 }

@@ -17,7 +17,15 @@ pub fn message(
     payload_json: &[u8],
 ) -> Bytes {
     let mut fb = FrameBuilder::new(OpCode::Text, payload_json.len() + topic.len() + 64);
-    phoenix::encode_message(vsn, fb.body(), join_ref, msg_ref, topic, event, payload_json);
+    phoenix::encode_message(
+        vsn,
+        fb.body(),
+        join_ref,
+        msg_ref,
+        topic,
+        event,
+        payload_json,
+    );
     fb.finish()
 }
 
@@ -31,12 +39,26 @@ pub fn reply(
     response_json: &[u8],
 ) -> Bytes {
     let mut fb = FrameBuilder::new(OpCode::Text, response_json.len() + topic.len() + 64);
-    phoenix::encode_reply(vsn, fb.body(), join_ref, msg_ref, topic, status, response_json);
+    phoenix::encode_reply(
+        vsn,
+        fb.body(),
+        join_ref,
+        msg_ref,
+        topic,
+        status,
+        response_json,
+    );
     fb.finish()
 }
 
 /// `{"reason":"<reason>"}` error reply.
-pub fn error_reply(vsn: Vsn, join_ref: Option<&Ref>, msg_ref: Option<&Ref>, topic: &str, reason: &str) -> Bytes {
+pub fn error_reply(
+    vsn: Vsn,
+    join_ref: Option<&Ref>,
+    msg_ref: Option<&Ref>,
+    topic: &str,
+    reason: &str,
+) -> Bytes {
     reply(vsn, join_ref, msg_ref, topic, "error", &reason_json(reason))
 }
 
@@ -50,7 +72,12 @@ pub fn reason_json(reason: &str) -> Vec<u8> {
 }
 
 /// The `system` payload `{"extension":E,"status":S,"message":M,"channel":C}`.
-pub fn system_payload(extension: &str, status: &str, message: &str, channel: Option<&str>) -> Vec<u8> {
+pub fn system_payload(
+    extension: &str,
+    status: &str,
+    message: &str,
+    channel: Option<&str>,
+) -> Vec<u8> {
     let mut b = bytes::BytesMut::with_capacity(message.len() + 96);
     b.extend_from_slice(b"{\"extension\":");
     crate::proto::json::write_str(&mut b, extension);
@@ -74,14 +101,21 @@ pub fn user_broadcast_binary(
     encoding: Encoding,
     payload: &[u8],
 ) -> Option<Bytes> {
-    let mut fb = FrameBuilder::new(OpCode::Binary, payload.len() + topic.len() + user_event.len() + metadata.len() + 8);
-    phoenix::encode_user_broadcast(fb.body(), topic, user_event, metadata, encoding, payload).ok()?;
+    let mut fb = FrameBuilder::new(
+        OpCode::Binary,
+        payload.len() + topic.len() + user_event.len() + metadata.len() + 8,
+    );
+    phoenix::encode_user_broadcast(fb.body(), topic, user_event, metadata, encoding, payload)
+        .ok()?;
     Some(fb.finish())
 }
 
 /// Kind-2 broadcast (re-fan of a kind-0 push) as a binary frame.
 pub fn binary_broadcast(topic: &str, event: &str, payload: &[u8]) -> Option<Bytes> {
-    let mut fb = FrameBuilder::new(OpCode::Binary, payload.len() + topic.len() + event.len() + 4);
+    let mut fb = FrameBuilder::new(
+        OpCode::Binary,
+        payload.len() + topic.len() + event.len() + 4,
+    );
     phoenix::encode_binary_broadcast(fb.body(), topic, event, payload).ok()?;
     Some(fb.finish())
 }

@@ -168,18 +168,41 @@ impl FrameCache {
             Vsn::V1 => &mut self.v1,
             Vsn::V2 => &mut self.v2,
         };
-        slot.get_or_insert_with(|| encode(sub.vsn, topic, msg)).clone()
+        slot.get_or_insert_with(|| encode(sub.vsn, topic, msg))
+            .clone()
     }
 }
 
 fn encode(vsn: Vsn, topic: &str, msg: &Outgoing<'_>) -> Option<Bytes> {
     match (msg, vsn) {
-        (Outgoing::Json { event, payload }, _) => Some(frames::message(vsn, None, None, topic, event, payload)),
-        (Outgoing::User { event, encoding, metadata, payload }, Vsn::V2) => {
-            frames::user_broadcast_binary(topic, event, metadata, *encoding, payload)
+        (Outgoing::Json { event, payload }, _) => {
+            Some(frames::message(vsn, None, None, topic, event, payload))
         }
-        (Outgoing::User { encoding: Encoding::Binary, .. }, Vsn::V1) => None,
-        (Outgoing::User { event, metadata, payload, .. }, Vsn::V1) => {
+        (
+            Outgoing::User {
+                event,
+                encoding,
+                metadata,
+                payload,
+            },
+            Vsn::V2,
+        ) => frames::user_broadcast_binary(topic, event, metadata, *encoding, payload),
+        (
+            Outgoing::User {
+                encoding: Encoding::Binary,
+                ..
+            },
+            Vsn::V1,
+        ) => None,
+        (
+            Outgoing::User {
+                event,
+                metadata,
+                payload,
+                ..
+            },
+            Vsn::V1,
+        ) => {
             let mut body = bytes::BytesMut::with_capacity(payload.len() + event.len() + 48);
             let meta = (!metadata.is_empty()).then_some(*metadata);
             phoenix::encode_user_broadcast_json(&mut body, event, meta, payload);

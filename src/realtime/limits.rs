@@ -99,6 +99,10 @@ mod tests {
         assert_eq!(c.avg(4_000), 0.0);
         assert_eq!(c.avg(1_000_000), 0.0);
         c.add(5, 1_000_000);
-        assert_eq!(c.avg(1_001_000), 5.0, "average over the buckets filled so far");
+        assert_eq!(
+            c.avg(1_001_000),
+            5.0,
+            "average over the buckets filled so far"
+        );
     }
 }

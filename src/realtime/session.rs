@@ -176,8 +176,17 @@ impl Session {
     }
 
     /// Queues a reply on this session's socket.
-    pub fn reply(&self, join_ref: Option<&Ref>, msg_ref: Option<&Ref>, topic: &str, status: &str, response: &[u8]) {
-        self.out.push(frames::reply(self.vsn, join_ref, msg_ref, topic, status, response));
+    pub fn reply(
+        &self,
+        join_ref: Option<&Ref>,
+        msg_ref: Option<&Ref>,
+        topic: &str,
+        status: &str,
+        response: &[u8],
+    ) {
+        self.out.push(frames::reply(
+            self.vsn, join_ref, msg_ref, topic, status, response,
+        ));
     }
 
     /// Removes a channel: unsubscribes it, leaves its presence (fanning the
@@ -198,7 +207,14 @@ impl Session {
             return;
         };
         let payload = frames::system_payload("system", "error", message, Some(ch.sub_topic()));
-        self.out.push(frames::message(self.vsn, ch.join_ref.as_ref(), None, &ch.topic, "system", &payload));
+        self.out.push(frames::message(
+            self.vsn,
+            ch.join_ref.as_ref(),
+            None,
+            &ch.topic,
+            "system",
+            &payload,
+        ));
         self.push_close(&ch);
     }
 
@@ -258,7 +274,9 @@ impl Session {
     pub fn push_server_disconnect(&self) {
         let payload = frames::system_payload("system", "ok", "Server requested disconnect", None);
         for ch in self.channels.values() {
-            self.out.push(frames::message(self.vsn, None, None, &ch.topic, "system", &payload));
+            self.out.push(frames::message(
+                self.vsn, None, None, &ch.topic, "system", &payload,
+            ));
         }
     }
 }
@@ -273,4 +291,3 @@ pub fn lenient_bool(v: Option<&serde_json::Value>) -> Option<bool> {
         _ => None,
     }
 }
-

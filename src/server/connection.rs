@@ -93,7 +93,11 @@ pub async fn serve_socket(state: Rc<ShardState>, stream: TcpStream) {
         }
     };
     let _ = buf.split_to(head.head_len);
-    if head.headers.iter().any(|(_, v)| v.len() > state.config.max_header_length) {
+    if head
+        .headers
+        .iter()
+        .any(|(_, v)| v.len() > state.config.max_header_length)
+    {
         // Cowboy's max_header_value_length (MAX_HEADER_LENGTH).
         let _ = write_all(&stream, &http::response(431, None, &[], b"")).await;
         return;
@@ -129,7 +133,10 @@ struct Accepted {
 }
 
 fn check_connect(state: &ShardState, head: &http::RequestHead) -> Result<Accepted, Refusal> {
-    let bare = |status| Refusal { status, error: None };
+    let bare = |status| Refusal {
+        status,
+        error: None,
+    };
     if head.method != "GET" {
         return Err(bare(400));
     }
@@ -185,13 +192,21 @@ fn check_connect(state: &ShardState, head: &http::RequestHead) -> Result<Accepte
     })
 }
 
-async fn websocket(state: Rc<ShardState>, stream: SharedStream, head: http::RequestHead, mut buf: BytesMut) {
+async fn websocket(
+    state: Rc<ShardState>,
+    stream: SharedStream,
+    head: http::RequestHead,
+    mut buf: BytesMut,
+) {
     let accepted = match check_connect(&state, &head) {
         Ok(a) => a,
         Err(r) => {
             let resp = match r.error {
                 Some(msg) => {
-                    glommio::timer::sleep(Duration::from_millis(state.config.connect_error_backoff_ms)).await;
+                    glommio::timer::sleep(Duration::from_millis(
+                        state.config.connect_error_backoff_ms,
+                    ))
+                    .await;
                     let body = serde_json::json!({ "error": msg }).to_string();
                     http::response(r.status, Some("application/json"), &[], body.as_bytes())
                 }
@@ -201,7 +216,10 @@ async fn websocket(state: Rc<ShardState>, stream: SharedStream, head: http::Requ
             return;
         }
     };
-    if write_all(&stream, &ws::handshake_response(&accepted.key)).await.is_err() {
+    if write_all(&stream, &ws::handshake_response(&accepted.key))
+        .await
+        .is_err()
+    {
         return;
     }
     let _ = stream
@@ -229,7 +247,11 @@ async fn websocket(state: Rc<ShardState>, stream: SharedStream, head: http::Requ
         out.kill();
     }
     if !out.reason().is_empty() {
-        tracing::info!(conn = id, reason = out.reason(), "socket closed by the server");
+        tracing::info!(
+            conn = id,
+            reason = out.reason(),
+            "socket closed by the server"
+        );
         if out.reason().starts_with("outbound queue") {
             ShardStats::add(&state.stats().queue_drops, 1);
         }
@@ -241,7 +263,11 @@ async fn websocket(state: Rc<ShardState>, stream: SharedStream, head: http::Requ
 
 /// Runs `f` with the session and a handler environment, then folds the
 /// tally into the shard stats and schedules token checks.
-pub fn with_env<R>(state: &ShardState, conn: &Conn, f: impl FnOnce(&mut Session, &mut Env<'_>) -> R) -> R {
+pub fn with_env<R>(
+    state: &ShardState,
+    conn: &Conn,
+    f: impl FnOnce(&mut Session, &mut Env<'_>) -> R,
+) -> R {
     let mut tenant = conn.tenant.borrow_mut();
     let mut session = conn.session.borrow_mut();
     let mut tally = Tally::default();
@@ -268,7 +294,12 @@ pub fn with_env<R>(state: &ShardState, conn: &Conn, f: impl FnOnce(&mut Session,
     r
 }
 
-async fn read_loop(state: &Rc<ShardState>, stream: &SharedStream, conn: &Rc<Conn>, buf: &mut BytesMut) {
+async fn read_loop(
+    state: &Rc<ShardState>,
+    stream: &SharedStream,
+    conn: &Rc<Conn>,
+    buf: &mut BytesMut,
+) {
     let mut decoder = ws::Decoder::new(state.config.max_frame_size);
     let out = &conn.out;
     loop {
@@ -291,13 +322,10 @@ async fn read_loop(state: &Rc<ShardState>, stream: &SharedStream, conn: &Rc<Conn
             // Idle sockets keep no read buffer.
             *buf = BytesMut::new();
         }
-        let read = futures_lite::future::or(
-            async { Some(read_some(stream, buf).await) },
-            async {
-                poll_fn(|cx| out.poll_stopped(cx)).await;
-                None
-            },
-        )
+        let read = futures_lite::future::or(async { Some(read_some(stream, buf).await) }, async {
+            poll_fn(|cx| out.poll_stopped(cx)).await;
+            None
+        })
         .await;
         match read {
             Some(Ok(0)) | Some(Err(_)) | None => return,

@@ -39,7 +39,10 @@ impl Resp {
     }
 
     fn message(status: u16, message: &str) -> Self {
-        Self::json(status, serde_json::json!({ "message": message }).to_string())
+        Self::json(
+            status,
+            serde_json::json!({ "message": message }).to_string(),
+        )
     }
 
     fn empty(status: u16) -> Self {
@@ -53,7 +56,12 @@ impl Resp {
 }
 
 /// Serves requests on one socket until it closes or asks to.
-pub async fn serve(state: Rc<ShardState>, stream: SharedStream, mut head: RequestHead, mut buf: BytesMut) {
+pub async fn serve(
+    state: Rc<ShardState>,
+    stream: SharedStream,
+    mut head: RequestHead,
+    mut buf: BytesMut,
+) {
     loop {
         ShardStats::add(&state.stats().http_requests, 1);
         let len = match http::content_length(&head) {
@@ -117,7 +125,8 @@ fn route(state: &ShardState, head: &RequestHead, body: &[u8]) -> Resp {
         ("GET", "/metrics") => metrics(state, head),
         ("OPTIONS", _) => {
             let mut r = Resp::empty(204);
-            r.headers.push(("access-control-allow-methods", "GET, POST, OPTIONS".into()));
+            r.headers
+                .push(("access-control-allow-methods", "GET, POST, OPTIONS".into()));
             r.headers.push((
                 "access-control-allow-headers",
                 "authorization, apikey, content-type, x-client-info".into(),
@@ -141,7 +150,10 @@ fn route(state: &ShardState, head: &RequestHead, body: &[u8]) -> Resp {
 }
 
 fn tenant_of(state: &ShardState, head: &RequestHead) -> Option<String> {
-    let host = head.header("host").and_then(|h| std::str::from_utf8(h).ok()).unwrap_or("");
+    let host = head
+        .header("host")
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .unwrap_or("");
     let id = state.directory.tenant_id_for_host(host);
     state.directory.get(id).map(|_| id.to_owned())
 }
@@ -161,15 +173,30 @@ fn with_tenant(state: &ShardState, head: &RequestHead, f: impl FnOnce(&str) -> R
     let rate_headers = vec![
         ("x-rate-rolling", format!("{avg:?}")),
         ("x-rate-limit", limit.to_string()),
-        ("x-rate-limit-remaining", format!("{:?}", limit as f64 - avg)),
+        (
+            "x-rate-limit-remaining",
+            format!("{:?}", limit as f64 - avg),
+        ),
     ];
     let mut resp = if avg >= limit as f64 {
         Resp::message(429, "Too many requests")
     } else {
-        let authz = head.header("authorization").and_then(|h| std::str::from_utf8(h).ok());
-        let apikey = head.header("apikey").and_then(|h| std::str::from_utf8(h).ok());
+        let authz = head
+            .header("authorization")
+            .and_then(|h| std::str::from_utf8(h).ok());
+        let apikey = head
+            .header("apikey")
+            .and_then(|h| std::str::from_utf8(h).ok());
         match rest::bearer_or_apikey(authz, apikey) {
-            Some(token) if auth::verify(&auth::clean_token(token), &cfg.jwt, &cfg.validators, now_unix()).is_ok() => {
+            Some(token)
+                if auth::verify(
+                    &auth::clean_token(token),
+                    &cfg.jwt,
+                    &cfg.validators,
+                    now_unix(),
+                )
+                .is_ok() =>
+            {
                 if cfg.suspended {
                     Resp::message(403, "Tenant is suspended")
                 } else {
@@ -184,13 +211,16 @@ fn with_tenant(state: &ShardState, head: &RequestHead, f: impl FnOnce(&str) -> R
 }
 
 fn content_type(head: &RequestHead) -> Option<&str> {
-    head.header("content-type").and_then(|h| std::str::from_utf8(h).ok())
+    head.header("content-type")
+        .and_then(|h| std::str::from_utf8(h).ok())
 }
 
 /// A request error rendered the way Phoenix renders it for this request's
 /// `Accept` header.
 fn error(head: &RequestHead, e: &rest::BatchError) -> Resp {
-    let accept = head.header("accept").and_then(|h| std::str::from_utf8(h).ok());
+    let accept = head
+        .header("accept")
+        .and_then(|h| std::str::from_utf8(h).ok());
     let (ct, body) = e.render(accept);
     Resp {
         status: e.status(),
@@ -254,10 +284,20 @@ fn single(state: &ShardState, head: &RequestHead, topic: &str, event: &str, body
         };
         let mut tenant = tenant.borrow_mut();
         let (encoding, payload, size) = match kind {
-            rest::SingleKind::Json => (Encoding::Json, parsed.payload.as_ref(), parsed.external_size),
-            rest::SingleKind::Binary => (Encoding::Binary, body, rest::binary_external_size(body.len())),
+            rest::SingleKind::Json => (
+                Encoding::Json,
+                parsed.payload.as_ref(),
+                parsed.external_size,
+            ),
+            rest::SingleKind::Binary => (
+                Encoding::Binary,
+                body,
+                rest::binary_external_size(body.len()),
+            ),
         };
-        if let Err(e) = rest::validate_single(topic, event, size, tenant.config.limits.max_payload_bytes()) {
+        if let Err(e) =
+            rest::validate_single(topic, event, size, tenant.config.limits.max_payload_bytes())
+        {
             return error(head, &e);
         }
         if rest::single_private(head.query.as_deref(), parsed.private_override) {
@@ -283,28 +323,83 @@ fn single(state: &ShardState, head: &RequestHead, topic: &str, event: &str, body
 
 fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
     if let Some(secret) = &state.config.metrics_jwt_secret {
-        let authz = head.header("authorization").and_then(|h| std::str::from_utf8(h).ok());
+        let authz = head
+            .header("authorization")
+            .and_then(|h| std::str::from_utf8(h).ok());
         let ok = rest::bearer_or_apikey(authz, None).is_some_and(|t| {
             let cleaned = auth::clean_token(t);
-            auth::verify_hs_any(t, secret, now_unix()) && !state.config.metrics_token_blocklist.contains(&cleaned)
+            auth::verify_hs_any(t, secret, now_unix())
+                && !state.config.metrics_token_blocklist.contains(&cleaned)
         });
         if !ok {
             return Resp::empty(403);
         }
     }
     let mut out = String::with_capacity(2048);
-    type Series = (&'static str, &'static str, &'static str, fn(&ShardStats) -> i64);
+    type Series = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&ShardStats) -> i64,
+    );
     let series: [Series; 10] = [
-        ("realtime_connections", "gauge", "Open WebSocket connections.", |s| s.connections.load(Ordering::Relaxed)),
-        ("realtime_channels", "gauge", "Joined channels.", |s| s.channels.load(Ordering::Relaxed)),
-        ("realtime_joins_total", "counter", "Successful channel joins.", |s| s.joins.load(Ordering::Relaxed) as i64),
-        ("realtime_messages_in_total", "counter", "WebSocket data messages received.", |s| s.messages_in.load(Ordering::Relaxed) as i64),
-        ("realtime_messages_out_total", "counter", "Frames written to sockets.", |s| s.messages_out.load(Ordering::Relaxed) as i64),
-        ("realtime_bytes_in_total", "counter", "Bytes read from WebSockets.", |s| s.bytes_in.load(Ordering::Relaxed) as i64),
-        ("realtime_bytes_out_total", "counter", "Bytes written to WebSockets.", |s| s.bytes_out.load(Ordering::Relaxed) as i64),
-        ("realtime_queue_drops_total", "counter", "Sockets closed for overflowing their outbound queue.", |s| s.queue_drops.load(Ordering::Relaxed) as i64),
-        ("realtime_handoffs_total", "counter", "Sockets received from another shard.", |s| s.handoffs_in.load(Ordering::Relaxed) as i64),
-        ("realtime_http_requests_total", "counter", "REST requests served.", |s| s.http_requests.load(Ordering::Relaxed) as i64),
+        (
+            "realtime_connections",
+            "gauge",
+            "Open WebSocket connections.",
+            |s| s.connections.load(Ordering::Relaxed),
+        ),
+        ("realtime_channels", "gauge", "Joined channels.", |s| {
+            s.channels.load(Ordering::Relaxed)
+        }),
+        (
+            "realtime_joins_total",
+            "counter",
+            "Successful channel joins.",
+            |s| s.joins.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_messages_in_total",
+            "counter",
+            "WebSocket data messages received.",
+            |s| s.messages_in.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_messages_out_total",
+            "counter",
+            "Frames written to sockets.",
+            |s| s.messages_out.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_bytes_in_total",
+            "counter",
+            "Bytes read from WebSockets.",
+            |s| s.bytes_in.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_bytes_out_total",
+            "counter",
+            "Bytes written to WebSockets.",
+            |s| s.bytes_out.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_queue_drops_total",
+            "counter",
+            "Sockets closed for overflowing their outbound queue.",
+            |s| s.queue_drops.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_handoffs_total",
+            "counter",
+            "Sockets received from another shard.",
+            |s| s.handoffs_in.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_http_requests_total",
+            "counter",
+            "REST requests served.",
+            |s| s.http_requests.load(Ordering::Relaxed) as i64,
+        ),
     ];
     for (name, kind, help, get) in series {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

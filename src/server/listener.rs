@@ -18,6 +18,8 @@ use crate::proto::http;
 
 /// Longest request head we wait for while routing.
 const MAX_PEEK: usize = 16 * 1024;
+/// How long routing waits for a complete request head.
+const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts until cancelled.
 pub async fn accept_loop(state: Rc<ShardState>, listener: TcpListener) {
@@ -43,10 +45,16 @@ pub fn stream_from_fd(fd: OwnedFd) -> TcpStream {
 
 async fn route(state: Rc<ShardState>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let target = match peek_target(&state, &stream).await {
-        Some(t) => t,
-        None => state.shard.id,
+    // A client that connects and sends nothing is served (and timed out)
+    // here rather than waited on forever.
+    let peek = async { peek_target(&state, &stream).await };
+    let give_up = async {
+        glommio::timer::sleep(PEEK_TIMEOUT).await;
+        None
     };
+    let target = futures_lite::future::or(peek, give_up)
+        .await
+        .unwrap_or(state.shard.id);
     if target == state.shard.id {
         connection::serve_socket(state, stream).await;
         return;
@@ -81,7 +89,9 @@ async fn peek_target(state: &ShardState, stream: &TcpStream) -> Option<usize> {
         }
         match http::parse_head(&buf[..n]) {
             Ok(Some(head)) => {
-                let host = head.header("host").and_then(|h| std::str::from_utf8(h).ok())?;
+                let host = head
+                    .header("host")
+                    .and_then(|h| std::str::from_utf8(h).ok())?;
                 let tenant = state.directory.tenant_id_for_host(host);
                 return Some(state.home_of(tenant));
             }

@@ -91,7 +91,9 @@ impl ShardState {
     /// Remembers to check a session's tokens at `exp`.
     pub fn schedule_expiry(&self, session: &Session) {
         if let Some(exp) = session.earliest_expiry() {
-            self.expiries.borrow_mut().push(std::cmp::Reverse((exp, session.id)));
+            self.expiries
+                .borrow_mut()
+                .push(std::cmp::Reverse((exp, session.id)));
         }
     }
 }
@@ -165,7 +167,11 @@ async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
     shutdown::wait_for_signal().await;
     state.shutting_down.set(true);
     accept.cancel().await;
-    shutdown::drain(&state, Duration::from_millis(state.config.shutdown_drain_ms)).await;
+    shutdown::drain(
+        &state,
+        Duration::from_millis(state.config.shutdown_drain_ms),
+    )
+    .await;
     Ok(())
 }
 

@@ -100,7 +100,10 @@ pub async fn channelless_sweeper(state: Rc<ShardState>) {
             .cloned()
             .collect();
         for conn in idle {
-            tracing::debug!(conn = conn.session.borrow().id, "no channel left: dropping connection");
+            tracing::debug!(
+                conn = conn.session.borrow().id,
+                "no channel left: dropping connection"
+            );
             conn.out.kill();
         }
     }

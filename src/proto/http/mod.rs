@@ -410,6 +410,7 @@ mod tests {
         assert!(h(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").wants_keep_alive());
         assert!(!h(b"GET / HTTP/1.1\r\nConnection: upgrade, close\r\n\r\n").wants_keep_alive());
     }
+
     #[test]
     fn response_bytes() {
         let r = response(415, Some("application/json"), &[("x-a", "1")], b"{}");

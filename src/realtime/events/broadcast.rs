@@ -15,9 +15,18 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     let Some(ch) = session.channels.get(msg.topic.as_ref()) else {
         return Flow::Continue;
     };
-    let (id, ack, self_, join_ref) = (ch.id, ch.broadcast_ack, ch.broadcast_self, ch.join_ref.clone());
+    let (id, ack, self_, join_ref) = (
+        ch.id,
+        ch.broadcast_ack,
+        ch.broadcast_self,
+        ch.join_ref.clone(),
+    );
     let limits = env.tenant.config.limits.clone();
-    if env.tenant.events.triggered(limits.max_events_per_second, env.now_ms) {
+    if env
+        .tenant
+        .events
+        .triggered(limits.max_events_per_second, env.now_ms)
+    {
         session.shutdown_channel(env, &msg.topic, "Too many messages per second");
         return Flow::Continue;
     }
@@ -39,13 +48,19 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         },
     };
     let size = match &out {
-        Outgoing::Json { payload, .. } | Outgoing::User { payload, .. } | Outgoing::Kind0 { payload, .. } => {
-            payload.len()
-        }
+        Outgoing::Json { payload, .. }
+        | Outgoing::User { payload, .. }
+        | Outgoing::Kind0 { payload, .. } => payload.len(),
     };
     if size > limits.max_payload_bytes() {
         if ack {
-            session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), &msg.topic, "error", PAYLOAD_SIZE_EXCEEDED);
+            session.reply(
+                join_ref.as_ref(),
+                msg.msg_ref.as_ref(),
+                &msg.topic,
+                "error",
+                PAYLOAD_SIZE_EXCEEDED,
+            );
         }
         return Flow::Continue;
     }
@@ -54,7 +69,13 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     env.tenant.events.add(n, env.now_ms);
     env.tally.deliveries += n;
     if ack {
-        session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), &msg.topic, "ok", b"{}");
+        session.reply(
+            join_ref.as_ref(),
+            msg.msg_ref.as_ref(),
+            &msg.topic,
+            "ok",
+            b"{}",
+        );
     }
     Flow::Continue
 }

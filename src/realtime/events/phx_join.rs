@@ -44,7 +44,10 @@ impl JoinConfig {
         c.presence_key = presence::presence_key_from_config(presence.and_then(|p| p.get("key")));
         c.private = lenient_bool(config.and_then(|c| c.get("private"))).unwrap_or(false);
         if let Some(Value::Array(items)) = config.and_then(|c| c.get("postgres_changes")) {
-            c.postgres_changes = items.iter().filter_map(|i| i.as_object().cloned()).collect();
+            c.postgres_changes = items
+                .iter()
+                .filter_map(|i| i.as_object().cloned())
+                .collect();
         }
         let str_field = |k: &str| payload.get(k).and_then(|t| t.as_str()).map(str::to_owned);
         c.token = str_field("user_token").or_else(|| str_field("access_token"));
@@ -94,25 +97,47 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         close,
     };
     if sub_topic.is_empty() {
-        return error("TopicNameRequired: You must provide a topic name".into(), None);
+        return error(
+            "TopicNameRequired: You must provide a topic name".into(),
+            None,
+        );
     }
     let tenant_cfg = env.tenant.config.clone();
     let limits = &tenant_cfg.limits;
     if env.shutting_down {
-        return error("RealtimeRestarting: Realtime is restarting, please standby".into(), None);
+        return error(
+            "RealtimeRestarting: Realtime is restarting, please standby".into(),
+            None,
+        );
     }
     if tenant_cfg.suspended {
-        return error("RealtimeDisabledForTenant: Realtime disabled for this tenant".into(), None);
+        return error(
+            "RealtimeDisabledForTenant: Realtime disabled for this tenant".into(),
+            None,
+        );
     }
     if tenant_cfg.private_only && !cfg.private {
-        return error("PrivateOnly: This project only allows private channels".into(), None);
+        return error(
+            "PrivateOnly: This project only allows private channels".into(),
+            None,
+        );
     }
     if !session.counted_user && env.tenant.nr_users >= limits.max_concurrent_users {
-        return error("ConnectionRateLimitReached: Too many connected users".into(), None);
+        return error(
+            "ConnectionRateLimitReached: Too many connected users".into(),
+            None,
+        );
     }
     env.tenant.joins.add(1, env.now_ms);
-    if env.tenant.joins.triggered(limits.max_joins_per_second, env.now_ms) {
-        return error("ClientJoinRateLimitReached: Too many joins per second".into(), Some(1001));
+    if env
+        .tenant
+        .joins
+        .triggered(limits.max_joins_per_second, env.now_ms)
+    {
+        return error(
+            "ClientJoinRateLimitReached: Too many joins per second".into(),
+            Some(1001),
+        );
     }
     if session.channels.len() as u64 >= limits.max_channels_per_client {
         return error("ChannelRateLimitReached: Too many channels".into(), None);
@@ -121,7 +146,12 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         Some(t) if !auth::is_opaque_api_key(t) => auth::clean_token(t),
         _ => session.socket_token.clone(),
     };
-    let claims: Claims = match auth::verify_channel(&token, &tenant_cfg.jwt, &tenant_cfg.validators, env.now_unix) {
+    let claims: Claims = match auth::verify_channel(
+        &token,
+        &tenant_cfg.jwt,
+        &tenant_cfg.validators,
+        env.now_unix,
+    ) {
         Ok(c) => c,
         Err(e) => return error(e.join_reason(), None),
     };
@@ -130,7 +160,8 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         // database's realtime.messages; without a tenant database that is
         // exactly the Elixir server's answer.
         return error(
-            "UnableToConnectToProject: Realtime was unable to connect to the project database".into(),
+            "UnableToConnectToProject: Realtime was unable to connect to the project database"
+                .into(),
             None,
         );
     }
@@ -145,9 +176,15 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         broadcast_self: cfg.self_,
         broadcast_ack: cfg.ack,
         presence_enabled,
-        presence_key: cfg.presence_key.clone().unwrap_or_else(presence::new_presence_key),
+        presence_key: cfg
+            .presence_key
+            .clone()
+            .unwrap_or_else(presence::new_presence_key),
         tracking: false,
-        presence_limiter: ClientPresenceLimiter::new(limits.client_presence_max_calls, limits.client_presence_window_ms),
+        presence_limiter: ClientPresenceLimiter::new(
+            limits.client_presence_max_calls,
+            limits.client_presence_window_ms,
+        ),
         token,
         claims,
     };
@@ -178,7 +215,13 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         .collect();
     let response = serde_json::json!({ "postgres_changes": echoed });
     let response = serde_json::to_vec(&response).unwrap_or_default();
-    session.reply(msg.join_ref.as_ref(), msg.msg_ref.as_ref(), &msg.topic, "ok", &response);
+    session.reply(
+        msg.join_ref.as_ref(),
+        msg.msg_ref.as_ref(),
+        &msg.topic,
+        "ok",
+        &response,
+    );
     if presence_enabled {
         let mut state = Vec::with_capacity(64);
         match env.tenant.hub.topic(&msg.topic) {
@@ -201,7 +244,14 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             "Postgres Changes are not configured for this tenant",
             Some(sub_topic),
         );
-        session.out.push(frames::message(session.vsn, ch.join_ref.as_ref(), None, &ch.topic, "system", &p));
+        session.out.push(frames::message(
+            session.vsn,
+            ch.join_ref.as_ref(),
+            None,
+            &ch.topic,
+            "system",
+            &p,
+        ));
     }
     session.channels.insert(ch.topic.clone(), ch);
     Flow::Continue
@@ -224,12 +274,17 @@ mod tests {
         }, "access_token": "t"}));
         assert!(c.ack);
         assert!(!c.self_);
-        assert!(!c.presence_enabled, "invalid boolean falls back to the default");
+        assert!(
+            !c.presence_enabled,
+            "invalid boolean falls back to the default"
+        );
         assert_eq!(c.presence_key.as_deref(), Some("42"));
         assert!(!c.private);
         assert_eq!(c.postgres_changes.len(), 1);
         assert_eq!(c.token.as_deref(), Some("t"));
-        let c = JoinConfig::parse(&json!({"user_token": "u", "access_token": "a", "config": {"presence": {"key": ""}}}));
+        let c = JoinConfig::parse(
+            &json!({"user_token": "u", "access_token": "a", "config": {"presence": {"key": ""}}}),
+        );
         assert_eq!(c.token.as_deref(), Some("u"), "legacy user_token wins");
         assert_eq!(c.presence_key, None);
     }

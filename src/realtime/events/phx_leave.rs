@@ -12,7 +12,13 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         .get(msg.topic.as_ref())
         .and_then(|c| c.join_ref.clone())
         .or_else(|| msg.join_ref.clone());
-    session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), &msg.topic, "ok", b"{}");
+    session.reply(
+        join_ref.as_ref(),
+        msg.msg_ref.as_ref(),
+        &msg.topic,
+        "ok",
+        b"{}",
+    );
     if let Some(ch) = session.remove_channel(env, &msg.topic) {
         session.push_close(&ch);
     }

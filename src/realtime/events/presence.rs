@@ -22,7 +22,11 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         return Flow::Continue;
     };
     let join_ref = ch.join_ref.clone();
-    let Some(event) = payload.get("event").and_then(Value::as_str).map(str::to_ascii_lowercase) else {
+    let Some(event) = payload
+        .get("event")
+        .and_then(Value::as_str)
+        .map(str::to_ascii_lowercase)
+    else {
         session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
         return Flow::Continue;
     };
@@ -40,7 +44,13 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         "track" => {
             let Some(meta) = payload.get("payload").and_then(Value::as_object).cloned() else {
                 let reason = frames::reason_json("Presence track payload must be a map");
-                session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "error", &reason);
+                session.reply(
+                    join_ref.as_ref(),
+                    msg.msg_ref.as_ref(),
+                    topic,
+                    "error",
+                    &reason,
+                );
                 return Flow::Continue;
             };
             // The Elixir rule measures the decoded term (`external_size`).
@@ -52,7 +62,12 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             ch.presence_enabled = true;
             ch.tracking = true;
             let (id, key) = (ch.id, ch.presence_key.clone());
-            let diff = env.tenant.hub.topic_mut(topic).presence.track(id, &key, meta);
+            let diff = env
+                .tenant
+                .hub
+                .topic_mut(topic)
+                .presence
+                .track(id, &key, meta);
             session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
             if let Some(d) = diff {
                 fan_diff(env, topic, &d);
@@ -68,7 +83,13 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
                 fan_diff(env, topic, &d);
             }
         }
-        _ => session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "error", b"{}"),
+        _ => session.reply(
+            join_ref.as_ref(),
+            msg.msg_ref.as_ref(),
+            topic,
+            "error",
+            b"{}",
+        ),
     }
     Flow::Continue
 }

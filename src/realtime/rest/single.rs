@@ -115,7 +115,6 @@ pub fn single_private(query: Option<&str>, private_override: Option<bool>) -> bo
     })
 }
 
-
 /// The single endpoint's changeset (`SingleBroadcast.validate_message`):
 /// `topic` and `event` are the decoded path segments, blank when only
 /// whitespace; the payload is checked by its external size. 422 body e.g.
