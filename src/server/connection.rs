@@ -40,19 +40,25 @@ pub struct Conn {
     pub tenant: Rc<RefCell<Tenant>>,
 }
 
+thread_local! {
+    /// Per-shard read scratch. Reads land here first and only the bytes
+    /// read are copied into the socket's own buffer, so a socket waiting
+    /// for data owns no read buffer at all.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+}
+
 /// Reads at most `READ_CHUNK` more bytes into `buf`; 0 means EOF.
 pub async fn read_some(stream: &SharedStream, buf: &mut BytesMut) -> std::io::Result<usize> {
     poll_fn(|cx| {
-        let start = buf.len();
-        buf.resize(start + READ_CHUNK, 0);
-        let mut s = stream.borrow_mut();
-        let r = Pin::new(&mut *s).poll_read(cx, &mut buf[start..]);
-        let n = match &r {
-            std::task::Poll::Ready(Ok(n)) => *n,
-            _ => 0,
-        };
-        buf.truncate(start + n);
-        r
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let mut s = stream.borrow_mut();
+            let r = Pin::new(&mut *s).poll_read(cx, &mut scratch[..]);
+            if let std::task::Poll::Ready(Ok(n)) = r {
+                buf.extend_from_slice(&scratch[..n]);
+            }
+            r
+        })
     })
     .await
 }
@@ -196,7 +202,7 @@ async fn websocket(
     state: Rc<ShardState>,
     stream: SharedStream,
     head: http::RequestHead,
-    mut buf: BytesMut,
+    buf: BytesMut,
 ) {
     let accepted = match check_connect(&state, &head) {
         Ok(a) => a,
@@ -238,6 +244,22 @@ async fn websocket(
     state.sessions.borrow_mut().insert(id, conn.clone());
     ShardStats::gauge(&state.stats().connections, 1);
 
+    drop(head);
+    // The session runs in its own task so the handshake's (larger) state
+    // machine, request head included, is freed now rather than held for
+    // the connection's lifetime.
+    glommio::spawn_local(session_task(state, stream, conn, buf)).detach();
+}
+
+/// Drives an upgraded connection: writer task, read loop, clean-up.
+async fn session_task(
+    state: Rc<ShardState>,
+    stream: SharedStream,
+    conn: Rc<Conn>,
+    mut buf: BytesMut,
+) {
+    let out = conn.out.clone();
+    let id = conn.session.borrow().id;
     let writer = glommio::spawn_local(writer(state.clone(), stream.clone(), out.clone()));
     read_loop(&state, &stream, &conn, &mut buf).await;
 
