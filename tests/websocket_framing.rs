@@ -56,3 +56,19 @@ fn client_close_is_echoed_and_garbage_is_dropped() {
     assert_eq!(ws.recv(), Some(Frame::Close(Some(1000))));
     assert_eq!(ws.recv(), None);
 }
+
+#[test]
+fn a_socket_silent_past_the_idle_timeout_is_closed() {
+    let srv = Server::start(&[("WEBSOCKET_IDLE_TIMEOUT_MS", "400")]);
+    let mut quiet = Ws::connect(srv.port, "2.0.0", &token("anon", 3600));
+    let mut chatty = Ws::connect(srv.port, "2.0.0", &token("anon", 3600));
+    for i in 0..8 {
+        chatty.text(&format!(r#"[null,"{i}","phoenix","heartbeat",{{}}]"#));
+        assert_eq!(chatty.recv_json()[4]["status"], "ok");
+        std::thread::sleep(std::time::Duration::from_millis(150));
+    }
+    // 1.2 s without a frame from `quiet`: the server has closed it.
+    assert_eq!(quiet.recv_within(1000), None);
+    chatty.text(r#"[null,"x","phoenix","heartbeat",{}]"#);
+    assert_eq!(chatty.recv_json()[1], "x", "a socket that talks stays open");
+}
