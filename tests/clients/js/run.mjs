@@ -1,0 +1,33 @@
+// Entry point: `node run.mjs <suite>` where suite is `realtime-js` or `phoenix`.
+// Prints one line per test and closes with `N passed, N failed`; exits non-zero
+// on any failure. TEST_FILTER=<regex> selects tests by name.
+
+import { runAll } from './lib/harness.mjs'
+import { config } from './lib/config.mjs'
+
+const SUITES = {
+  'realtime-js': [
+    './suites/realtime-js/lifecycle.mjs',
+    './suites/realtime-js/broadcast.mjs',
+    './suites/realtime-js/presence.mjs',
+    './suites/realtime-js/rest.mjs',
+    './suites/realtime-js/errors.mjs',
+    './suites/realtime-js/auth.mjs',
+    './suites/realtime-js/limits.mjs',
+    './suites/realtime-js/channel.mjs',
+    './suites/realtime-js/websocket.mjs',
+    './suites/realtime-js/rates.mjs',
+  ],
+  phoenix: ['./suites/phoenix/phoenix.mjs'],
+}
+
+const name = process.argv[2]
+if (!SUITES[name]) {
+  console.error(`usage: node run.mjs <${Object.keys(SUITES).join('|')}>`)
+  process.exit(2)
+}
+console.log(`# servers: ${['main', 'limits', 'tenant', 'joinrate', 'eventrate'].map((n) => `${n} :${config[n].port}`).join(', ')}`)
+for (const file of SUITES[name]) await import(file)
+const ok = await runAll(name)
+// Sockets of failed tests may keep the event loop alive; the verdict is final.
+process.exit(ok ? 0 : 1)
