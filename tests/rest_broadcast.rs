@@ -81,3 +81,27 @@ fn rest_errors_are_exact() {
         r#"{"error":"Unsupported Media Type. Use application/json or application/octet-stream"}"#
     );
 }
+
+#[test]
+fn the_gateway_prefixed_rest_path_is_served() {
+    let srv = Server::start(&[]);
+    let t = token("anon", 3600);
+    let mut ws = Ws::connect(srv.port, "2.0.0", &t);
+    ws.join_v2("1", "realtime:gw", json!({}));
+    let body = json!({"messages": [{"topic": "gw", "event": "e", "payload": {}}]}).to_string();
+    let (s, _, _) = srv.http(
+        "POST",
+        "/realtime/v1/api/broadcast",
+        &[("apikey", &t), ("content-type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(s, 202);
+    assert_eq!(ws.recv_json()[4]["event"], "e");
+    let (s, _, _) = srv.http(
+        "POST",
+        "/realtime/v1/api/broadcast/gw/events/x",
+        &[("apikey", &t)],
+        b"{}",
+    );
+    assert_eq!(s, 202);
+}

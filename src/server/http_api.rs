@@ -110,7 +110,12 @@ pub async fn serve(
 }
 
 fn route(state: &ShardState, head: &RequestHead, body: &[u8]) -> Resp {
-    let path = head.path.as_str();
+    // Behind Supabase's gateway the REST API is `/realtime/v1/api/*`, and
+    // realtime-js derives that URL from its socket URL: serve both.
+    let path = match head.path.strip_prefix("/realtime/v1") {
+        Some(p) if p.starts_with("/api/") => p,
+        _ => head.path.as_str(),
+    };
     match (head.method.as_str(), path) {
         ("GET", "/healthcheck") => Resp {
             status: 200,

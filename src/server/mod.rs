@@ -12,6 +12,7 @@ pub mod connection;
 pub mod http_api;
 pub mod listener;
 pub mod outq;
+pub mod pgconn;
 pub mod shutdown;
 
 use std::cell::{Cell, RefCell};
