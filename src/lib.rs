@@ -4,13 +4,16 @@
 //!
 //! - [`proto`]: sans-io codecs. WebSocket frames (`proto::ws`), the Phoenix
 //!   serializers v1 JSON, v2 JSON and v2 binary (`proto::phoenix`), HTTP request
-//!   heads and query strings (`proto::http`). No I/O, no clocks, no runtime.
+//!   heads and query strings (`proto::http`), the logical replication stream,
+//!   pgoutput and typed JSON of Postgres values (`proto::pg`). No I/O, no
+//!   clocks, no runtime.
 //! - [`realtime`]: runtime-free domain logic. Tenants and their limits, JWT
 //!   verification, channel events (one file each under `realtime::events`),
 //!   presence state and diffs, the per-topic subscriber registry that fans a
 //!   message out as shared bytes.
 //! - [`server`]: the glommio drivers. Listener and socket handoff, the
-//!   WebSocket connection (read loop, batched writer), the REST API, shutdown.
+//!   WebSocket connection (read loop, batched writer), the REST API, shutdown,
+//!   and the Postgres connection (`server::pgconn`).
 //! - [`config`]: layered configuration (defaults < TOML < env < CLI).
 //!
 //! The executor pool, tenant-to-shard routing and the cross-shard mesh live in

@@ -2,5 +2,6 @@
 
 pub mod http;
 pub mod json;
+pub mod pg;
 pub mod phoenix;
 pub mod ws;
