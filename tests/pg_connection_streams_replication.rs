@@ -15,8 +15,17 @@ fn dev_db() -> (String, u16, String) {
             .arg("start")
             .output()
             .expect("run scripts/dev-db");
-        assert!(out.status.success(), "dev-db: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().lines().last().unwrap().to_owned()
+        assert!(
+            out.status.success(),
+            "dev-db: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_owned()
     });
     // postgres://USER:PASSWORD@HOST:PORT/DB
     let rest = url.strip_prefix("postgres://").expect("postgres URL");
@@ -55,14 +64,23 @@ fn scram_login_queries_and_sqlstate_errors() {
     run(|| async {
         let mut c = PgConn::connect(&config(false)).await.expect("SCRAM login");
         assert_eq!(c.params.get("TimeZone").map(String::as_str), Some("UTC"));
-        let r = c.simple_query("select 1 as one, null::text as nothing; select 'b'").await.unwrap();
+        let r = c
+            .simple_query("select 1 as one, null::text as nothing; select 'b'")
+            .await
+            .unwrap();
         assert_eq!(r[0].columns, ["one", "nothing"]);
         assert_eq!(r[0].rows, vec![vec![Some("1".to_owned()), None]]);
         assert_eq!(r[1].rows[0][0].as_deref(), Some("b"));
-        let e = c.simple_query("select * from no_such_table").await.unwrap_err();
+        let e = c
+            .simple_query("select * from no_such_table")
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Some("42P01"), "{e}");
         // The connection is usable after an error.
-        assert_eq!(c.simple_query("select 2").await.unwrap()[0].rows[0][0].as_deref(), Some("2"));
+        assert_eq!(
+            c.simple_query("select 2").await.unwrap()[0].rows[0][0].as_deref(),
+            Some("2")
+        );
         c.terminate().await;
 
         let mut bad = config(false);
@@ -87,13 +105,17 @@ fn replication_stream_carries_decodable_pgoutput() {
         let mut repl = PgConn::connect(&config(true)).await.unwrap();
         let ident = repl.simple_query("IDENTIFY_SYSTEM").await.unwrap();
         assert_eq!(ident[0].columns[0], "systemid");
-        repl.simple_query("CREATE_REPLICATION_SLOT pgconn_slot TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT")
-            .await
-            .unwrap();
+        repl.simple_query(
+            "CREATE_REPLICATION_SLOT pgconn_slot TEMPORARY LOGICAL pgoutput NOEXPORT_SNAPSHOT",
+        )
+        .await
+        .unwrap();
         repl.start_copy_both("START_REPLICATION SLOT pgconn_slot LOGICAL 0/0 (proto_version '1', publication_names 'pgconn_pub')")
             .await
             .unwrap();
-        sql.simple_query("insert into pgconn_stream values (7, 'seven')").await.unwrap();
+        sql.simple_query("insert into pgconn_stream values (7, 'seven')")
+            .await
+            .unwrap();
         let mut seen = Vec::new();
         while !seen.iter().any(|m| matches!(m, Message::Commit(_))) {
             let CopyMsg::Data(d) = repl.recv_copy().await.unwrap() else {
@@ -114,6 +136,8 @@ fn replication_stream_carries_decodable_pgoutput() {
             })
             .collect();
         assert_eq!(kinds, ["B", "R", "I", "C"]);
-        sql.simple_query("drop publication pgconn_pub; drop table pgconn_stream").await.unwrap();
+        sql.simple_query("drop publication pgconn_pub; drop table pgconn_stream")
+            .await
+            .unwrap();
     });
 }

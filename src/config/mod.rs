@@ -334,6 +334,40 @@ settings! {
     /// process exits. Longer is gentler on clients, slower to restart.
     shutdown_drain_ms: u64 = 5000, "5000", env "SHUTDOWN_DRAIN_MS";
 
+    // ---- tenant database (Postgres Changes) ----
+
+    /// Host of the default tenant's database. Unset: no tenant database, so
+    /// Postgres Changes answer `Postgres Changes are not configured for this
+    /// tenant` and private channels cannot be authorised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    db_host: Option<String> = None, "(unset)", env "DB_HOST";
+
+    /// Port of the tenant database.
+    db_port: u16 = 5432, "5432", env "DB_PORT";
+
+    /// Database name.
+    db_name: String = "postgres".to_owned(), "postgres", env "DB_NAME";
+
+    /// Role the server logs in as; needs REPLICATION and SELECT on the
+    /// published tables.
+    db_user: String = "supabase_admin".to_owned(), "supabase_admin", env "DB_USER";
+
+    /// Its password (cleartext, md5 and SCRAM-SHA-256 are spoken).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    [secret]
+    db_password: Option<String> = None, "(unset)", env "DB_PASSWORD";
+
+    /// Publication whose tables are streamed. The server never creates it.
+    db_publication: String = "supabase_realtime".to_owned(), "supabase_realtime", env "DB_PUBLICATION";
+
+    /// Appended to `supabase_realtime_replication_slot` to name the
+    /// permanent logical slot; lets several servers share one database.
+    slot_name_suffix: String = String::new(), "", env "SLOT_NAME_SUFFIX";
+
+    /// How often the flush LSN is reported to Postgres when nothing asks.
+    /// Shorter frees WAL sooner; longer sends fewer status messages.
+    replication_status_interval_ms: u64 = 1000, "1000", env "REPLICATION_STATUS_INTERVAL_MS";
+
     // ---- operations ----
 
     /// HS secret a Bearer JWT on `/metrics` must be signed with. Unset leaves

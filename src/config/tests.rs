@@ -110,6 +110,8 @@ fn env_table_has_a_row_per_field_and_matching_defaults() {
         api_jwt_secret_next: Some("n".into()),
         api_jwt_jwks: Some(json!({"keys": []})),
         metrics_jwt_secret: Some("m".into()),
+        db_host: Some("h".into()),
+        db_password: Some("p".into()),
         ..Config::default()
     };
     let fields: HashSet<String> = match serde_json::to_value(&full).unwrap() {

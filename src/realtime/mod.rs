@@ -12,10 +12,12 @@
 //! - [`rest`]: REST broadcast request bodies.
 
 pub mod auth;
+pub mod cdc;
 pub mod events;
 pub mod frames;
 pub mod hub;
 pub mod limits;
+pub mod postgres_changes;
 pub mod presence;
 pub mod rest;
 pub mod session;

@@ -194,6 +194,7 @@ impl Session {
     pub fn remove_channel(&mut self, env: &mut Env<'_>, topic: &str) -> Option<Channel> {
         let ch = self.channels.remove(topic)?;
         env.tenant.hub.unsubscribe(topic, ch.id);
+        env.tenant.cdc.remove(ch.id);
         if ch.tracking {
             super::events::presence::leave(env, topic, ch.id);
         }

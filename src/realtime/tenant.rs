@@ -57,6 +57,8 @@ pub struct TenantConfig {
     pub private_only: bool,
     /// Presence is on for every join, whatever the client asks.
     pub presence_enabled: bool,
+    /// A tenant database is configured (Postgres Changes are served).
+    pub has_database: bool,
 }
 
 /// The tenants this server knows, shared read-only by all shards.
@@ -109,18 +111,23 @@ pub struct Tenant {
     pub presence_events: RateCounter,
     /// Connections that have joined a channel and are still open.
     pub nr_users: u64,
+    /// Postgres Changes subscribers.
+    pub cdc: super::cdc::CdcRegistry,
 }
 
 impl Tenant {
     /// Fresh state for a tenant that just became active on this shard.
     pub fn new(config: Arc<TenantConfig>, now_ms: u64) -> Self {
+        let mut cdc = super::cdc::CdcRegistry::default();
+        cdc.enabled = config.has_database;
         Self {
-            config,
             hub: Hub::default(),
             joins: RateCounter::tenant(now_ms),
             events: RateCounter::tenant(now_ms),
             presence_events: RateCounter::tenant(now_ms),
             nr_users: 0,
+            cdc,
+            config,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod http_api;
 pub mod listener;
 pub mod outq;
 pub mod pgconn;
+pub mod replication;
 pub mod shutdown;
 
 use std::cell::{Cell, RefCell};
@@ -164,6 +165,12 @@ async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
     }
     glommio::spawn_local(shutdown::expiry_sweeper(state.clone())).detach();
     glommio::spawn_local(shutdown::channelless_sweeper(state.clone())).detach();
+    let tenant = state.config.self_host_tenant_name.clone();
+    if state.home_of(&tenant) == state.shard.id {
+        if let Some(settings) = replication::ReplicationSettings::from_config(&state.config) {
+            glommio::spawn_local(replication::run(state.clone(), tenant, settings)).detach();
+        }
+    }
     let accept = glommio::spawn_local(listener::accept_loop(state.clone(), listener));
     shutdown::wait_for_signal().await;
     state.shutting_down.set(true);
@@ -213,5 +220,6 @@ pub fn directory_from_config(config: &Config) -> Result<Directory, String> {
         suspended: false,
         private_only: config.private_only,
         presence_enabled: config.presence_enabled,
+        has_database: config.db_host.is_some(),
     }))
 }

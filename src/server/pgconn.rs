@@ -325,21 +325,15 @@ impl PgConn {
         Ok(())
     }
 
+    /// Reads more bytes. Cancel-safe: bytes land in `rbuf` only once read
+    /// (glommio's reads are readiness-based, so a dropped read loses nothing).
     async fn fill(&mut self) -> Result<(), PgError> {
-        let start = self.rbuf.len();
-        self.rbuf.resize(start + READ_CHUNK, 0);
-        let n = self.stream.read(&mut self.rbuf[start..]).await;
-        let n = match n {
-            Ok(n) => n,
-            Err(e) => {
-                self.rbuf.truncate(start);
-                return Err(e.into());
-            }
-        };
-        self.rbuf.truncate(start + n);
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk).await?;
         if n == 0 {
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
         }
+        self.rbuf.extend_from_slice(&chunk[..n]);
         Ok(())
     }
 

@@ -6,8 +6,10 @@ use serde_json::{Map, Value};
 
 use crate::proto::phoenix::{InPayload, Inbound};
 use crate::realtime::auth::{self, Claims};
+use crate::realtime::cdc::CdcSub;
 use crate::realtime::frames;
 use crate::realtime::hub::Sub;
+use crate::realtime::postgres_changes;
 use crate::realtime::presence::{self, ClientPresenceLimiter};
 use crate::realtime::session::{lenient_bool, Channel, Env, Flow, Session};
 
@@ -238,12 +240,23 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         ));
     }
     if !cfg.postgres_changes.is_empty() {
-        let p = frames::system_payload(
-            "postgres_changes",
-            "error",
-            "Postgres Changes are not configured for this tenant",
-            Some(sub_topic),
-        );
+        subscribe_changes(session, env, &ch, &cfg, sub_topic);
+    }
+    session.channels.insert(ch.topic.clone(), ch);
+    Flow::Continue
+}
+
+/// Registers the channel's Postgres Changes bindings, or tells it why not
+/// (as a `postgres_changes` system error; the join itself succeeded).
+fn subscribe_changes(
+    session: &Session,
+    env: &mut Env<'_>,
+    ch: &Channel,
+    cfg: &JoinConfig,
+    sub_topic: &str,
+) {
+    let system_error = |msg: &str| {
+        let p = frames::system_payload("postgres_changes", "error", msg, Some(sub_topic));
         session.out.push(frames::message(
             session.vsn,
             ch.join_ref.as_ref(),
@@ -252,9 +265,31 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             "system",
             &p,
         ));
+    };
+    if !env.tenant.config.has_database {
+        system_error("Postgres Changes are not configured for this tenant");
+        return;
     }
-    session.channels.insert(ch.topic.clone(), ch);
-    Flow::Continue
+    let mut bindings = Vec::with_capacity(cfg.postgres_changes.len());
+    for raw in &cfg.postgres_changes {
+        match postgres_changes::binding::parse_binding(raw, binding_id(raw)) {
+            Ok(b) => bindings.push(b),
+            Err(e) => {
+                system_error(&e.message());
+                return;
+            }
+        }
+    }
+    env.tenant.cdc.add(CdcSub {
+        channel: ch.id,
+        topic: ch.topic.clone(),
+        vsn: session.vsn,
+        out: session.out.clone(),
+        join_ref: ch.join_ref.clone(),
+        bindings,
+        legacy: false,
+        told_ready: false,
+    });
 }
 
 #[cfg(test)]

@@ -1,0 +1,277 @@
+//! The replication driver: one per tenant database, on the tenant's home
+//! shard. An explicit state machine, each step logged with its duration:
+//!
+//! ```text
+//! Connect -> CheckPublication -> CheckSlot (-> CreateSlot) -> Start -> Streaming
+//!    ^                                                                  |
+//!    +------------------------ backoff (capped) <-----------------------+
+//! ```
+//!
+//! The slot is permanent and START_REPLICATION asks for `0/0`, which for a
+//! logical slot means "from the confirmed position": after a crash or a
+//! Postgres restart the stream resumes where the last confirmation left it.
+//! A transaction's end LSN is confirmed only once its changes have been
+//! handed to subscribers' queues (fan-out is synchronous in this loop), so
+//! nothing acknowledged is ever lost.
+
+pub mod catalog;
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+
+use super::pgconn::{CopyMsg, PgConfig, PgConn, PgError};
+use super::{now_unix, ShardState};
+use crate::config::Config;
+use crate::proto::pg::pgoutput::{self, Message};
+use crate::proto::pg::relcache::RelCache;
+use crate::proto::pg::replication::{
+    encode_standby_status_update, Lsn, PgTimestamp, ReplicationMessage, StandbyStatusUpdate,
+};
+use crate::proto::pg::types::TypeCache;
+use crate::realtime::postgres_changes::change::Change;
+
+/// Where the tenant database is and what to stream from it.
+#[derive(Debug, Clone)]
+pub struct ReplicationSettings {
+    /// Connection for catalog queries.
+    pub sql: PgConfig,
+    /// Connection for the stream (`replication=database`).
+    pub stream: PgConfig,
+    /// Publication streamed (never created here).
+    pub publication: String,
+    /// Permanent logical slot.
+    pub slot: String,
+    /// Status update period.
+    pub status_interval: Duration,
+}
+
+impl ReplicationSettings {
+    /// Settings of the default tenant, if a database is configured.
+    pub fn from_config(c: &Config) -> Option<Self> {
+        let host = c.db_host.clone()?;
+        let sql = PgConfig {
+            host,
+            port: c.db_port,
+            dbname: c.db_name.clone(),
+            user: c.db_user.clone(),
+            password: c.db_password.clone().unwrap_or_default(),
+            replication: false,
+            application_name: "realtime".into(),
+            connect_timeout: Duration::from_secs(10),
+        };
+        let stream = PgConfig {
+            replication: true,
+            application_name: "realtime_replication".into(),
+            ..sql.clone()
+        };
+        Some(Self {
+            sql,
+            stream,
+            publication: c.db_publication.clone(),
+            slot: format!("supabase_realtime_replication_slot{}", c.slot_name_suffix),
+            status_interval: Duration::from_millis(c.replication_status_interval_ms),
+        })
+    }
+}
+
+/// The driver's state, for logs and health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Waiting before a retry.
+    Disconnected,
+    /// Opening both connections.
+    Connect,
+    /// Checking the publication exists.
+    CheckPublication,
+    /// Looking for the slot.
+    CheckSlot,
+    /// Creating the slot.
+    CreateSlot,
+    /// Sending START_REPLICATION.
+    Start,
+    /// Receiving changes.
+    Streaming,
+}
+
+/// Runs the driver for `tenant` forever (until the shard stops).
+pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSettings) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match session(&state, &tenant, &settings).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(e) => {
+                tracing::warn!(tenant = %tenant, error = %e, retry_in_ms = backoff.as_millis() as u64, "replication stopped");
+                with_tenant(&state, &tenant, |t| {
+                    t.cdc.set_streaming(
+                        false,
+                        "Realtime was unable to connect to the project database",
+                    )
+                });
+            }
+        }
+        glommio::timer::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn with_tenant<R>(
+    state: &ShardState,
+    tenant: &str,
+    f: impl FnOnce(&mut crate::realtime::tenant::Tenant) -> R,
+) -> Option<R> {
+    let t = state.tenant(tenant)?;
+    let mut t = t.borrow_mut();
+    Some(f(&mut t))
+}
+
+async fn step<T>(
+    tenant: &str,
+    step: Step,
+    fut: impl std::future::Future<Output = Result<T, PgError>>,
+) -> Result<T, PgError> {
+    let started = Instant::now();
+    let r = fut.await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match &r {
+        Ok(_) => tracing::info!(tenant, ?step, ms, "replication step done"),
+        Err(e) => tracing::warn!(tenant, ?step, ms, error = %e, "replication step failed"),
+    }
+    r
+}
+
+/// One connected session: returns on any error (the caller backs off).
+async fn session(
+    state: &Rc<ShardState>,
+    tenant: &str,
+    s: &ReplicationSettings,
+) -> Result<(), PgError> {
+    let mut sql = step(tenant, Step::Connect, PgConn::connect(&s.sql)).await?;
+    let mut repl = step(tenant, Step::Connect, PgConn::connect(&s.stream)).await?;
+    let exists = step(
+        tenant,
+        Step::CheckPublication,
+        catalog::publication_exists(&mut sql, &s.publication),
+    )
+    .await?;
+    if !exists {
+        return Err(PgError::Protocol(format!(
+            "publication `{}` does not exist; create it and add tables (the server never creates it)",
+            s.publication
+        )));
+    }
+    let slot_q = format!(
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = {}",
+        catalog::literal(&s.slot)
+    );
+    let found = step(tenant, Step::CheckSlot, sql.simple_query(&slot_q)).await?;
+    if found[0].rows.is_empty() {
+        let q = format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput NOEXPORT_SNAPSHOT",
+            s.slot
+        );
+        step(tenant, Step::CreateSlot, repl.simple_query(&q)).await?;
+    }
+    let q = format!(
+        "START_REPLICATION SLOT {} LOGICAL 0/0 (proto_version '1', publication_names {})",
+        s.slot,
+        catalog::literal(&s.publication)
+    );
+    step(tenant, Step::Start, repl.start_copy_both(&q)).await?;
+    tracing::info!(tenant, slot = %s.slot, "replication streaming");
+    with_tenant(state, tenant, |t| t.cdc.set_streaming(true, ""));
+
+    let mut relcache = RelCache::new();
+    let mut primary_keys: std::collections::HashMap<crate::proto::pg::Oid, Vec<usize>> =
+        Default::default();
+    let mut types = TypeCache::new();
+    let mut received = Lsn(0);
+    let mut confirmed = Lsn(0);
+    let mut commit_time = PgTimestamp(0);
+    let mut in_tx = false;
+    let mut last_status = Instant::now();
+    let mut status = BytesMut::with_capacity(64);
+    loop {
+        let reply_requested = match repl.recv_copy().await? {
+            CopyMsg::Done => {
+                return Err(PgError::Protocol(
+                    "the server ended the replication stream".into(),
+                ))
+            }
+            CopyMsg::Data(d) => match ReplicationMessage::parse(d)
+                .map_err(|e| PgError::Protocol(e.to_string()))?
+            {
+                ReplicationMessage::Keepalive(k) => {
+                    received = received.max(k.end);
+                    if !in_tx {
+                        // Every change before this point has been handled
+                        // and no transaction is half-seen: confirm it, so
+                        // the slot does not pin WAL of unpublished tables.
+                        confirmed = confirmed.max(k.end);
+                    }
+                    k.reply_requested
+                }
+                ReplicationMessage::XLogData(x) => {
+                    received = received.max(x.start);
+                    let msg =
+                        pgoutput::decode(x.data).map_err(|e| PgError::Protocol(e.to_string()))?;
+                    match &msg {
+                        Message::Relation(r) => {
+                            let oids: Vec<_> = r.columns.iter().map(|c| c.type_oid).collect();
+                            relcache.apply(&msg);
+                            catalog::resolve_types(&mut sql, &mut types, &oids).await?;
+                            let pk = catalog::primary_key(&mut sql, r).await?;
+                            primary_keys.insert(r.oid, pk);
+                        }
+                        Message::Type(_) => {
+                            relcache.apply(&msg);
+                        }
+                        Message::Begin(b) => {
+                            commit_time = b.commit_time;
+                            in_tx = true;
+                        }
+                        Message::Insert(_) | Message::Update(_) | Message::Delete(_) => {
+                            let oid = match &msg {
+                                Message::Insert(m) => m.relation,
+                                Message::Update(m) => m.relation,
+                                Message::Delete(m) => m.relation,
+                                _ => unreachable!("matched above"),
+                            };
+                            let rel = relcache.get(oid).ok_or_else(|| {
+                                PgError::Protocol(format!("change for unknown relation {}", oid.0))
+                            })?;
+                            let pk = primary_keys.get(&oid).map(Vec::as_slice).unwrap_or(&[]);
+                            if let Some(change) = Change::from_message(&msg, rel, pk, commit_time) {
+                                with_tenant(state, tenant, |t| t.cdc.on_change(&change, &types));
+                            }
+                        }
+                        Message::Commit(c) => {
+                            // Everything of this transaction is in subscriber
+                            // queues: its end may be confirmed.
+                            confirmed = confirmed.max(c.end_lsn);
+                            in_tx = false;
+                        }
+                        _ => {}
+                    }
+                    false
+                }
+            },
+        };
+        if reply_requested || last_status.elapsed() >= s.status_interval {
+            status.clear();
+            encode_standby_status_update(
+                &mut status,
+                &StandbyStatusUpdate {
+                    write: received,
+                    flush: confirmed,
+                    apply: confirmed,
+                    client_time: PgTimestamp::from_unix_micros(now_unix() * 1_000_000),
+                    reply_requested: false,
+                },
+            );
+            repl.send_copy_data(&status).await?;
+            last_status = Instant::now();
+        }
+    }
+}
