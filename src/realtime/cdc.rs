@@ -149,67 +149,70 @@ impl CdcRegistry {
         let mut deliveries = 0;
         let mut deferred = false;
         for sub in &self.subs {
-            let mut ids = Vec::new();
-            let mut select = None;
+            // Matching bindings grouped by their `select` list: the Elixir
+            // server sends one message per group, carrying that group's ids.
+            let mut groups: Vec<(Option<&[String]>, Vec<u64>)> = Vec::new();
             for b in &sub.bindings {
                 if !b.event.matches(change.kind) || !b.matches_relation(schema, table) {
                     continue;
                 }
                 match b.eval(change) {
                     Tri::True => {
-                        ids.push(b.id);
-                        select = select.or(b.select.as_deref());
+                        let select = b.select.as_deref();
+                        match groups.iter_mut().find(|(s, _)| *s == select) {
+                            Some((_, ids)) => ids.push(b.id),
+                            None => groups.push((select, vec![b.id])),
+                        }
                     }
                     Tri::False => {}
                     Tri::NeedsDatabase => deferred = true,
                 }
             }
-            if ids.is_empty() {
-                continue;
-            }
-            // The Elixir server lists matching ids in reverse join order.
-            ids.reverse();
-            if let Some((_, _, _, f)) = sent
-                .iter()
-                .find(|(t, i, v, _)| *t == &*sub.topic && *i == ids && *v == sub.vsn)
-            {
-                sub.out.push(f.clone());
-                deliveries += 1;
-                continue;
-            }
-            let data = match rendered.iter().position(|r| r.select == select) {
-                Some(i) => &rendered[i].data,
-                None => {
-                    let mut data = Vec::with_capacity(512);
-                    let opts = PayloadOptions {
-                        select,
-                        ..PayloadOptions::default()
-                    };
-                    if let Err(e) = write_change(&mut data, change, types, &opts) {
-                        tracing::warn!(error = %e, schema, table, "change not rendered");
-                        return deliveries;
-                    }
-                    rendered.push(Rendered { select, data });
-                    &rendered.last().expect("just pushed").data
+            for (select, mut ids) in groups {
+                // The Elixir server lists matching ids in reverse join order.
+                ids.reverse();
+                if let Some((_, _, _, f)) = sent
+                    .iter()
+                    .find(|(t, i, v, _)| *t == &*sub.topic && *i == ids && *v == sub.vsn)
+                {
+                    sub.out.push(f.clone());
+                    deliveries += 1;
+                    continue;
                 }
-            };
-            let frame = if sub.legacy {
-                frames::message(sub.vsn, None, None, &sub.topic, change.kind.as_str(), data)
-            } else {
-                let mut payload = bytes::BytesMut::with_capacity(data.len() + 32);
-                write_message_payload(&mut payload, &ids, data);
-                frames::message(
-                    sub.vsn,
-                    None,
-                    None,
-                    &sub.topic,
-                    "postgres_changes",
-                    &payload,
-                )
-            };
-            sub.out.push(frame.clone());
-            deliveries += 1;
-            sent.push((&sub.topic, ids, sub.vsn, frame));
+                let data = match rendered.iter().position(|r| r.select == select) {
+                    Some(i) => &rendered[i].data,
+                    None => {
+                        let mut data = Vec::with_capacity(512);
+                        let opts = PayloadOptions {
+                            select,
+                            ..PayloadOptions::default()
+                        };
+                        if let Err(e) = write_change(&mut data, change, types, &opts) {
+                            tracing::warn!(error = %e, schema, table, "change not rendered");
+                            return deliveries;
+                        }
+                        rendered.push(Rendered { select, data });
+                        &rendered.last().expect("just pushed").data
+                    }
+                };
+                let frame = if sub.legacy {
+                    frames::message(sub.vsn, None, None, &sub.topic, change.kind.as_str(), data)
+                } else {
+                    let mut payload = bytes::BytesMut::with_capacity(data.len() + 32);
+                    write_message_payload(&mut payload, &ids, data);
+                    frames::message(
+                        sub.vsn,
+                        None,
+                        None,
+                        &sub.topic,
+                        "postgres_changes",
+                        &payload,
+                    )
+                };
+                sub.out.push(frame.clone());
+                deliveries += 1;
+                sent.push((&sub.topic, ids, sub.vsn, frame));
+            }
         }
         if deferred {
             tracing::warn!(
