@@ -1,0 +1,342 @@
+//! Command line: one subcommand per scenario, each with the common options.
+
+use std::net::SocketAddrV4;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use realtime::proto::phoenix::Vsn;
+use serde::Serialize;
+
+use crate::phx::Proto;
+use crate::report::Thresholds;
+
+/// Thread-per-core load generator for Realtime-protocol servers.
+#[derive(Debug, Parser)]
+#[command(name = "realtime-loadgen", version, about)]
+pub struct Cli {
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// Scenarios.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// N connections each joined to K channels at a ramp rate, held; joins/s
+    /// and server RSS per connection.
+    Connect(ConnectArgs),
+    /// Publishers at an open-loop rate, subscribers per topic; deliveries/s,
+    /// latency, server CPU per million deliveries.
+    Broadcast(BroadcastArgs),
+    /// Presence track/untrack churn with M members per channel; diffs/s and
+    /// latency.
+    Presence(PresenceArgs),
+    /// Sustained joins/s: connect, join, leave, repeat.
+    JoinStorm(JoinStormArgs),
+    /// HTTP keep-alive POSTs to /api/broadcast at a rate, socket subscribers.
+    RestBroadcast(RestArgs),
+    /// Not available yet: needs Postgres Changes (issue 3).
+    PostgresChanges(PgArgs),
+    /// A few seconds of tiny broadcast + connect; exit 0 if messages flowed.
+    Smoke(SmokeArgs),
+}
+
+/// What kind of server is under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// This server (or any Supabase Realtime).
+    Realtime,
+    /// nats-server with its WebSocket listener (not implemented yet).
+    Nats,
+    /// The minimal Node `ws` relay in bench/peers (not implemented yet).
+    NodeWs,
+    /// The minimal tokio-tungstenite relay in bench/peers (not implemented yet).
+    TokioWs,
+}
+
+/// How long-lived subscribers read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RxMode {
+    /// Edge-triggered epoll in one receiver thread per loadgen core.
+    Epoll,
+    /// glommio streams (an io_uring poll per read).
+    Uring,
+}
+
+/// Parses `1`, `1.0.0`, `2`, `2.0.0`.
+pub fn parse_vsn(s: &str) -> Result<Vsn, String> {
+    match s {
+        "1" | "1.0.0" => Ok(Vsn::V1),
+        "2" | "2.0.0" => Ok(Vsn::V2),
+        _ => Err(format!("vsn must be 1 or 2, not {s:?}")),
+    }
+}
+
+/// Options every scenario takes.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct Common {
+    /// Kind of server under test.
+    #[arg(long, value_enum, default_value = "realtime")]
+    pub target: Target,
+    /// Server address.
+    #[arg(long, default_value = "127.0.0.1:4000")]
+    pub addr: SocketAddrV4,
+    /// Host header (names the tenant); default: the address.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// WebSocket path.
+    #[arg(long, default_value = "/socket/websocket")]
+    pub path: String,
+    /// JWT for `apikey` (and REST); default: signed with --secret.
+    #[arg(long)]
+    #[serde(skip)]
+    pub token: Option<String>,
+    /// HS256 secret used to sign a token when --token is not given.
+    #[arg(
+        long,
+        default_value = "super-secret-jwt-token-with-at-least-32-characters-long"
+    )]
+    #[serde(skip)]
+    pub secret: String,
+    /// Do not send `access_token` in joins (realtime-js always does).
+    #[arg(long)]
+    pub no_join_token: bool,
+    /// Loadgen cores, e.g. `1` or `2-5`; default: the cores the server is not on.
+    #[arg(long)]
+    pub cores: Option<String>,
+    /// Server pid for CPU and RSS readings; default: whoever listens on the port.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Loopback source addresses 127.0.0.1..=N to spread connections over
+    /// (0 = one per 5k connections, none below that).
+    #[arg(long, default_value_t = 0)]
+    pub source_addrs: u32,
+    /// Connections opened per second during setup (all cores together).
+    #[arg(long, default_value_t = 2000.0)]
+    pub connect_rate: f64,
+    /// Give up setting up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub setup_timeout: u64,
+    /// Per-connection connect timeout, seconds.
+    #[arg(long, default_value_t = 10)]
+    pub connect_timeout: u64,
+    /// Heartbeat interval, seconds (realtime-js: 25).
+    #[arg(long, default_value_t = 25)]
+    pub heartbeat_secs: u64,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Write the JSON result here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write SVG plots into this directory.
+    #[arg(long)]
+    pub svg_dir: Option<PathBuf>,
+    /// Pass/fail thresholds.
+    #[command(flatten)]
+    pub thresholds: Thresholds,
+}
+
+/// `connect`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct ConnectArgs {
+    /// Connections.
+    #[arg(long, default_value_t = 1000)]
+    pub conns: u64,
+    /// Channels joined per connection.
+    #[arg(long, default_value_t = 1)]
+    pub channels: u64,
+    /// Distinct topics the joins spread over.
+    #[arg(long, default_value_t = 100)]
+    pub topics: u64,
+    /// Connections per second (overrides --connect-rate for this scenario).
+    #[arg(long)]
+    pub ramp_rate: Option<f64>,
+    /// Seconds to hold the connections once all are up.
+    #[arg(long, default_value_t = 10)]
+    pub hold: u64,
+    /// Serializer.
+    #[arg(long, value_parser = parse_vsn, default_value = "2")]
+    #[serde(skip)]
+    pub vsn: Vsn,
+    /// Common options.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub common: Common,
+}
+
+/// `broadcast`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct BroadcastArgs {
+    /// Publisher connections.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: u64,
+    /// Subscriber connections per topic.
+    #[arg(long, default_value_t = 100)]
+    pub subscribers: u64,
+    /// Topics (publisher j sends to topic j mod T).
+    #[arg(long, default_value_t = 1)]
+    pub topics: u64,
+    /// User payload bytes (min 27).
+    #[arg(long, default_value_t = 100)]
+    pub payload_size: usize,
+    /// Publisher framing.
+    #[arg(long, value_enum, default_value = "binary")]
+    pub proto: Proto,
+    /// Subscriber serializer.
+    #[arg(long, value_parser = parse_vsn, default_value = "2")]
+    #[serde(skip)]
+    pub sub_vsn: Vsn,
+    /// Join with broadcast `self: true` (the publisher receives its own).
+    #[arg(long = "self")]
+    pub self_: bool,
+    /// Join with broadcast `ack: true` (every send is replied to).
+    #[arg(long)]
+    pub ack: bool,
+    /// Messages/s offered by all publishers together; a list steps through rates.
+    #[arg(long, default_value = "1000")]
+    pub rate: String,
+    /// Seconds per rate step.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds to wait for in-flight deliveries after the last send.
+    #[arg(long, default_value_t = 1.0)]
+    pub drain: f64,
+    /// Broadcast event name.
+    #[arg(long, default_value = "lg")]
+    pub event: String,
+    /// How subscribers read: epoll receiver threads (default), or glommio's
+    /// io_uring polls (costs the server an interrupt per wake-up; kept to
+    /// measure that).
+    #[arg(long, value_enum, default_value = "epoll")]
+    pub rx: RxMode,
+    /// Publishers wake only on this grid (ms) and send everything due in
+    /// one write (0 = wake for every message). Intended times stay exact, so
+    /// the batching delay shows up in the latency.
+    #[arg(long, default_value_t = 0.0)]
+    pub tick_ms: f64,
+    /// Common options.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub common: Common,
+}
+
+/// `presence`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct PresenceArgs {
+    /// Channels.
+    #[arg(long, default_value_t = 10)]
+    pub channels: u64,
+    /// Members (connections) per channel.
+    #[arg(long, default_value_t = 10)]
+    pub members: u64,
+    /// Track/untrack operations/s offered (all members together); list = steps.
+    #[arg(long, default_value = "100")]
+    pub rate: String,
+    /// Seconds per rate step.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds to wait for in-flight diffs after the last op.
+    #[arg(long, default_value_t = 1.0)]
+    pub drain: f64,
+    /// Meta bytes per track.
+    #[arg(long, default_value_t = 60)]
+    pub payload_size: usize,
+    /// Serializer.
+    #[arg(long, value_parser = parse_vsn, default_value = "2")]
+    #[serde(skip)]
+    pub vsn: Vsn,
+    /// Common options.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub common: Common,
+}
+
+/// `join-storm`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct JoinStormArgs {
+    /// Concurrent connect-join-leave loops.
+    #[arg(long, default_value_t = 200)]
+    pub workers: u64,
+    /// Joins/s offered (all workers together); 0 = as fast as possible.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    /// Seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Joins per connection before reconnecting (1 = connect per join).
+    #[arg(long, default_value_t = 10)]
+    pub joins_per_conn: u64,
+    /// Distinct topics joined.
+    #[arg(long, default_value_t = 1000)]
+    pub topics: u64,
+    /// Serializer.
+    #[arg(long, value_parser = parse_vsn, default_value = "2")]
+    #[serde(skip)]
+    pub vsn: Vsn,
+    /// Common options.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub common: Common,
+}
+
+/// `rest-broadcast`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct RestArgs {
+    /// Subscriber connections per topic.
+    #[arg(long, default_value_t = 100)]
+    pub subscribers: u64,
+    /// Topics.
+    #[arg(long, default_value_t = 1)]
+    pub topics: u64,
+    /// HTTP keep-alive connections posting.
+    #[arg(long, default_value_t = 4)]
+    pub http_conns: u64,
+    /// Requests/s offered (all HTTP connections together); list = steps.
+    #[arg(long, default_value = "500")]
+    pub rate: String,
+    /// Seconds per rate step.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds to wait for in-flight deliveries after the last request.
+    #[arg(long, default_value_t = 1.0)]
+    pub drain: f64,
+    /// Messages per batch request (ignored with --single).
+    #[arg(long, default_value_t = 1)]
+    pub batch: u64,
+    /// Use `POST /api/broadcast/:topic/events/:event` instead of the batch endpoint.
+    #[arg(long)]
+    pub single: bool,
+    /// User payload bytes (min 27).
+    #[arg(long, default_value_t = 100)]
+    pub payload_size: usize,
+    /// Subscriber serializer.
+    #[arg(long, value_parser = parse_vsn, default_value = "2")]
+    #[serde(skip)]
+    pub sub_vsn: Vsn,
+    /// Common options.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub common: Common,
+}
+
+/// `postgres-changes` (placeholder).
+#[derive(Debug, Clone, Args)]
+pub struct PgArgs {
+    /// Ignored.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub rest: Vec<String>,
+}
+
+/// `smoke`.
+#[derive(Debug, Clone, Args)]
+pub struct SmokeArgs {
+    /// Seconds of broadcast.
+    #[arg(long, default_value_t = 2.0)]
+    pub duration: f64,
+    /// Common options.
+    #[command(flatten)]
+    pub common: Common,
+}
