@@ -5,55 +5,8 @@
 
 mod support;
 use serde_json::json;
-use std::process::Command;
+use support::pg::{dev_db_url, parts, psql};
 use support::*;
-
-fn dev_db_url() -> String {
-    std::env::var("DEV_DB_URL").unwrap_or_else(|_| {
-        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dev-db"))
-            .arg("start")
-            .output()
-            .expect("run scripts/dev-db");
-        assert!(
-            out.status.success(),
-            "dev-db: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .to_owned()
-    })
-}
-
-fn psql(url: &str, sql: &str) {
-    let bin = Command::new("pg_config")
-        .arg("--bindir")
-        .output()
-        .map(|o| format!("{}/psql", String::from_utf8_lossy(&o.stdout).trim()))
-        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/psql".into());
-    let out = Command::new(bin)
-        .args([url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// (host, port, password) of a postgres:// URL.
-fn parts(url: &str) -> (String, String, String) {
-    let rest = url.strip_prefix("postgres://").unwrap();
-    let (cred, hostdb) = rest.split_once('@').unwrap();
-    let (_, pw) = cred.split_once(':').unwrap();
-    let (hp, _) = hostdb.split_once('/').unwrap();
-    let (h, p) = hp.rsplit_once(':').unwrap();
-    (h.into(), p.into(), pw.into())
-}
 
 /// Next postgres_changes or system message, skipping nothing else.
 fn next_event(ws: &mut Ws) -> serde_json::Value {

@@ -168,6 +168,12 @@ async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
     let tenant = state.config.self_host_tenant_name.clone();
     if state.home_of(&tenant) == state.shard.id {
         if let Some(settings) = replication::ReplicationSettings::from_config(&state.config) {
+            glommio::spawn_local(replication::subscribe::run(
+                state.clone(),
+                tenant.clone(),
+                settings.clone(),
+            ))
+            .detach();
             glommio::spawn_local(replication::run(state.clone(), tenant, settings)).detach();
         }
     }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -144,6 +146,18 @@ pub fn token(role: &str, ttl: i64) -> String {
         SECRET,
         &serde_json::json!({"role": role, "exp": now + ttl}),
     )
+}
+
+/// A token for the test secret with extra `claims` (`role`, `sub`, ...),
+/// valid for `ttl` seconds.
+pub fn token_with(claims: serde_json::Value, ttl: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut c = claims;
+    c["exp"] = serde_json::json!(now + ttl);
+    realtime::realtime::auth::sign_hs256(SECRET, &c)
 }
 
 /// A frame as the client sees it.

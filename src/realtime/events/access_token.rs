@@ -29,6 +29,11 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     match auth::verify_channel(&token, &cfg.jwt, &cfg.validators, env.now_unix) {
         Ok(claims) => {
             ch.token = token;
+            // Postgres Changes are authorised with the new claims from now
+            // on; the subscription is checked again and confirmed anew.
+            env.tenant
+                .cdc
+                .update_claims(ch.id, super::phx_join::sub_claims(&claims));
             ch.claims = claims;
         }
         Err(e) => {

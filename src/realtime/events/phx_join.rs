@@ -2,11 +2,13 @@
 //! Elixir server's order, and answers with the reply, `presence_state` and
 //! `system` pushes, or a delayed `{"reason": "<Code>: <msg>"}` error.
 
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
 
 use crate::proto::phoenix::{InPayload, Inbound};
 use crate::realtime::auth::{self, Claims};
-use crate::realtime::cdc::CdcSub;
+use crate::realtime::cdc::{CdcSub, SubClaims};
 use crate::realtime::frames;
 use crate::realtime::hub::Sub;
 use crate::realtime::postgres_changes;
@@ -30,6 +32,9 @@ pub struct JoinConfig {
     pub postgres_changes: Vec<Map<String, Value>>,
     /// Token from `user_token`, else `access_token`.
     pub token: Option<String>,
+    /// The payload has a `config` key (the "new API"); without it the
+    /// sub-topic itself is a Postgres Changes subscription.
+    pub has_config: bool,
 }
 
 impl JoinConfig {
@@ -38,6 +43,7 @@ impl JoinConfig {
     pub fn parse(payload: &Value) -> Self {
         let mut c = JoinConfig::default();
         let config = payload.get("config");
+        c.has_config = config.is_some();
         let broadcast = config.and_then(|c| c.get("broadcast"));
         c.ack = lenient_bool(broadcast.and_then(|b| b.get("ack"))).unwrap_or(false);
         c.self_ = lenient_bool(broadcast.and_then(|b| b.get("self"))).unwrap_or(false);
@@ -239,7 +245,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             &state,
         ));
     }
-    if !cfg.postgres_changes.is_empty() {
+    if !cfg.postgres_changes.is_empty() || (!cfg.has_config && env.tenant.config.has_database) {
         subscribe_changes(session, env, &ch, &cfg, sub_topic);
     }
     session.channels.insert(ch.topic.clone(), ch);
@@ -270,8 +276,14 @@ fn subscribe_changes(
         system_error("Postgres Changes are not configured for this tenant");
         return;
     }
-    let mut bindings = Vec::with_capacity(cfg.postgres_changes.len());
-    for raw in &cfg.postgres_changes {
+    let legacy = !cfg.has_config;
+    let raws = if legacy {
+        vec![postgres_changes::binding::legacy_params(sub_topic)]
+    } else {
+        cfg.postgres_changes.clone()
+    };
+    let mut bindings = Vec::with_capacity(raws.len());
+    for raw in &raws {
         match postgres_changes::binding::parse_binding(raw, binding_id(raw)) {
             Ok(b) => bindings.push(b),
             Err(e) => {
@@ -287,9 +299,21 @@ fn subscribe_changes(
         out: session.out.clone(),
         join_ref: ch.join_ref.clone(),
         bindings,
-        legacy: false,
+        legacy,
+        claims: sub_claims(&ch.claims),
+        ready: false,
+        generation: 0,
         told_ready: false,
     });
+}
+
+/// The role and claims a channel's Postgres Changes rows are authorised
+/// with.
+pub fn sub_claims(c: &auth::Claims) -> Rc<SubClaims> {
+    Rc::new(SubClaims {
+        role: c.role.clone(),
+        json: serde_json::to_string(&c.json).unwrap_or_else(|_| "{}".into()),
+    })
 }
 
 #[cfg(test)]

@@ -47,4 +47,4 @@ pub const EXTENSION: &str = "postgres_changes";
 pub const SUBSCRIBED: &str = "Subscribed to PostgreSQL";
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;

@@ -126,6 +126,36 @@ impl RowError {
     }
 }
 
+/// The error row `change` becomes for a role with `privileges` (per
+/// column, `None`: all selectable), if any: an INSERT or UPDATE whose new
+/// row has no primary key value is a 400, one whose primary key the role
+/// may not select a 401. DELETEs are never error rows.
+pub fn row_error(change: &Change<'_>, privileges: Option<&[bool]>) -> Option<RowError> {
+    row_error_in(change, &change.columns(), privileges)
+}
+
+fn row_error_in(
+    change: &Change<'_>,
+    columns: &[(usize, Column<'_>)],
+    privileges: Option<&[bool]>,
+) -> Option<RowError> {
+    if change.kind == ChangeKind::Delete {
+        return None;
+    }
+    let allowed = |i: usize| privileges.is_none_or(|p| p.get(i).copied().unwrap_or(true));
+    let mut pks = columns
+        .iter()
+        .filter(|(i, _)| change.is_pkey(*i))
+        .peekable();
+    if pks.peek().is_none() {
+        return Some(RowError::NoPrimaryKey);
+    }
+    if pks.any(|(i, _)| !allowed(*i)) {
+        return Some(RowError::Unauthorized);
+    }
+    None
+}
+
 /// Appends the `data` object of `change` for one subscriber group.
 pub fn write_change<B: JsonBuf + AsRef<[u8]>>(
     out: &mut B,
@@ -139,19 +169,9 @@ pub fn write_change<B: JsonBuf + AsRef<[u8]>>(
         opts.column_privileges
             .is_none_or(|p| p.get(i).copied().unwrap_or(true))
     };
-    if change.kind != ChangeKind::Delete {
-        let mut pks = columns
-            .iter()
-            .filter(|(i, _)| change.is_pkey(*i))
-            .peekable();
-        if pks.peek().is_none() {
-            write_error_row(out, change.rel, change.kind, RowError::NoPrimaryKey);
-            return Ok(());
-        }
-        if pks.any(|(i, _)| !allowed(*i)) {
-            write_error_row(out, change.rel, change.kind, RowError::Unauthorized);
-            return Ok(());
-        }
+    if let Some(e) = row_error_in(change, &columns, opts.column_privileges) {
+        write_error_row(out, change.rel, change.kind, e);
+        return Ok(());
     }
     let rel = change.rel;
     let wanted = |i: usize| {

@@ -14,9 +14,13 @@
 //! handed to subscribers' queues (fan-out is synchronous in this loop), so
 //! nothing acknowledged is ever lost.
 
+pub mod authorize;
 pub mod catalog;
+pub mod subscribe;
 
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -24,13 +28,27 @@ use bytes::BytesMut;
 use super::pgconn::{CopyMsg, PgConfig, PgConn, PgError};
 use super::{now_unix, ShardState};
 use crate::config::Config;
-use crate::proto::pg::pgoutput::{self, Message};
+use crate::proto::pg::pgoutput::{self, Message, Relation};
 use crate::proto::pg::relcache::RelCache;
 use crate::proto::pg::replication::{
     encode_standby_status_update, Lsn, PgTimestamp, ReplicationMessage, StandbyStatusUpdate,
 };
 use crate::proto::pg::types::TypeCache;
+use crate::proto::pg::{Oid, PgTimestamp as CommitTime};
 use crate::realtime::postgres_changes::change::Change;
+use authorize::AccessCache;
+
+/// Most changes held before they are authorised and delivered: a batch
+/// ends at a commit or at this many changes, whichever comes first.
+const MAX_BATCH: usize = 512;
+
+/// A change waiting for its batch to be authorised and delivered.
+struct Pending {
+    msg: Message,
+    rel: Arc<Relation>,
+    pk: Rc<[usize]>,
+    commit_time: CommitTime,
+}
 
 /// Where the tenant database is and what to stream from it.
 #[derive(Debug, Clone)]
@@ -116,7 +134,7 @@ pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSet
     }
 }
 
-fn with_tenant<R>(
+pub(crate) fn with_tenant<R>(
     state: &ShardState,
     tenant: &str,
     f: impl FnOnce(&mut crate::realtime::tenant::Tenant) -> R,
@@ -183,9 +201,10 @@ async fn session(
     with_tenant(state, tenant, |t| t.cdc.set_streaming(true, ""));
 
     let mut relcache = RelCache::new();
-    let mut primary_keys: std::collections::HashMap<crate::proto::pg::Oid, Vec<usize>> =
-        Default::default();
+    let mut primary_keys: HashMap<Oid, Rc<[usize]>> = HashMap::new();
     let mut types = TypeCache::new();
+    let mut access = AccessCache::default();
+    let mut pending: Vec<Pending> = Vec::new();
     let mut received = Lsn(0);
     let mut confirmed = Lsn(0);
     let mut commit_time = PgTimestamp(0);
@@ -216,43 +235,57 @@ async fn session(
                     received = received.max(x.start);
                     let msg =
                         pgoutput::decode(x.data).map_err(|e| PgError::Protocol(e.to_string()))?;
-                    match &msg {
-                        Message::Relation(r) => {
-                            let oids: Vec<_> = r.columns.iter().map(|c| c.type_oid).collect();
-                            relcache.apply(&msg);
-                            catalog::resolve_types(&mut sql, &mut types, &oids).await?;
-                            let pk = catalog::primary_key(&mut sql, r).await?;
-                            primary_keys.insert(r.oid, pk);
-                        }
-                        Message::Type(_) => {
-                            relcache.apply(&msg);
-                        }
-                        Message::Begin(b) => {
-                            commit_time = b.commit_time;
-                            in_tx = true;
-                        }
-                        Message::Insert(_) | Message::Update(_) | Message::Delete(_) => {
-                            let oid = match &msg {
-                                Message::Insert(m) => m.relation,
-                                Message::Update(m) => m.relation,
-                                Message::Delete(m) => m.relation,
-                                _ => unreachable!("matched above"),
-                            };
-                            let rel = relcache.get(oid).ok_or_else(|| {
-                                PgError::Protocol(format!("change for unknown relation {}", oid.0))
-                            })?;
-                            let pk = primary_keys.get(&oid).map(Vec::as_slice).unwrap_or(&[]);
-                            if let Some(change) = Change::from_message(&msg, rel, pk, commit_time) {
-                                with_tenant(state, tenant, |t| t.cdc.on_change(&change, &types));
+                    if let Some(oid) = change_relation(&msg) {
+                        let rel = relcache.get(oid).cloned().ok_or_else(|| {
+                            PgError::Protocol(format!("change for unknown relation {}", oid.0))
+                        })?;
+                        // Nobody subscribed: nothing to deliver, and the
+                        // commit still confirms it.
+                        let anyone =
+                            with_tenant(state, tenant, |t| !t.cdc.is_empty()).unwrap_or(false);
+                        if anyone {
+                            let pk = primary_keys
+                                .get(&oid)
+                                .cloned()
+                                .unwrap_or_else(|| Rc::from([]));
+                            pending.push(Pending {
+                                msg,
+                                rel,
+                                pk,
+                                commit_time,
+                            });
+                            if pending.len() >= MAX_BATCH {
+                                flush(state, tenant, &mut sql, &mut access, &mut pending, &types)
+                                    .await?;
                             }
                         }
-                        Message::Commit(c) => {
-                            // Everything of this transaction is in subscriber
-                            // queues: its end may be confirmed.
-                            confirmed = confirmed.max(c.end_lsn);
-                            in_tx = false;
+                    } else {
+                        match &msg {
+                            Message::Relation(r) => {
+                                let oids: Vec<_> = r.columns.iter().map(|c| c.type_oid).collect();
+                                relcache.apply(&msg);
+                                catalog::resolve_types(&mut sql, &mut types, &oids).await?;
+                                let pk = catalog::primary_key(&mut sql, r).await?;
+                                primary_keys.insert(r.oid, pk.into());
+                                access.forget(r.oid);
+                            }
+                            Message::Type(_) => {
+                                relcache.apply(&msg);
+                            }
+                            Message::Begin(b) => {
+                                commit_time = b.commit_time;
+                                in_tx = true;
+                            }
+                            Message::Commit(c) => {
+                                flush(state, tenant, &mut sql, &mut access, &mut pending, &types)
+                                    .await?;
+                                // Everything of this transaction is in
+                                // subscriber queues: its end may be confirmed.
+                                confirmed = confirmed.max(c.end_lsn);
+                                in_tx = false;
+                            }
+                            _ => {}
                         }
-                        _ => {}
                     }
                     false
                 }
@@ -274,4 +307,59 @@ async fn session(
             last_status = Instant::now();
         }
     }
+}
+
+/// The relation of an Insert, Update or Delete.
+fn change_relation(msg: &Message) -> Option<Oid> {
+    match msg {
+        Message::Insert(m) => Some(m.relation),
+        Message::Update(m) => Some(m.relation),
+        Message::Delete(m) => Some(m.relation),
+        _ => None,
+    }
+}
+
+/// Authorises and delivers the pending changes, in order: the tables'
+/// access is refreshed if stale, the batch's questions are answered in one
+/// round trip, then every change is queued to the subscribers it reaches.
+async fn flush(
+    state: &Rc<ShardState>,
+    tenant: &str,
+    sql: &mut PgConn,
+    access: &mut AccessCache,
+    pending: &mut Vec<Pending>,
+    types: &TypeCache,
+) -> Result<(), PgError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let changes: Vec<Change<'_>> = pending
+        .iter()
+        .filter_map(|p| Change::from_message(&p.msg, &p.rel, &p.pk, p.commit_time))
+        .collect();
+    let needs = with_tenant(state, tenant, |t| t.cdc.access_needs(&changes)).unwrap_or_default();
+    if !needs.is_empty() {
+        access
+            .refresh(sql, &needs, |oid| {
+                changes.iter().find(|c| c.rel.oid == oid).map(|c| c.rel)
+            })
+            .await?;
+        let questions = with_tenant(state, tenant, |t| t.cdc.plan(&changes, access, types));
+        let answers = match questions {
+            Some(q) if !q.is_empty() => authorize::answer(sql, &changes, &q).await?,
+            _ => Default::default(),
+        };
+        let queued = with_tenant(state, tenant, |t| {
+            changes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| t.cdc.deliver(i, c, access, types, &answers))
+                .sum::<u64>()
+        })
+        .unwrap_or(0);
+        tracing::trace!(tenant, changes = changes.len(), queued, "batch delivered");
+    }
+    drop(changes);
+    pending.clear();
+    Ok(())
 }

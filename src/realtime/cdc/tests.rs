@@ -1,0 +1,280 @@
+//! Unit tests of the registry's check states and of the batch fan-out.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use serde_json::json;
+
+use super::access::{Answers, OpenAccess, TableAccess};
+use super::fanout::{literal, splice};
+use super::*;
+use crate::proto::pg::types::BuiltinsOnly;
+use crate::proto::pg::Oid;
+use crate::realtime::postgres_changes::binding::parse_binding;
+use crate::realtime::postgres_changes::change::Change;
+use crate::realtime::postgres_changes::test_support as ts;
+
+#[derive(Default)]
+struct Sink(RefCell<Vec<Bytes>>);
+
+impl Outbound for Sink {
+    fn push(&self, frame: Bytes) {
+        self.0.borrow_mut().push(frame);
+    }
+    fn speaks_kind0(&self) -> bool {
+        false
+    }
+    fn close(&self, _: u16) {}
+}
+
+/// The payload of an unmasked server frame.
+fn payload(f: &[u8]) -> &[u8] {
+    match f[1] & 0x7f {
+        126 => &f[4..],
+        127 => &f[10..],
+        _ => &f[2..],
+    }
+}
+
+impl Sink {
+    fn texts(&self) -> Vec<String> {
+        self.0
+            .borrow()
+            .iter()
+            .map(|f| String::from_utf8_lossy(payload(f)).into_owned())
+            .collect()
+    }
+}
+
+fn sub(channel: u64, role: &str, bindings: serde_json::Value, out: &Rc<Sink>) -> CdcSub {
+    let bindings = bindings
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, b)| parse_binding(b.as_object().unwrap(), 100 + i as u64).unwrap())
+        .collect();
+    CdcSub {
+        channel,
+        topic: format!("realtime:t{channel}").into(),
+        vsn: Vsn::V2,
+        out: out.clone(),
+        join_ref: None,
+        bindings,
+        legacy: false,
+        claims: Rc::new(SubClaims {
+            role: role.into(),
+            json: format!("{{\"role\":\"{role}\"}}"),
+        }),
+        ready: false,
+        generation: 0,
+        told_ready: false,
+    }
+}
+
+fn ready_all(reg: &mut CdcRegistry) {
+    while let Some(job) = reg.next_check() {
+        reg.finish_check(&job, Ok(()));
+    }
+}
+
+#[test]
+fn only_checked_subscriptions_are_told_ready_and_refusals_drop_them() {
+    let out = Rc::new(Sink::default());
+    let mut reg = CdcRegistry::default();
+    reg.set_streaming(true, "");
+    reg.add(sub(
+        1,
+        "anon",
+        json!([{"event": "*", "schema": "public"}]),
+        &out,
+    ));
+    reg.add(sub(
+        2,
+        "anon",
+        json!([{"event": "*", "schema": "nope"}]),
+        &out,
+    ));
+    assert!(out.texts().is_empty(), "nothing before the check");
+    let a = reg.next_check().unwrap();
+    reg.finish_check(&a, Ok(()));
+    let b = reg.next_check().unwrap();
+    reg.finish_check(&b, Err("Unable to subscribe".into()));
+    let t = out.texts();
+    assert_eq!(t.len(), 2);
+    assert!(t[0].contains("Subscribed to PostgreSQL") && t[0].contains("realtime:t1"));
+    assert!(t[1].contains("\"status\":\"error\"") && t[1].contains("Unable to subscribe"));
+    assert_eq!(reg.subs.len(), 1);
+}
+
+#[test]
+fn new_claims_are_checked_again_and_a_stale_verdict_is_ignored() {
+    let out = Rc::new(Sink::default());
+    let mut reg = CdcRegistry::default();
+    reg.set_streaming(true, "");
+    reg.add(sub(
+        1,
+        "anon",
+        json!([{"event": "*", "schema": "public"}]),
+        &out,
+    ));
+    let old = reg.next_check().unwrap();
+    let claims = Rc::new(SubClaims {
+        role: "authenticated".into(),
+        json: "{}".into(),
+    });
+    assert!(reg.update_claims(1, claims));
+    reg.finish_check(&old, Ok(()));
+    assert!(!reg.subs[0].ready, "the verdict on the old claims is void");
+    let new = reg.next_check().unwrap();
+    assert_eq!(new.claims.role, "authenticated");
+    reg.finish_check(&new, Ok(()));
+    assert!(reg.subs[0].ready);
+    assert_eq!(out.texts().len(), 1);
+}
+
+#[test]
+fn rls_tables_deliver_only_rows_the_claims_group_may_see() {
+    let rel = ts::relation("notes", b'd', &[("id", 23, true), ("body", 25, false)]);
+    let msg = ts::insert(&["1", "hi"]);
+    let pk: Vec<usize> = vec![0];
+    let change = Change::from_message(&msg, &rel, &pk, Default::default()).unwrap();
+    let (alice_out, bob_out) = (Rc::new(Sink::default()), Rc::new(Sink::default()));
+    let mut reg = CdcRegistry::default();
+    reg.add(sub(
+        1,
+        "authenticated",
+        json!([{"event": "*", "schema": "public", "table": "notes"}]),
+        &alice_out,
+    ));
+    let mut bob = sub(
+        2,
+        "authenticated",
+        json!([{"event": "INSERT", "schema": "public", "table": "notes"}]),
+        &bob_out,
+    );
+    bob.claims = Rc::new(SubClaims {
+        role: "authenticated".into(),
+        json: "{\"sub\":\"bob\"}".into(),
+    });
+    reg.add(bob);
+    ready_all(&mut reg);
+    let mut access: HashMap<Oid, TableAccess> = HashMap::new();
+    let mut t = TableAccess {
+        rls: true,
+        ..TableAccess::default()
+    };
+    t.selectable
+        .insert("authenticated".into(), Rc::from(vec![true, true]));
+    access.insert(rel.oid, t);
+    let changes = [change];
+    let q = reg.plan(&changes, &access, &BuiltinsOnly);
+    assert_eq!(q.rows.len(), 2, "one row check per claims group");
+    assert!(q.exprs.is_empty());
+    let mut answers = Answers::default();
+    // Alice's group may see the row, Bob's may not.
+    let alice = q
+        .rows
+        .iter()
+        .position(|(_, c)| !c.json.contains("bob"))
+        .unwrap();
+    answers.set_row(&q, alice, true);
+    answers.set_row(&q, 1 - alice, false);
+    assert_eq!(
+        reg.deliver(0, &changes[0], &access, &BuiltinsOnly, &answers),
+        1
+    );
+    assert_eq!(alice_out.texts().len(), 1);
+    assert!(bob_out.texts().is_empty());
+    assert!(alice_out.texts()[0].contains("\"record\":{\"id\":1,\"body\":\"hi\"}"));
+}
+
+#[test]
+fn column_privileges_limit_columns_and_a_hidden_key_is_a_401() {
+    let rel = ts::relation("p", b'd', &[("id", 23, true), ("secret", 25, false)]);
+    let msg = ts::insert(&["1", "s"]);
+    let pk: Vec<usize> = vec![0];
+    let change = Change::from_message(&msg, &rel, &pk, Default::default()).unwrap();
+    let (a_out, b_out) = (Rc::new(Sink::default()), Rc::new(Sink::default()));
+    let mut reg = CdcRegistry::default();
+    reg.add(sub(
+        1,
+        "anon",
+        json!([{"event": "*", "schema": "public", "table": "p", "filter": "id=eq.5"}]),
+        &a_out,
+    ));
+    reg.add(sub(
+        2,
+        "authenticated",
+        json!([{"event": "*", "schema": "public", "table": "p"}]),
+        &b_out,
+    ));
+    ready_all(&mut reg);
+    let mut t = TableAccess::default();
+    t.selectable
+        .insert("anon".into(), Rc::from(vec![false, true]));
+    t.selectable
+        .insert("authenticated".into(), Rc::from(vec![true, false]));
+    let access: HashMap<Oid, TableAccess> = [(rel.oid, t)].into();
+    let answers = Answers::default();
+    reg.deliver(0, &change, &access, &BuiltinsOnly, &answers);
+    let a = a_out.texts();
+    assert_eq!(a.len(), 1, "an error row ignores filters");
+    assert!(a[0].contains("Error 401: Unauthorized"), "{}", a[0]);
+    let b = b_out.texts();
+    assert!(
+        b[0].contains("\"columns\":[{\"name\":\"id\",\"type\":\"int4\"}]"),
+        "{}",
+        b[0]
+    );
+    assert!(b[0].contains("\"record\":{\"id\":1}"), "{}", b[0]);
+}
+
+#[test]
+fn database_filters_are_asked_once_and_their_answers_decide() {
+    let rel = ts::relation("n", b'd', &[("id", 23, true), ("name", 25, false)]);
+    let msg = ts::insert(&["1", "O'Brien"]);
+    let pk: Vec<usize> = vec![0];
+    let change = Change::from_message(&msg, &rel, &pk, Default::default()).unwrap();
+    let out = Rc::new(Sink::default());
+    let mut reg = CdcRegistry::default();
+    reg.add(sub(
+        1,
+        "anon",
+        json!([{"event": "*", "schema": "public", "table": "n", "filter": "name=like.O%"}]),
+        &out,
+    ));
+    reg.add(sub(
+        2,
+        "anon",
+        json!([{"event": "*", "schema": "public", "table": "n", "filter": "name=like.O%"}]),
+        &out,
+    ));
+    ready_all(&mut reg);
+    let access = OpenAccess::default();
+    let changes = [change];
+    let q = reg.plan(&changes, &access, &BuiltinsOnly);
+    assert_eq!(
+        q.exprs,
+        vec!["'O''Brien'::text LIKE ('O%'::text)".to_owned()]
+    );
+    assert!(q.rows.is_empty(), "open tables need no row checks");
+    assert_eq!(
+        reg.deliver(0, &changes[0], &access, &BuiltinsOnly, &Answers::default()),
+        0
+    );
+    let mut answers = Answers::default();
+    answers.set_expr(&q, 0, true);
+    assert_eq!(
+        reg.deliver(0, &changes[0], &access, &BuiltinsOnly, &answers),
+        2
+    );
+}
+
+#[test]
+fn splice_never_rescans_spliced_values() {
+    assert_eq!(splice("$1 = $2", "'$2'", "'$1'"), "'$2' = '$1'");
+    assert_eq!(literal("a'b"), "'a''b'");
+}
