@@ -1,7 +1,6 @@
 //! One WebSocket connection's protocol state: its joined channels and the
 //! routing of each inbound message to its event handler.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -87,8 +86,8 @@ pub struct Channel {
     pub tracking: bool,
     /// Per-channel presence call limiter.
     pub presence_limiter: ClientPresenceLimiter,
-    /// The channel's token (join `access_token`, or the socket's).
-    pub token: String,
+    /// The channel's token (join `access_token`, or the socket's, shared).
+    pub token: Rc<str>,
     /// Its verified claims.
     pub claims: Claims,
 }
@@ -97,6 +96,77 @@ impl Channel {
     /// The topic without the `realtime:` prefix.
     pub fn sub_topic(&self) -> &str {
         self.topic.strip_prefix("realtime:").unwrap_or(&self.topic)
+    }
+}
+
+/// A socket's joined channels by topic. A socket joins a handful of
+/// channels (at most `max_channels_per_client`, 100 by default), so a
+/// vector searched by topic is both faster and far smaller than a hash map:
+/// an idle socket with one channel holds one slot, not a table of four.
+#[derive(Default)]
+pub struct Channels(Vec<Channel>);
+
+impl Channels {
+    /// Whether `topic` is joined.
+    pub fn contains_key(&self, topic: &str) -> bool {
+        self.get(topic).is_some()
+    }
+
+    /// The channel joined on `topic`.
+    pub fn get(&self, topic: &str) -> Option<&Channel> {
+        self.0.iter().find(|c| &*c.topic == topic)
+    }
+
+    /// The channel joined on `topic`, mutably.
+    pub fn get_mut(&mut self, topic: &str) -> Option<&mut Channel> {
+        self.0.iter_mut().find(|c| &*c.topic == topic)
+    }
+
+    /// Adds `ch` under its topic, returning the channel it replaces.
+    pub fn insert(&mut self, ch: Channel) -> Option<Channel> {
+        match self.0.iter().position(|c| c.topic == ch.topic) {
+            Some(i) => Some(std::mem::replace(&mut self.0[i], ch)),
+            None => {
+                self.0.push(ch);
+                None
+            }
+        }
+    }
+
+    /// Removes the channel joined on `topic`.
+    pub fn remove(&mut self, topic: &str) -> Option<Channel> {
+        let i = self.0.iter().position(|c| &*c.topic == topic)?;
+        let ch = self.0.swap_remove(i);
+        if self.0.is_empty() {
+            // An idle socket keeps no slots.
+            self.0 = Vec::new();
+        }
+        Some(ch)
+    }
+
+    /// Topics joined.
+    pub fn keys(&self) -> impl Iterator<Item = &Box<str>> {
+        self.0.iter().map(|c| &c.topic)
+    }
+
+    /// Joined channels.
+    pub fn values(&self) -> impl Iterator<Item = &Channel> {
+        self.0.iter()
+    }
+
+    /// (topic, channel) pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&Box<str>, &Channel)> {
+        self.0.iter().map(|c| (&c.topic, c))
+    }
+
+    /// Number of joined channels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no channel is joined.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -109,9 +179,9 @@ pub struct Session {
     /// The connection's write queue.
     pub out: Rc<dyn Outbound>,
     /// Token the socket connected with (fallback channel token).
-    pub socket_token: String,
+    pub socket_token: Rc<str>,
     /// Joined channels by topic.
-    pub channels: HashMap<Box<str>, Channel>,
+    pub channels: Channels,
     /// Counted in the tenant's connected users.
     pub counted_user: bool,
     /// A join was attempted; such a connection left with no channel is
@@ -122,13 +192,13 @@ pub struct Session {
 
 impl Session {
     /// A session with no channels.
-    pub fn new(id: u64, vsn: Vsn, out: Rc<dyn Outbound>, socket_token: String) -> Self {
+    pub fn new(id: u64, vsn: Vsn, out: Rc<dyn Outbound>, socket_token: Rc<str>) -> Self {
         Self {
             id,
             vsn,
             out,
             socket_token,
-            channels: HashMap::new(),
+            channels: Channels::default(),
             counted_user: false,
             attempted_join: false,
         }
@@ -241,7 +311,7 @@ impl Session {
     /// (normally `Token has expired N seconds ago`).
     pub fn expire_tokens(&mut self, env: &mut Env<'_>) {
         let now = env.now_unix;
-        let due: Vec<(Box<str>, String)> = self
+        let due: Vec<(Box<str>, Rc<str>)> = self
             .channels
             .iter()
             .filter(|(_, c)| c.claims.exp <= now)

@@ -235,7 +235,7 @@ async fn websocket(
     let id = state.next_conn_id.get() + 1;
     state.next_conn_id.set(id);
     let out = OutQueue::new(state.config.socket_queue_bytes);
-    let session = Session::new(id, accepted.vsn, out.clone(), accepted.token);
+    let session = Session::new(id, accepted.vsn, out.clone(), Rc::from(accepted.token));
     let conn = Rc::new(Conn {
         session: RefCell::new(session),
         out: out.clone(),

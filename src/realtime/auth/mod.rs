@@ -73,8 +73,11 @@ pub struct Claims {
     pub exp: i64,
     /// `sub`, when it is a string.
     pub sub: Option<String>,
-    /// Every claim, with `exp`/`iat` rounded to integers: the RLS claims.
-    pub json: Map<String, Value>,
+    /// Every claim as compact JSON text, with `exp`/`iat` rounded to
+    /// integers: the RLS claims (`request.jwt.claims`). Kept as text, the
+    /// only form it is used in, so an idle channel holds one short string
+    /// rather than a map.
+    pub json: Box<str>,
 }
 
 impl Claims {
@@ -460,6 +463,9 @@ fn authorize(json: Map<String, Value>) -> Result<Claims, AuthError> {
         .or_else(|| exp.as_u64().map(|_| i64::MAX))
         .unwrap_or_default();
     let sub = json.get("sub").and_then(Value::as_str).map(str::to_owned);
+    let json = serde_json::to_string(&json)
+        .unwrap_or_else(|_| "{}".into())
+        .into_boxed_str();
     Ok(Claims {
         role,
         exp,

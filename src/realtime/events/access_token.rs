@@ -3,6 +3,8 @@
 //! token; otherwise re-validated, and a failure shuts the channel down with
 //! the reason (PROTOCOL 3.6).
 
+use std::rc::Rc;
+
 use crate::proto::phoenix::{InPayload, Inbound};
 use crate::realtime::auth;
 use crate::realtime::session::{Env, Flow, Session};
@@ -21,14 +23,14 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     let Some(ch) = session.channels.get_mut(msg.topic.as_ref()) else {
         return Flow::Continue;
     };
-    if auth::is_opaque_api_key(token) || token == ch.token {
+    if auth::is_opaque_api_key(token) || token == &*ch.token {
         return Flow::Continue;
     }
     let cfg = env.tenant.config.clone();
     let token = auth::clean_token(token);
     match auth::verify_channel(&token, &cfg.jwt, &cfg.validators, env.now_unix) {
         Ok(claims) => {
-            ch.token = token;
+            ch.token = Rc::from(token);
             // Postgres Changes are authorised with the new claims from now
             // on; the subscription is checked again and confirmed anew.
             env.tenant

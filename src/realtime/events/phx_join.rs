@@ -150,8 +150,9 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     if session.channels.len() as u64 >= limits.max_channels_per_client {
         return error("ChannelRateLimitReached: Too many channels".into(), None);
     }
-    let token = match cfg.token.as_deref() {
-        Some(t) if !auth::is_opaque_api_key(t) => auth::clean_token(t),
+    // Channels joined with the socket's token share its text.
+    let token: Rc<str> = match cfg.token.as_deref() {
+        Some(t) if !auth::is_opaque_api_key(t) => Rc::from(auth::clean_token(t)),
         _ => session.socket_token.clone(),
     };
     let claims: Claims = match auth::verify_channel(
@@ -248,7 +249,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     if !cfg.postgres_changes.is_empty() || (!cfg.has_config && env.tenant.config.has_database) {
         subscribe_changes(session, env, &ch, &cfg, sub_topic);
     }
-    session.channels.insert(ch.topic.clone(), ch);
+    session.channels.insert(ch);
     Flow::Continue
 }
 
@@ -312,7 +313,7 @@ fn subscribe_changes(
 pub fn sub_claims(c: &auth::Claims) -> Rc<SubClaims> {
     Rc::new(SubClaims {
         role: c.role.clone(),
-        json: serde_json::to_string(&c.json).unwrap_or_else(|_| "{}".into()),
+        json: c.json.to_string(),
     })
 }
 
