@@ -5,8 +5,8 @@
 // Not part of the `realtime-js-pg` run yet: the server does not evaluate
 // these in the database so far (such a binding gets nothing; see the
 // README's Protocol support table). Run them with
-//   node tests/clients/js/run.mjs realtime-js-pg-dbfilters
-// (or CLIENT_SUITES=realtime-js-pg-dbfilters scripts/run-clients) and move
+//   node tests/clients/js/run.mjs realtime-js-pg-pending
+// (or CLIENT_SUITES=realtime-js-pg-pending scripts/run-clients) and move
 // this file into the realtime-js-pg list in run.mjs once they pass.
 
 import { test } from '../../lib/harness.mjs'
