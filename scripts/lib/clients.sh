@@ -22,7 +22,7 @@ run_client_suites() {
       timeout 900 node tests/clients/js/run.mjs realtime-js
   fi
   if _rt_suite_selected realtime-js-pg; then
-    run_step "client: realtime-js postgres_changes" "$logdir/client-realtime-js-pg.log" \
+    run_step "client: realtime-js pg" "$logdir/client-realtime-js-pg.log" \
       timeout 600 node tests/clients/js/run.mjs realtime-js-pg
   fi
   if [[ " ${CLIENT_SUITES:-} " == *" realtime-js-pg-pending "* ]]; then
