@@ -8,8 +8,15 @@
 # Each instance gets BIND_ADDR=127.0.0.1, PORT (the configured one or the next
 # free port above it) and the env listed on its line; stdout+stderr go to
 # <logdir>/server-<name>.log. Waits for GET /healthcheck on every instance.
+#
+# Values may name environment variables as ${NAME} (braces required), which
+# are substituted when the instance starts (e.g. DB_PORT=${DEV_DB_PORT}). An
+# instance that names an unset variable is not started (a warning says which
+# variable); the suite that needs it then fails for want of RT_<NAME>_PORT.
 
 RT_SERVER_PIDS=()
+# Instances started by start_servers, for the health wait.
+RT_SERVER_NAMES=()
 
 _rt_port_free() {
   # Free if nothing accepts a TCP connection on it.
@@ -36,6 +43,28 @@ _rt_healthy() {
   fi
 }
 
+# Prints WORD with every ${NAME} replaced by that variable's value. Returns 1
+# (printing the variable's name) if one is unset, 2 on a malformed reference.
+_rt_expand() {
+  local s=$1 out="" name
+  while [[ $s == *'${'* ]]; do
+    out+=${s%%'${'*}
+    s=${s#*'${'}
+    name=${s%%\}*}
+    if [[ $s != *\}* || ! $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]]; then
+      echo "malformed \${...} in '$1'"
+      return 2
+    fi
+    if [[ -z ${!name+set} ]]; then
+      echo "$name"
+      return 1
+    fi
+    out+=${!name}
+    s=${s#*\}}
+  done
+  printf '%s' "$out$s"
+}
+
 start_servers() {
   local bin=$1 logdir=$2
   local conf=${RT_SERVERS_CONF:-tests/clients/servers.conf}
@@ -43,8 +72,27 @@ start_servers() {
   mkdir -p "$logdir"
   _rt_raise_limits
   local name port rest used=" "
+  RT_SERVER_NAMES=()
   while read -r name port rest; do
     [[ -z "$name" || "$name" == \#* ]] && continue
+    local envs=() words=() word value rc missing=""
+    # ENV=VALUE words split on whitespace, never glob-expanded.
+    read -ra words <<<"$rest"
+    for word in "${words[@]}"; do
+      rc=0
+      value=$(_rt_expand "$word") || rc=$?
+      if [[ $rc == 1 ]]; then
+        missing+=" $value"
+      elif [[ $rc != 0 ]]; then
+        echo "servers.conf: $name: $value" >&2
+        return 1
+      fi
+      envs+=("$value")
+    done
+    if [[ -n $missing ]]; then
+      echo "not starting $name: servers.conf names unset variable(s)${missing}" >&2
+      continue
+    fi
     local upper
     upper=$(echo "$name" | tr '[:lower:]' '[:upper:]')
     local override_var="RT_${upper}_PORT"
@@ -52,22 +100,21 @@ start_servers() {
     while ! _rt_port_free "$port" || [[ "$used" == *" $port "* ]]; do port=$((port + 1)); done
     used+="$port "
     export "RT_${upper}_PORT=$port"
-    # shellcheck disable=SC2086  # $rest is a list of ENV=VALUE words by design
-    env BIND_ADDR=127.0.0.1 PORT="$port" RUST_LOG="${RUST_LOG:-info}" $rest "$bin" >"$logdir/server-$name.log" 2>&1 &
+    env BIND_ADDR=127.0.0.1 PORT="$port" RUST_LOG="${RUST_LOG:-info}" "${envs[@]}" "$bin" >"$logdir/server-$name.log" 2>&1 &
     RT_SERVER_PIDS+=("$!")
+    RT_SERVER_NAMES+=("$name")
     echo "started $name (pid $!) on 127.0.0.1:$port, log $logdir/server-$name.log"
   done <"$conf"
 
   local deadline=$((SECONDS + 30)) unhealthy
   while :; do
     unhealthy=""
-    while read -r name port rest; do
-      [[ -z "$name" || "$name" == \#* ]] && continue
+    for name in "${RT_SERVER_NAMES[@]}"; do
       local upper var
       upper=$(echo "$name" | tr '[:lower:]' '[:upper:]')
       var="RT_${upper}_PORT"
       _rt_healthy "${!var}" || unhealthy+=" $name(:${!var})"
-    done <"$conf"
+    done
     [[ -z "$unhealthy" ]] && break
     for pid in "${RT_SERVER_PIDS[@]}"; do
       if ! kill -0 "$pid" 2>/dev/null; then

@@ -1,6 +1,8 @@
 // Where the server instances are and which limits they were started with.
 // Parsed from tests/clients/servers.conf (shared with the scripts and the
-// Python suite); ports may be overridden by RT_<NAME>_PORT.
+// Python suite); ports may be overridden by RT_<NAME>_PORT. `${NAME}` in a
+// value is replaced by that environment variable, as scripts/lib/servers.sh
+// does; names of unset ones are listed in the instance's `missing`.
 
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
@@ -11,6 +13,16 @@ const confPath = process.env.RT_SERVERS_CONF || path.join(here, '..', '..', 'ser
 
 export const DEFAULT_SECRET = 'super-secret-jwt-token-with-at-least-32-characters-long'
 
+function expand(value, missing) {
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name) => {
+    if (process.env[name] === undefined) {
+      missing.push(name)
+      return ''
+    }
+    return process.env[name]
+  })
+}
+
 function parse(text) {
   const out = {}
   for (const raw of text.split('\n')) {
@@ -18,12 +30,13 @@ function parse(text) {
     if (!line || line.startsWith('#')) continue
     const [name, port, ...kv] = line.split(/\s+/)
     const env = {}
+    const missing = []
     for (const item of kv) {
       const i = item.indexOf('=')
-      env[item.slice(0, i)] = item.slice(i + 1)
+      env[item.slice(0, i)] = expand(item.slice(i + 1), missing)
     }
     const override = process.env[`RT_${name.toUpperCase()}_PORT`]
-    out[name] = { name, port: Number(override || port), env }
+    out[name] = { name, port: Number(override || port), env, missing }
   }
   return out
 }
@@ -51,6 +64,25 @@ function describe(inst) {
   }
 }
 
+/**
+ * The `pg` instance plus where its database is (`dbUrl`), or
+ * `{unavailable: why}` when its variables are unset (the scripts did not
+ * start the dev database, so they did not start the instance either).
+ */
+function describePg(inst) {
+  if (!inst) return { unavailable: 'servers.conf has no `pg` instance' }
+  if (inst.missing.length > 0) {
+    return { unavailable: `unset ${inst.missing.join(', ')}: start the dev database first (scripts/run-clients and scripts/test do)` }
+  }
+  const e = inst.env
+  const enc = encodeURIComponent
+  return {
+    ...describe(inst),
+    dbUrl: `postgres://${enc(e.DB_USER || 'postgres')}:${enc(e.DB_PASSWORD || '')}@${e.DB_HOST}:${e.DB_PORT}/${e.DB_NAME || 'postgres'}`,
+    publication: e.DB_PUBLICATION || 'supabase_realtime',
+  }
+}
+
 export const config = {
   jwtSecret: instances.main?.env.API_JWT_SECRET || DEFAULT_SECRET,
   main: describe(instances.main),
@@ -58,4 +90,5 @@ export const config = {
   tenant: describe(instances.tenant),
   joinrate: describe(instances.joinrate),
   eventrate: describe(instances.eventrate),
+  pg: describePg(instances.pg),
 }

@@ -1,0 +1,36 @@
+# shellcheck shell=bash
+# The private Postgres (scripts/dev-db) of a test run, as a named step.
+#
+#   start_dev_db LOGDIR   starts the cluster, or reuses a running one, as the
+#                         step "postgres (scripts/dev-db)"; exports DEV_DB_URL
+#                         (read by the Rust Postgres tests), DEV_DB_HOST,
+#                         DEV_DB_PORT and DEV_DB_PASSWORD (substituted into
+#                         tests/clients/servers.conf). Returns 1 if it failed.
+#   stop_dev_db           stops the cluster if start_dev_db started it; one
+#                         that was already running (a developer's) is left
+#                         alone. Safe to call twice, and from an EXIT trap.
+
+DEV_DB_STARTED_HERE=0
+
+start_dev_db() {
+  local logdir=$1 url
+  if ! scripts/dev-db status >/dev/null 2>&1; then DEV_DB_STARTED_HERE=1; fi
+  run_step "postgres (scripts/dev-db)" "$logdir/dev-db.log" scripts/dev-db start
+  [[ $STEP_LAST_RC == 0 ]] || return 1
+  url=$(scripts/dev-db url) || return 1
+  # postgres://USER:PASSWORD@HOST:PORT/DB
+  if [[ ! $url =~ ^postgres://[^:]+:([^@]*)@([^:/]+):([0-9]+)/ ]]; then
+    echo "start_dev_db: unexpected URL from scripts/dev-db: $url" >&2
+    return 1
+  fi
+  export DEV_DB_URL=$url
+  export DEV_DB_PASSWORD=${BASH_REMATCH[1]} DEV_DB_HOST=${BASH_REMATCH[2]} DEV_DB_PORT=${BASH_REMATCH[3]}
+  echo "dev db: $DEV_DB_HOST:$DEV_DB_PORT"
+}
+
+stop_dev_db() {
+  if [[ $DEV_DB_STARTED_HERE == 1 ]]; then
+    DEV_DB_STARTED_HERE=0
+    scripts/dev-db stop || true
+  fi
+}
