@@ -1,21 +1,20 @@
 #!/usr/bin/env python3
 """Side-by-side summary of a scripts/compare run.
 
-Usage: compare-report.py DIR MODE TARGET...
+Usage: compare-report.py DIR MODE NICE TARGET...
 
 Reads DIR/<target>-broadcast.json and DIR/<target>-connect.json (written by
 realtime-loadgen) and writes DIR/compare.json and DIR/compare.md:
 
 - per target, every broadcast rate step (deliveries/s, server CPU-s per
-  million deliveries, p50/p99/p999);
-- "peak": the step with the most deliveries/s (the capacity this ladder
-  found; flagged when the server was behind the offer there), and its CPU-s
-  per million there;
-- the same figures at the highest rate every target kept up with (delivered
-  at least 90 % of the offer, counted by arrival in the step), so the CPU
-  cost is also compared at equal load;
-- server RSS per idle connection from the connect run;
-- ratios of realtime's CPU-s per million to the best peer's.
+  million deliveries, p50/p99/p999, the server's and core 0's busy share);
+- "kept up" = delivered at least 90 % of the offer in the step (counted by
+  arrival); per target, the highest rate kept up and its figures;
+- figures at the lowest rate every target was offered (below saturation for
+  most), and a rate-by-server matrix of CPU-s per million and p99;
+- realtime's CPU-s per million divided by the best peer's that kept up, at
+  every rate where both did;
+- server RSS per idle connection from the connect run.
 """
 
 import json
@@ -84,8 +83,8 @@ def kdel(v):
 
 
 def main():
-    out, mode, targets = sys.argv[1], sys.argv[2], sys.argv[3:]
-    result = {"mode": mode, "targets": {}, "machine": None}
+    out, mode, nice, targets = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+    result = {"mode": mode, "nice": nice, "targets": {}, "machine": None}
     for t in targets:
         b = load(os.path.join(out, f"{t}-broadcast.json"))
         c = load(os.path.join(out, f"{t}-connect.json"))
@@ -108,33 +107,36 @@ def main():
             }
         result["targets"][t] = entry
 
-    # The highest rate at which every target kept up: equal-load comparison.
-    common = None
-    rate_sets = []
+    # Equal-load comparison: every rate any target was offered.
+    rates = sorted({s["rate"] for e in result["targets"].values() for s in e["steps"]})
     for e in result["targets"].values():
-        rate_sets.append({s["rate"] for s in e["steps"] if s["kept_up"]})
-    if rate_sets and all(rate_sets):
-        shared = set.intersection(*rate_sets)
-        common = max(shared) if shared else None
-    result["common_rate"] = common
-    for e in result["targets"].values():
-        e["at_common"] = next((s for s in e["steps"] if s["rate"] == common), None)
-
-    def ratio(key):
-        ours = result["targets"].get("realtime", {}).get(key)
+        e["by_rate"] = {s["rate"]: s for s in e["steps"]}
+        kept = [s for s in e["steps"] if s["kept_up"]]
+        e["best_kept"] = max(kept, key=lambda s: s["rate"]) if kept else None
+    result["rates"] = rates
+    # The lowest rate everyone was offered (unsaturated for most), and the
+    # ratio of realtime's CPU-s per million to the best peer's at every rate
+    # where realtime and at least one peer kept up.
+    offered = [set(e["by_rate"]) for e in result["targets"].values()]
+    low = min(set.intersection(*offered)) if offered and set.intersection(*offered) else None
+    result["low_rate"] = low
+    ours = result["targets"].get("realtime")
+    ratios = []
+    for rate in rates:
+        o = ours and ours["by_rate"].get(rate)
         peers = [
-            e.get(key)
+            (t, e["by_rate"][rate])
             for t, e in result["targets"].items()
-            if t != "realtime" and e.get(key) and e[key].get("cpu_s_per_million")
+            if t != "realtime" and rate in e["by_rate"] and e["by_rate"][rate]["kept_up"]
         ]
-        if not ours or not ours.get("cpu_s_per_million") or not peers:
-            return None
-        best = min(p["cpu_s_per_million"] for p in peers)
-        return {"ours": ours["cpu_s_per_million"], "best_peer": best,
-                "ratio": ours["cpu_s_per_million"] / best}
-
-    result["cpu_ratio_at_peak"] = ratio("peak")
-    result["cpu_ratio_at_common_rate"] = ratio("at_common")
+        peers = [(t, x) for t, x in peers if x["cpu_s_per_million"]]
+        if not o or not o["kept_up"] or not o["cpu_s_per_million"] or not peers:
+            continue
+        bt, bx = min(peers, key=lambda p: p[1]["cpu_s_per_million"])
+        ratios.append({"rate": rate, "ours": o["cpu_s_per_million"], "best_peer": bt,
+                       "best_peer_cpu": bx["cpu_s_per_million"],
+                       "ratio": o["cpu_s_per_million"] / bx["cpu_s_per_million"]})
+    result["cpu_ratios"] = ratios
     m = result["machine"] or {}
     result["machine_note"] = (
         f"{m.get('nproc', os.cpu_count())} CPUs, {m.get('cpu_model', '?')}, kernel "
@@ -148,55 +150,72 @@ def main():
         f.write(markdown(result))
 
 
+def cell(s):
+    if s is None:
+        return ""
+    if not s["kept_up"]:
+        return f"behind ({kdel(s['deliveries_per_sec'])}/s)"
+    return f"{fmt(s['cpu_s_per_million'])} · {fmt(s['p99_ms'], 0)} ms"
+
+
 def markdown(r):
     subs = next((e.get("subscribers") for e in r["targets"].values() if e.get("subscribers")), "?")
-    cr = r["common_rate"]
+    low = r["low_rate"]
+    names = list(r["targets"])
     lines = [
         f"## Side by side ({r['mode']} mode)",
         "",
         f"Machine: {r['machine_note']}. Each server pinned to core 0 "
         "(`taskset -c 0`, realtime with `SHARDS=1`), the loadgen on core 1. "
-        f"Broadcast: 1 publisher, {subs} subscribers on one topic, 100-byte payloads. "
-        "CPU is the server process's utime+stime from /proc.",
+        f"Broadcast: 1 publisher, {subs} subscribers on one topic, 100-byte payloads, "
+        "open-loop rates. CPU is the server process's utime+stime from /proc."
+        + (f" Server and loadgen ran at nice {r['nice']}." if r["nice"] else ""),
         "",
-        "| server | peak deliveries/s (msg/s) | CPU-s per M deliveries at peak | "
-        f"CPU-s per M at {fmt(cr, 0)} msg/s | p50 / p99 / p999 ms at {fmt(cr, 0)} msg/s | "
+        "| server | highest rate kept up: deliveries/s (msg/s) | CPU-s per M there | p99 there | "
+        f"CPU-s per M at {fmt(low, 0)} msg/s | p50 / p99 / p999 ms at {fmt(low, 0)} msg/s | "
         "RSS per idle connection |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for t, e in r["targets"].items():
-        p, c, i = e["peak"], e["at_common"], e["idle"] or {}
-        peak = "-"
-        if p:
-            behind = "" if p["kept_up"] else ", behind"
-            peak = f"{kdel(p['deliveries_per_sec'])} ({p['rate']:.0f}{behind})"
+        b, c, i = e["best_kept"], e["by_rate"].get(low), e["idle"] or {}
+        best = f"{kdel(b['deliveries_per_sec'])} ({b['rate']:.0f})" if b else "-"
         lat = (
             f"{fmt(c['p50_ms'], 1)} / {fmt(c['p99_ms'], 1)} / {fmt(c['p999_ms'], 1)}" if c else "-"
         )
         rss = i.get("rss_per_conn_bytes")
         rss_s = "-" if rss is None else f"{rss / 1024:.1f} KiB ({i.get('connections')} conns)"
         lines.append(
-            f"| {t} | {peak} | {fmt(p and p['cpu_s_per_million'])} | "
-            f"{fmt(c and c['cpu_s_per_million'])} | {lat} | {rss_s} |"
+            f"| {t} | {best} | {fmt(b and b['cpu_s_per_million'])} | "
+            f"{fmt(b and b['p99_ms'], 0)} ms | {fmt(c and c['cpu_s_per_million'])} | {lat} | "
+            f"{rss_s} |"
         )
-    lines.append("")
-    for key, label in [("cpu_ratio_at_peak", "at each one's peak"),
-                       ("cpu_ratio_at_common_rate", f"at {fmt(cr, 0)} msg/s")]:
-        x = r.get(key)
-        if x:
-            lines.append(
-                f"- Server CPU-s per million deliveries {label}: realtime {x['ours']:.2f} vs "
-                f"best peer {x['best_peer']:.2f} = {x['ratio']:.2f}x (target <= 0.33x)."
-            )
+    lines += ["", "Server CPU-s per million deliveries, realtime / best peer that kept up, "
+              "at equal offered rates:", ""]
+    for x in r["cpu_ratios"]:
+        lines.append(
+            f"- {x['rate']:.0f} msg/s: {x['ours']:.2f} / {x['best_peer_cpu']:.2f} "
+            f"({x['best_peer']}) = {x['ratio']:.2f}x"
+        )
     lines += [
-        "- \"server / core 0 busy\" (every step below): the server's share of core 0 and"
-        " how busy core 0 was in all (loopback softirq, and other processes on a shared"
-        " machine); a large gap means the figures of that step are disturbed.",
-        "- Peak = the step with the most deliveries/s; \"behind\" = delivered under 90 % of"
-        " the offer there (saturated: the figure is its capacity). Where no step was behind,"
-        " the ladder ended first and the peak is a lower bound.",
+        "",
+        "### Equal offered rates",
+        "",
+        "Each cell: server CPU-s per million deliveries · p99 latency; \"behind\" = delivered"
+        " under 90 % of the offer in that step (arrival rate shown).",
+        "",
+        "| msg/s (deliveries/s offered) | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for rate in r["rates"]:
+        n = rate * (subs if isinstance(subs, int) else 0)
+        row = [cell(r["targets"][t]["by_rate"].get(rate)) for t in names]
+        lines.append(f"| {rate:.0f} ({kdel(n)}) | " + " | ".join(row) + " |")
+    lines += [
         "",
         "### Every step",
+        "",
+        "\"server / core 0 busy\": the server's share of core 0 and how busy core 0 was in all"
+        " (loopback softirq, other processes on a shared machine).",
         "",
         "| server | msg/s | offered deliveries/s | delivered/s | CPU-s/M | p50 ms | p99 ms |"
         " p999 ms | server / core 0 busy | loadgen util |",
