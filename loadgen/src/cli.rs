@@ -47,12 +47,24 @@ pub enum Scenario {
 pub enum Target {
     /// This server (or any Supabase Realtime).
     Realtime,
-    /// nats-server with its WebSocket listener (not implemented yet).
+    /// nats-server with its WebSocket listener (NATS protocol in binary frames).
     Nats,
-    /// The minimal Node `ws` relay in bench/peers (not implemented yet).
+    /// The minimal Node `ws` relay in bench/peers/node-ws (`sub`/`pub` text frames).
     NodeWs,
-    /// The minimal tokio-tungstenite relay in bench/peers (not implemented yet).
-    TokioWs,
+    /// The tokio + tokio-tungstenite relay in bench/peers/tokio-relay (same protocol).
+    TokioRelay,
+}
+
+impl Target {
+    /// The name as given on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Realtime => "realtime",
+            Target::Nats => "nats",
+            Target::NodeWs => "node-ws",
+            Target::TokioRelay => "tokio-relay",
+        }
+    }
 }
 
 /// How long-lived subscribers read.
@@ -77,7 +89,8 @@ pub fn parse_vsn(s: &str) -> Result<Vsn, String> {
 /// Options every scenario takes.
 #[derive(Debug, Clone, Args, Serialize)]
 pub struct Common {
-    /// Kind of server under test.
+    /// Kind of server under test; the peers (see bench/peers/README.md) are
+    /// supported by `broadcast` and `connect`.
     #[arg(long, value_enum, default_value = "realtime")]
     pub target: Target,
     /// Server address.
@@ -86,7 +99,7 @@ pub struct Common {
     /// Host header (names the tenant); default: the address.
     #[arg(long)]
     pub host: Option<String>,
-    /// WebSocket path.
+    /// WebSocket path (peers get it without the `apikey`/`vsn` query).
     #[arg(long, default_value = "/socket/websocket")]
     pub path: String,
     /// JWT for `apikey` (and REST); default: signed with --secret.

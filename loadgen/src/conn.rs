@@ -53,11 +53,17 @@ pub struct Endpoint {
     /// Number of loopback source addresses to spread over (127.0.0.1..=N);
     /// 0 lets the kernel pick.
     pub source_addrs: u32,
+    /// Whether the server speaks Phoenix (adds `apikey` and `vsn` to the
+    /// path); peers get the bare path.
+    pub phoenix: bool,
 }
 
 impl Endpoint {
     /// The upgrade request path with `apikey` and `vsn`.
     pub fn ws_path(&self, vsn: Vsn) -> String {
+        if !self.phoenix {
+            return self.path.clone();
+        }
         format!("{}?apikey={}&vsn={}", self.path, self.apikey, vsn.as_str())
     }
 
@@ -484,8 +490,10 @@ impl Heartbeats {
         self.socks.borrow_mut().push(Rc::downgrade(s));
     }
 
-    /// Sends one heartbeat on every live socket, every `every`, forever.
-    pub async fn run(self: Rc<Self>, every: Duration) {
+    /// Sends one heartbeat on every live socket, every `every`, forever
+    /// (never with `None`: peers have no Phoenix heartbeat).
+    pub async fn run(self: Rc<Self>, every: Option<Duration>) {
+        let Some(every) = every else { return };
         let frames = [Vsn::V1, Vsn::V2].map(crate::phx::heartbeat);
         loop {
             glommio::timer::sleep(every).await;
@@ -559,6 +567,7 @@ mod tests {
             path: "/socket/websocket".into(),
             apikey: "k".into(),
             source_addrs: 0,
+            phoenix: true,
         };
         assert_eq!(ep.source_for(5), None);
         ep.source_addrs = 3;

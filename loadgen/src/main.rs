@@ -1,10 +1,13 @@
 //! `realtime-loadgen`: a thread-per-core load generator for servers that
-//! speak the Supabase Realtime protocol.
+//! speak the Supabase Realtime protocol, and for the comparison peers in
+//! `bench/peers/` (`--target`).
 //!
 //! # Layout
 //!
 //! - [`cli`]: the command line, one subcommand per scenario.
 //! - [`wire`]: client-side WebSocket framing and HTTP response heads (sans-io).
+//! - [`peers`]: the comparison peers' protocols (NATS over WebSocket, the
+//!   `sub`/`pub` relays), sans-io.
 //! - [`phx`]: Realtime messages: pre-encoded joins and templates with a
 //!   patchable timestamp; fast delivery recognition; control decoding.
 //! - [`conn`]: the glommio client: source-address binding, one read buffer
@@ -24,6 +27,7 @@
 
 mod cli;
 mod conn;
+mod peers;
 mod phx;
 mod procfs;
 mod report;

@@ -23,7 +23,9 @@ use std::thread::JoinHandle;
 use realtime::proto::phoenix::Vsn;
 use realtime::proto::ws::OpCode;
 
+use crate::cli::Target;
 use crate::conn::{Frame, Reader};
+use crate::peers::{self, Inbound};
 use crate::phx::{self, Control};
 use crate::procfs;
 use crate::runner::{Shared, RUN, STOP};
@@ -49,6 +51,9 @@ pub enum Role {
     Presence,
     /// Idle holder: only control messages.
     Hold,
+    /// A comparison peer's connection: deliveries in that peer's protocol,
+    /// NATS `PING`s answered.
+    Peer(Target),
 }
 
 /// A set-up connection moving to a receiver.
@@ -127,6 +132,8 @@ impl Receivers {
 struct Slot {
     fd: RawFd,
     rd: Reader,
+    /// Peer protocol state (a NATS message cut by a frame boundary).
+    inbound: Inbound,
     vsn: Vsn,
     mask: Mask,
     role: Role,
@@ -139,6 +146,8 @@ struct Tally {
     untimed: u64,
     acks: u64,
     bytes: u64,
+    /// The connection being drained owes the NATS server a `PONG`.
+    nats_pong: bool,
 }
 
 /// The receiver loop.
@@ -174,6 +183,7 @@ fn run(id: usize, shared: &Shared, rx: Receiver<Handoff>, sched: Option<Schedule
             let mut slot = Slot {
                 fd: h.fd,
                 rd: h.rd,
+                inbound: Inbound::default(),
                 vsn: h.vsn,
                 mask: h.mask,
                 role: h.role,
@@ -184,8 +194,9 @@ fn run(id: usize, shared: &Shared, rx: Receiver<Handoff>, sched: Option<Schedule
                 vsn: slot.vsn,
                 role: slot.role,
             };
+            let inbound = &mut slot.inbound;
             let ok = slot.rd.feed(&[], &mut |f| {
-                on_frame(shared, c, &mut rec, &mut t, &meta, f, now)
+                on_frame(shared, c, &mut rec, &mut t, &meta, inbound, f, now)
             });
             let mut ev = libc::epoll_event {
                 events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
@@ -261,14 +272,20 @@ fn drain(
             let r = r as usize;
             t.bytes += r as u64;
             let now = now_ns();
+            let inbound = &mut slot.inbound;
             slot.rd
                 .feed(&scratch[..r], &mut |f| {
-                    on_frame(shared, c, rec, t, &meta, f, now)
+                    on_frame(shared, c, rec, t, &meta, inbound, f, now)
                 })
                 .map_err(|e| format!("framing: {e}"))?;
+            let mut out = Vec::new();
             if let Some(p) = slot.rd.pong.take() {
-                let mut out = Vec::new();
                 wire::put_frame(&mut out, OpCode::Pong, &p, slot.mask);
+            }
+            if std::mem::take(&mut t.nats_pong) {
+                wire::put_frame(&mut out, OpCode::Binary, peers::NATS_PONG, slot.mask);
+            }
+            if !out.is_empty() {
                 // SAFETY: sending from a valid buffer on an open socket;
                 // a pong that does not fit is simply lost.
                 unsafe {
@@ -301,16 +318,37 @@ fn drain(
 }
 
 /// Handles one message according to the connection's role.
+#[allow(clippy::too_many_arguments)]
 fn on_frame(
     shared: &Shared,
     c: &Counters,
     rec: &mut Recorder,
     t: &mut Tally,
     m: &Meta,
+    inbound: &mut Inbound,
     f: Frame<'_>,
     now: u64,
 ) {
     match (m.role, f) {
+        (Role::Peer(target), f) => {
+            let r = inbound.feed(target, f, &mut |e| match e {
+                peers::Event::Delivery(p) => {
+                    t.deliveries += 1;
+                    match phx::find_ts(p) {
+                        Some(ts) => rec.delivery(ts, now),
+                        None => t.untimed += 1,
+                    }
+                }
+                peers::Event::Ping => t.nats_pong = true,
+                peers::Event::Error(why) => shared
+                    .reasons
+                    .note(format!("peer error: {}", String::from_utf8_lossy(why))),
+                peers::Event::Confirmed => {}
+            });
+            if let Err(e) = r {
+                shared.reasons.note(e);
+            }
+        }
         (Role::Broadcast, Frame::Binary(b)) => {
             if let Some(ts) = phx::kind4_ts(b) {
                 t.deliveries += 1;
@@ -396,6 +434,7 @@ mod tests {
         Slot {
             fd,
             rd: Reader::default(),
+            inbound: Inbound::default(),
             vsn: Vsn::V2,
             mask: Mask([1, 2, 3, 4]),
             role,

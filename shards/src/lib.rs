@@ -117,6 +117,57 @@ impl<M: Send + 'static> Shard<M> {
     }
 }
 
+/// The cores shards may be pinned to, ascending: the online cores this
+/// process is allowed to run on (`taskset`, cgroup cpusets). Shard `i` goes to
+/// the `i`-th of these (round robin), so `taskset -c 0` with one shard really
+/// runs it on core 0. Empty if neither set can be read (shards then float).
+pub fn pinnable_cpus() -> Vec<usize> {
+    let online: Vec<usize> = CpuSet::online()
+        .map(|s| s.into_iter().map(|l| l.cpu).collect())
+        .unwrap_or_default();
+    pick_cpus(online, process_affinity())
+}
+
+/// Sorts and dedups `online`, keeping only the cores in `allowed` when that
+/// is known. If the two sets do not meet (a stale topology view), the allowed
+/// set wins: pinning outside the affinity mask would fail anyway.
+fn pick_cpus(mut online: Vec<usize>, allowed: Option<Vec<usize>>) -> Vec<usize> {
+    online.sort_unstable();
+    online.dedup();
+    let Some(mut allowed) = allowed else {
+        return online;
+    };
+    allowed.sort_unstable();
+    let both: Vec<usize> = online
+        .iter()
+        .copied()
+        .filter(|c| allowed.binary_search(c).is_ok())
+        .collect();
+    if both.is_empty() {
+        allowed
+    } else {
+        both
+    }
+}
+
+/// The cores in this process's affinity mask (`sched_getaffinity(0)`), or
+/// `None` if the call fails.
+fn process_affinity() -> Option<Vec<usize>> {
+    // SAFETY: `cpu_set_t` is plain bits, so all-zero is a valid value; the
+    // kernel writes at most `size_of::<cpu_set_t>()` bytes into it, and
+    // CPU_ISSET only reads it, bounded by CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return None;
+        }
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect();
+        (!cpus.is_empty()).then_some(cpus)
+    }
+}
+
 /// Starts the shard executors.
 pub struct PoolBuilder {
     nr_shards: usize,
@@ -126,8 +177,9 @@ pub struct PoolBuilder {
 }
 
 impl PoolBuilder {
-    /// A pool of `nr_shards` executors, pinned one per core (round robin over
-    /// the online cores when there are more shards than cores).
+    /// A pool of `nr_shards` executors, pinned one per core in ascending order
+    /// of the cores this process may use ([`pinnable_cpus`]; round robin when
+    /// there are more shards than cores).
     pub fn new(nr_shards: usize) -> Self {
         Self {
             nr_shards: nr_shards.max(1),
@@ -165,9 +217,7 @@ impl PoolBuilder {
         let nr = self.nr_shards;
         let stats: Arc<[ShardStats]> = (0..nr).map(|_| ShardStats::default()).collect();
         let mesh = (nr > 1).then(|| MeshBuilder::<M, _>::full(nr, self.mesh_capacity));
-        let cpus: Vec<usize> = CpuSet::online()
-            .map(|s| s.into_iter().map(|l| l.cpu).collect())
-            .unwrap_or_default();
+        let cpus = pinnable_cpus();
         let mut handles = Vec::with_capacity(nr);
         for id in 0..nr {
             let placement = match (self.pin, cpus.is_empty()) {
@@ -229,6 +279,23 @@ mod tests {
             home_shard("a", usize::MAX),
             (0xaf63_dc4c_8601_ec8c_u64 % usize::MAX as u64) as usize
         );
+    }
+
+    #[test]
+    fn pinning_order_is_sorted_and_respects_affinity() {
+        // glommio's online set is unordered; shard 0 must land on the lowest core.
+        assert_eq!(pick_cpus(vec![3, 1, 0, 2], None), vec![0, 1, 2, 3]);
+        // `taskset -c 0`: only core 0 is allowed.
+        assert_eq!(pick_cpus(vec![1, 0], Some(vec![0])), vec![0]);
+        assert_eq!(pick_cpus(vec![2, 0, 1, 3], Some(vec![3, 1])), vec![1, 3]);
+        // Disjoint views: trust the affinity mask.
+        assert_eq!(pick_cpus(vec![0], Some(vec![5])), vec![5]);
+        // The live answer is a sorted subset of this process's mask.
+        let live = pinnable_cpus();
+        assert!(live.windows(2).all(|w| w[0] < w[1]));
+        if let Some(mask) = process_affinity() {
+            assert!(live.iter().all(|c| mask.contains(c)));
+        }
     }
 
     #[test]

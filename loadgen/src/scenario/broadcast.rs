@@ -17,8 +17,9 @@ use super::{
     fill_rss, fill_steps, fill_window, finish, hand_off, merge, note_control, note_disconnect,
     open_and_join, pace, topic, Conn, Env, ExecOut, Held, Rec, Recorder, EXIT_ERROR,
 };
-use crate::cli::{BroadcastArgs, RxMode};
+use crate::cli::{BroadcastArgs, RxMode, Target};
 use crate::conn::{self, Frame, Heartbeats};
+use crate::peers;
 use crate::phx::{self, Control, TS_DIGITS};
 use crate::report;
 use crate::runner::{self, ExecCtx, Monitor, Shared, RUN, STOP};
@@ -44,7 +45,14 @@ pub fn run(a: &BroadcastArgs) -> i32 {
     let sched = Schedule::stepped(&rates, (a.duration * 1e9) as u64);
     let nr_subs = a.subscribers * a.topics.max(1);
     let total = nr_subs + a.publishers;
-    let env = match Env::resolve(&a.common, total) {
+    if a.common.target != Target::Realtime && (a.rx == RxMode::Uring || a.ack) {
+        eprintln!(
+            "realtime-loadgen: --target {}: peers have no acks and are read with --rx epoll only",
+            a.common.target.name()
+        );
+        return EXIT_ERROR;
+    }
+    let env = match Env::resolve_any(&a.common, total) {
         Ok(e) => Arc::new(e),
         Err(e) => {
             eprintln!("realtime-loadgen: {e}");
@@ -215,9 +223,9 @@ async fn exec(
             hb.add(&conn.sock);
             match &tx {
                 Some(tx) => {
-                    hand_off(tx, conn, Role::Broadcast, &held);
+                    hand_off(tx, conn, env.rx_role(Role::Broadcast), &held);
                 }
-                None => receive(&ctx, conn, &rec, None).await,
+                None => receive(&ctx, Target::Realtime, conn, &rec, None).await,
             }
         }));
         local += 1;
@@ -235,15 +243,40 @@ async fn exec(
 /// unacknowledged sends) until the connection ends.
 pub async fn receive(
     ctx: &ExecCtx,
+    target: Target,
     mut conn: Conn,
     rec: &Rec,
     acks: Option<Rc<RefCell<VecDeque<u64>>>>,
 ) {
     let vsn = conn.sock.vsn;
     let c = ctx.counters();
+    let mut inbound = peers::Inbound::default();
     loop {
-        let (mut n, mut now) = (0u64, 0u64);
+        let (mut n, mut now, mut pong) = (0u64, 0u64, false);
         let mut on = |f: Frame<'_>| {
+            if target != Target::Realtime {
+                let r = inbound.feed(target, f, &mut |e| match e {
+                    peers::Event::Delivery(p) => {
+                        n += 1;
+                        if let Some(ts) = phx::find_ts(p) {
+                            if now == 0 {
+                                now = now_ns();
+                            }
+                            rec.borrow_mut().delivery(ts, now);
+                        }
+                    }
+                    peers::Event::Ping => pong = true,
+                    peers::Event::Error(why) => ctx
+                        .shared
+                        .reasons
+                        .note(format!("peer error: {}", String::from_utf8_lossy(why))),
+                    peers::Event::Confirmed => {}
+                });
+                if let Err(e) = r {
+                    ctx.shared.reasons.note(e);
+                }
+                return;
+            }
             let ts = match f {
                 Frame::Binary(b) => match phx::kind4_ts(b) {
                     Some(ts) => ts,
@@ -267,6 +300,10 @@ pub async fn receive(
         };
         let r = conn::read_batch(&conn.sock, &mut conn.rd, &mut on).await;
         bump(&c.deliveries, n);
+        if pong && conn.sock.send(peers::NATS_PONG, true).await.is_err() {
+            note_disconnect(ctx, "writing a NATS PONG");
+            return;
+        }
         match r {
             Ok(bytes) => bump(&c.bytes_in, bytes as u64),
             Err(e) => {
@@ -338,8 +375,14 @@ impl Publisher {
         cfg.self_ = a.self_;
         let topic = topic(j % a.topics.max(1));
         let vsn = a.proto.vsn();
-        let Ok(conn) = open_and_join(&ctx, &env, vsn, j, std::slice::from_ref(&topic), &cfg).await
-        else {
+        // A Realtime publisher must join to send; a peer publisher
+        // subscribes only to receive its own messages.
+        let joins = if env.target == Target::Realtime || a.self_ {
+            std::slice::from_ref(&topic)
+        } else {
+            &[]
+        };
+        let Ok(conn) = open_and_join(&ctx, &env, vsn, j, joins, &cfg).await else {
             ctx.shared.setup_failed.fetch_add(1, Ordering::AcqRel);
             return;
         };
@@ -348,23 +391,26 @@ impl Publisher {
         let sock = conn.sock.clone();
         let acks = a.ack.then(|| Rc::new(RefCell::new(VecDeque::new())));
         let reader = {
-            let (ctx, rec, acks) = (ctx.clone(), rec.clone(), acks.clone());
-            spawn_local(async move { receive(&ctx, conn, &rec, acks).await })
+            let (ctx, rec, acks, target) = (ctx.clone(), rec.clone(), acks.clone(), env.target);
+            spawn_local(async move { receive(&ctx, target, conn, &rec, acks).await })
         };
         if ctx.wait_phase(RUN).await != RUN {
             return;
         }
         let start = ctx.start_ns();
         let (payload, ts_in_payload) = phx::ts_payload(a.payload_size);
-        let t = phx::broadcast(
-            a.proto,
-            &topic,
-            "1",
-            BROADCAST_REF,
-            &a.event,
-            &payload,
-            ts_in_payload,
-        );
+        let t = match env.target {
+            Target::Realtime => phx::broadcast(
+                a.proto,
+                &topic,
+                "1",
+                BROADCAST_REF,
+                &a.event,
+                &payload,
+                ts_in_payload,
+            ),
+            peer => peers::publish(peer, &topic, &payload, ts_in_payload),
+        };
         let op = if t.binary {
             OpCode::Binary
         } else {

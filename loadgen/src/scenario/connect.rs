@@ -28,7 +28,7 @@ const SETTLE: Duration = Duration::from_secs(2);
 
 /// Runs the scenario; returns the exit code.
 pub fn run(a: &ConnectArgs) -> i32 {
-    let env = match Env::resolve(&a.common, a.conns) {
+    let env = match Env::resolve_any(&a.common, a.conns) {
         Ok(e) => Arc::new(e),
         Err(e) => {
             eprintln!("realtime-loadgen: {e}");
@@ -157,7 +157,7 @@ async fn exec(
             last_join.set(last_join.get().max(now));
             ctx.shared.ready.fetch_add(1, Ordering::AcqRel);
             hb.add(&conn.sock);
-            hand_off(&tx, conn, Role::Hold, &held);
+            hand_off(&tx, conn, env.rx_role(Role::Hold), &held);
         }));
     }
     ctx.wait_stop().await;

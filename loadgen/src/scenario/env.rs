@@ -8,6 +8,7 @@ use crate::conn::Endpoint;
 use crate::phx::JoinConfig;
 use crate::procfs;
 use crate::report::{self, Report};
+use crate::rx::Role;
 
 /// Common options resolved into what the executors need.
 #[derive(Debug, Clone)]
@@ -24,8 +25,10 @@ pub struct Env {
     pub server_pid: Option<u32>,
     /// Per-connection connect/join timeout.
     pub connect_timeout: Duration,
-    /// Heartbeat interval.
-    pub heartbeat: Duration,
+    /// Phoenix heartbeat interval (`None` for peers).
+    pub heartbeat: Option<Duration>,
+    /// The kind of server.
+    pub target: Target,
     /// The options as given.
     pub common: Common,
     /// Caveats found while resolving.
@@ -40,18 +43,21 @@ pub struct Env {
 const CONNS_PER_SOURCE: u64 = 5_000;
 
 impl Env {
-    /// Resolves `c` for a run opening about `nr_conns` connections.
+    /// Resolves `c` for a Realtime-only scenario opening about `nr_conns`
+    /// connections; refuses peer targets.
     pub fn resolve(c: &Common, nr_conns: u64) -> Result<Env, String> {
         if c.target != Target::Realtime {
             return Err(format!(
-                "target `{}` is not implemented yet: only `realtime` speaks a protocol this \
-                 loadgen knows (peers come with issue 4 item 2)",
-                serde_json::to_value(c.target)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default()
+                "--target {}: this scenario speaks only the Realtime protocol; peers are \
+                 supported by `broadcast` and `connect`",
+                c.target.name()
             ));
         }
+        Self::resolve_any(c, nr_conns)
+    }
+
+    /// Resolves `c` for a scenario that can also drive the peers.
+    pub fn resolve_any(c: &Common, nr_conns: u64) -> Result<Env, String> {
         let mut warnings = Vec::new();
         let token = c.token.clone().unwrap_or_else(|| {
             let now = std::time::SystemTime::now()
@@ -120,16 +126,28 @@ impl Env {
                 path: c.path.clone(),
                 apikey: token.clone(),
                 source_addrs,
+                phoenix: c.target == Target::Realtime,
             },
             join_token: (!c.no_join_token).then(|| token.clone()),
             token,
             cores,
             server_pid,
             connect_timeout: Duration::from_secs(c.connect_timeout.max(1)),
-            heartbeat: Duration::from_secs(c.heartbeat_secs.max(1)),
+            heartbeat: (c.target == Target::Realtime)
+                .then(|| Duration::from_secs(c.heartbeat_secs.max(1))),
+            target: c.target,
             common: c.clone(),
             warnings,
         })
+    }
+
+    /// How the receivers should read a connection that plays `role`: peers
+    /// have one way of their own, whatever the role.
+    pub fn rx_role(&self, role: Role) -> Role {
+        match self.target {
+            Target::Realtime => role,
+            t => Role::Peer(t),
+        }
     }
 
     /// A join config with this run's token.
@@ -144,7 +162,7 @@ impl Env {
     pub fn report(&self, scenario: &str, params: serde_json::Value) -> Report {
         Report {
             scenario: scenario.into(),
-            target: "realtime".into(),
+            target: self.target.name().into(),
             params,
             machine: Some(procfs::Machine::detect()),
             started_unix: std::time::SystemTime::now()

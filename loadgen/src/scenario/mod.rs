@@ -21,7 +21,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use realtime::proto::phoenix::Vsn;
 
+use crate::cli::Target;
 use crate::conn::{self, Frame, Reader, Socket};
+use crate::peers;
 use crate::phx::{self, Control, JoinConfig};
 use crate::report::{self, Report, StepResult};
 use crate::runner::{ExecCtx, Sample, Shared, STOP};
@@ -182,7 +184,11 @@ pub async fn open_and_join(
     };
     bump(&c.connects, 1);
     let mut conn = Conn { sock, rd };
-    if let Err(e) = join_all(ctx, &mut conn, topics, cfg, env.connect_timeout).await {
+    let joined = match env.target {
+        Target::Realtime => join_all(ctx, &mut conn, topics, cfg, env.connect_timeout).await,
+        peer => attach_peer(ctx, &mut conn, peer, topics, env.connect_timeout).await,
+    };
+    if let Err(e) = joined {
         bump(&c.disconnects, 1);
         return Err(e);
     }
@@ -255,6 +261,68 @@ pub async fn join_all(
             Err("join reply timed out".into())
         }
     }
+}
+
+/// The peer counterpart of [`join_all`]: subscribes to every topic (NATS
+/// also says `CONNECT`, even with no topics) and waits for the peer to
+/// confirm. Counts one join per topic.
+async fn attach_peer(
+    ctx: &ExecCtx,
+    conn: &mut Conn,
+    target: Target,
+    topics: &[String],
+    limit: Duration,
+) -> Result<(), String> {
+    let (msgs, mut waiting) = peers::attach(target, topics);
+    let mut out = Vec::new();
+    for (m, binary) in &msgs {
+        let op = if *binary {
+            realtime::proto::ws::OpCode::Binary
+        } else {
+            realtime::proto::ws::OpCode::Text
+        };
+        crate::wire::put_frame(&mut out, op, m, conn.sock.mask);
+    }
+    conn.sock.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut inbound = peers::Inbound::default();
+    let mut failure: Option<String> = None;
+    let wait = async {
+        while waiting > 0 && failure.is_none() {
+            let mut on = |f: Frame<'_>| {
+                let r = inbound.feed(target, f, &mut |e| match e {
+                    peers::Event::Confirmed => waiting = waiting.saturating_sub(1),
+                    peers::Event::Error(why) => {
+                        failure.get_or_insert(format!(
+                            "{} refused: {}",
+                            target.name(),
+                            String::from_utf8_lossy(why).trim()
+                        ));
+                    }
+                    peers::Event::Delivery(_) | peers::Event::Ping => {}
+                });
+                if let Err(e) = r {
+                    failure.get_or_insert(e);
+                }
+            };
+            conn::read_batch(&conn.sock, &mut conn.rd, &mut on)
+                .await
+                .map_err(|e| format!("during subscribe: {e}"))?;
+        }
+        Ok::<(), String>(())
+    };
+    let r = match conn::timeout(limit, wait).await {
+        Some(Ok(())) => failure.map_or(Ok(()), Err),
+        Some(Err(e)) => Err(e),
+        None => Err(format!("{} subscribe timed out", target.name())),
+    };
+    match &r {
+        Ok(()) => bump(&ctx.counters().joins_ok, topics.len() as u64),
+        Err(e) => {
+            bump(&ctx.counters().join_failed, 1);
+            ctx.shared.reasons.note(e.clone());
+        }
+    }
+    r
 }
 
 /// Notes a connection that ended during the run (not at stop).
