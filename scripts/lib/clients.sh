@@ -7,9 +7,6 @@
 #   realtime-js-pg   realtime-js postgres_changes on the `pg` instance (dev-db)
 #   phoenix          phoenix.js
 #   python           Python `realtime`
-# and, only when named, realtime-js-pg-pending: postgres_changes behaviour
-# the server does not have yet (database-evaluated filters, subscribe-time
-# catalog and publication checks).
 
 _rt_suite_selected() {
   [[ " ${CLIENT_SUITES:-realtime-js realtime-js-pg phoenix python} " == *" $1 "* ]]
@@ -24,10 +21,6 @@ run_client_suites() {
   if _rt_suite_selected realtime-js-pg; then
     run_step "client: realtime-js pg" "$logdir/client-realtime-js-pg.log" \
       timeout 600 node tests/clients/js/run.mjs realtime-js-pg
-  fi
-  if [[ " ${CLIENT_SUITES:-} " == *" realtime-js-pg-pending "* ]]; then
-    run_step "client: realtime-js pg pending" "$logdir/client-realtime-js-pg-pending.log" \
-      timeout 300 node tests/clients/js/run.mjs realtime-js-pg-pending
   fi
   if _rt_suite_selected phoenix; then
     run_step "client: phoenix.js" "$logdir/client-phoenix.log" \

@@ -19,11 +19,12 @@ const SUITES = {
     './suites/realtime-js/rates.mjs',
   ],
   // Postgres Changes on the `pg` instance (needs the dev database; see servers.conf).
-  'realtime-js-pg': ['./suites/realtime-js-pg/changes.mjs', './suites/realtime-js-pg/filters.mjs'],
-  // Postgres Changes behaviour the server does not have yet (database-evaluated
-  // filters, subscribe-time checks): kept out of the run above until it
-  // passes (see each file's header).
-  'realtime-js-pg-pending': ['./suites/realtime-js-pg/filters-db.mjs', './suites/realtime-js-pg/subscribe-errors.mjs'],
+  'realtime-js-pg': [
+    './suites/realtime-js-pg/changes.mjs',
+    './suites/realtime-js-pg/filters.mjs',
+    './suites/realtime-js-pg/filters-db.mjs',
+    './suites/realtime-js-pg/subscribe-errors.mjs',
+  ],
   phoenix: ['./suites/phoenix/phoenix.mjs'],
 }
 

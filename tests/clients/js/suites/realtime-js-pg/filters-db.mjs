@@ -1,13 +1,6 @@
 // postgres_changes filters whose exact answer needs the database (pattern
 // matching, collation-ordered text, timestamps), on both serializers,
 // checked against the database's own WHERE on the same rows.
-//
-// Not part of the `realtime-js-pg` run yet: the server does not evaluate
-// these in the database so far (such a binding gets nothing; see the
-// README's Protocol support table). Run them with
-//   node tests/clients/js/run.mjs realtime-js-pg-pending
-// (or CLIENT_SUITES=realtime-js-pg-pending scripts/run-clients) and move
-// this file into the realtime-js-pg list in run.mjs once they pass.
 
 import { test } from '../../lib/harness.mjs'
 import { checkFilters } from './filtercheck.mjs'

@@ -4,12 +4,6 @@
 // itself succeeds; instead of `Subscribed to PostgreSQL` the channel gets a
 // `postgres_changes` system error with the Elixir server's text, and the
 // channel stays joined.
-//
-// Not part of the `realtime-js-pg` run yet: the server does not check
-// bindings against the catalog and publication at subscribe time so far (it
-// answers `Subscribed to PostgreSQL`). Run them with
-//   node tests/clients/js/run.mjs realtime-js-pg-pending
-// and move this file into the realtime-js-pg list in run.mjs once they pass.
 
 import { test } from '../../lib/harness.mjs'
 import { expectMatch, expectTrue, pred } from '../../lib/match.mjs'
