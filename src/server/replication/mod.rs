@@ -11,10 +11,15 @@
 //! logical slot means "from the confirmed position": after a crash or a
 //! Postgres restart the stream resumes where the last confirmation left it.
 //! A transaction's end LSN is confirmed only once its changes have been
-//! handed to subscribers' queues (fan-out is synchronous in this loop), so
-//! nothing acknowledged is ever lost.
+//! handed to subscribers' queues (fan-out is synchronous in this loop), and
+//! reported only after [`confirm::HOLD`] more, so the frames have left the
+//! process before Postgres may forget them. The stream starts only once the
+//! tenant has a subscriber ([`start`]), so what the slot kept while this
+//! server was down goes to the clients that come back.
 
 pub mod catalog;
+pub mod confirm;
+pub mod start;
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -147,6 +152,7 @@ async fn session(
     tenant: &str,
     s: &ReplicationSettings,
 ) -> Result<(), PgError> {
+    start::wait_for_subscriber(state, tenant).await;
     let mut sql = step(tenant, Step::Connect, PgConn::connect(&s.sql)).await?;
     let mut repl = step(tenant, Step::Connect, PgConn::connect(&s.stream)).await?;
     let exists = step(
@@ -192,6 +198,7 @@ async fn session(
     let mut in_tx = false;
     let mut last_status = Instant::now();
     let mut status = BytesMut::with_capacity(64);
+    let mut flush_gate = confirm::FlushGate::default();
     loop {
         let reply_requested = match repl.recv_copy().await? {
             CopyMsg::Done => {
@@ -258,14 +265,16 @@ async fn session(
                 }
             },
         };
+        flush_gate.fanned_out(confirmed, Instant::now());
         if reply_requested || last_status.elapsed() >= s.status_interval {
+            let flushed = flush_gate.reportable(Instant::now());
             status.clear();
             encode_standby_status_update(
                 &mut status,
                 &StandbyStatusUpdate {
                     write: received,
-                    flush: confirmed,
-                    apply: confirmed,
+                    flush: flushed,
+                    apply: flushed,
                     client_time: PgTimestamp::from_unix_micros(now_unix() * 1_000_000),
                     reply_requested: false,
                 },
