@@ -368,6 +368,12 @@ settings! {
     /// Shorter frees WAL sooner; longer sends fewer status messages.
     replication_status_interval_ms: u64 = 1000, "1000", env "REPLICATION_STATUS_INTERVAL_MS";
 
+    /// WAL (MB, 2^20 bytes) the permanent slot may retain before it is
+    /// dropped and recreated, losing the changes in between (logged as an
+    /// error, told to subscribers); 0 turns the cap off. Lower protects the
+    /// database's disk sooner; higher rides out longer outages without loss.
+    replication_max_slot_lag_mb: u64 = 1024, "1024", env "REPLICATION_MAX_SLOT_LAG_MB";
+
     // ---- operations ----
 
     /// HS secret a Bearer JWT on `/metrics` must be signed with. Unset leaves

@@ -60,6 +60,10 @@ pub enum PgError {
     /// The server broke the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The replication slot must be recreated (lag cap, invalidated):
+    /// the session ends so that it can be dropped.
+    #[error("slot lag: {0}")]
+    SlotLag(String),
 }
 
 impl PgError {

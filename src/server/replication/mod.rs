@@ -15,10 +15,12 @@
 //! reported only after [`confirm::HOLD`] more, so the frames have left the
 //! process before Postgres may forget them. The stream starts only once the
 //! tenant has a subscriber ([`start`]), so what the slot kept while this
-//! server was down goes to the clients that come back.
+//! server was down goes to the clients that come back; [`lag`] caps the WAL
+//! the slot may pin.
 
 pub mod catalog;
 pub mod confirm;
+pub mod lag;
 pub mod start;
 
 use std::rc::Rc;
@@ -50,6 +52,8 @@ pub struct ReplicationSettings {
     pub slot: String,
     /// Status update period.
     pub status_interval: Duration,
+    /// WAL the slot may retain before it is recreated, in bytes (0: no cap).
+    pub max_slot_lag_bytes: u64,
 }
 
 impl ReplicationSettings {
@@ -77,6 +81,7 @@ impl ReplicationSettings {
             publication: c.db_publication.clone(),
             slot: format!("supabase_realtime_replication_slot{}", c.slot_name_suffix),
             status_interval: Duration::from_millis(c.replication_status_interval_ms),
+            max_slot_lag_bytes: c.replication_max_slot_lag_mb.saturating_mul(lag::MB),
         })
     }
 }
@@ -106,6 +111,8 @@ pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSet
     loop {
         match session(&state, &tenant, &settings).await {
             Ok(()) => backoff = Duration::from_millis(100),
+            // The next session drops the slot and tells subscribers.
+            Err(PgError::SlotLag(_)) => backoff = Duration::from_millis(100),
             Err(e) => {
                 tracing::warn!(tenant = %tenant, error = %e, retry_in_ms = backoff.as_millis() as u64, "replication stopped");
                 with_tenant(&state, &tenant, |t| {
@@ -167,6 +174,7 @@ async fn session(
             s.publication
         )));
     }
+    lag::enforce_before_start(state, tenant, &mut sql, s).await?;
     let slot_q = format!(
         "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = {}",
         catalog::literal(&s.slot)
@@ -199,7 +207,9 @@ async fn session(
     let mut last_status = Instant::now();
     let mut status = BytesMut::with_capacity(64);
     let mut flush_gate = confirm::FlushGate::default();
+    let mut lag_watch = lag::LagWatch::default();
     loop {
+        lag_watch.check(tenant, &mut sql, s).await?;
         let reply_requested = match repl.recv_copy().await? {
             CopyMsg::Done => {
                 return Err(PgError::Protocol(
