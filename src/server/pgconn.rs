@@ -11,11 +11,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::{backend, frontend};
+
+use super::tls::{self, DbTls, PgStream};
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct PgConfig {
     pub application_name: String,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// TLS mode and trusted roots.
+    pub tls: DbTls,
 }
 
 /// What went wrong, and whether trying again can help.
@@ -57,6 +60,10 @@ pub enum PgError {
     /// The server asked for an authentication method we do not speak.
     #[error("unsupported authentication method: {0}")]
     UnsupportedAuth(&'static str),
+    /// TLS could not be set up as the mode demands (not retryable without
+    /// a configuration or server change).
+    #[error("tls: {0}")]
+    Tls(String),
     /// The server broke the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
@@ -98,7 +105,7 @@ pub enum CopyMsg {
 
 /// An open connection.
 pub struct PgConn {
-    stream: TcpStream,
+    stream: PgStream,
     rbuf: BytesMut,
     wbuf: BytesMut,
     /// Parameters the server reported (server_version, TimeZone, ...).
@@ -118,6 +125,7 @@ impl PgConn {
             .await
             .map_err(|e| PgError::Io(std::io::Error::other(e.to_string())))?;
         let _ = stream.set_nodelay(true);
+        let stream = tls::negotiate(stream, &cfg.host, &cfg.tls).await?;
         let mut conn = PgConn {
             stream,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
@@ -313,6 +321,11 @@ impl PgConn {
     /// Whether complete frames are already buffered (no read needed).
     pub fn has_buffered_frame(&self) -> bool {
         frame_len(&self.rbuf).is_some_and(|n| self.rbuf.len() >= n)
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
     }
 
     /// Says goodbye.

@@ -69,6 +69,10 @@ impl ReplicationSettings {
             replication: false,
             application_name: "realtime".into(),
             connect_timeout: Duration::from_secs(10),
+            tls: crate::server::tls::DbTls {
+                mode: c.db_ssl_mode,
+                root_cert: c.db_ssl_root_cert.clone(),
+            },
         };
         let stream = PgConfig {
             replication: true,
