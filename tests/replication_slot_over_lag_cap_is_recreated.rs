@@ -88,3 +88,73 @@ fn a_slot_over_the_lag_cap_is_recreated_and_subscribers_are_told() {
     db.psql(&format!("drop table public.{table}_scratch"));
     drop_numbered_table(&db, &table);
 }
+
+/// While streaming: a transaction left open pins the slot's restart_lsn,
+/// WAL piles up behind it, and the periodic check (every 10 s) ends the
+/// stream; the slot is recreated and the subscriber is told, then told
+/// `Subscribed to PostgreSQL` again once the new slot streams.
+#[test]
+fn a_streaming_slot_over_the_lag_cap_is_recreated() {
+    let db = DevDb::private("lagcap2");
+    let table = format!("lag2_{}", std::process::id());
+    let suffix = format!("_lag2{}", std::process::id());
+    let slot = format!("supabase_realtime_replication_slot{suffix}");
+    create_numbered_table(&db, &table);
+    db.psql(&format!(
+        "create table public.{table}_scratch (id int, filler text)"
+    ));
+    let mut env = db.server_env(&suffix);
+    env.push(("REPLICATION_MAX_SLOT_LAG_MB".into(), "2".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut srv = Server::start(&env);
+    let mut seen = Seen::default();
+    let mut ws = subscribe(srv.port, "lag", &table, &mut seen);
+    let started = Instant::now();
+
+    // An open transaction with an xid keeps restart_lsn where it began.
+    let holder = {
+        let db = db.clone();
+        let table = table.clone();
+        std::thread::spawn(move || {
+            db.psql(&format!(
+                "begin; insert into public.{table}_scratch values (0, 'held');
+                 select pg_sleep(13); commit;"
+            ))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    db.psql(&format!(
+        "insert into public.{table}_scratch select g, repeat(md5(g::text), 40) from generate_series(1, 6000) g"
+    ));
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let ok = seen.read(&mut ws, &table, deadline, |s| {
+        let i = s
+            .system
+            .iter()
+            .position(|(st, m)| st == "error" && m.contains("REPLICATION_MAX_SLOT_LAG_MB"));
+        i.is_some_and(|i| {
+            s.system[i..]
+                .iter()
+                .any(|(_, m)| m == "Subscribed to PostgreSQL")
+        })
+    });
+    assert!(ok, "{:?}", seen.system);
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "found by the periodic check"
+    );
+    holder.join().unwrap();
+    db.psql(&format!("insert into public.{table} (id) values (5)"));
+    assert!(seen.read(
+        &mut ws,
+        &table,
+        Instant::now() + Duration::from_secs(20),
+        |s| s.inserts.contains(&5)
+    ));
+
+    srv.stop();
+    db.drop_slot(&slot);
+    db.psql(&format!("drop table public.{table}_scratch"));
+    drop_numbered_table(&db, &table);
+}

@@ -23,6 +23,9 @@ use crate::server::ShardState;
 /// How often a streaming session measures its slot.
 pub const CHECK_EVERY: Duration = Duration::from_secs(10);
 
+/// Attempts, 100 ms apart, to drop a slot still held by a walsender.
+const DROP_TRIES: u32 = 30;
+
 /// Bytes in the cap's unit (MB as Postgres counts them: 2^20).
 pub const MB: u64 = 1 << 20;
 
@@ -115,10 +118,21 @@ pub async fn enforce_before_start(
     let Some(why) = verdict(&slot, s.max_slot_lag_bytes) else {
         return Ok(());
     };
-    // Fails (object in use) while a previous session's walsender still
-    // holds it; the driver retries with backoff.
+    // A previous session's walsender (ours, just ended by the streaming
+    // check) may still hold the slot for a moment: object_in_use is
+    // retried briefly, then left to the driver's backoff.
     let q = format!("SELECT pg_drop_replication_slot({})", literal(&s.slot));
-    sql.simple_query(&q).await?;
+    let mut tries = 0;
+    loop {
+        match sql.simple_query(&q).await {
+            Ok(_) => break,
+            Err(e) if e.code() == Some("55006") && tries < DROP_TRIES => {
+                tries += 1;
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let message = why.message(&s.slot);
     tracing::error!(tenant, slot = %s.slot, reason = ?why, "{message}");
     tell_subscribers(state, tenant, &message);
