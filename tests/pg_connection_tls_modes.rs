@@ -132,6 +132,55 @@ fn refuses_tls() -> (u16, std::thread::JoinHandle<Vec<u8>>) {
     (port, h)
 }
 
+/// A fake database that answers `S` to SSLRequest and then closes (a broken
+/// TLS setup), and records what a second connection sends first.
+fn breaks_tls() -> (u16, std::thread::JoinHandle<Vec<u8>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut req = [0u8; 8];
+        s.read_exact(&mut req).unwrap();
+        s.write_all(b"S").unwrap();
+        drop(s);
+        let (mut s, _) = l.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut first = vec![0u8; 512];
+        let n = s.read(&mut first).unwrap_or(0);
+        first.truncate(n);
+        first
+    });
+    (port, h)
+}
+
+#[test]
+fn prefer_falls_back_to_plain_when_the_handshake_fails() {
+    let (port, fake) = breaks_tls();
+    let cfg = PgConfig {
+        host: "127.0.0.1".into(),
+        port,
+        dbname: "postgres".into(),
+        user: "postgres".into(),
+        password: "x".into(),
+        replication: false,
+        application_name: "t".into(),
+        connect_timeout: Duration::from_secs(5),
+        tls: DbTls {
+            mode: SslMode::Prefer,
+            root_cert: None,
+        },
+    };
+    run(move || async move {
+        let e = PgConn::connect(&cfg).await.err().expect("fake closes");
+        assert!(!matches!(e, PgError::Tls(_)), "{e}");
+    });
+    let first = fake.join().unwrap();
+    assert!(
+        first.len() > 8 && first[4..8] == [0, 3, 0, 0],
+        "the second connection starts in plain text: {first:?}"
+    );
+}
+
 #[test]
 fn require_fails_clearly_when_the_server_refuses_tls_and_prefer_goes_plain() {
     let (port, fake) = refuses_tls();

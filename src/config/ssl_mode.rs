@@ -14,8 +14,8 @@ use super::value::Setting;
 pub enum SslMode {
     /// Plain TCP.
     Disable,
-    /// TLS if the server offers it, certificate not verified; plain
-    /// otherwise (libpq's default).
+    /// TLS if the server offers it, certificate not verified; plain when
+    /// it does not or the handshake fails (libpq's default).
     #[default]
     Prefer,
     /// TLS or fail, certificate not verified (the Elixir server's

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use glommio::net::TcpStream;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::{backend, frontend};
@@ -121,11 +120,7 @@ impl PgConn {
         let addr = std::net::ToSocketAddrs::to_socket_addrs(&addr)?
             .next()
             .ok_or_else(|| PgError::Protocol(format!("cannot resolve {}", cfg.host)))?;
-        let stream = TcpStream::connect_timeout(addr, cfg.connect_timeout)
-            .await
-            .map_err(|e| PgError::Io(std::io::Error::other(e.to_string())))?;
-        let _ = stream.set_nodelay(true);
-        let stream = tls::negotiate(stream, &cfg.host, &cfg.tls).await?;
+        let stream = tls::open(addr, cfg.connect_timeout, &cfg.host, &cfg.tls).await?;
         let mut conn = PgConn {
             stream,
             rbuf: BytesMut::with_capacity(READ_CHUNK),

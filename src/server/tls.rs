@@ -5,7 +5,8 @@
 //! Modes (`DB_SSL_MODE`, libpq's names):
 //! - `disable`: plain TCP.
 //! - `prefer` (default): TLS when the server offers it, plain when it
-//!   answers `N`; the certificate is not verified.
+//!   answers `N` or the handshake fails (dialling again, as libpq does);
+//!   the certificate is not verified.
 //! - `require`: TLS or fail; the certificate is not verified. This is what
 //!   the Elixir server does for a tenant with `ssl_enforced` (`verify_none`).
 //! - `verify-full`: TLS, certificate chain checked against
@@ -73,6 +74,35 @@ impl PgStream {
 
 /// `SSLRequest`: length 8, code 1234.5679.
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// Dials `addr` and negotiates TLS as `tls` asks. Like libpq, `prefer`
+/// dials again in plain text when the server offers TLS but the handshake
+/// fails.
+pub async fn open(
+    addr: std::net::SocketAddr,
+    timeout: std::time::Duration,
+    host: &str,
+    tls: &DbTls,
+) -> Result<PgStream, PgError> {
+    match negotiate(dial(addr, timeout).await?, host, tls).await {
+        Err(PgError::Tls(e)) if tls.mode == SslMode::Prefer => {
+            tracing::warn!(host, error = %e, "TLS failed with DB_SSL_MODE=prefer; connecting without TLS");
+            Ok(PgStream::Plain(dial(addr, timeout).await?))
+        }
+        r => r,
+    }
+}
+
+async fn dial(
+    addr: std::net::SocketAddr,
+    timeout: std::time::Duration,
+) -> Result<TcpStream, PgError> {
+    let stream = TcpStream::connect_timeout(addr, timeout)
+        .await
+        .map_err(|e| PgError::Io(std::io::Error::other(e.to_string())))?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
 
 /// Negotiates TLS on a fresh connection to `host` as `tls` asks.
 pub async fn negotiate(
