@@ -47,6 +47,7 @@ fn config(replication: bool) -> PgConfig {
         replication,
         application_name: "realtime-test".into(),
         connect_timeout: Duration::from_secs(5),
+        tls: Default::default(),
     }
 }
 

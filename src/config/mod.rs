@@ -11,6 +11,7 @@
 //! serving.
 
 mod error;
+mod ssl_mode;
 mod validate;
 mod value;
 
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use error::ConfigError;
+pub use ssl_mode::SslMode;
 pub use validate::{
     MAX_BUFFER_BYTES, MAX_DURATION_MS, MAX_HEADER_LENGTH, MAX_LIMIT, MAX_SHARDS, MIN_FRAME_SIZE,
     MIN_HEADER_LENGTH,
@@ -357,6 +359,18 @@ settings! {
     [secret]
     db_password: Option<String> = None, "(unset)", env "DB_PASSWORD";
 
+    /// TLS to the database: `disable`, `prefer` (TLS when offered, not
+    /// verified), `require` (TLS or fail, not verified: the Elixir server's
+    /// `ssl_enforced`) or `verify-full` (chain and host name verified).
+    /// Verification costs a CA setup; without it an active attacker on the
+    /// path can read the stream.
+    db_ssl_mode: SslMode = SslMode::Prefer, "prefer", env "DB_SSL_MODE";
+
+    /// PEM file of the CAs `verify-full` trusts. Unset: the Mozilla roots
+    /// compiled in (webpki-roots).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    db_ssl_root_cert: Option<String> = None, "(unset)", env "DB_SSL_ROOT_CERT";
+
     /// Publication whose tables are streamed. The server never creates it.
     db_publication: String = "supabase_realtime".to_owned(), "supabase_realtime", env "DB_PUBLICATION";
 
@@ -367,6 +381,12 @@ settings! {
     /// How often the flush LSN is reported to Postgres when nothing asks.
     /// Shorter frees WAL sooner; longer sends fewer status messages.
     replication_status_interval_ms: u64 = 1000, "1000", env "REPLICATION_STATUS_INTERVAL_MS";
+
+    /// WAL (MB, 2^20 bytes) the permanent slot may retain before it is
+    /// dropped and recreated, losing the changes in between (logged as an
+    /// error, told to subscribers); 0 turns the cap off. Lower protects the
+    /// database's disk sooner; higher rides out longer outages without loss.
+    replication_max_slot_lag_mb: u64 = 1024, "1024", env "REPLICATION_MAX_SLOT_LAG_MB";
 
     // ---- operations ----
 

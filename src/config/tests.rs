@@ -112,6 +112,7 @@ fn env_table_has_a_row_per_field_and_matching_defaults() {
         metrics_jwt_secret: Some("m".into()),
         db_host: Some("h".into()),
         db_password: Some("p".into()),
+        db_ssl_root_cert: Some("ca.pem".into()),
         ..Config::default()
     };
     let fields: HashSet<String> = match serde_json::to_value(&full).unwrap() {

@@ -15,6 +15,7 @@ pub mod outq;
 pub mod pgconn;
 pub mod replication;
 pub mod shutdown;
+pub mod tls;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BinaryHeap, HashMap};

@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use postgres_protocol::authentication::md5_hash;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::{backend, frontend};
+
+use super::tls::{self, DbTls, PgStream};
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -36,6 +36,8 @@ pub struct PgConfig {
     pub application_name: String,
     /// Connect timeout.
     pub connect_timeout: Duration,
+    /// TLS mode and trusted roots.
+    pub tls: DbTls,
 }
 
 /// What went wrong, and whether trying again can help.
@@ -57,9 +59,17 @@ pub enum PgError {
     /// The server asked for an authentication method we do not speak.
     #[error("unsupported authentication method: {0}")]
     UnsupportedAuth(&'static str),
+    /// TLS could not be set up as the mode demands (not retryable without
+    /// a configuration or server change).
+    #[error("tls: {0}")]
+    Tls(String),
     /// The server broke the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The replication slot must be recreated (lag cap, invalidated):
+    /// the session ends so that it can be dropped.
+    #[error("slot lag: {0}")]
+    SlotLag(String),
 }
 
 impl PgError {
@@ -94,7 +104,7 @@ pub enum CopyMsg {
 
 /// An open connection.
 pub struct PgConn {
-    stream: TcpStream,
+    stream: PgStream,
     rbuf: BytesMut,
     wbuf: BytesMut,
     /// Parameters the server reported (server_version, TimeZone, ...).
@@ -110,10 +120,7 @@ impl PgConn {
         let addr = std::net::ToSocketAddrs::to_socket_addrs(&addr)?
             .next()
             .ok_or_else(|| PgError::Protocol(format!("cannot resolve {}", cfg.host)))?;
-        let stream = TcpStream::connect_timeout(addr, cfg.connect_timeout)
-            .await
-            .map_err(|e| PgError::Io(std::io::Error::other(e.to_string())))?;
-        let _ = stream.set_nodelay(true);
+        let stream = tls::open(addr, cfg.connect_timeout, &cfg.host, &cfg.tls).await?;
         let mut conn = PgConn {
             stream,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
@@ -309,6 +316,11 @@ impl PgConn {
     /// Whether complete frames are already buffered (no read needed).
     pub fn has_buffered_frame(&self) -> bool {
         frame_len(&self.rbuf).is_some_and(|n| self.rbuf.len() >= n)
+    }
+
+    /// Whether the connection is encrypted.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
     }
 
     /// Says goodbye.

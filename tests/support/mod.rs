@@ -67,6 +67,13 @@ impl Server {
         }
     }
 
+    /// Kills the process with SIGKILL (no drain, no goodbye to Postgres).
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
     /// One HTTP/1.1 request; returns (status, headers text, body).
     pub fn try_http(
         &self,

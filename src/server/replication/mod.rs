@@ -11,11 +11,18 @@
 //! logical slot means "from the confirmed position": after a crash or a
 //! Postgres restart the stream resumes where the last confirmation left it.
 //! A transaction's end LSN is confirmed only once its changes have been
-//! handed to subscribers' queues (fan-out is synchronous in this loop), so
-//! nothing acknowledged is ever lost.
+//! handed to subscribers' queues (fan-out is synchronous in this loop), and
+//! reported only after [`confirm::HOLD`] more, so the frames have left the
+//! process before Postgres may forget them. The stream starts only once the
+//! tenant has a subscriber ([`start`]), so what the slot kept while this
+//! server was down goes to the clients that come back; [`lag`] caps the WAL
+//! the slot may pin.
 
 pub mod authorize;
 pub mod catalog;
+pub mod confirm;
+pub mod lag;
+pub mod start;
 pub mod subscribe;
 
 use std::collections::HashMap;
@@ -63,6 +70,8 @@ pub struct ReplicationSettings {
     pub slot: String,
     /// Status update period.
     pub status_interval: Duration,
+    /// WAL the slot may retain before it is recreated, in bytes (0: no cap).
+    pub max_slot_lag_bytes: u64,
 }
 
 impl ReplicationSettings {
@@ -78,6 +87,10 @@ impl ReplicationSettings {
             replication: false,
             application_name: "realtime".into(),
             connect_timeout: Duration::from_secs(10),
+            tls: crate::server::tls::DbTls {
+                mode: c.db_ssl_mode,
+                root_cert: c.db_ssl_root_cert.clone(),
+            },
         };
         let stream = PgConfig {
             replication: true,
@@ -90,6 +103,7 @@ impl ReplicationSettings {
             publication: c.db_publication.clone(),
             slot: format!("supabase_realtime_replication_slot{}", c.slot_name_suffix),
             status_interval: Duration::from_millis(c.replication_status_interval_ms),
+            max_slot_lag_bytes: c.replication_max_slot_lag_mb.saturating_mul(lag::MB),
         })
     }
 }
@@ -119,6 +133,8 @@ pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSet
     loop {
         match session(&state, &tenant, &settings).await {
             Ok(()) => backoff = Duration::from_millis(100),
+            // The next session drops the slot and tells subscribers.
+            Err(PgError::SlotLag(_)) => backoff = Duration::from_millis(100),
             Err(e) => {
                 tracing::warn!(tenant = %tenant, error = %e, retry_in_ms = backoff.as_millis() as u64, "replication stopped");
                 with_tenant(&state, &tenant, |t| {
@@ -165,6 +181,7 @@ async fn session(
     tenant: &str,
     s: &ReplicationSettings,
 ) -> Result<(), PgError> {
+    start::wait_for_subscriber(state, tenant).await;
     let mut sql = step(tenant, Step::Connect, PgConn::connect(&s.sql)).await?;
     let mut repl = step(tenant, Step::Connect, PgConn::connect(&s.stream)).await?;
     let exists = step(
@@ -179,6 +196,7 @@ async fn session(
             s.publication
         )));
     }
+    lag::enforce_before_start(state, tenant, &mut sql, s).await?;
     let slot_q = format!(
         "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = {}",
         catalog::literal(&s.slot)
@@ -211,7 +229,10 @@ async fn session(
     let mut in_tx = false;
     let mut last_status = Instant::now();
     let mut status = BytesMut::with_capacity(64);
+    let mut flush_gate = confirm::FlushGate::default();
+    let mut lag_watch = lag::LagWatch::default();
     loop {
+        lag_watch.check(tenant, &mut sql, s).await?;
         let reply_requested = match repl.recv_copy().await? {
             CopyMsg::Done => {
                 return Err(PgError::Protocol(
@@ -291,14 +312,16 @@ async fn session(
                 }
             },
         };
+        flush_gate.fanned_out(confirmed, Instant::now());
         if reply_requested || last_status.elapsed() >= s.status_interval {
+            let flushed = flush_gate.reportable(Instant::now());
             status.clear();
             encode_standby_status_update(
                 &mut status,
                 &StandbyStatusUpdate {
                     write: received,
-                    flush: confirmed,
-                    apply: confirmed,
+                    flush: flushed,
+                    apply: flushed,
                     client_time: PgTimestamp::from_unix_micros(now_unix() * 1_000_000),
                     reply_requested: false,
                 },
