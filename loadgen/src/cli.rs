@@ -339,10 +339,9 @@ pub struct PgArgs {
     /// following --rate, and measure how fast they drain.
     #[arg(long)]
     pub rows: Option<u64>,
-    /// Max-rate mode: write the rows first while the consumer is held back
-    /// (pg_recvlogical not yet started; the server stopped with SIGSTOP),
-    /// then time the drain of that backlog alone, so the writer's own speed
-    /// does not bound the result.
+    /// Max-rate mode: write the rows while the consumer (the server, or
+    /// pg_recvlogical) is stopped with SIGSTOP, then time the drain of that
+    /// backlog from SIGCONT, so the writer's own speed does not bound it.
     #[arg(long)]
     pub backlog: bool,
     /// Rows per transaction (one multi-row INSERT per commit).

@@ -12,8 +12,8 @@
 //!   every row. With `--compare-recvlogical` the same burst is first
 //!   drained by pg_recvlogical ([`super::recvlogical`]) and both rates and
 //!   their ratio are reported. `--backlog` writes the rows while the
-//!   consumer is held back (the server stopped with SIGSTOP, pg_recvlogical
-//!   not yet started) and times the drain alone, so the writer's speed does
+//!   consumer is held back (the server, then pg_recvlogical, stopped with
+//!   SIGSTOP) and times the drain from SIGCONT, so the writer's speed does
 //!   not bound either figure.
 
 use std::rc::Rc;
@@ -355,7 +355,7 @@ fn summarize(
     if let Some(c) = &ceil {
         row(
             if a.backlog {
-                "pg_recvlogical rows/s (start to last row received)"
+                "pg_recvlogical rows/s (resume to last row received)"
             } else {
                 "pg_recvlogical rows/s (first commit to last row received)"
             },

@@ -6,7 +6,9 @@
 //! delivers nothing while pg_recvlogical is measured and the server's rows
 //! are not counted twice. Its stdout is read in a thread that counts bytes
 //! and looks for the marker written into the last row; the drain time is
-//! from the first commit to the moment that marker arrives.
+//! from the first commit to the moment that marker arrives. With
+//! `--backlog`, pg_recvlogical is held with SIGSTOP while the rows are
+//! written, exactly as the server is, and timed from SIGCONT.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -30,8 +32,8 @@ pub struct Ceiling {
     pub bin: String,
     /// Rows written (and received).
     pub rows: u64,
-    /// Seconds from the first commit (with --backlog: from starting
-    /// pg_recvlogical) to the last row's arrival.
+    /// Seconds from the first commit (with --backlog: from letting
+    /// pg_recvlogical go on) to the last row's arrival.
     pub drain_s: f64,
     /// rows / drain_s.
     pub rows_per_sec: f64,
@@ -148,9 +150,6 @@ fn drain(
             .join()
             .map_err(|e| format!("writer thread: {e}"))?
     };
-    // With --backlog the rows are all in the WAL before streaming starts.
-    let early = if a.backlog { Some(write()?) } else { None };
-    let spawned_at = now_ns();
     let mut child = spawn()?;
     let seen = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
@@ -180,9 +179,6 @@ fn drain(
         })
     };
     let result = (|| {
-        if let Some(w) = early {
-            return Ok((w, spawned_at));
-        }
         // Streaming has begun once the slot is active.
         let deadline = now_ns() + 10_000_000_000;
         loop {
@@ -197,9 +193,22 @@ fn drain(
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let w = write()?;
-        let first = w.first_ns;
-        Ok((w, first))
+        if !a.backlog {
+            let w = write()?;
+            let first = w.first_ns;
+            return Ok((w, first));
+        }
+        // Held back exactly like the server: stopped while the rows are
+        // written (its walsender may fill the socket buffers meanwhile),
+        // timed from the moment it may go on.
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let w = write();
+        let resumed = now_ns();
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+        Ok((w?, resumed))
     })();
     let result = result.and_then(|(w, t0)| {
         let wait_until = w.last_ns + (a.drain.max(30.0) * 1e9) as u64;
