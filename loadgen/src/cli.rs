@@ -35,7 +35,10 @@ pub enum Scenario {
     JoinStorm(JoinStormArgs),
     /// HTTP keep-alive POSTs to /api/broadcast at a rate, socket subscribers.
     RestBroadcast(RestArgs),
-    /// Not available yet: needs Postgres Changes (issue 3).
+    /// A writer committing rows to a table of the tenant database, S
+    /// subscribers with a `postgres_changes` binding on it; commit-to-delivery
+    /// latency, rows/s, and optionally pg_recvlogical's rows/s on the same
+    /// workload (the walsender's own ceiling).
     PostgresChanges(PgArgs),
     /// A few seconds of tiny broadcast + connect; exit 0 if messages flowed.
     Smoke(SmokeArgs),
@@ -335,12 +338,74 @@ pub struct RestArgs {
     pub common: Common,
 }
 
-/// `postgres-changes` (placeholder).
-#[derive(Debug, Clone, Args)]
+/// `postgres-changes`.
+#[derive(Debug, Clone, Args, Serialize)]
 pub struct PgArgs {
-    /// Ignored.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub rest: Vec<String>,
+    /// Subscriber connections, each joined with a binding on the table.
+    #[arg(long, default_value_t = 1)]
+    pub subscribers: u64,
+    /// Rows/s offered by the writer; a list steps through rates. Ignored
+    /// with --rows.
+    #[arg(long, default_value = "1000")]
+    pub rate: String,
+    /// Max-rate mode: write this many rows back to back instead of
+    /// following --rate, and measure how fast they drain.
+    #[arg(long)]
+    pub rows: Option<u64>,
+    /// Max-rate mode: write the rows while the consumer (the server, or
+    /// pg_recvlogical) is stopped with SIGSTOP, then time the drain of that
+    /// backlog from SIGCONT, so the writer's own speed does not bound it.
+    #[arg(long)]
+    pub backlog: bool,
+    /// Rows per transaction (one multi-row INSERT per commit).
+    #[arg(long, default_value_t = 1)]
+    pub rows_per_commit: u64,
+    /// Bytes of filler text per row.
+    #[arg(long, default_value_t = 64)]
+    pub pad: usize,
+    /// Seconds per rate step.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds to wait for in-flight deliveries after the last commit
+    /// (max-rate mode: the most to wait for the last one).
+    #[arg(long, default_value_t = 2.0)]
+    pub drain: f64,
+    /// Table the scenario creates in `public`, adds to `supabase_realtime`
+    /// and drops at the end.
+    #[arg(long, default_value = "lg_changes")]
+    pub table: String,
+    /// Max-rate mode: first drain the same workload with pg_recvlogical
+    /// (pgoutput, own slot) to measure the walsender's ceiling.
+    #[arg(long)]
+    pub compare_recvlogical: bool,
+    /// The pg_recvlogical binary (default: from `pg_config --bindir`, else
+    /// /usr/lib/postgresql/15/bin, else PATH).
+    #[arg(long)]
+    pub recvlogical_bin: Option<PathBuf>,
+    /// Subscriber serializer.
+    #[arg(long, value_parser = parse_vsn, default_value = "2")]
+    #[serde(skip)]
+    pub sub_vsn: Vsn,
+    /// Tenant database host.
+    #[arg(long, env = "DB_HOST", default_value = "127.0.0.1")]
+    pub db_host: String,
+    /// Tenant database port.
+    #[arg(long, env = "DB_PORT", default_value_t = 5432)]
+    pub db_port: u16,
+    /// Tenant database name.
+    #[arg(long, env = "DB_NAME", default_value = "postgres")]
+    pub db_name: String,
+    /// Tenant database role (must own tables and alter the publication).
+    #[arg(long, env = "DB_USER", default_value = "postgres")]
+    pub db_user: String,
+    /// Its password.
+    #[arg(long, env = "DB_PASSWORD", default_value = "postgres")]
+    #[serde(skip)]
+    pub db_password: String,
+    /// Common options.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub common: Common,
 }
 
 /// `smoke`.

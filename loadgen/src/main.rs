@@ -20,7 +20,7 @@
 //! - [`report`]: JSON, markdown, SVG output and thresholds.
 //! - [`svg`]: the hand-written chart renderer.
 //! - [`scenario`]: connect, broadcast, presence, join-storm,
-//!   rest-broadcast, smoke.
+//!   rest-broadcast, postgres-changes, smoke.
 //!
 //! Exit codes: 0 pass, 1 a threshold was violated (or smoke saw nothing
 //! flow), 2 the run could not happen.
@@ -53,13 +53,7 @@ fn main() {
         Scenario::Presence(a) => scenario::presence::run(a),
         Scenario::JoinStorm(a) => scenario::join_storm::run(a),
         Scenario::RestBroadcast(a) => scenario::rest::run(a),
-        Scenario::PostgresChanges(_) => {
-            eprintln!(
-                "realtime-loadgen: postgres-changes: not yet: needs Postgres Changes (issue 3); \
-                 the server does not stream database changes, so there is nothing to measure"
-            );
-            scenario::EXIT_ERROR
-        }
+        Scenario::PostgresChanges(a) => scenario::pg_changes::run(a),
         Scenario::Smoke(a) => scenario::smoke::run(a),
     };
     std::process::exit(code);

@@ -164,6 +164,12 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// All checks passed.
     pub pass: bool,
+    /// Scenario-specific figures (e.g. the pg_recvlogical comparison).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra: Option<serde_json::Value>,
+    /// Markdown for [`Report::extra`], appended to the summary table.
+    #[serde(skip)]
+    pub extra_md: Option<String>,
 }
 
 /// CPU seconds between two samples of the server.
@@ -379,6 +385,9 @@ impl Report {
                 self.loadgen.cores.len()
             ),
         );
+        if let Some(md) = &self.extra_md {
+            let _ = write!(o, "\n{md}");
+        }
         if self.steps.len() > 1 {
             let _ = writeln!(
                 o,

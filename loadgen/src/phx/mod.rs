@@ -190,6 +190,8 @@ pub struct JoinConfig {
     pub presence_key: Option<String>,
     /// The `access_token` field (realtime-js always sends one).
     pub access_token: Option<String>,
+    /// `config.postgres_changes` bindings (`{"event","schema","table",..}`).
+    pub postgres_changes: Vec<serde_json::Value>,
 }
 
 /// A `phx_join` for `topic` with join ref = ref = `join_ref`.
@@ -201,7 +203,7 @@ pub fn join(vsn: Vsn, topic: &str, join_ref: &str, cfg: &JoinConfig) -> Vec<u8> 
                 "key": cfg.presence_key.clone().unwrap_or_default(),
                 "enabled": cfg.presence_key.is_some(),
             },
-            "postgres_changes": [],
+            "postgres_changes": cfg.postgres_changes,
             "private": false,
         }
     });
@@ -470,6 +472,7 @@ mod tests {
             self_: false,
             presence_key: Some("m1".into()),
             access_token: Some("tok".into()),
+            postgres_changes: vec![serde_json::json!({"event": "INSERT", "table": "t"})],
         };
         for vsn in [Vsn::V1, Vsn::V2] {
             let j = join(vsn, "realtime:r", "5", &cfg);
@@ -481,6 +484,7 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
             assert_eq!(v["config"]["presence"]["key"], "m1");
             assert_eq!(v["config"]["broadcast"]["ack"], true);
+            assert_eq!(v["config"]["postgres_changes"][0]["table"], "t");
             assert_eq!(v["access_token"], "tok");
             assert_eq!(decode_text(vsn, &heartbeat(vsn)).unwrap().topic, "phoenix");
             assert_eq!(

@@ -7,7 +7,10 @@ mod env;
 pub mod broadcast;
 pub mod connect;
 pub mod join_storm;
+pub mod pg_changes;
+mod pg_db;
 pub mod presence;
+mod recvlogical;
 pub mod rest;
 pub mod smoke;
 
