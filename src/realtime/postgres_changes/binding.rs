@@ -245,6 +245,10 @@ fn like_or_any(pattern: &str, s: &str) -> bool {
     if pattern == "*" {
         return true;
     }
+    // The common case, a plain name: no pattern characters, no allocation.
+    if !pattern.contains(['%', '_']) {
+        return pattern == s;
+    }
     let p: Vec<char> = pattern.chars().collect();
     let s: Vec<char> = s.chars().collect();
     like(&p, &s)

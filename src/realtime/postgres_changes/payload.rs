@@ -181,7 +181,8 @@ pub fn write_change<B: JsonBuf + AsRef<[u8]>>(
                     .select
                     .is_none_or(|s| rel.columns.get(i).is_some_and(|c| s.contains(&c.name))))
     };
-    let too_large = wal_size(change, &columns, &identity, types) > opts.max_record_bytes;
+    let too_large = size_bound(change, &columns, &identity) > opts.max_record_bytes
+        && wal_size(change, &columns, &identity, types) > opts.max_record_bytes;
     let mark = out.written();
     let r = (|| {
         write_head(out, rel, change.kind);
@@ -429,6 +430,30 @@ fn member_len(key: &str, value: usize) -> usize {
 /// approximate where wal2json's text is not at hand (its `type` is
 /// `format_type` text, here the `typname`; numbers as printed; the commit
 /// time as 29 characters).
+/// A cheap upper bound of [`wal_size`], with no allocation: every byte of
+/// a name or value escapes to at most 6 JSON bytes, and a column's type
+/// name, OID and punctuation take well under 256. Most rows are far below
+/// the limit, so the exact size is computed only for large ones.
+fn size_bound(
+    change: &Change<'_>,
+    columns: &[(usize, Column<'_>)],
+    identity: &[(usize, Column<'_>)],
+) -> usize {
+    let rel = change.rel;
+    let one = |&(i, v): &(usize, Column<'_>)| {
+        let name = rel.columns.get(i).map_or(0, |c| c.name.len());
+        let value = match v {
+            Column::Text(t) | Column::Binary(t) => t.len(),
+            _ => 0,
+        };
+        (name + value) * 6 + 256
+    };
+    1024 + rel.schema.len() * 6
+        + rel.name.len() * 6
+        + columns.iter().map(one).sum::<usize>()
+        + identity.iter().map(one).sum::<usize>()
+}
+
 fn wal_size(
     change: &Change<'_>,
     columns: &[(usize, Column<'_>)],
@@ -445,7 +470,7 @@ fn wal_size(
     let oid_len = |i: usize| {
         rel.columns
             .get(i)
-            .map_or(1, |c| c.type_oid.0.to_string().len())
+            .map_or(1, |c| c.type_oid.0.checked_ilog10().map_or(1, |d| d as usize + 1))
     };
     let name_len = |i: usize| {
         rel.columns
