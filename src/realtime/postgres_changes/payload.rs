@@ -468,9 +468,9 @@ fn wal_size(
             .map_or(2, |t| json_str_len(t.as_bytes()))
     };
     let oid_len = |i: usize| {
-        rel.columns
-            .get(i)
-            .map_or(1, |c| c.type_oid.0.checked_ilog10().map_or(1, |d| d as usize + 1))
+        rel.columns.get(i).map_or(1, |c| {
+            c.type_oid.0.checked_ilog10().map_or(1, |d| d as usize + 1)
+        })
     };
     let name_len = |i: usize| {
         rel.columns

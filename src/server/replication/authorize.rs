@@ -183,6 +183,41 @@ fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
+/// Waits until transaction `xid` (pgoutput's 32-bit id) is visible to new
+/// snapshots. Its commit record is flushed, and so streamed, before the
+/// committing backend leaves the proc array; a row check in that window
+/// would not see the row. The 64-bit id is rebuilt from the epoch of the
+/// current snapshot's `xmax` (the previous epoch if the low bits wrapped).
+pub async fn wait_visible(sql: &mut PgConn, xid: u32) -> Result<(), PgError> {
+    let q = format!(
+        "SELECT pg_visible_in_snapshot(((s.e - CASE WHEN {xid} > s.lo THEN 4294967296 ELSE 0 END) \
+         + {xid})::text::xid8, s.snap) FROM (SELECT snap, \
+         (pg_snapshot_xmax(snap)::text::bigint >> 32) << 32 AS e, \
+         pg_snapshot_xmax(snap)::text::bigint & 4294967295 AS lo \
+         FROM (SELECT pg_current_snapshot() AS snap) q) s"
+    );
+    let started = Instant::now();
+    loop {
+        let rows = sql.simple_query(&q).await?;
+        let visible = rows
+            .first()
+            .and_then(|r| r.rows.first())
+            .and_then(|row| row.first().cloned().flatten())
+            .is_some_and(|v| v == "t");
+        if visible {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            tracing::warn!(
+                xid,
+                "transaction not visible after 5 s; checking rows anyway"
+            );
+            return Ok(());
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// One piece of the round trip: SELECT lists whose boolean results answer
 /// `targets`, run after `setup` (if any).
 struct Part {

@@ -46,7 +46,8 @@ use crate::realtime::postgres_changes::change::Change;
 use authorize::AccessCache;
 
 /// Most changes held before they are authorised and delivered: a batch
-/// ends at a commit or at this many changes, whichever comes first.
+/// ends at a commit or at this many changes, whichever comes first (a batch
+/// with rows of RLS tables always waits for its commit; see [`flush`]).
 const MAX_BATCH: usize = 512;
 
 /// A change waiting for its batch to be authorised and delivered.
@@ -223,6 +224,8 @@ async fn session(
     let mut types = TypeCache::new();
     let mut access = AccessCache::default();
     let mut pending: Vec<Pending> = Vec::new();
+    let mut next_flush = MAX_BATCH;
+    let mut xid = 0u32;
     let mut received = Lsn(0);
     let mut confirmed = Lsn(0);
     let mut commit_time = PgTimestamp(0);
@@ -275,9 +278,24 @@ async fn session(
                                 pk,
                                 commit_time,
                             });
-                            if pending.len() >= MAX_BATCH {
-                                flush(state, tenant, &mut sql, &mut access, &mut pending, &types)
-                                    .await?;
+                            if pending.len() >= next_flush {
+                                let tx = Tx {
+                                    xid,
+                                    committed: false,
+                                };
+                                let done = flush(
+                                    state,
+                                    tenant,
+                                    &mut sql,
+                                    &mut access,
+                                    &mut pending,
+                                    &types,
+                                    tx,
+                                )
+                                .await?;
+                                // Rows of RLS tables wait for the commit;
+                                // try again when twice as many are held.
+                                next_flush = if done { MAX_BATCH } else { next_flush * 2 };
                             }
                         }
                     } else {
@@ -295,11 +313,25 @@ async fn session(
                             }
                             Message::Begin(b) => {
                                 commit_time = b.commit_time;
+                                xid = b.xid;
                                 in_tx = true;
                             }
                             Message::Commit(c) => {
-                                flush(state, tenant, &mut sql, &mut access, &mut pending, &types)
-                                    .await?;
+                                let tx = Tx {
+                                    xid,
+                                    committed: true,
+                                };
+                                flush(
+                                    state,
+                                    tenant,
+                                    &mut sql,
+                                    &mut access,
+                                    &mut pending,
+                                    &types,
+                                    tx,
+                                )
+                                .await?;
+                                next_flush = MAX_BATCH;
                                 // Everything of this transaction is in
                                 // subscriber queues: its end may be confirmed.
                                 confirmed = confirmed.max(c.end_lsn);
@@ -342,9 +374,25 @@ fn change_relation(msg: &Message) -> Option<Oid> {
     }
 }
 
+/// The transaction a batch belongs to.
+#[derive(Debug, Clone, Copy)]
+struct Tx {
+    /// Its id (pgoutput's 32-bit xid).
+    xid: u32,
+    /// Its commit has been decoded.
+    committed: bool,
+}
+
 /// Authorises and delivers the pending changes, in order: the tables'
 /// access is refreshed if stale, the batch's questions are answered in one
 /// round trip, then every change is queued to the subscribers it reaches.
+///
+/// Row checks look the row up in the table, so they need the transaction
+/// committed and visible: before the commit (a batch cut at [`MAX_BATCH`])
+/// a batch that needs them is kept (`Ok(false)`), and at the commit the
+/// check first waits until the transaction is visible to new snapshots
+/// (the walsender may send a commit a moment before the committing
+/// backend leaves the proc array).
 async fn flush(
     state: &Rc<ShardState>,
     tenant: &str,
@@ -352,9 +400,10 @@ async fn flush(
     access: &mut AccessCache,
     pending: &mut Vec<Pending>,
     types: &TypeCache,
-) -> Result<(), PgError> {
+    tx: Tx,
+) -> Result<bool, PgError> {
     if pending.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let changes: Vec<Change<'_>> = pending
         .iter()
@@ -369,7 +418,15 @@ async fn flush(
             .await?;
         let questions = with_tenant(state, tenant, |t| t.cdc.plan(&changes, access, types));
         let answers = match questions {
-            Some(q) if !q.is_empty() => authorize::answer(sql, &changes, &q).await?,
+            Some(q) if !q.rows.is_empty() && !tx.committed => {
+                return Ok(false);
+            }
+            Some(q) if !q.is_empty() => {
+                if !q.rows.is_empty() {
+                    authorize::wait_visible(sql, tx.xid).await?;
+                }
+                authorize::answer(sql, &changes, &q).await?
+            }
             _ => Default::default(),
         };
         let queued = with_tenant(state, tenant, |t| {
@@ -384,5 +441,5 @@ async fn flush(
     }
     drop(changes);
     pending.clear();
-    Ok(())
+    Ok(true)
 }
