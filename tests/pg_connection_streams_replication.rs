@@ -2,38 +2,19 @@
 //! SCRAM-SHA-256 login, simple queries with errors mapped to SQLSTATE, and a
 //! logical replication stream whose XLogData decodes with the pgoutput codec.
 
-use std::process::Command;
+mod support;
+
 use std::time::Duration;
+
+use support::pg::{dev_db_url, parts};
 
 use realtime::proto::pg::pgoutput::{self, Message};
 use realtime::proto::pg::replication::ReplicationMessage;
 use realtime::server::pgconn::{CopyMsg, PgConfig, PgConn, PgError};
 
 fn dev_db() -> (String, u16, String) {
-    let url = std::env::var("DEV_DB_URL").unwrap_or_else(|_| {
-        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/dev-db"))
-            .arg("start")
-            .output()
-            .expect("run scripts/dev-db");
-        assert!(
-            out.status.success(),
-            "dev-db: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .to_owned()
-    });
-    // postgres://USER:PASSWORD@HOST:PORT/DB
-    let rest = url.strip_prefix("postgres://").expect("postgres URL");
-    let (cred, hostdb) = rest.split_once('@').unwrap();
-    let (_, password) = cred.split_once(':').unwrap();
-    let (hostport, _) = hostdb.split_once('/').unwrap();
-    let (host, port) = hostport.rsplit_once(':').unwrap();
-    (host.to_owned(), port.parse().unwrap(), password.to_owned())
+    let (host, port, password) = parts(&dev_db_url());
+    (host, port.parse().unwrap(), password)
 }
 
 fn config(replication: bool) -> PgConfig {

@@ -53,8 +53,7 @@ fn require_streams_a_change_over_tls() {
     create_numbered_table(&db, &table);
     let mut env = db.server_env(&suffix);
     env.push(("DB_SSL_MODE".into(), "require".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut srv = Server::start(&env);
+    let mut srv = Server::start_env(&env);
     let mut seen = Seen::default();
     let mut ws = subscribe(srv.port, "tls", &table, &mut seen);
     db.psql(&format!("insert into public.{table} (id) values (7)"));

@@ -22,8 +22,7 @@ impl Db {
         let url = dev_db_url();
         let suffix = format!("_{tag}{}", std::process::id());
         let env = server_env(&url, &suffix);
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let srv = Server::start(&env);
+        let srv = Server::start_env(&env);
         Db { url, suffix, srv }
     }
 

@@ -22,8 +22,7 @@ fn every_committed_row_arrives_across_an_immediate_postgres_restart() {
     let suffix = format!("_pgr{}", std::process::id());
     create_numbered_table(&db, &table);
     let env = db.server_env(&suffix);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut srv = Server::start(&env);
+    let mut srv = Server::start_env(&env);
     let mut seen = Seen::default();
     let mut ws = subscribe(srv.port, "nl", &table, &mut seen);
 

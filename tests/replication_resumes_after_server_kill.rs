@@ -23,8 +23,7 @@ fn every_committed_row_arrives_across_a_server_kill_and_restart() {
     let suffix = format!("_kill{}", std::process::id());
     create_numbered_table(&db, &table);
     let env = db.server_env(&suffix);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut srv = Server::start(&env);
+    let mut srv = Server::start_env(&env);
     let mut seen = Seen::default();
     let mut ws = subscribe(srv.port, "nl", &table, &mut seen);
 
@@ -49,7 +48,7 @@ fn every_committed_row_arrives_across_a_server_kill_and_restart() {
     let before = seen.distinct().len();
     std::thread::sleep(Duration::from_millis(1000));
 
-    let mut srv = Server::start(&env);
+    let mut srv = Server::start_env(&env);
     let at_restart = db.ids(&table).len();
     assert!(
         at_restart > at_kill,

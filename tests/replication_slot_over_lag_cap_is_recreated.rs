@@ -23,10 +23,9 @@ fn a_slot_over_the_lag_cap_is_recreated_and_subscribers_are_told() {
     ));
     let mut env = db.server_env(&suffix);
     env.push(("REPLICATION_MAX_SLOT_LAG_MB".into(), "2".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
 
     // A first server creates the slot and streams row 1.
-    let mut srv = Server::start(&env);
+    let mut srv = Server::start_env(&env);
     let mut seen = Seen::default();
     let mut ws = subscribe(srv.port, "lag", &table, &mut seen);
     db.psql(&format!("insert into public.{table} (id) values (1)"));
@@ -49,7 +48,7 @@ fn a_slot_over_the_lag_cap_is_recreated_and_subscribers_are_told() {
     assert!(retained > 3 << 20, "retained {retained} bytes");
 
     // The next server finds the slot over its cap: recreated, subscriber told.
-    let mut srv = Server::start(&env);
+    let mut srv = Server::start_env(&env);
     let mut seen = Seen::default();
     let mut ws = subscribe(srv.port, "lag", &table, &mut seen);
     let errors: Vec<&String> = seen
@@ -105,8 +104,7 @@ fn a_streaming_slot_over_the_lag_cap_is_recreated() {
     ));
     let mut env = db.server_env(&suffix);
     env.push(("REPLICATION_MAX_SLOT_LAG_MB".into(), "2".into()));
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut srv = Server::start(&env);
+    let mut srv = Server::start_env(&env);
     let mut seen = Seen::default();
     let mut ws = subscribe(srv.port, "lag", &table, &mut seen);
     let started = Instant::now();

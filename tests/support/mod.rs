@@ -50,6 +50,13 @@ impl Server {
         panic!("server did not become healthy on port {port}");
     }
 
+    /// [`Server::start`] with owned `(name, value)` pairs (as
+    /// `pg::server_env` builds them).
+    pub fn start_env(env: &[(String, String)]) -> Server {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Server::start(&env)
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
