@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use realtime_shards::ShardStats;
@@ -27,8 +27,8 @@ pub type SharedStream = Rc<RefCell<TcpStream>>;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 4096;
-/// Largest batch the writer coalesces into one write.
-const WRITE_BATCH: usize = 64 * 1024;
+/// How long a closing socket may take to accept its last frames.
+const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 
 /// A live WebSocket connection, registered on its shard.
 pub struct Conn {
@@ -234,7 +234,7 @@ async fn websocket(
 
     let id = state.next_conn_id.get() + 1;
     state.next_conn_id.set(id);
-    let out = OutQueue::new(state.config.socket_queue_bytes);
+    let out = OutQueue::new(state.config.socket_queue_bytes, stream.clone());
     let session = Session::new(id, accepted.vsn, out.clone(), Rc::from(accepted.token));
     let conn = Rc::new(Conn {
         session: RefCell::new(session),
@@ -251,7 +251,8 @@ async fn websocket(
     glommio::spawn_local(session_task(state, stream, conn, buf)).detach();
 }
 
-/// Drives an upgraded connection: writer task, read loop, clean-up.
+/// Drives an upgraded connection: the read loop, then clean-up once the
+/// shard's flusher has written what was queued (see `outq`).
 async fn session_task(
     state: Rc<ShardState>,
     stream: SharedStream,
@@ -260,12 +261,12 @@ async fn session_task(
 ) {
     let out = conn.out.clone();
     let id = conn.session.borrow().id;
-    let writer = glommio::spawn_local(writer(state.clone(), stream.clone(), out.clone()));
     read_loop(&state, &stream, &conn, &mut buf).await;
 
-    // Leave everything, then let the writer flush what is queued.
+    // Leave everything, then let the flusher write what is queued.
     with_env(&state, &conn, |session, env| session.close(env));
     if out.state() == OutState::Open {
+        // The client went away: nothing queued can reach it.
         out.kill();
     }
     if !out.reason().is_empty() {
@@ -278,7 +279,23 @@ async fn session_task(
             ShardStats::add(&state.stats().queue_drops, 1);
         }
     }
-    writer.await;
+    // A closing socket gets its last frames (the close frame among them)
+    // unless its peer stops reading for longer than this.
+    let settled = futures_lite::future::or(
+        async {
+            poll_fn(|cx| out.poll_settled(cx)).await;
+            true
+        },
+        async {
+            glommio::timer::sleep(CLOSE_FLUSH_LIMIT).await;
+            false
+        },
+    )
+    .await;
+    if !settled {
+        out.kill();
+    }
+    drop(stream);
     state.sessions.borrow_mut().remove(&id);
     ShardStats::gauge(&state.stats().connections, -1);
 }
@@ -427,49 +444,4 @@ fn dispatch(
             Flow::Continue
         }
     }
-}
-
-async fn writer(state: Rc<ShardState>, stream: SharedStream, out: Rc<OutQueue>) {
-    let mut batch: Vec<Bytes> = Vec::new();
-    loop {
-        let st = poll_fn(|cx| out.poll_ready(cx)).await;
-        if st == OutState::Dead {
-            break;
-        }
-        out.take_batch(&mut batch, WRITE_BATCH);
-        let res = if batch.len() == 1 {
-            write_all(&stream, &batch[0]).await
-        } else {
-            // Coalesce small frames into one write: one syscall, many frames.
-            let total: usize = batch.iter().map(Bytes::len).sum();
-            let mut joined = BytesMut::with_capacity(total);
-            for f in &batch {
-                joined.extend_from_slice(f);
-            }
-            write_all(&stream, &joined).await
-        };
-        let stats = state.stats();
-        ShardStats::add(&stats.messages_out, batch.len() as u64);
-        ShardStats::add(&stats.bytes_out, batch.iter().map(|b| b.len() as u64).sum());
-        batch.clear();
-        if batch.capacity() > 64 {
-            batch = Vec::new();
-        }
-        if res.is_err() {
-            out.kill();
-            break;
-        }
-        if out.state() == OutState::Closing && out.is_empty() {
-            break;
-        }
-    }
-    // Shut the socket down synchronously: the reader wakes with EOF and
-    // the descriptor closes when the last handle drops.
-    {
-        use std::os::fd::AsRawFd;
-        let fd = stream.borrow().as_raw_fd();
-        // SAFETY: shutdown(2) on a descriptor we still hold open.
-        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-    }
-    out.kill();
 }

@@ -164,6 +164,7 @@ async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
         })
         .detach();
     }
+    glommio::spawn_local(outq::flusher(state.clone())).detach();
     glommio::spawn_local(shutdown::expiry_sweeper(state.clone())).detach();
     glommio::spawn_local(shutdown::channelless_sweeper(state.clone())).detach();
     let tenant = state.config.self_host_tenant_name.clone();

@@ -1,18 +1,31 @@
-//! The bounded write queue of one socket.
+//! The bounded write queue of one socket, and the shard's flusher that
+//! writes every queue.
 //!
-//! Fan-out pushes shared frames (`Bytes` clones) here and never waits; the
-//! connection's writer drains the queue in batches. A queue that grows past
-//! its byte bound marks the socket as a slow consumer: the queue is dropped
-//! and the socket closed, so one slow reader never holds memory without
-//! bound or slows anyone else.
+//! Fan-out pushes shared frames (`Bytes` clones) here and never waits. A
+//! queue that receives a frame while idle puts itself on the shard's flush
+//! list; one flusher task per shard walks that list and writes each socket's
+//! frames with a single vectored `sendmsg` straight from the shared buffers
+//! (no copy, no task per connection). Only a socket whose kernel buffer is
+//! full gets a task of its own, which waits for it to drain and exits.
+//!
+//! A queue that grows past its byte bound marks the socket as a slow
+//! consumer: the queue is dropped and the socket closed, so one slow reader
+//! never holds memory without bound or slows anyone else.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::rc::Rc;
+use std::future::poll_fn;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use futures_lite::io::AsyncWrite;
+use realtime_shards::ShardStats;
 
+use super::connection::SharedStream;
+use super::ShardState;
 use crate::proto::ws;
 use crate::realtime::hub::Outbound;
 
@@ -27,16 +40,42 @@ pub enum OutState {
     Dead,
 }
 
-/// A socket's outbound queue, shared by its session, the hub and the writer.
+/// Who is responsible for writing a queue's frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    /// Nothing queued, or nobody needs to act yet.
+    Idle,
+    /// On the shard's flush list.
+    Listed,
+    /// The kernel buffer was full; a drain task owns the queue.
+    Blocked,
+}
+
+/// Iovecs gathered per `sendmsg`.
+const MAX_IOV: usize = 64;
+/// Bytes gathered per `sendmsg`.
+const MAX_SEND: usize = 256 * 1024;
+
+/// A socket's outbound queue, shared by its session, the hub and the flusher.
 pub struct OutQueue {
-    /// Complete frames waiting to be written.
+    /// Complete frames waiting to be written; the front one may be partly
+    /// written already (its written prefix is cut off).
     queue: RefCell<VecDeque<Bytes>>,
     /// Bytes in `queue`.
     queued: Cell<usize>,
     /// Bound on `queued`.
     limit: usize,
-    /// Writer task to wake when frames arrive.
-    writer: Cell<Option<Waker>>,
+    /// This queue, for putting itself on the flush list.
+    me: Weak<OutQueue>,
+    /// The socket, held so its descriptor stays valid while frames may be
+    /// written to it; dropped when the queue dies.
+    stream: RefCell<Option<SharedStream>>,
+    /// The socket's descriptor, -1 once dead.
+    fd: Cell<RawFd>,
+    /// See [`Listing`].
+    listing: Cell<Listing>,
+    /// Task waiting for the queue to die (the session, at its end).
+    settled: Cell<Option<Waker>>,
     /// Reader task to wake when the socket must stop.
     reader: Cell<Option<Waker>>,
     /// See [`OutState`].
@@ -47,15 +86,40 @@ pub struct OutQueue {
     reason: Cell<&'static str>,
 }
 
+/// What one flush of a queue achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flushed {
+    /// Everything was written.
+    Empty,
+    /// The kernel took less than offered; wait for writability.
+    Blocked,
+    /// The socket is gone.
+    Dead,
+}
+
+/// Frames and bytes written, folded into the shard counters by the caller.
+#[derive(Debug, Default, Clone, Copy)]
+struct WriteTally {
+    /// Complete frames written.
+    frames: u64,
+    /// Bytes written.
+    bytes: u64,
+}
+
 impl OutQueue {
-    /// An empty queue bounded at `limit` bytes. Allocates nothing more until
-    /// a frame is pushed.
-    pub fn new(limit: usize) -> Rc<Self> {
-        Rc::new(Self {
+    /// An empty queue for `stream`, bounded at `limit` bytes. Allocates
+    /// nothing more until a frame is pushed.
+    pub fn new(limit: usize, stream: SharedStream) -> Rc<Self> {
+        let fd = stream.borrow().as_raw_fd();
+        Rc::new_cyclic(|me| Self {
             queue: RefCell::new(VecDeque::new()),
             queued: Cell::new(0),
             limit,
-            writer: Cell::new(None),
+            me: me.clone(),
+            stream: RefCell::new(Some(stream)),
+            fd: Cell::new(fd),
+            listing: Cell::new(Listing::Idle),
+            settled: Cell::new(None),
             reader: Cell::new(None),
             state: Cell::new(OutState::Open),
             kind0: Cell::new(false),
@@ -88,12 +152,14 @@ impl OutQueue {
         self.queued.get()
     }
 
-    fn wake_all(&self) {
-        if let Some(w) = self.writer.take() {
-            w.wake();
-        }
-        if let Some(w) = self.reader.take() {
-            w.wake();
+    /// Puts the queue on the shard's flush list unless someone already
+    /// owns its writing.
+    fn schedule(&self) {
+        if self.listing.get() == Listing::Idle {
+            if let Some(me) = self.me.upgrade() {
+                self.listing.set(Listing::Listed);
+                enlist(me);
+            }
         }
     }
 
@@ -103,44 +169,135 @@ impl OutQueue {
             return;
         }
         self.reason.set(reason);
-        self.queue.borrow_mut().push_back(ws::close_frame(code, ""));
+        let frame = ws::close_frame(code, "");
+        self.queued.set(self.queued.get() + frame.len());
+        self.queue.borrow_mut().push_back(frame);
         self.state.set(OutState::Closing);
-        self.wake_all();
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
+        self.schedule();
     }
 
-    /// The socket is gone: drop everything.
+    /// The socket is gone or must go now: drop everything queued, shut the
+    /// socket down (its reader sees EOF) and let go of it.
     pub fn kill(&self) {
         self.state.set(OutState::Dead);
         self.queue.borrow_mut().clear();
         self.queued.set(0);
-        self.wake_all();
+        let fd = self.fd.replace(-1);
+        if fd >= 0 {
+            // SAFETY: shutdown(2) on a descriptor kept open by `stream`,
+            // which is released only below.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
+        self.stream.borrow_mut().take();
+        if let Some(w) = self.settled.take() {
+            w.wake();
+        }
+        if let Some(w) = self.reader.take() {
+            w.wake();
+        }
     }
 
-    /// Moves up to `max_bytes` of frames (at least one) into `batch`, or
-    /// returns the single frame when only one is waiting (no copy).
-    pub fn take_batch(&self, batch: &mut Vec<Bytes>, max_bytes: usize) {
-        let mut q = self.queue.borrow_mut();
-        let mut taken = 0;
-        while let Some(f) = q.front() {
-            if taken > 0 && taken + f.len() > max_bytes {
-                break;
+    /// Writes as much as the kernel takes now, with one `sendmsg` per
+    /// `MAX_IOV` frames, straight from the shared frame buffers. A closing
+    /// queue that empties is shut down.
+    fn flush_now(&self, tally: &mut WriteTally) -> Flushed {
+        loop {
+            let fd = self.fd.get();
+            if self.state.get() == OutState::Dead || fd < 0 {
+                return Flushed::Dead;
             }
-            taken += f.len();
-            batch.push(q.pop_front().expect("front exists"));
+            let sent = {
+                let q = self.queue.borrow();
+                if q.is_empty() {
+                    break;
+                }
+                // SAFETY: iovec is plain data; all-zero is a valid value.
+                let mut iov: [libc::iovec; MAX_IOV] = unsafe { std::mem::zeroed() };
+                let mut n = 0;
+                let mut offered = 0;
+                for f in q.iter() {
+                    if n == MAX_IOV || (n > 0 && offered + f.len() > MAX_SEND) {
+                        break;
+                    }
+                    iov[n] = libc::iovec {
+                        iov_base: f.as_ptr() as *mut libc::c_void,
+                        iov_len: f.len(),
+                    };
+                    offered += f.len();
+                    n += 1;
+                }
+                send_iov(fd, &iov[..n]).map(|sent| (sent, offered))
+            };
+            match sent {
+                Ok((sent, offered)) => {
+                    self.consume(sent, tally);
+                    if sent < offered {
+                        return Flushed::Blocked;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.kill();
+                    return Flushed::Dead;
+                }
+            }
         }
-        self.queued.set(self.queued.get().saturating_sub(taken));
-        if q.is_empty() && q.capacity() > 64 {
-            // Give a burst's memory back instead of keeping it per socket.
-            *q = VecDeque::new();
+        {
+            let mut q = self.queue.borrow_mut();
+            if q.capacity() > 64 {
+                // Give a burst's memory back instead of keeping it per socket.
+                *q = VecDeque::new();
+            }
+        }
+        if self.state.get() == OutState::Closing {
+            self.kill();
+            return Flushed::Dead;
+        }
+        Flushed::Empty
+    }
+
+    /// Drops `n` written bytes from the front of the queue.
+    fn consume(&self, mut n: usize, tally: &mut WriteTally) {
+        tally.bytes += n as u64;
+        self.queued.set(self.queued.get().saturating_sub(n));
+        let mut q = self.queue.borrow_mut();
+        while n > 0 {
+            let Some(front) = q.front_mut() else { break };
+            if front.len() <= n {
+                n -= front.len();
+                q.pop_front();
+                tally.frames += 1;
+            } else {
+                front.advance(n);
+                n = 0;
+            }
         }
     }
 
-    /// Waits until there are frames to write or the queue is dead.
-    pub fn poll_ready(&self, cx: &mut std::task::Context<'_>) -> Poll<OutState> {
-        if !self.queue.borrow().is_empty() || self.state.get() == OutState::Dead {
-            return Poll::Ready(self.state.get());
+    /// Drops queued frames, except a front frame a blocked socket may have
+    /// partly written: the close frame must start on a frame boundary.
+    fn drop_unsent(&self) {
+        let mut q = self.queue.borrow_mut();
+        let keep = if self.listing.get() == Listing::Blocked {
+            q.pop_front()
+        } else {
+            None
+        };
+        q.clear();
+        self.queued.set(keep.as_ref().map_or(0, Bytes::len));
+        q.extend(keep);
+    }
+
+    /// Resolves once the queue is dead (its last frame written, or dropped).
+    pub fn poll_settled(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.state.get() == OutState::Dead {
+            return Poll::Ready(());
         }
-        self.writer.set(Some(cx.waker().clone()));
+        self.settled.set(Some(cx.waker().clone()));
         Poll::Pending
     }
 
@@ -162,16 +319,13 @@ impl Outbound for OutQueue {
         let queued = self.queued.get() + frame.len();
         if queued > self.limit {
             // Slow consumer: drop what it has not read and close it.
-            self.queue.borrow_mut().clear();
-            self.queued.set(0);
+            self.drop_unsent();
             self.close_with(1008, "outbound queue over its byte bound (slow consumer)");
             return;
         }
         self.queued.set(queued);
         self.queue.borrow_mut().push_back(frame);
-        if let Some(w) = self.writer.take() {
-            w.wake();
-        }
+        self.schedule();
     }
 
     fn speaks_kind0(&self) -> bool {
@@ -182,3 +336,118 @@ impl Outbound for OutQueue {
         self.close_with(code, "closed by the server");
     }
 }
+
+/// One non-blocking vectored send.
+fn send_iov(fd: RawFd, iov: &[libc::iovec]) -> std::io::Result<usize> {
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = iov.len() as _;
+    // SAFETY: `msg` points at `iov`, whose buffers are live `Bytes` borrowed
+    // for the duration of the call; `fd` is held open by the queue.
+    let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// The shard's queues with frames to write.
+struct FlushList {
+    queues: RefCell<Vec<Rc<OutQueue>>>,
+    /// The flusher, parked while the list is empty.
+    flusher: Cell<Option<Waker>>,
+}
+
+thread_local! {
+    static FLUSH: FlushList = const {
+        FlushList {
+            queues: RefCell::new(Vec::new()),
+            flusher: Cell::new(None),
+        }
+    };
+}
+
+fn enlist(q: Rc<OutQueue>) {
+    FLUSH.with(|f| {
+        f.queues.borrow_mut().push(q);
+        if let Some(w) = f.flusher.take() {
+            w.wake();
+        }
+    });
+}
+
+/// Moves the listed queues into `into` (empty), or parks the caller's task
+/// until there are some.
+fn poll_listed(cx: &mut std::task::Context<'_>, into: &mut Vec<Rc<OutQueue>>) -> Poll<()> {
+    FLUSH.with(|f| {
+        let mut q = f.queues.borrow_mut();
+        if q.is_empty() {
+            f.flusher.set(Some(cx.waker().clone()));
+            return Poll::Pending;
+        }
+        std::mem::swap(&mut *q, into);
+        Poll::Ready(())
+    })
+}
+
+/// The shard's flusher: writes every queue put on the flush list, for as
+/// long as the shard runs. One `sendmsg` per socket per pass, counters
+/// folded in once per pass.
+pub async fn flusher(state: Rc<ShardState>) {
+    let mut listed = Vec::new();
+    loop {
+        poll_fn(|cx| poll_listed(cx, &mut listed)).await;
+        let mut tally = WriteTally::default();
+        for q in listed.drain(..) {
+            match q.flush_now(&mut tally) {
+                Flushed::Blocked => {
+                    q.listing.set(Listing::Blocked);
+                    glommio::spawn_local(drain_blocked(state.clone(), q)).detach();
+                }
+                Flushed::Empty | Flushed::Dead => q.listing.set(Listing::Idle),
+            }
+        }
+        add_tally(&state, tally);
+    }
+}
+
+/// Owns a queue whose socket buffer filled up: waits until the kernel
+/// takes more (through the stream's own readiness), then writes on until
+/// the queue is empty or dead.
+async fn drain_blocked(state: Rc<ShardState>, q: Rc<OutQueue>) {
+    let mut tally = WriteTally::default();
+    loop {
+        let front = q.queue.borrow().front().cloned();
+        let stream = q.stream.borrow().clone();
+        let (Some(stream), Some(front)) = (stream, front) else {
+            break;
+        };
+        let wrote = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, &front)).await;
+        match wrote {
+            Ok(n) if n > 0 => q.consume(n, &mut tally),
+            _ => {
+                q.kill();
+                break;
+            }
+        }
+        if q.flush_now(&mut tally) != Flushed::Blocked {
+            break;
+        }
+    }
+    q.listing.set(Listing::Idle);
+    add_tally(&state, tally);
+}
+
+fn add_tally(state: &ShardState, tally: WriteTally) {
+    if tally.bytes > 0 {
+        let stats = state.stats();
+        ShardStats::add(&stats.messages_out, tally.frames);
+        ShardStats::add(&stats.bytes_out, tally.bytes);
+    }
+}
+
+#[cfg(test)]
+#[path = "outq_tests.rs"]
+mod tests;

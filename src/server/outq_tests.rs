@@ -1,0 +1,178 @@
+//! The write queue against a real loopback socket: what the peer reads is
+//! the exact frame sequence, including when the kernel buffer fills and
+//! the queue is cut for a slow consumer.
+
+use std::cell::RefCell;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::proto::ws::{self, OpCode};
+
+/// Runs `f` on a glommio executor with a connected pair: the server side
+/// as a queue's stream, the peer as a blocking std socket.
+fn with_pair(f: impl FnOnce(SharedStream, std::net::TcpStream) + Send + 'static) {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .spawn(move || async move {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+            let (server, _) = listener.accept().unwrap();
+            server.set_nonblocking(true).unwrap();
+            let server = unsafe {
+                use std::os::fd::{FromRawFd, IntoRawFd};
+                glommio::net::TcpStream::from_raw_fd(server.into_raw_fd())
+            };
+            f(Rc::new(RefCell::new(server)), peer);
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// Splits unmasked server frames into (opcode, payload); panics on a torn
+/// frame, which is exactly what these tests must never see.
+fn frames(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !wire.is_empty() {
+        let op = wire[0] & 0x0f;
+        let (len, head) = match wire[1] & 0x7f {
+            126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(wire[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n as usize, 2),
+        };
+        assert!(
+            wire.len() >= head + len,
+            "torn frame at the end of the stream"
+        );
+        out.push((op, wire[head..head + len].to_vec()));
+        wire = &wire[head + len..];
+    }
+    out
+}
+
+fn read_to_eof(mut peer: std::net::TcpStream) -> Vec<u8> {
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut all = Vec::new();
+    peer.read_to_end(&mut all).unwrap();
+    all
+}
+
+fn frame(i: usize, size: usize) -> Bytes {
+    let mut p = format!("{i:08}").into_bytes();
+    p.resize(size, b'x');
+    ws::server_frame(OpCode::Binary, &p)
+}
+
+#[test]
+fn pushes_list_the_queue_once_and_one_flush_writes_them_all() {
+    with_pair(|stream, peer| {
+        let q = OutQueue::new(1 << 20, stream);
+        for i in 0..3 {
+            q.push(frame(i, 10));
+        }
+        let listed = FLUSH.with(|f| f.queues.borrow().len());
+        assert_eq!(listed, 1, "listed once however many frames arrive");
+        let mut tally = WriteTally::default();
+        assert_eq!(q.flush_now(&mut tally), Flushed::Empty);
+        assert_eq!(tally.frames, 3);
+        assert_eq!(q.queued_bytes(), 0);
+        FLUSH.with(|f| f.queues.borrow_mut().clear());
+        q.close_with(1000, "");
+        assert_eq!(
+            q.flush_now(&mut tally),
+            Flushed::Dead,
+            "closing queue shuts down"
+        );
+        let got = frames(&read_to_eof(peer));
+        assert_eq!(got.len(), 4);
+        assert_eq!(&got[1].1[..8], b"00000001");
+        assert_eq!(got[3].0, 0x8, "close frame last");
+        assert_eq!(&got[3].1, &1000u16.to_be_bytes());
+    });
+}
+
+#[test]
+fn a_full_socket_blocks_and_a_slow_consumer_cut_keeps_frame_boundaries() {
+    with_pair(|stream, peer| {
+        // A small send buffer and a peer that does not read yet.
+        let fd = stream.borrow().as_raw_fd();
+        let small: libc::c_int = 4096;
+        // SAFETY: setsockopt with a valid int option on an open socket.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&small as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as u32,
+            );
+        }
+        let limit = 2 << 20;
+        let q = OutQueue::new(limit, stream);
+        let mut tally = WriteTally::default();
+        let mut i = 0;
+        let blocked = loop {
+            q.push(frame(i, 1000));
+            i += 1;
+            let r = q.flush_now(&mut tally);
+            if r == Flushed::Blocked {
+                break i;
+            }
+            assert_eq!(r, Flushed::Empty);
+            assert!(i < 100_000, "the socket never filled");
+        };
+        q.listing.set(Listing::Blocked);
+        // Overflow the bound: everything unsent goes, except the frame the
+        // socket may be half way through.
+        while q.state() == OutState::Open {
+            q.push(frame(i, 1000));
+            i += 1;
+        }
+        assert_eq!(q.state(), OutState::Closing);
+        assert_eq!(q.queue.borrow().len(), 2, "partial front + close frame");
+        // Drain: the peer reads, the queue writes on until it dies.
+        let reader = std::thread::spawn(move || read_to_eof(peer));
+        loop {
+            match q.flush_now(&mut tally) {
+                Flushed::Dead => break,
+                Flushed::Blocked => std::thread::sleep(Duration::from_millis(1)),
+                Flushed::Empty => panic!("a closing queue dies once empty"),
+            }
+        }
+        let got = frames(&reader.join().unwrap());
+        assert_eq!(got.len(), blocked + 1);
+        for (n, (op, payload)) in got[..blocked].iter().enumerate() {
+            assert_eq!(*op, 0x2);
+            assert_eq!(&payload[..8], format!("{n:08}").as_bytes());
+        }
+        let (op, payload) = &got[blocked];
+        assert_eq!(*op, 0x8);
+        assert_eq!(&payload[..], &1008u16.to_be_bytes());
+        FLUSH.with(|f| f.queues.borrow_mut().clear());
+    });
+}
+
+#[test]
+fn a_killed_queue_drops_frames_and_the_peer_sees_eof() {
+    with_pair(|stream, peer| {
+        let q = OutQueue::new(1 << 20, stream);
+        q.push(frame(0, 10));
+        q.kill();
+        assert_eq!(q.state(), OutState::Dead);
+        q.push(frame(1, 10));
+        assert!(q.is_empty());
+        let mut tally = WriteTally::default();
+        assert_eq!(q.flush_now(&mut tally), Flushed::Dead);
+        assert_eq!(tally.frames, 0);
+        assert!(read_to_eof(peer).is_empty());
+        FLUSH.with(|f| f.queues.borrow_mut().clear());
+    });
+}
