@@ -21,8 +21,8 @@ use crate::realtime::hub::Outbound;
 use crate::realtime::session::{Env, Flow, Session, Tally};
 use crate::realtime::tenant::Tenant;
 
-/// A socket shared by its reader and writer tasks. Borrowed only inside a
-/// single poll, never across an await.
+/// A socket shared by its reader task and its write queue (see `outq`).
+/// Borrowed only inside a single poll, never across an await.
 pub type SharedStream = Rc<RefCell<TcpStream>>;
 
 /// Bytes asked of the kernel per read.
