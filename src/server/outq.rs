@@ -61,23 +61,22 @@ pub struct OutQueue {
     /// Complete frames waiting to be written; the front one may be partly
     /// written already (its written prefix is cut off).
     queue: RefCell<VecDeque<Bytes>>,
-    /// Bytes in `queue`.
-    queued: Cell<usize>,
-    /// Bound on `queued`.
-    limit: usize,
     /// This queue, for putting itself on the flush list.
     me: Weak<OutQueue>,
     /// The socket, held so its descriptor stays valid while frames may be
     /// written to it; dropped when the queue dies.
-    stream: RefCell<Option<SharedStream>>,
+    stream: Cell<Option<SharedStream>>,
+    /// The session task: woken when its reader must stop, and again when
+    /// the queue dies (it waits for that at its end).
+    waiter: Cell<Option<Waker>>,
+    /// Bytes in `queue`.
+    queued: Cell<u32>,
+    /// Bound on `queued`.
+    limit: u32,
     /// The socket's descriptor, -1 once dead.
     fd: Cell<RawFd>,
     /// See [`Listing`].
     listing: Cell<Listing>,
-    /// Task waiting for the queue to die (the session, at its end).
-    settled: Cell<Option<Waker>>,
-    /// Reader task to wake when the socket must stop.
-    reader: Cell<Option<Waker>>,
     /// See [`OutState`].
     state: Cell<OutState>,
     /// The client sent a kind-0 frame, so binary kinds 0-2 are safe to send.
@@ -113,14 +112,13 @@ impl OutQueue {
         let fd = stream.borrow().as_raw_fd();
         Rc::new_cyclic(|me| Self {
             queue: RefCell::new(VecDeque::new()),
-            queued: Cell::new(0),
-            limit,
             me: me.clone(),
-            stream: RefCell::new(Some(stream)),
+            stream: Cell::new(Some(stream)),
+            waiter: Cell::new(None),
+            queued: Cell::new(0),
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
             fd: Cell::new(fd),
             listing: Cell::new(Listing::Idle),
-            settled: Cell::new(None),
-            reader: Cell::new(None),
             state: Cell::new(OutState::Open),
             kind0: Cell::new(false),
             reason: Cell::new(""),
@@ -149,7 +147,13 @@ impl OutQueue {
 
     /// Bytes waiting.
     pub fn queued_bytes(&self) -> usize {
-        self.queued.get()
+        self.queued.get() as usize
+    }
+
+    fn wake_waiter(&self) {
+        if let Some(w) = self.waiter.take() {
+            w.wake();
+        }
     }
 
     /// Puts the queue on the shard's flush list unless someone already
@@ -170,12 +174,11 @@ impl OutQueue {
         }
         self.reason.set(reason);
         let frame = ws::close_frame(code, "");
-        self.queued.set(self.queued.get() + frame.len());
+        self.queued
+            .set(self.queued.get().saturating_add(frame.len() as u32));
         self.queue.borrow_mut().push_back(frame);
         self.state.set(OutState::Closing);
-        if let Some(w) = self.reader.take() {
-            w.wake();
-        }
+        self.wake_waiter();
         self.schedule();
     }
 
@@ -191,13 +194,8 @@ impl OutQueue {
             // which is released only below.
             unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
         }
-        self.stream.borrow_mut().take();
-        if let Some(w) = self.settled.take() {
-            w.wake();
-        }
-        if let Some(w) = self.reader.take() {
-            w.wake();
-        }
+        self.stream.take();
+        self.wake_waiter();
     }
 
     /// Writes as much as the kernel takes now, with one `sendmsg` per
@@ -263,7 +261,11 @@ impl OutQueue {
     /// Drops `n` written bytes from the front of the queue.
     fn consume(&self, mut n: usize, tally: &mut WriteTally) {
         tally.bytes += n as u64;
-        self.queued.set(self.queued.get().saturating_sub(n));
+        self.queued.set(
+            self.queued
+                .get()
+                .saturating_sub(n.try_into().unwrap_or(u32::MAX)),
+        );
         let mut q = self.queue.borrow_mut();
         while n > 0 {
             let Some(front) = q.front_mut() else { break };
@@ -288,7 +290,7 @@ impl OutQueue {
             None
         };
         q.clear();
-        self.queued.set(keep.as_ref().map_or(0, Bytes::len));
+        self.queued.set(keep.as_ref().map_or(0, |f| f.len() as u32));
         q.extend(keep);
     }
 
@@ -297,7 +299,7 @@ impl OutQueue {
         if self.state.get() == OutState::Dead {
             return Poll::Ready(());
         }
-        self.settled.set(Some(cx.waker().clone()));
+        self.waiter.set(Some(cx.waker().clone()));
         Poll::Pending
     }
 
@@ -306,7 +308,7 @@ impl OutQueue {
         if self.state.get() != OutState::Open {
             return Poll::Ready(());
         }
-        self.reader.set(Some(cx.waker().clone()));
+        self.waiter.set(Some(cx.waker().clone()));
         Poll::Pending
     }
 }
@@ -316,14 +318,14 @@ impl Outbound for OutQueue {
         if self.state.get() != OutState::Open {
             return;
         }
-        let queued = self.queued.get() + frame.len();
-        if queued > self.limit {
+        let queued = u64::from(self.queued.get()) + frame.len() as u64;
+        if queued > u64::from(self.limit) {
             // Slow consumer: drop what it has not read and close it.
             self.drop_unsent();
             self.close_with(1008, "outbound queue over its byte bound (slow consumer)");
             return;
         }
-        self.queued.set(queued);
+        self.queued.set(queued as u32);
         self.queue.borrow_mut().push_back(frame);
         self.schedule();
     }
@@ -420,7 +422,8 @@ async fn drain_blocked(state: Rc<ShardState>, q: Rc<OutQueue>) {
     let mut tally = WriteTally::default();
     loop {
         let front = q.queue.borrow().front().cloned();
-        let stream = q.stream.borrow().clone();
+        let stream = q.stream.take();
+        q.stream.set(stream.clone());
         let (Some(stream), Some(front)) = (stream, front) else {
             break;
         };

@@ -176,3 +176,14 @@ fn a_killed_queue_drops_frames_and_the_peer_sees_eof() {
         FLUSH.with(|f| f.queues.borrow_mut().clear());
     });
 }
+
+#[test]
+fn an_idle_queue_fits_a_128_byte_allocation() {
+    // Every connection holds one, inside an `Rc` (two counters more): keep
+    // it within jemalloc's 128-byte class.
+    assert!(
+        std::mem::size_of::<OutQueue>() + 16 <= 128,
+        "OutQueue is {} bytes",
+        std::mem::size_of::<OutQueue>()
+    );
+}
