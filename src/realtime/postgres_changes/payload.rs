@@ -71,6 +71,12 @@ pub struct PayloadOptions<'a> {
     /// as `to_jsonb`: `bytea` without its `\x` prefix, and `NaN`/`Infinity`
     /// of `int2 int4 int8 float4 float8 numeric` columns as `null`.
     pub wal2json_values: bool,
+    /// The change's commit time as [`PgTimestamp::write_iso_millis`]
+    /// writes it, when the caller already has it (it is the same for every
+    /// change of a transaction); `None`: written here.
+    ///
+    /// [`PgTimestamp::write_iso_millis`]: crate::proto::pg::PgTimestamp::write_iso_millis
+    pub commit_timestamp: Option<&'a [u8]>,
 }
 
 impl Default for PayloadOptions<'_> {
@@ -81,6 +87,7 @@ impl Default for PayloadOptions<'_> {
             column_privileges: None,
             rls_enabled: false,
             wal2json_values: false,
+            commit_timestamp: None,
         }
     }
 }
@@ -131,7 +138,17 @@ impl RowError {
 /// row has no primary key value is a 400, one whose primary key the role
 /// may not select a 401. DELETEs are never error rows.
 pub fn row_error(change: &Change<'_>, privileges: Option<&[bool]>) -> Option<RowError> {
-    row_error_in(change, &change.columns(), privileges)
+    // `Change::columns` without collecting it: this runs for every
+    // subscription a change reaches.
+    let columns = match (change.kind, change.new) {
+        (ChangeKind::Delete, _) | (_, None) => None,
+        (_, Some(t)) => Some(t.iter().enumerate()),
+    };
+    let columns = columns
+        .into_iter()
+        .flatten()
+        .filter(|&(_, c)| c != Column::UnchangedToast);
+    row_error_of(change, columns, privileges)
 }
 
 fn row_error_in(
@@ -139,18 +156,23 @@ fn row_error_in(
     columns: &[(usize, Column<'_>)],
     privileges: Option<&[bool]>,
 ) -> Option<RowError> {
+    row_error_of(change, columns.iter().copied(), privileges)
+}
+
+fn row_error_of<'a>(
+    change: &Change<'_>,
+    columns: impl Iterator<Item = (usize, Column<'a>)>,
+    privileges: Option<&[bool]>,
+) -> Option<RowError> {
     if change.kind == ChangeKind::Delete {
         return None;
     }
     let allowed = |i: usize| privileges.is_none_or(|p| p.get(i).copied().unwrap_or(true));
-    let mut pks = columns
-        .iter()
-        .filter(|(i, _)| change.is_pkey(*i))
-        .peekable();
+    let mut pks = columns.filter(|(i, _)| change.is_pkey(*i)).peekable();
     if pks.peek().is_none() {
         return Some(RowError::NoPrimaryKey);
     }
-    if pks.any(|(i, _)| !allowed(*i)) {
+    if pks.any(|(i, _)| !allowed(i)) {
         return Some(RowError::Unauthorized);
     }
     None
@@ -187,7 +209,10 @@ pub fn write_change<B: JsonBuf + AsRef<[u8]>>(
     let r = (|| {
         write_head(out, rel, change.kind);
         out.put_slice(b",\"commit_timestamp\":\"");
-        change.commit_time.write_iso_millis(out);
+        match opts.commit_timestamp {
+            Some(text) => out.put_slice(text),
+            None => change.commit_time.write_iso_millis(out),
+        }
         out.put_slice(b"\",\"columns\":[");
         let mut first = true;
         for (_, col) in rel.columns.iter().enumerate().filter(|&(i, _)| wanted(i)) {
@@ -569,9 +594,10 @@ pub fn message_frame(
 ) -> Bytes {
     match delivery {
         Delivery::Bindings => {
-            let mut payload = BytesMut::with_capacity(data.len() + 16 + ids.len() * 10);
-            write_message_payload(&mut payload, ids, data);
-            crate::realtime::frames::message(vsn, None, None, topic, "postgres_changes", &payload)
+            let hint = data.len() + 16 + ids.len() * 21;
+            crate::realtime::frames::message_with(vsn, topic, "postgres_changes", hint, |out| {
+                write_message_payload(out, ids, data)
+            })
         }
         Delivery::Legacy => {
             crate::realtime::frames::message(vsn, None, None, topic, kind.as_str(), data)
