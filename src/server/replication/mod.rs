@@ -430,11 +430,7 @@ async fn flush(
             _ => Default::default(),
         };
         let queued = with_tenant(state, tenant, |t| {
-            changes
-                .iter()
-                .enumerate()
-                .map(|(i, c)| t.cdc.deliver(i, c, access, types, &answers))
-                .sum::<u64>()
+            t.cdc.deliver(&changes, access, types, &answers)
         })
         .unwrap_or(0);
         tracing::trace!(tenant, changes = changes.len(), queued, "batch delivered");
