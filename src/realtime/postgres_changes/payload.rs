@@ -232,37 +232,39 @@ pub fn write_change<B: JsonBuf + AsRef<[u8]>>(
             out.put_u8(b'}');
         }
         out.put_u8(b']');
+        // One buffer for both objects; write_object sorts it in place.
+        let mut values: Vec<(usize, Option<Column<'_>>, Column<'_>)> =
+            Vec::with_capacity(columns.len().max(identity.len()));
         if change.kind != ChangeKind::Delete {
-            // Full outer join by name: new values, then old-only ones.
-            let mut members: Vec<(usize, Option<Column<'_>>)> =
-                columns.iter().map(|&(i, c)| (i, Some(c))).collect();
-            for &(i, _) in &identity {
-                if !members.iter().any(|&(j, _)| j == i) {
-                    members.push((i, None));
+            // Full outer join by name: new values, then old-only ones
+            // (written as old, checked as absent).
+            values.extend(
+                columns
+                    .iter()
+                    .filter(|&&(i, _)| wanted(i))
+                    .map(|&(i, c)| (i, Some(c), c)),
+            );
+            for &(i, c) in &identity {
+                if wanted(i) && !columns.iter().any(|&(j, _)| j == i) {
+                    values.push((i, None, c));
                 }
             }
-            members.retain(|&(i, _)| wanted(i));
             out.put_slice(b",\"record\":");
-            let values: Vec<(usize, Option<Column<'_>>, Column<'_>)> = members
-                .into_iter()
-                .filter_map(|(i, new)| {
-                    let shown = new.or_else(|| find(&identity, i))?;
-                    Some((i, new, shown))
-                })
-                .collect();
-            write_object(out, rel, &values, types, opts, too_large)?;
+            write_object(out, rel, &mut values, types, opts, too_large)?;
         }
         if change.kind != ChangeKind::Insert {
-            let values: Vec<(usize, Option<Column<'_>>, Column<'_>)> = identity
-                .iter()
-                .filter(|&&(i, _)| wanted(i))
-                .filter(|&&(i, _)| {
-                    change.kind != ChangeKind::Delete || !opts.rls_enabled || change.is_pkey(i)
-                })
-                .map(|&(i, c)| (i, Some(c), c))
-                .collect();
+            values.clear();
+            values.extend(
+                identity
+                    .iter()
+                    .filter(|&&(i, _)| wanted(i))
+                    .filter(|&&(i, _)| {
+                        change.kind != ChangeKind::Delete || !opts.rls_enabled || change.is_pkey(i)
+                    })
+                    .map(|&(i, c)| (i, Some(c), c)),
+            );
             out.put_slice(b",\"old_record\":");
-            write_object(out, rel, &values, types, opts, too_large)?;
+            write_object(out, rel, &mut values, types, opts, too_large)?;
         }
         out.put_slice(b",\"errors\":");
         if too_large {
@@ -279,10 +281,6 @@ pub fn write_change<B: JsonBuf + AsRef<[u8]>>(
         out.rollback(mark);
     }
     r
-}
-
-fn find<'a>(image: &[(usize, Column<'a>)], i: usize) -> Option<Column<'a>> {
-    image.iter().find(|&&(j, _)| j == i).map(|&(_, c)| c)
 }
 
 /// `{"schema":S,"table":T,"type":K` (object left open).
@@ -310,26 +308,26 @@ pub fn write_error_row<B: BufMut>(out: &mut B, rel: &Relation, kind: ChangeKind,
     out.put_slice(b"]}");
 }
 
-/// Writes `{name: value, ...}` in jsonb key order. `shown` is the value
+/// Writes `{name: value, ...}` in jsonb key order (sorting `values` in
+/// place). `shown` is the value
 /// written; the 413 rule looks at `checked` (the new value for `record`:
 /// absent or NULL means dropped).
 fn write_object<B: JsonBuf + AsRef<[u8]>>(
     out: &mut B,
     rel: &Relation,
-    values: &[(usize, Option<Column<'_>>, Column<'_>)],
+    values: &mut [(usize, Option<Column<'_>>, Column<'_>)],
     types: &dyn TypeResolver,
     opts: &PayloadOptions<'_>,
     too_large: bool,
 ) -> Result<(), PayloadError> {
-    let mut order: Vec<&(usize, Option<Column<'_>>, Column<'_>)> = values.iter().collect();
     let name = |i: usize| rel.columns.get(i).map_or("", |c| c.name.as_str());
-    order.sort_by(|a, b| {
+    values.sort_by(|a, b| {
         let (x, y) = (name(a.0).as_bytes(), name(b.0).as_bytes());
         x.len().cmp(&y.len()).then_with(|| x.cmp(y))
     });
     out.put_u8(b'{');
     let mut first = true;
-    for &&(i, checked, shown) in &order {
+    for &(i, checked, shown) in values.iter() {
         let Some(col) = rel.columns.get(i) else {
             continue;
         };
