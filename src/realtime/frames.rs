@@ -29,6 +29,21 @@ pub fn message(
     fb.finish()
 }
 
+/// A text frame carrying a server push whose payload `payload` writes
+/// straight into the frame (one valid JSON value); `payload_hint` is its
+/// expected length, so the frame is allocated once.
+pub fn message_with(
+    vsn: Vsn,
+    topic: &str,
+    event: &str,
+    payload_hint: usize,
+    payload: impl FnOnce(&mut bytes::BytesMut),
+) -> Bytes {
+    let mut fb = FrameBuilder::new(OpCode::Text, payload_hint + topic.len() + 64);
+    phoenix::encode_message_with(vsn, fb.body(), None, None, topic, event, payload);
+    fb.finish()
+}
+
 /// A text frame carrying a `phx_reply`.
 pub fn reply(
     vsn: Vsn,

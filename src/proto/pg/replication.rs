@@ -109,6 +109,25 @@ impl PgTimestamp {
         let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
+        if (0..=9999).contains(&y) {
+            // Every real commit time: fixed width, digits written directly.
+            let mut b = *b"0000-00-00T00:00:00.000Z";
+            let put = |b: &mut [u8], at: usize, width: usize, mut v: u64| {
+                for k in (at..at + width).rev() {
+                    b[k] = b'0' + (v % 10) as u8;
+                    v /= 10;
+                }
+            };
+            put(&mut b, 0, 4, y as u64);
+            put(&mut b, 5, 2, u64::from(m));
+            put(&mut b, 8, 2, u64::from(d));
+            put(&mut b, 11, 2, (sod / 3600) as u64);
+            put(&mut b, 14, 2, (sod / 60 % 60) as u64);
+            put(&mut b, 17, 2, (sod % 60) as u64);
+            put(&mut b, 20, 3, millis as u64);
+            out.put_slice(&b);
+            return;
+        }
         let mut buf = [0u8; 32];
         let mut w = &mut buf[..];
         // Writing into a fixed array cannot fail for in-range values; the
@@ -346,6 +365,41 @@ mod tests {
         // Leap day.
         let t = PgTimestamp::from_unix_micros(951_782_400_000_000);
         assert_eq!(iso(t), "2000-02-29T00:00:00.000Z");
+    }
+
+    /// The general (formatted) rendering, for comparing the fast path.
+    fn fmt_iso(t: PgTimestamp) -> String {
+        let us = t.unix_micros();
+        let secs = us.div_euclid(1_000_000);
+        let millis = us.rem_euclid(1_000_000) / 1000;
+        let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            y.clamp(-9999, 99_999),
+            m,
+            d,
+            sod / 3600,
+            sod / 60 % 60,
+            sod % 60,
+            millis
+        )
+    }
+
+    #[test]
+    fn iso_millis_fast_path_agrees_with_formatting() {
+        // Every day boundary, second and millisecond pattern over a spread
+        // of times from year 0 to 9999 and around both edges.
+        let mut t: i64 = -63_082_281_600_000_000 - 946_684_800_000_000 - 5_000_000;
+        let step = 7_919_000_000_013; // ~92 days and an odd remainder
+        while t < 253_402_300_800_000_000 - 946_684_800_000_000 + 5_000_000 {
+            let ts = PgTimestamp(t);
+            assert_eq!(iso(ts), fmt_iso(ts), "{t}");
+            t += step;
+        }
+        for t in [i64::MIN, i64::MAX, 0, -1, 1] {
+            assert_eq!(iso(PgTimestamp(t)), fmt_iso(PgTimestamp(t)), "{t}");
+        }
     }
 
     #[test]

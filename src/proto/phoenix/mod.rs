@@ -26,7 +26,9 @@ pub use binary::{
     decode_binary, encode_binary_broadcast, encode_binary_push, encode_binary_reply,
     encode_user_broadcast,
 };
-pub use text::{decode_text, encode_message, encode_reply, encode_user_broadcast_json};
+pub use text::{
+    decode_text, encode_message, encode_message_with, encode_reply, encode_user_broadcast_json,
+};
 
 /// Serializer version chosen by the client's `vsn` query parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -277,6 +277,21 @@ pub fn encode_message(
     });
 }
 
+/// [`encode_message`] with the payload written by `payload` straight into
+/// `out` (it must append exactly one valid JSON value), so a payload built
+/// per message needs no buffer of its own.
+pub fn encode_message_with(
+    vsn: Vsn,
+    out: &mut BytesMut,
+    join_ref: Option<&Ref>,
+    msg_ref: Option<&Ref>,
+    topic: &str,
+    event: &str,
+    payload: impl FnOnce(&mut BytesMut),
+) {
+    write_envelope(vsn, out, join_ref, msg_ref, topic, event, payload);
+}
+
 /// Appends a `phx_reply` whose payload is `{"response":R,"status":S}` (the
 /// Elixir server's key order). `response_json` must be valid JSON text.
 pub fn encode_reply(

@@ -19,12 +19,14 @@
 //! rendered once per distinct (select, column privileges) and each frame
 //! once per (topic, ids, serializer, rendering).
 
+use std::ops::Range;
 use std::rc::Rc;
 
 use super::access::{privileges_of, AccessView, Answers, Privileges, Questions, SubClaims};
+use super::index::RelationIndex;
 use super::{CdcRegistry, CdcSub};
 use crate::proto::pg::types::{type_name, TypeResolver};
-use crate::proto::pg::Oid;
+use crate::proto::pg::{Oid, PgTimestamp};
 use crate::proto::phoenix::Vsn;
 use crate::realtime::frames;
 use crate::realtime::postgres_changes::binding::Binding;
@@ -64,20 +66,94 @@ impl Oracle<'_> {
     }
 }
 
-/// One subscription's share of a change: binding ids grouped by `select`.
-type Groups<'s> = Vec<(Option<&'s [String]>, Vec<u64>)>;
+/// One subscription's share of a change: the ids of the bindings it
+/// reaches, grouped by `select`. Scratch space reused across the
+/// subscriptions and changes of a batch, so matching allocates nothing
+/// once warm.
+#[derive(Default)]
+struct Groups<'s> {
+    /// (select, id) of every binding that passed, in join order.
+    passed: Vec<(Option<&'s [String]>, u64)>,
+    /// Per distinct select, in order of first appearance: its ids, a
+    /// range of `ids`.
+    groups: Vec<(Option<&'s [String]>, Range<usize>)>,
+    /// The groups' ids, each group in reverse join order (the Elixir
+    /// server lists matching ids that way).
+    ids: Vec<u64>,
+}
+
+impl<'s> Groups<'s> {
+    fn clear(&mut self) {
+        self.passed.clear();
+        self.groups.clear();
+        self.ids.clear();
+    }
+
+    /// Groups `passed` by select.
+    fn group(&mut self) {
+        for k in 0..self.passed.len() {
+            let select = self.passed[k].0;
+            if self.passed[..k].iter().any(|&(s, _)| s == select) {
+                continue;
+            }
+            let start = self.ids.len();
+            let same = self.passed[k..].iter().filter(|&&(s, _)| s == select);
+            self.ids.extend(same.map(|&(_, id)| id));
+            self.ids[start..].reverse();
+            self.groups.push((select, start..self.ids.len()));
+        }
+    }
+}
+
+/// The commit time of the changes being rendered, as text: the same for
+/// every change of a transaction, so written once per transaction.
+#[derive(Default)]
+struct CommitStamp {
+    /// The time `text` holds.
+    at: Option<PgTimestamp>,
+    /// `write_iso_millis` of it.
+    text: Vec<u8>,
+}
+
+impl CommitStamp {
+    fn text(&mut self, t: PgTimestamp) -> &[u8] {
+        if self.at != Some(t) {
+            self.text.clear();
+            t.write_iso_millis(&mut self.text);
+            self.at = Some(t);
+        }
+        &self.text
+    }
+}
+
+/// A frame already built for one change: subscriptions with the same
+/// topic, ids, serializer and rendering share it.
+struct Sent<'s> {
+    topic: &'s str,
+    /// Range of the batch's `sent_ids`.
+    ids: Range<usize>,
+    vsn: Vsn,
+    /// Index into `rendered`.
+    rendering: usize,
+    frame: bytes::Bytes,
+}
 
 impl CdcRegistry {
     /// For every table in `changes`, the roles of the ready subscriptions
     /// with a binding on it: whose access the driver must know.
     pub fn access_needs(&self, changes: &[Change<'_>]) -> Vec<(Oid, Vec<String>)> {
+        let index = RelationIndex::build(&self.subs, changes);
         let mut needs: Vec<(Oid, Vec<String>)> = Vec::new();
-        for c in changes {
-            let (schema, table) = (c.rel.schema.as_str(), c.rel.name.as_str());
-            for s in self.subs.iter().filter(|s| s.ready) {
-                if !s.bindings.iter().any(|b| b.matches_relation(schema, table)) {
-                    continue;
-                }
+        let mut last: Option<(Oid, *const (u32, u32))> = None;
+        for (i, c) in changes.iter().enumerate() {
+            let entries = index.entries(i);
+            // A run of changes to one table asks the same.
+            if last == Some((c.rel.oid, entries.as_ptr())) {
+                continue;
+            }
+            last = Some((c.rel.oid, entries.as_ptr()));
+            for (sub, _) in index.subs_on(i) {
+                let s = &self.subs[sub];
                 let i = match needs.iter().position(|(o, _)| *o == c.rel.oid) {
                     Some(i) => i,
                     None => {
@@ -101,90 +177,126 @@ impl CdcRegistry {
         access: &dyn AccessView,
         types: &dyn TypeResolver,
     ) -> Questions {
+        let index = RelationIndex::build(&self.subs, changes);
         let mut q = Questions::default();
+        let mut g = Groups::default();
         for (i, c) in changes.iter().enumerate() {
-            for s in self.subs.iter().filter(|s| s.ready) {
-                let _ = groups_of(s, i, c, access, types, &mut Oracle::Plan(&mut q));
+            for (sub, on_table) in index.subs_on(i) {
+                let s = &self.subs[sub];
+                let mut oracle = Oracle::Plan(&mut q);
+                let _ = groups_of(s, on_table, i, c, access, types, &mut oracle, &mut g);
             }
         }
         q
     }
 
-    /// Queues change number `idx` of its batch to every ready subscription
-    /// it reaches. Returns frames queued.
+    /// Queues every change of a batch, in order, to every ready
+    /// subscription it reaches (`answers` are the database's answers to
+    /// [`plan`](Self::plan) of the same batch). Returns frames queued.
     pub fn deliver(
         &self,
-        idx: usize,
-        change: &Change<'_>,
+        changes: &[Change<'_>],
         access: &dyn AccessView,
         types: &dyn TypeResolver,
         answers: &Answers,
     ) -> u64 {
+        let index = RelationIndex::build(&self.subs, changes);
+        let mut g = Groups::default();
         let mut rendered: Vec<Rendered<'_>> = Vec::new();
-        let mut sent: Vec<(&str, Vec<u64>, Vsn, usize, bytes::Bytes)> = Vec::new();
+        // Buffers of earlier changes' renderings, reused.
+        let mut spare: Vec<Vec<u8>> = Vec::new();
+        let mut sent: Vec<Sent<'_>> = Vec::new();
+        let mut sent_ids: Vec<u64> = Vec::new();
+        let mut stamp = CommitStamp::default();
         let mut deliveries = 0;
-        for sub in self.subs.iter().filter(|s| s.ready) {
-            let mut oracle = Oracle::Deliver(answers);
-            let Some((privileges, groups)) =
-                groups_of(sub, idx, change, access, types, &mut oracle)
-            else {
+        'changes: for (idx, change) in changes.iter().enumerate() {
+            spare.extend(rendered.drain(..).map(|r| r.data));
+            sent.clear();
+            sent_ids.clear();
+            let mut subs = index.subs_on(idx).peekable();
+            if subs.peek().is_none() {
                 continue;
-            };
+            }
             let rls = access.table(change.rel.oid).is_none_or(|t| t.rls);
-            for (select, mut ids) in groups {
-                // The Elixir server lists matching ids in reverse join order.
-                ids.reverse();
-                let r = match rendered
-                    .iter()
-                    .position(|r| r.select == select && r.privileges == privileges)
-                {
-                    Some(r) => r,
-                    None => {
-                        let mut data = Vec::with_capacity(512);
-                        let opts = PayloadOptions {
-                            select,
-                            column_privileges: privileges.flags(),
-                            rls_enabled: rls,
-                            ..PayloadOptions::default()
-                        };
-                        if let Err(e) = write_change(&mut data, change, types, &opts) {
-                            tracing::warn!(error = %e, schema = %change.rel.schema,
-                                table = %change.rel.name, "change not rendered");
-                            return deliveries;
-                        }
-                        rendered.push(Rendered {
-                            select,
-                            privileges,
-                            data,
-                        });
-                        rendered.len() - 1
-                    }
-                };
-                if let Some((.., f)) = sent.iter().find(|(t, i, v, n, _)| {
-                    *t == &*sub.topic && *i == ids && *v == sub.vsn && *n == r
-                }) {
-                    sub.out.push(f.clone());
-                    deliveries += 1;
+            let commit_timestamp = stamp.text(change.commit_time);
+            for (sub_i, on_table) in subs {
+                let sub = &self.subs[sub_i];
+                let mut oracle = Oracle::Deliver(answers);
+                let Some(privileges) = groups_of(
+                    sub,
+                    on_table,
+                    idx,
+                    change,
+                    access,
+                    types,
+                    &mut oracle,
+                    &mut g,
+                ) else {
                     continue;
-                }
-                let data = &rendered[r].data;
-                let frame = if sub.legacy {
-                    frames::message(sub.vsn, None, None, &sub.topic, change.kind.as_str(), data)
-                } else {
-                    let mut payload = bytes::BytesMut::with_capacity(data.len() + 32);
-                    write_message_payload(&mut payload, &ids, data);
-                    frames::message(
-                        sub.vsn,
-                        None,
-                        None,
-                        &sub.topic,
-                        "postgres_changes",
-                        &payload,
-                    )
                 };
-                sub.out.push(frame.clone());
-                deliveries += 1;
-                sent.push((&sub.topic, ids, sub.vsn, r, frame));
+                for (select, ids) in &g.groups {
+                    let ids = &g.ids[ids.clone()];
+                    let r = match rendered
+                        .iter()
+                        .position(|r| r.select == *select && r.privileges == privileges)
+                    {
+                        Some(r) => r,
+                        None => {
+                            let mut data = spare.pop().unwrap_or_else(|| Vec::with_capacity(512));
+                            data.clear();
+                            let opts = PayloadOptions {
+                                select: *select,
+                                column_privileges: privileges.flags(),
+                                rls_enabled: rls,
+                                commit_timestamp: Some(commit_timestamp),
+                                ..PayloadOptions::default()
+                            };
+                            if let Err(e) = write_change(&mut data, change, types, &opts) {
+                                tracing::warn!(error = %e, schema = %change.rel.schema,
+                                    table = %change.rel.name, "change not rendered");
+                                spare.push(data);
+                                continue 'changes;
+                            }
+                            rendered.push(Rendered {
+                                select: *select,
+                                privileges,
+                                data,
+                            });
+                            rendered.len() - 1
+                        }
+                    };
+                    if let Some(s) = sent.iter().find(|s| {
+                        s.topic == &*sub.topic
+                            && sent_ids[s.ids.clone()] == *ids
+                            && s.vsn == sub.vsn
+                            && s.rendering == r
+                    }) {
+                        sub.out.push(s.frame.clone());
+                        deliveries += 1;
+                        continue;
+                    }
+                    let data = &rendered[r].data;
+                    let frame = if sub.legacy {
+                        frames::message(sub.vsn, None, None, &sub.topic, change.kind.as_str(), data)
+                    } else {
+                        // The payload is written straight into the frame.
+                        let hint = data.len() + 16 + 21 * ids.len();
+                        frames::message_with(sub.vsn, &sub.topic, "postgres_changes", hint, |out| {
+                            write_message_payload(out, ids, data)
+                        })
+                    };
+                    sub.out.push(frame.clone());
+                    deliveries += 1;
+                    let start = sent_ids.len();
+                    sent_ids.extend_from_slice(ids);
+                    sent.push(Sent {
+                        topic: &sub.topic,
+                        ids: start..sent_ids.len(),
+                        vsn: sub.vsn,
+                        rendering: r,
+                        frame,
+                    });
+                }
             }
         }
         deliveries
@@ -199,7 +311,7 @@ impl CdcRegistry {
         types: &dyn TypeResolver,
         answers: &Answers,
     ) -> u64 {
-        self.deliver(0, change, access, types, answers)
+        self.deliver(std::slice::from_ref(change), access, types, answers)
     }
 }
 
@@ -210,45 +322,45 @@ struct Rendered<'s> {
     data: Vec<u8>,
 }
 
-/// The binding groups of `s` that change `idx` reaches, with the role's
-/// column privileges; `None` when it reaches none.
+/// Fills `g` with the binding groups of `s` that change `idx` reaches
+/// (`on_table`: the index's entries of `s` for the change's table) and
+/// returns the role's column privileges; `None` when it reaches none.
+#[allow(clippy::too_many_arguments)]
 fn groups_of<'s>(
     s: &'s CdcSub,
+    on_table: &[(u32, u32)],
     idx: usize,
     c: &Change<'_>,
     access: &'s dyn AccessView,
     types: &dyn TypeResolver,
     oracle: &mut Oracle<'_>,
-) -> Option<(Privileges<'s>, Groups<'s>)> {
-    let (schema, table) = (c.rel.schema.as_str(), c.rel.name.as_str());
-    let mut on_table = s
-        .bindings
+    g: &mut Groups<'s>,
+) -> Option<Privileges<'s>> {
+    g.clear();
+    let mut on_table = on_table
         .iter()
-        .filter(|b| b.event.matches(c.kind) && b.matches_relation(schema, table))
+        .filter_map(|&(_, b)| s.bindings.get(b as usize))
+        .filter(|b| b.event.matches(c.kind))
         .peekable();
     on_table.peek()?;
     let t = access.table(c.rel.oid);
     let privileges = privileges_of(t, &s.claims.role)?;
     let error = row_error(c, privileges.flags());
-    let mut groups: Groups<'s> = Vec::new();
     for b in on_table {
         if error.is_none() && !filters_pass(b, c, t.map(|t| &t.column_types[..]), types, oracle) {
             continue;
         }
-        let select = b.select.as_deref();
-        match groups.iter_mut().find(|(sel, _)| *sel == select) {
-            Some((_, ids)) => ids.push(b.id),
-            None => groups.push((select, vec![b.id])),
-        }
+        g.passed.push((b.select.as_deref(), b.id));
     }
-    if groups.is_empty() {
+    if g.passed.is_empty() {
         return None;
     }
     let rls = t.is_none_or(|t| t.rls);
     if error.is_none() && rls && c.kind != ChangeKind::Delete && !oracle.row(idx, &s.claims) {
         return None;
     }
-    Some((privileges, groups))
+    g.group();
+    Some(privileges)
 }
 
 /// Whether every filter of `b` passes on change `idx`.

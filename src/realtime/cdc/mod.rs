@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod fanout;
+pub mod index;
 
 use std::collections::VecDeque;
 use std::rc::Rc;

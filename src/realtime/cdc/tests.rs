@@ -183,7 +183,7 @@ fn rls_tables_deliver_only_rows_the_claims_group_may_see() {
     answers.set_row(&q, alice, true);
     answers.set_row(&q, 1 - alice, false);
     assert_eq!(
-        reg.deliver(0, &changes[0], &access, &BuiltinsOnly, &answers),
+        reg.deliver(&changes[..1], &access, &BuiltinsOnly, &answers),
         1
     );
     assert_eq!(alice_out.texts().len(), 1);
@@ -219,7 +219,7 @@ fn column_privileges_limit_columns_and_a_hidden_key_is_a_401() {
         .insert("authenticated".into(), Rc::from(vec![true, false]));
     let access: HashMap<Oid, TableAccess> = [(rel.oid, t)].into();
     let answers = Answers::default();
-    reg.deliver(0, &change, &access, &BuiltinsOnly, &answers);
+    reg.on_change(&change, &access, &BuiltinsOnly, &answers);
     let a = a_out.texts();
     assert_eq!(a.len(), 1, "an error row ignores filters");
     assert!(a[0].contains("Error 401: Unauthorized"), "{}", a[0]);
@@ -262,13 +262,13 @@ fn database_filters_are_asked_once_and_their_answers_decide() {
     );
     assert!(q.rows.is_empty(), "open tables need no row checks");
     assert_eq!(
-        reg.deliver(0, &changes[0], &access, &BuiltinsOnly, &Answers::default()),
+        reg.deliver(&changes[..1], &access, &BuiltinsOnly, &Answers::default()),
         0
     );
     let mut answers = Answers::default();
     answers.set_expr(&q, 0, true);
     assert_eq!(
-        reg.deliver(0, &changes[0], &access, &BuiltinsOnly, &answers),
+        reg.deliver(&changes[..1], &access, &BuiltinsOnly, &answers),
         2
     );
 }
@@ -277,4 +277,100 @@ fn database_filters_are_asked_once_and_their_answers_decide() {
 fn splice_never_rescans_spliced_values() {
     assert_eq!(splice("$1 = $2", "'$2'", "'$1'"), "'$2' = '$1'");
     assert_eq!(literal("a'b"), "'a''b'");
+}
+
+#[test]
+fn the_relation_index_matches_each_table_once_per_batch() {
+    // Same OID, two names (as after a rename inside the batch): keyed by name.
+    let todos = ts::relation("todos", b'd', &[("id", 23, true)]);
+    let lg = ts::relation("lg_changes", b'd', &[("id", 23, true)]);
+    let msg = ts::insert(&["1"]);
+    let pk: Vec<usize> = vec![0];
+    let changes: Vec<Change<'_>> = (0..100)
+        .map(|i| {
+            let rel = if i % 10 == 9 { &todos } else { &lg };
+            Change::from_message(&msg, rel, &pk, Default::default()).unwrap()
+        })
+        .collect();
+    let out = Rc::new(Sink::default());
+    let mut reg = CdcRegistry::default();
+    reg.add(sub(
+        1,
+        "anon",
+        json!([
+            {"schema": "public", "table": "todos"},
+            {"schema": "public", "table": "lg_changes"},
+            {"event": "INSERT", "schema": "pub%", "table": "lg%"},
+            {"schema": "other", "table": "lg_changes"}
+        ]),
+        &out,
+    ));
+    reg.add(sub(2, "anon", json!([{"schema": "*"}]), &out));
+    ready_all(&mut reg);
+    // Not checked yet: not indexed.
+    reg.add(sub(3, "anon", json!([{"schema": "public"}]), &out));
+    let index = super::index::RelationIndex::build(&reg.subs, &changes);
+    assert_eq!(index.nr_relations(), 2);
+    assert_eq!(index.entries(0), &[(0, 1), (0, 2), (1, 0)]);
+    assert_eq!(index.entries(9), &[(0, 0), (1, 0)]);
+    assert_eq!(index.entries(19), index.entries(9));
+    assert!(index.entries(100).is_empty());
+    let runs: Vec<(usize, usize)> = index.subs_on(0).map(|(s, e)| (s, e.len())).collect();
+    assert_eq!(runs, [(0, 2), (1, 1)]);
+    let none = super::index::RelationIndex::build(&reg.subs[..0], &changes);
+    assert_eq!(none.subs_on(0).count(), 0);
+}
+
+#[test]
+fn a_batch_delivers_what_its_changes_deliver_one_by_one() {
+    let rel = ts::relation("todos", b'd', &[("id", 23, true), ("title", 25, false)]);
+    let other = ts::relation("other", b'd', &[("id", 23, true)]);
+    let msgs: Vec<_> = (0..6).map(|i| ts::insert(&[&i.to_string(), "t"])).collect();
+    let pk: Vec<usize> = vec![0];
+    let changes: Vec<Change<'_>> = msgs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let r = if i == 3 { &other } else { &rel };
+            let t = crate::proto::pg::PgTimestamp(i as i64 / 2 * 1_000_000);
+            Change::from_message(m, r, &pk, t).unwrap()
+        })
+        .collect();
+    let build = |out: &Rc<Sink>| {
+        let mut reg = CdcRegistry::default();
+        reg.add(sub(
+            1,
+            "anon",
+            json!([
+                {"schema": "public", "table": "todos"},
+                {"schema": "public", "table": "todos", "select": ["title"]},
+                {"event": "INSERT", "schema": "public", "table": "todos"}
+            ]),
+            out,
+        ));
+        reg.add(sub(2, "anon", json!([{"schema": "public"}]), out));
+        ready_all(&mut reg);
+        reg
+    };
+    let (batch_out, single_out) = (Rc::new(Sink::default()), Rc::new(Sink::default()));
+    let access = OpenAccess::default();
+    let answers = Answers::default();
+    let n = build(&batch_out).deliver(&changes, &access, &BuiltinsOnly, &answers);
+    let single = build(&single_out);
+    let m: u64 = changes
+        .iter()
+        .map(|c| single.on_change(c, &access, &BuiltinsOnly, &answers))
+        .sum();
+    assert_eq!(n, m);
+    assert_eq!(n, 5 * 3 + 1);
+    assert_eq!(batch_out.texts(), single_out.texts());
+    let t = batch_out.texts();
+    assert!(t[0].contains("\"ids\":[102,100]"), "{}", t[0]);
+    assert!(t[0].contains("\"commit_timestamp\":\"2000-01-01T00:00:00.000Z\""));
+    assert!(t[1].contains("\"ids\":[101]"), "{}", t[1]);
+    assert!(
+        t[9].contains("\"commit_timestamp\":\"2000-01-01T00:00:01.000Z\""),
+        "{}",
+        t[9]
+    );
 }

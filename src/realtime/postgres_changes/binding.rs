@@ -245,42 +245,53 @@ fn like_or_any(pattern: &str, s: &str) -> bool {
     if pattern == "*" {
         return true;
     }
-    // The common case, a plain name: no pattern characters, no allocation.
+    // The common case, a plain name: no pattern characters.
     if !pattern.contains(['%', '_']) {
         return pattern == s;
     }
-    let p: Vec<char> = pattern.chars().collect();
-    let s: Vec<char> = s.chars().collect();
-    like(&p, &s)
+    like(pattern, s)
 }
 
 /// SQL `LIKE` without an escape character: `%` any run, `_` any one
-/// character, everything else literal and case-sensitive.
-fn like(p: &[char], s: &[char]) -> bool {
-    // Iterative matching with backtracking to the last `%`.
-    let (mut pi, mut si) = (0, 0);
+/// character, everything else literal and case-sensitive. Walks both
+/// strings in place (byte offsets on character boundaries): this runs per
+/// binding for every relation of every batch, so it must not allocate.
+fn like(p: &str, s: &str) -> bool {
+    // Iterative matching with backtracking to the last `%`: `star` holds
+    // the pattern offset just after it and the string offset it resumes at.
+    let (pb, sb) = (p.as_bytes(), s.as_bytes());
+    let (mut pi, mut si) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        match p.get(pi) {
-            Some('%') => {
-                star = Some((pi, si));
+    while si < sb.len() {
+        let sc = s[si..].chars().next().map_or(1, char::len_utf8);
+        let step = match pb.get(pi) {
+            Some(b'%') => {
+                star = Some((pi + 1, si));
                 pi += 1;
+                continue;
             }
-            Some(&c) if c == '_' || c == s[si] => {
-                pi += 1;
-                si += 1;
+            Some(b'_') => Some(1),
+            Some(_) => {
+                let pc = p[pi..].chars().next().map_or(1, char::len_utf8);
+                (p[pi..pi + pc] == s[si..si + sc]).then_some(pc)
             }
-            _ => match star {
-                Some((sp, ss)) => {
-                    pi = sp + 1;
-                    si = ss + 1;
-                    star = Some((sp, ss + 1));
-                }
-                None => return false,
-            },
+            None => None,
+        };
+        match (step, star) {
+            (Some(pc), _) => {
+                pi += pc;
+                si += sc;
+            }
+            (None, Some((sp, ss))) => {
+                let skip = s[ss..].chars().next().map_or(1, char::len_utf8);
+                pi = sp;
+                si = ss + skip;
+                star = Some((sp, ss + skip));
+            }
+            (None, None) => return false,
         }
     }
-    p[pi..].iter().all(|&c| c == '%')
+    pb[pi..].iter().all(|&c| c == b'%')
 }
 
 /// A PostgreSQL error rendered as Postgrex's `Exception.message/1` does

@@ -266,3 +266,49 @@ fn verdicts_on_changes() {
         Tri::True
     );
 }
+
+/// The allocation-free `like` agrees with a plain per-character
+/// backtracking matcher on every pattern and name built from a small
+/// alphabet (ASCII, wildcards, and two-byte and three-byte characters).
+#[test]
+fn like_matches_a_reference_matcher() {
+    fn reference(p: &[char], s: &[char]) -> bool {
+        match p.split_first() {
+            None => s.is_empty(),
+            Some(('%', rest)) => (0..=s.len()).any(|k| reference(rest, &s[k..])),
+            Some((&c, rest)) => {
+                !s.is_empty() && (c == '_' || c == s[0]) && reference(rest, &s[1..])
+            }
+        }
+    }
+    let alphabet = ['a', 'b', '_', '%', 'é', '€'];
+    let mut words = vec![String::new()];
+    for _ in 0..4 {
+        let mut next = Vec::new();
+        for w in &words {
+            for c in alphabet {
+                let mut x = w.clone();
+                x.push(c);
+                next.push(x);
+            }
+        }
+        words.extend(next);
+        words.sort();
+        words.dedup();
+    }
+    let names: Vec<&String> = words.iter().filter(|w| !w.contains(['%'])).collect();
+    for p in &words {
+        let pc: Vec<char> = p.chars().collect();
+        for s in &names {
+            let sc: Vec<char> = s.chars().collect();
+            assert_eq!(
+                like(p, s),
+                reference(&pc, &sc),
+                "pattern {p:?} against {s:?}"
+            );
+        }
+    }
+    assert!(like("lg_changes", "lg_changes"));
+    assert!(like("lg_changes", "lgXchanges"));
+    assert!(!like("lg_changes", "lg_change"));
+}

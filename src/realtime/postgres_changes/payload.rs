@@ -71,6 +71,12 @@ pub struct PayloadOptions<'a> {
     /// as `to_jsonb`: `bytea` without its `\x` prefix, and `NaN`/`Infinity`
     /// of `int2 int4 int8 float4 float8 numeric` columns as `null`.
     pub wal2json_values: bool,
+    /// The change's commit time as [`PgTimestamp::write_iso_millis`]
+    /// writes it, when the caller already has it (it is the same for every
+    /// change of a transaction); `None`: written here.
+    ///
+    /// [`PgTimestamp::write_iso_millis`]: crate::proto::pg::PgTimestamp::write_iso_millis
+    pub commit_timestamp: Option<&'a [u8]>,
 }
 
 impl Default for PayloadOptions<'_> {
@@ -81,6 +87,7 @@ impl Default for PayloadOptions<'_> {
             column_privileges: None,
             rls_enabled: false,
             wal2json_values: false,
+            commit_timestamp: None,
         }
     }
 }
@@ -131,7 +138,17 @@ impl RowError {
 /// row has no primary key value is a 400, one whose primary key the role
 /// may not select a 401. DELETEs are never error rows.
 pub fn row_error(change: &Change<'_>, privileges: Option<&[bool]>) -> Option<RowError> {
-    row_error_in(change, &change.columns(), privileges)
+    // `Change::columns` without collecting it: this runs for every
+    // subscription a change reaches.
+    let columns = match (change.kind, change.new) {
+        (ChangeKind::Delete, _) | (_, None) => None,
+        (_, Some(t)) => Some(t.iter().enumerate()),
+    };
+    let columns = columns
+        .into_iter()
+        .flatten()
+        .filter(|&(_, c)| c != Column::UnchangedToast);
+    row_error_of(change, columns, privileges)
 }
 
 fn row_error_in(
@@ -139,18 +156,23 @@ fn row_error_in(
     columns: &[(usize, Column<'_>)],
     privileges: Option<&[bool]>,
 ) -> Option<RowError> {
+    row_error_of(change, columns.iter().copied(), privileges)
+}
+
+fn row_error_of<'a>(
+    change: &Change<'_>,
+    columns: impl Iterator<Item = (usize, Column<'a>)>,
+    privileges: Option<&[bool]>,
+) -> Option<RowError> {
     if change.kind == ChangeKind::Delete {
         return None;
     }
     let allowed = |i: usize| privileges.is_none_or(|p| p.get(i).copied().unwrap_or(true));
-    let mut pks = columns
-        .iter()
-        .filter(|(i, _)| change.is_pkey(*i))
-        .peekable();
+    let mut pks = columns.filter(|(i, _)| change.is_pkey(*i)).peekable();
     if pks.peek().is_none() {
         return Some(RowError::NoPrimaryKey);
     }
-    if pks.any(|(i, _)| !allowed(*i)) {
+    if pks.any(|(i, _)| !allowed(i)) {
         return Some(RowError::Unauthorized);
     }
     None
@@ -187,7 +209,10 @@ pub fn write_change<B: JsonBuf + AsRef<[u8]>>(
     let r = (|| {
         write_head(out, rel, change.kind);
         out.put_slice(b",\"commit_timestamp\":\"");
-        change.commit_time.write_iso_millis(out);
+        match opts.commit_timestamp {
+            Some(text) => out.put_slice(text),
+            None => change.commit_time.write_iso_millis(out),
+        }
         out.put_slice(b"\",\"columns\":[");
         let mut first = true;
         for (_, col) in rel.columns.iter().enumerate().filter(|&(i, _)| wanted(i)) {
@@ -207,37 +232,39 @@ pub fn write_change<B: JsonBuf + AsRef<[u8]>>(
             out.put_u8(b'}');
         }
         out.put_u8(b']');
+        // One buffer for both objects; write_object sorts it in place.
+        let mut values: Vec<(usize, Option<Column<'_>>, Column<'_>)> =
+            Vec::with_capacity(columns.len().max(identity.len()));
         if change.kind != ChangeKind::Delete {
-            // Full outer join by name: new values, then old-only ones.
-            let mut members: Vec<(usize, Option<Column<'_>>)> =
-                columns.iter().map(|&(i, c)| (i, Some(c))).collect();
-            for &(i, _) in &identity {
-                if !members.iter().any(|&(j, _)| j == i) {
-                    members.push((i, None));
+            // Full outer join by name: new values, then old-only ones
+            // (written as old, checked as absent).
+            values.extend(
+                columns
+                    .iter()
+                    .filter(|&&(i, _)| wanted(i))
+                    .map(|&(i, c)| (i, Some(c), c)),
+            );
+            for &(i, c) in &identity {
+                if wanted(i) && !columns.iter().any(|&(j, _)| j == i) {
+                    values.push((i, None, c));
                 }
             }
-            members.retain(|&(i, _)| wanted(i));
             out.put_slice(b",\"record\":");
-            let values: Vec<(usize, Option<Column<'_>>, Column<'_>)> = members
-                .into_iter()
-                .filter_map(|(i, new)| {
-                    let shown = new.or_else(|| find(&identity, i))?;
-                    Some((i, new, shown))
-                })
-                .collect();
-            write_object(out, rel, &values, types, opts, too_large)?;
+            write_object(out, rel, &mut values, types, opts, too_large)?;
         }
         if change.kind != ChangeKind::Insert {
-            let values: Vec<(usize, Option<Column<'_>>, Column<'_>)> = identity
-                .iter()
-                .filter(|&&(i, _)| wanted(i))
-                .filter(|&&(i, _)| {
-                    change.kind != ChangeKind::Delete || !opts.rls_enabled || change.is_pkey(i)
-                })
-                .map(|&(i, c)| (i, Some(c), c))
-                .collect();
+            values.clear();
+            values.extend(
+                identity
+                    .iter()
+                    .filter(|&&(i, _)| wanted(i))
+                    .filter(|&&(i, _)| {
+                        change.kind != ChangeKind::Delete || !opts.rls_enabled || change.is_pkey(i)
+                    })
+                    .map(|&(i, c)| (i, Some(c), c)),
+            );
             out.put_slice(b",\"old_record\":");
-            write_object(out, rel, &values, types, opts, too_large)?;
+            write_object(out, rel, &mut values, types, opts, too_large)?;
         }
         out.put_slice(b",\"errors\":");
         if too_large {
@@ -254,10 +281,6 @@ pub fn write_change<B: JsonBuf + AsRef<[u8]>>(
         out.rollback(mark);
     }
     r
-}
-
-fn find<'a>(image: &[(usize, Column<'a>)], i: usize) -> Option<Column<'a>> {
-    image.iter().find(|&&(j, _)| j == i).map(|&(_, c)| c)
 }
 
 /// `{"schema":S,"table":T,"type":K` (object left open).
@@ -285,26 +308,26 @@ pub fn write_error_row<B: BufMut>(out: &mut B, rel: &Relation, kind: ChangeKind,
     out.put_slice(b"]}");
 }
 
-/// Writes `{name: value, ...}` in jsonb key order. `shown` is the value
+/// Writes `{name: value, ...}` in jsonb key order (sorting `values` in
+/// place). `shown` is the value
 /// written; the 413 rule looks at `checked` (the new value for `record`:
 /// absent or NULL means dropped).
 fn write_object<B: JsonBuf + AsRef<[u8]>>(
     out: &mut B,
     rel: &Relation,
-    values: &[(usize, Option<Column<'_>>, Column<'_>)],
+    values: &mut [(usize, Option<Column<'_>>, Column<'_>)],
     types: &dyn TypeResolver,
     opts: &PayloadOptions<'_>,
     too_large: bool,
 ) -> Result<(), PayloadError> {
-    let mut order: Vec<&(usize, Option<Column<'_>>, Column<'_>)> = values.iter().collect();
     let name = |i: usize| rel.columns.get(i).map_or("", |c| c.name.as_str());
-    order.sort_by(|a, b| {
+    values.sort_by(|a, b| {
         let (x, y) = (name(a.0).as_bytes(), name(b.0).as_bytes());
         x.len().cmp(&y.len()).then_with(|| x.cmp(y))
     });
     out.put_u8(b'{');
     let mut first = true;
-    for &&(i, checked, shown) in &order {
+    for &(i, checked, shown) in values.iter() {
         let Some(col) = rel.columns.get(i) else {
             continue;
         };
@@ -569,9 +592,10 @@ pub fn message_frame(
 ) -> Bytes {
     match delivery {
         Delivery::Bindings => {
-            let mut payload = BytesMut::with_capacity(data.len() + 16 + ids.len() * 10);
-            write_message_payload(&mut payload, ids, data);
-            crate::realtime::frames::message(vsn, None, None, topic, "postgres_changes", &payload)
+            let hint = data.len() + 16 + ids.len() * 21;
+            crate::realtime::frames::message_with(vsn, topic, "postgres_changes", hint, |out| {
+                write_message_payload(out, ids, data)
+            })
         }
         Delivery::Legacy => {
             crate::realtime::frames::message(vsn, None, None, topic, kind.as_str(), data)

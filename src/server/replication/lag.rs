@@ -155,18 +155,20 @@ impl Default for LagWatch {
 }
 
 impl LagWatch {
-    /// While streaming: every [`CHECK_EVERY`], measures the slot and ends the
-    /// session with [`PgError::SlotLag`] when it must be recreated.
+    /// While streaming: every [`CHECK_EVERY`] (`now` is the caller's clock
+    /// reading, taken once per replication message), measures the slot and
+    /// ends the session with [`PgError::SlotLag`] when it must be recreated.
     pub async fn check(
         &mut self,
+        now: Instant,
         tenant: &str,
         sql: &mut PgConn,
         s: &ReplicationSettings,
     ) -> Result<(), PgError> {
-        if self.last.elapsed() < CHECK_EVERY {
+        if now.saturating_duration_since(self.last) < CHECK_EVERY {
             return Ok(());
         }
-        self.last = Instant::now();
+        self.last = now;
         let Some(slot) = slot_state(sql, &s.slot).await? else {
             return Err(PgError::SlotLag(format!(
                 "replication slot {} disappeared while streaming",

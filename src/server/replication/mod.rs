@@ -235,7 +235,6 @@ async fn session(
     let mut flush_gate = confirm::FlushGate::default();
     let mut lag_watch = lag::LagWatch::default();
     loop {
-        lag_watch.check(tenant, &mut sql, s).await?;
         let reply_requested = match repl.recv_copy().await? {
             CopyMsg::Done => {
                 return Err(PgError::Protocol(
@@ -344,9 +343,11 @@ async fn session(
                 }
             },
         };
-        flush_gate.fanned_out(confirmed, Instant::now());
-        if reply_requested || last_status.elapsed() >= s.status_interval {
-            let flushed = flush_gate.reportable(Instant::now());
+        // One clock reading per message serves every timer below.
+        let now = Instant::now();
+        flush_gate.fanned_out(confirmed, now);
+        if reply_requested || now.saturating_duration_since(last_status) >= s.status_interval {
+            let flushed = flush_gate.reportable(now);
             status.clear();
             encode_standby_status_update(
                 &mut status,
@@ -359,8 +360,9 @@ async fn session(
                 },
             );
             repl.send_copy_data(&status).await?;
-            last_status = Instant::now();
+            last_status = now;
         }
+        lag_watch.check(now, tenant, &mut sql, s).await?;
     }
 }
 
@@ -430,11 +432,7 @@ async fn flush(
             _ => Default::default(),
         };
         let queued = with_tenant(state, tenant, |t| {
-            changes
-                .iter()
-                .enumerate()
-                .map(|(i, c)| t.cdc.deliver(i, c, access, types, &answers))
-                .sum::<u64>()
+            t.cdc.deliver(&changes, access, types, &answers)
         })
         .unwrap_or(0);
         tracing::trace!(tenant, changes = changes.len(), queued, "batch delivered");
