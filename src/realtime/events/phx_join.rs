@@ -150,7 +150,8 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     if session.channels.len() as u64 >= limits.max_channels_per_client {
         return error("ChannelRateLimitReached: Too many channels".into(), None);
     }
-    // Channels joined with one token share its text (the memo's copy).
+    // Channels joined with the socket's token share the socket's text;
+    // others share the memo's copy.
     let cleaned;
     let token: &str = match cfg.token.as_deref() {
         Some(t) if !auth::is_opaque_api_key(t) => {
@@ -166,6 +167,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         &tenant_cfg.validators,
         env.now_unix,
     ) {
+        Ok((t, c)) if *t == *session.socket_token => (session.socket_token.clone(), c),
         Ok(v) => v,
         Err(e) => return error(e.join_reason(), None),
     };
