@@ -285,6 +285,11 @@ pub struct JoinStormArgs {
     /// Joins per connection before reconnecting (1 = connect per join).
     #[arg(long, default_value_t = 10)]
     pub joins_per_conn: u64,
+    /// Joins each worker sends back to back (distinct topics, one write)
+    /// before waiting for their replies; then as many leaves the same way.
+    /// realtime-js joins every channel of a page like this on connect.
+    #[arg(long, default_value_t = 1)]
+    pub pipeline: u64,
     /// Distinct topics joined.
     #[arg(long, default_value_t = 1000)]
     pub topics: u64,

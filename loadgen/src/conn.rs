@@ -254,8 +254,9 @@ pub struct Reader {
     frag: Option<(u8, Vec<u8>)>,
     /// Payload of the last ping, to answer.
     pub pong: Option<Vec<u8>>,
-    /// The server sent a Close frame.
-    pub closed: bool,
+    /// The server sent a Close frame: its status code (1005 when it
+    /// carried none).
+    pub closed: Option<u16>,
 }
 
 impl Reader {
@@ -293,7 +294,7 @@ fn parse_all(
     buf: &[u8],
     frag: &mut Option<(u8, Vec<u8>)>,
     pong: &mut Option<Vec<u8>>,
-    closed: &mut bool,
+    closed: &mut Option<u16>,
     on: &mut impl FnMut(Frame<'_>),
 ) -> Result<usize, FrameError> {
     let mut at = 0;
@@ -322,7 +323,12 @@ fn parse_all(
                 }
             }
             (9, _) => *pong = Some(payload.to_vec()),
-            (8, _) => *closed = true,
+            (8, _) => {
+                *closed = Some(match payload {
+                    [hi, lo, ..] => u16::from_be_bytes([*hi, *lo]),
+                    _ => 1005,
+                })
+            }
             _ => {}
         }
     }
@@ -404,8 +410,8 @@ pub async fn ws_connect(
 /// Why a read loop ended.
 #[derive(Debug)]
 pub enum ReadEnd {
-    /// EOF or a Close frame from the server.
-    Closed,
+    /// A Close frame from the server (its code), or EOF (`None`).
+    Closed(Option<u16>),
     /// I/O error.
     Io(io::Error),
     /// Broken framing.
@@ -415,7 +421,10 @@ pub enum ReadEnd {
 impl std::fmt::Display for ReadEnd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ReadEnd::Closed => write!(f, "server closed the connection"),
+            ReadEnd::Closed(None) => write!(f, "server closed the connection"),
+            ReadEnd::Closed(Some(code)) => {
+                write!(f, "server closed the connection (close code {code})")
+            }
             ReadEnd::Io(e) => write!(f, "read: {e}"),
             ReadEnd::Frame(e) => write!(f, "framing: {e}"),
         }
@@ -447,8 +456,8 @@ pub async fn read_batch(
         wire::put_frame(&mut out, OpCode::Pong, &p, sock.mask);
         sock.write_all(&out).await.map_err(ReadEnd::Io)?;
     }
-    if rd.closed {
-        return Err(ReadEnd::Closed);
+    if let Some(code) = rd.closed {
+        return Err(ReadEnd::Closed(Some(code)));
     }
     Ok(n)
 }
@@ -472,7 +481,7 @@ async fn read_into(
         return Err(ReadEnd::Frame(e));
     }
     if n == 0 {
-        return Err(ReadEnd::Closed);
+        return Err(ReadEnd::Closed(None));
     }
     Ok(n)
 }
@@ -556,7 +565,7 @@ mod tests {
         s.extend_from_slice(&server_frame(OpCode::Close, &[0x03, 0xe8]));
         let got = collect(&mut rd, &[&s]);
         assert_eq!(got, vec![(true, b"abcde".to_vec())]);
-        assert!(rd.closed);
+        assert_eq!(rd.closed, Some(1000));
     }
 
     #[test]

@@ -297,8 +297,8 @@ fn drain(
                     )
                 };
             }
-            if slot.rd.closed {
-                return Err("server sent a close frame".into());
+            if let Some(code) = slot.rd.closed {
+                return Err(format!("server sent a close frame (code {code})"));
             }
             if r < scratch.len() {
                 // A short read drained the socket; the next data is a new edge.

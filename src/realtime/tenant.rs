@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::auth::{ClaimValidators, JwtKeys};
+use super::auth::{ClaimValidators, JwtKeys, TokenMemo};
 use super::hub::Hub;
 use super::limits::RateCounter;
 
@@ -113,6 +113,8 @@ pub struct Tenant {
     pub nr_users: u64,
     /// Postgres Changes subscribers.
     pub cdc: super::cdc::CdcRegistry,
+    /// Join tokens verified recently: most joins repeat a token.
+    pub join_tokens: TokenMemo<TenantConfig>,
 }
 
 impl Tenant {
@@ -127,6 +129,7 @@ impl Tenant {
             presence_events: RateCounter::tenant(now_ms),
             nr_users: 0,
             cdc,
+            join_tokens: TokenMemo::default(),
             config,
         }
     }

@@ -196,6 +196,20 @@ pub struct JoinConfig {
 
 /// A `phx_join` for `topic` with join ref = ref = `join_ref`.
 pub fn join(vsn: Vsn, topic: &str, join_ref: &str, cfg: &JoinConfig) -> Vec<u8> {
+    let payload = join_payload(cfg);
+    envelope(
+        vsn,
+        Some(join_ref),
+        Some(join_ref),
+        topic,
+        "phx_join",
+        payload.as_bytes(),
+    )
+}
+
+/// The payload of a `phx_join` asking for `cfg`: the same for every join
+/// with that config, so a loop of joins renders it once.
+pub fn join_payload(cfg: &JoinConfig) -> String {
     let mut payload = serde_json::json!({
         "config": {
             "broadcast": {"ack": cfg.ack, "self": cfg.self_},
@@ -210,15 +224,7 @@ pub fn join(vsn: Vsn, topic: &str, join_ref: &str, cfg: &JoinConfig) -> Vec<u8> 
     if let Some(t) = &cfg.access_token {
         payload["access_token"] = t.clone().into();
     }
-    let payload = payload.to_string();
-    envelope(
-        vsn,
-        Some(join_ref),
-        Some(join_ref),
-        topic,
-        "phx_join",
-        payload.as_bytes(),
-    )
+    payload.to_string()
 }
 
 /// A `phx_leave` for `topic`.

@@ -14,8 +14,8 @@ use glommio::spawn_local;
 use realtime::proto::ws::OpCode;
 
 use super::{
-    fill_rss, fill_steps, fill_window, finish, hand_off, merge, note_control, note_disconnect,
-    open_and_join, pace, topic, Conn, Env, ExecOut, Held, Rec, Recorder, EXIT_ERROR,
+    fill_stepped, finish, hand_off, merge, note_control, note_disconnect, open_and_join, pace,
+    run_steps, run_then_take, topic, Conn, Env, ExecOut, Held, Rec, Recorder, EXIT_ERROR,
 };
 use crate::cli::{BroadcastArgs, RxMode, Target};
 use crate::conn::{self, Frame, Heartbeats};
@@ -120,13 +120,7 @@ pub fn measure(
         ));
     }
     let loaded = mon.sample();
-    let start = now_ns() + 300_000_000;
-    shared.start(start);
-    let n = sched.steps().len();
-    let marks: Vec<u64> = (1..=n).map(|i| sched.step_start_ns(i)).collect();
-    let window_ns = sched.total_ns() + (a.drain * 1e9) as u64;
-    let (samples, at_marks) = mon.record(start, window_ns, &marks, "broadcast");
-    shared.stop();
+    let (start, samples, at_marks) = run_steps(&mon, &shared, sched, a.drain, "broadcast");
     let mut outs = runner::join(handles)?;
     if let Some(r) = receivers {
         outs.extend(r.join()?);
@@ -135,21 +129,16 @@ pub fn measure(
     let all = merge(&outs);
 
     let mut r = env.report("broadcast", serde_json::Value::Null);
-    r.connections = ready;
-    let (first, last) = (samples[0], *samples.last().unwrap_or(&samples[0]));
-    fill_window(
+    fill_stepped(
         &mut r,
-        &first,
-        &last,
+        sched,
+        &samples,
+        at_marks,
+        &all,
         env.cores.len(),
-        Some(sched.total_ns()),
+        (before.server_rss, loaded.server_rss),
+        ready,
     );
-    let mut step_marks = vec![first];
-    step_marks.extend(at_marks);
-    fill_steps(&mut r, sched, &step_marks, &all, env.cores.len());
-    fill_rss(&mut r, before.server_rss, loaded.server_rss, ready);
-    r.latency = LatencySummary::of(&all.lat);
-    r.latency_curve = stats::percentile_curve(&all.lat);
     r.ack_latency = a.ack.then(|| LatencySummary::of(&all.ack));
     r.send_lag = Some(LatencySummary::of(&all.lag));
     let receivers = a.subscribers + u64::from(a.self_);
@@ -230,13 +219,7 @@ async fn exec(
         }));
         local += 1;
     }
-    if ctx.wait_phase(RUN).await == RUN {
-        rec.borrow_mut().start_ns = ctx.start_ns();
-    }
-    ctx.wait_stop().await;
-    drop(tasks);
-    let out = rec.borrow_mut().take();
-    out
+    run_then_take(&ctx, &rec, tasks).await
 }
 
 /// Reads deliveries (and acks, with `acks` holding intended times of

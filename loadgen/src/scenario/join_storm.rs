@@ -11,7 +11,7 @@ use std::time::Duration;
 use glommio::spawn_local;
 use realtime::proto::ws::OpCode;
 
-use super::{fill_window, finish, note_control, Conn, Env, ExecOut, Recorder, EXIT_ERROR};
+use super::{fill_window, finish, note_control, Conn, Env, ExecOut, Rec, Recorder, EXIT_ERROR};
 use crate::cli::JoinStormArgs;
 use crate::conn::{self, Frame, Reader};
 use crate::phx::{self, Control};
@@ -85,109 +85,20 @@ async fn exec(ctx: ExecCtx, env: Arc<Env>, a: Arc<JoinStormArgs>) -> ExecOut {
     let next = Rc::new(Cell::new(0u64));
     let rate = a.rate / ctx.nr as f64;
     let nr = ctx.nr as u64;
+    // Every join of the run carries the same payload: render it once.
+    let payload: Rc<str> = phx::join_payload(&env.join_config()).into();
     let mut tasks = Vec::new();
     for w in (0..a.workers).filter(|w| w % nr == ctx.id as u64) {
-        let (ctx, env, a, rec, next) = (
+        let (ctx, env, a, rec, next, payload) = (
             ctx.clone(),
             env.clone(),
             a.clone(),
             rec.clone(),
             next.clone(),
+            payload.clone(),
         );
         tasks.push(spawn_local(async move {
-            let mut conn: Option<Conn> = None;
-            let mut on_conn = 0u64;
-            let mut seq = 0u64;
-            let mut idx = w;
-            let c = ctx.counters();
-            while !ctx.stopping() {
-                // The next slot of the executor's schedule (or right now).
-                let intended = if rate > 0.0 {
-                    let k = next.get();
-                    next.set(k + 1);
-                    let due = start + (k as f64 / rate * 1e9) as u64;
-                    if due >= end {
-                        break;
-                    }
-                    let now = now_ns();
-                    if due > now {
-                        glommio::timer::sleep(Duration::from_nanos(due - now)).await;
-                    } else {
-                        stats::record(&mut rec.borrow_mut().out.lag, now - due);
-                    }
-                    due
-                } else {
-                    let now = now_ns();
-                    if now >= end {
-                        break;
-                    }
-                    now
-                };
-                if on_conn >= a.joins_per_conn.max(1) {
-                    if let Some(old) = conn.take() {
-                        old.sock.set_linger_zero();
-                        bump(&c.closes, 1);
-                    }
-                }
-                if conn.is_none() {
-                    let mut rd = Reader::default();
-                    idx += a.workers;
-                    match conn::ws_connect(&env.ep, a.vsn, idx, &mut rd, env.connect_timeout).await
-                    {
-                        Ok(sock) => {
-                            bump(&c.connects, 1);
-                            conn = Some(Conn { sock, rd });
-                            on_conn = 0;
-                        }
-                        Err(e) => {
-                            bump(&c.connect_failed, 1);
-                            ctx.shared.reasons.note(e.to_string());
-                            glommio::timer::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        }
-                    }
-                }
-                let Some(cn) = conn.as_mut() else { continue };
-                seq += 1;
-                on_conn += 1;
-                let t = super::topic((w * 7919 + seq) % a.topics.max(1));
-                let jr = seq.to_string();
-                let join = phx::join(a.vsn, &t, &jr, &env.join_config());
-                match request(&ctx, cn, &join, &jr, env.connect_timeout).await {
-                    Ok((true, _)) => {
-                        bump(&c.joins_ok, 1);
-                        rec.borrow_mut().delivery(intended, now_ns());
-                    }
-                    Ok((false, resp)) => {
-                        bump(&c.join_failed, 1);
-                        ctx.shared.reasons.note(format!("join refused: {resp}"));
-                        conn = None;
-                        continue;
-                    }
-                    Err(e) => {
-                        super::note_disconnect(&ctx, e);
-                        conn = None;
-                        continue;
-                    }
-                }
-                let lr = format!("l{seq}");
-                let leave = phx::leave(a.vsn, &t, &jr, &lr);
-                match request(&ctx, cn, &leave, &lr, env.connect_timeout).await {
-                    Ok((true, _)) => bump(&c.leaves_ok, 1),
-                    Ok((false, resp)) => {
-                        bump(&c.push_errors, 1);
-                        ctx.shared.reasons.note(format!("leave refused: {resp}"));
-                    }
-                    Err(e) => {
-                        super::note_disconnect(&ctx, e);
-                        conn = None;
-                    }
-                }
-            }
-            if let Some(old) = conn.take() {
-                old.sock.set_linger_zero();
-                bump(&c.closes, 1);
-            }
+            worker(&ctx, &env, &a, &rec, &next, &payload, w, rate, start, end).await;
         }));
     }
     ctx.wait_phase(STOP).await;
@@ -196,31 +107,208 @@ async fn exec(ctx: ExecCtx, env: Arc<Env>, a: Arc<JoinStormArgs>) -> ExecOut {
     out
 }
 
-/// Sends `msg` and waits for the reply to `want_ref`: `(ok, response)`.
+/// One worker: batches of `--pipeline` joins, then their leaves, on a
+/// connection replaced every `--joins-per-conn` joins.
+#[allow(clippy::too_many_arguments)]
+async fn worker(
+    ctx: &ExecCtx,
+    env: &Env,
+    a: &JoinStormArgs,
+    rec: &Rec,
+    next: &Cell<u64>,
+    payload: &str,
+    w: u64,
+    rate: f64,
+    start: u64,
+    end: u64,
+) {
+    let depth = a.pipeline.max(1);
+    let mut conn: Option<Conn> = None;
+    let mut on_conn = 0u64;
+    let mut seq = 0u64;
+    let mut idx = w;
+    let c = ctx.counters();
+    // Reused across batches: the framed messages, the batch's topics and
+    // the intended time of each join.
+    let mut out = Vec::new();
+    let mut topics: Vec<String> = Vec::with_capacity(depth as usize);
+    let mut intended: Vec<u64> = Vec::with_capacity(depth as usize);
+    let mut text = Vec::new();
+    while !ctx.stopping() {
+        // The next `depth` slots of the executor's schedule (or right
+        // now); a batch goes out when its last join is due.
+        intended.clear();
+        if rate > 0.0 {
+            let k = next.get();
+            next.set(k + depth);
+            let due = |k: u64| start + (k as f64 / rate * 1e9) as u64;
+            if due(k) >= end {
+                break;
+            }
+            intended.extend((k..k + depth).map(due));
+            let last = due(k + depth - 1);
+            let now = now_ns();
+            if last > now {
+                glommio::timer::sleep(Duration::from_nanos(last - now)).await;
+            } else {
+                stats::record(&mut rec.borrow_mut().out.lag, now - last);
+            }
+        } else {
+            let now = now_ns();
+            if now >= end {
+                break;
+            }
+            intended.resize(depth as usize, now);
+        }
+        if on_conn >= a.joins_per_conn.max(1) {
+            if let Some(old) = conn.take() {
+                old.sock.set_linger_zero();
+                bump(&c.closes, 1);
+            }
+        }
+        if conn.is_none() {
+            let mut rd = Reader::default();
+            idx += a.workers;
+            match conn::ws_connect(&env.ep, a.vsn, idx, &mut rd, env.connect_timeout).await {
+                Ok(sock) => {
+                    bump(&c.connects, 1);
+                    conn = Some(Conn { sock, rd });
+                    on_conn = 0;
+                }
+                Err(e) => {
+                    bump(&c.connect_failed, 1);
+                    ctx.shared.reasons.note(e.to_string());
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(cn) = conn.as_mut() else { continue };
+        // Consecutive refs on consecutive topics: distinct while
+        // `depth <= --topics`.
+        let first = seq + 1;
+        topics.clear();
+        out.clear();
+        for _ in 0..depth {
+            seq += 1;
+            let t = super::topic((w * 7919 + seq) % a.topics.max(1));
+            let jr = seq.to_string();
+            text.clear();
+            text.extend_from_slice(&phx::envelope(
+                a.vsn,
+                Some(&jr),
+                Some(&jr),
+                &t,
+                "phx_join",
+                payload.as_bytes(),
+            ));
+            wire::put_frame(&mut out, OpCode::Text, &text, cn.sock.mask);
+            topics.push(t);
+        }
+        on_conn += depth;
+        let mut refused = false;
+        let res = request(
+            ctx,
+            cn,
+            &out,
+            "",
+            first,
+            depth,
+            env.connect_timeout,
+            |i, ok, resp| {
+                if ok {
+                    bump(&c.joins_ok, 1);
+                    rec.borrow_mut().delivery(intended[i as usize], now_ns());
+                } else {
+                    bump(&c.join_failed, 1);
+                    ctx.shared.reasons.note(format!("join refused: {resp}"));
+                    refused = true;
+                }
+            },
+        )
+        .await;
+        if let Err(e) = res {
+            super::note_disconnect(ctx, e);
+            conn = None;
+            continue;
+        }
+        if refused {
+            conn = None;
+            continue;
+        }
+        out.clear();
+        for (i, t) in topics.iter().enumerate() {
+            let s = first + i as u64;
+            let leave = phx::leave(a.vsn, t, &s.to_string(), &format!("l{s}"));
+            wire::put_frame(&mut out, OpCode::Text, &leave, cn.sock.mask);
+        }
+        let res = request(
+            ctx,
+            cn,
+            &out,
+            "l",
+            first,
+            depth,
+            env.connect_timeout,
+            |_, ok, resp| {
+                if ok {
+                    bump(&c.leaves_ok, 1);
+                } else {
+                    bump(&c.push_errors, 1);
+                    ctx.shared.reasons.note(format!("leave refused: {resp}"));
+                }
+            },
+        )
+        .await;
+        if let Err(e) = res {
+            super::note_disconnect(ctx, e);
+            conn = None;
+        }
+    }
+    if let Some(old) = conn.take() {
+        old.sock.set_linger_zero();
+        bump(&c.closes, 1);
+    }
+}
+
+/// Writes the framed messages `out` and waits for the replies to refs
+/// `{prefix}{first}` .. `{prefix}{first + n - 1}`, calling
+/// `on_reply(i, ok, response)` for the `i`-th as it arrives.
+#[allow(clippy::too_many_arguments)]
 async fn request(
     ctx: &ExecCtx,
     cn: &mut Conn,
-    msg: &[u8],
-    want_ref: &str,
+    out: &[u8],
+    prefix: &str,
+    first: u64,
+    n: u64,
     limit: Duration,
-) -> Result<(bool, String), String> {
-    let mut out = Vec::with_capacity(msg.len() + 14);
-    wire::put_frame(&mut out, OpCode::Text, msg, cn.sock.mask);
-    cn.sock.write_all(&out).await.map_err(|e| e.to_string())?;
+    mut on_reply: impl FnMut(u64, bool, &str),
+) -> Result<(), String> {
+    cn.sock.write_all(out).await.map_err(|e| e.to_string())?;
     let vsn = cn.sock.vsn;
     let wait = async {
-        loop {
-            let mut got = None;
+        let mut left = n;
+        while left > 0 {
             let mut on = |f: Frame<'_>| {
                 let Frame::Text(t) = f else { return };
-                match phx::control(vsn, t) {
-                    Control::Reply {
-                        msg_ref: Some(r),
-                        ok,
-                        response,
-                        ..
-                    } if r == want_ref => got = Some((ok, response)),
-                    // Closes after our own leave are expected.
+                let ctl = phx::control(vsn, t);
+                if let Control::Reply {
+                    msg_ref: Some(r),
+                    ok,
+                    response,
+                    ..
+                } = &ctl
+                {
+                    let k = r.strip_prefix(prefix).and_then(|d| d.parse::<u64>().ok());
+                    if let Some(k) = k.filter(|k| (first..first + n).contains(k)) {
+                        left -= 1;
+                        on_reply(k - first, *ok, response);
+                        return;
+                    }
+                }
+                match ctl {
+                    // Closes after our own leaves are expected.
                     Control::Close { .. } => {}
                     other => note_control(ctx, &other),
                 }
@@ -228,10 +316,8 @@ async fn request(
             conn::read_batch(&cn.sock, &mut cn.rd, &mut on)
                 .await
                 .map_err(|e| e.to_string())?;
-            if let Some(g) = got {
-                return Ok(g);
-            }
         }
+        Ok(())
     };
     conn::timeout(limit, wait)
         .await

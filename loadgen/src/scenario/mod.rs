@@ -13,6 +13,7 @@ pub mod presence;
 mod recvlogical;
 pub mod rest;
 pub mod smoke;
+mod stepped;
 
 pub use env::Env;
 
@@ -29,7 +30,7 @@ use crate::conn::{self, Frame, Reader, Socket};
 use crate::peers;
 use crate::phx::{self, Control, JoinConfig};
 use crate::report::{self, Report, StepResult};
-use crate::runner::{ExecCtx, Sample, Shared, STOP};
+use crate::runner::{ExecCtx, Monitor, Sample, Shared, RUN, STOP};
 use crate::rx::{Handoff, Role};
 use crate::sched::Schedule;
 use crate::stats::{self, bump, now_ns, Counters, LatencySummary};
@@ -161,6 +162,87 @@ pub async fn pace(t0: u64, local_idx: u64, rate: f64) {
     if due > now {
         glommio::timer::sleep(Duration::from_nanos(due - now)).await;
     }
+}
+
+/// Waits until event `k` of `sched` is due (the run started at `start`)
+/// and records how late that finds it; `None` once the schedule is over or
+/// the run is stopping.
+pub async fn until_due(
+    ctx: &ExecCtx,
+    sched: &Schedule,
+    start: u64,
+    k: u64,
+    rec: &Rec,
+) -> Option<u64> {
+    while !ctx.stopping() {
+        let due = start + sched.offset_of(k)?;
+        let now = now_ns();
+        if due > now {
+            glommio::timer::sleep(Duration::from_nanos(due - now)).await;
+            continue;
+        }
+        stats::record(&mut rec.borrow_mut().out.lag, now - due);
+        return Some(due);
+    }
+    None
+}
+
+/// The end of an executor whose tasks run on their own: notes the run's
+/// start, waits for the stop, drops `tasks` and hands back the recording.
+pub async fn run_then_take<T>(ctx: &ExecCtx, rec: &Rec, tasks: Vec<T>) -> ExecOut {
+    if ctx.wait_phase(RUN).await == RUN {
+        rec.borrow_mut().start_ns = ctx.start_ns();
+    }
+    ctx.wait_stop().await;
+    drop(tasks);
+    let out = rec.borrow_mut().take();
+    out
+}
+
+/// Starts the run 300 ms from now, records the monitor over the steps of
+/// `sched` plus `drain_s` seconds (a sample at each step boundary), then
+/// stops it: `(start, samples over the window, samples at the boundaries)`.
+pub fn run_steps(
+    mon: &Monitor,
+    shared: &Shared,
+    sched: &Schedule,
+    drain_s: f64,
+    name: &str,
+) -> (u64, Vec<Sample>, Vec<Sample>) {
+    let start = now_ns() + 300_000_000;
+    shared.start(start);
+    let n = sched.steps().len();
+    let marks: Vec<u64> = (1..=n).map(|i| sched.step_start_ns(i)).collect();
+    let window_ns = sched.total_ns() + (drain_s * 1e9) as u64;
+    let (samples, at_marks) = mon.record(start, window_ns, &marks, name);
+    shared.stop();
+    (start, samples, at_marks)
+}
+
+/// The report parts every stepped run fills alike: connections, the load
+/// window, per-step results, RSS per connection, latency and its curve.
+/// `samples` are the monitor's over the window, `at_marks` those taken at
+/// the step boundaries; `rss` is the server's before and after setup.
+#[allow(clippy::too_many_arguments)]
+pub fn fill_stepped(
+    r: &mut Report,
+    sched: &Schedule,
+    samples: &[Sample],
+    at_marks: Vec<Sample>,
+    all: &ExecOut,
+    nr_cores: usize,
+    rss: (Option<u64>, Option<u64>),
+    ready: u64,
+) {
+    r.connections = ready;
+    let (first, last) = (samples[0], *samples.last().unwrap_or(&samples[0]));
+    fill_window(r, &first, &last, nr_cores, Some(sched.total_ns()));
+    let mut step_marks = vec![first];
+    step_marks.extend(at_marks);
+    fill_steps(r, sched, &step_marks, all, nr_cores);
+    fill_rss(r, rss.0, rss.1, ready);
+    r.latency = LatencySummary::of(&all.lat);
+    r.latency_curve = stats::percentile_curve(&all.lat);
 }
 
 /// Connects (connection number `idx`) and joins every topic in `topics`

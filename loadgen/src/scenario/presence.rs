@@ -9,132 +9,66 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::Duration;
 
 use glommio::spawn_local;
 use realtime::proto::ws::OpCode;
 
 use super::{
-    fill_rss, fill_steps, fill_window, finish, hand_off, merge, note_disconnect, open_and_join,
-    pace, topic, Env, ExecOut, Held, Rec, Recorder, EXIT_ERROR,
+    finish, hand_off, note_disconnect, open_and_join, pace, topic, until_due, Env, ExecOut, Held,
+    Rec, Recorder,
 };
 use crate::cli::PresenceArgs;
 use crate::conn::{Heartbeats, Socket};
 use crate::phx::{self, TS_DIGITS};
-use crate::report;
-use crate::runner::{self, ExecCtx, Monitor, Shared, RUN};
-use crate::rx::{Handoff, Receivers, Role};
-use crate::sched::{parse_rates, Schedule};
-use crate::stats::{self, bump, now_ns, LatencySummary};
+use crate::runner::{ExecCtx, RUN};
+use crate::rx::{Handoff, Role};
+use crate::sched::Schedule;
+use crate::stats::{bump, now_ns};
 use crate::wire;
+
+use super::stepped::{self, Stepped};
 
 /// The ref of every presence push.
 pub const PRESENCE_REF: &str = "p";
 
 /// Runs the scenario; returns the exit code.
 pub fn run(a: &PresenceArgs) -> i32 {
-    let rates = match parse_rates(&a.rate) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("realtime-loadgen: {e}");
-            return EXIT_ERROR;
-        }
-    };
-    let sched = Schedule::stepped(&rates, (a.duration * 1e9) as u64);
     let total = a.channels.max(1) * a.members.max(1);
-    let env = match Env::resolve(&a.common, total) {
-        Ok(e) => Arc::new(e),
-        Err(e) => {
-            eprintln!("realtime-loadgen: {e}");
-            return EXIT_ERROR;
-        }
+    let plan = stepped::Plan {
+        scenario: "presence",
+        common: &a.common,
+        params: serde_json::to_value(a).unwrap_or_default(),
+        rates: &a.rate,
+        duration: a.duration,
+        drain: a.drain,
+        nr_conns: total,
+        refuse_if_none_ready: Some("member"),
     };
-    let shared = Shared::new(env.cores.len());
-    let mon = Monitor::new(shared.clone(), env.server_pid, !env.common.quiet);
-    let before = mon.sample();
-    let receivers = match Receivers::start(&env.cores, &shared, Some(sched.clone())) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("realtime-loadgen: starting receivers: {e}");
-            return EXIT_ERROR;
-        }
+    let args = Arc::new(a.clone());
+    let run = stepped::run(plan, move |ctx, env, sched, tx| {
+        exec(ctx, env, args.clone(), sched, total, tx)
+    });
+    let Stepped {
+        env,
+        shared,
+        mut report,
+        ..
+    } = match run {
+        Ok(s) => s,
+        Err(code) => return code,
     };
-    let txs = receivers.senders();
-    let handles = {
-        let (env, a, sched) = (env.clone(), Arc::new(a.clone()), sched.clone());
-        match runner::spawn(&env.cores.clone(), &shared, move |ctx| {
-            let tx = txs[ctx.id % txs.len()].clone();
-            exec(ctx, env.clone(), a.clone(), sched.clone(), total, tx)
-        }) {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!("realtime-loadgen: starting executors: {e}");
-                return EXIT_ERROR;
-            }
-        }
-    };
-    mon.wait_ready(total, Duration::from_secs(env.common.setup_timeout));
-    let ready = shared.ready.load(Ordering::Acquire);
-    if ready == 0 {
-        shared.stop();
-        let _ = runner::join(handles);
-        let _ = receivers.join();
-        mon.finish();
-        eprintln!(
-            "realtime-loadgen: no member could join: {:?}",
-            shared.reasons.take()
-        );
-        return EXIT_ERROR;
-    }
-    let loaded = mon.sample();
-    let start = now_ns() + 300_000_000;
-    shared.start(start);
-    let n = sched.steps().len();
-    let marks: Vec<u64> = (1..=n).map(|i| sched.step_start_ns(i)).collect();
-    let window_ns = sched.total_ns() + (a.drain * 1e9) as u64;
-    let (samples, at_marks) = mon.record(start, window_ns, &marks, "presence");
-    shared.stop();
-    let outs = match runner::join(handles).and_then(|mut o| {
-        o.extend(receivers.join()?);
-        Ok(o)
-    }) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("realtime-loadgen: {e}");
-            return EXIT_ERROR;
-        }
-    };
-    mon.finish();
-    let all = merge(&outs);
-    let mut r = env.report("presence", serde_json::to_value(a).unwrap_or_default());
-    r.connections = ready;
-    let (first, last) = (samples[0], *samples.last().unwrap_or(&samples[0]));
-    fill_window(
-        &mut r,
-        &first,
-        &last,
-        env.cores.len(),
-        Some(sched.total_ns()),
-    );
-    let mut step_marks = vec![first];
-    step_marks.extend(at_marks);
-    fill_steps(&mut r, &sched, &step_marks, &all, env.cores.len());
-    fill_rss(&mut r, before.server_rss, loaded.server_rss, ready);
-    r.latency = LatencySummary::of(&all.lat);
-    r.latency_curve = stats::percentile_curve(&all.lat);
+    let r = &mut report;
     r.ack_latency = None;
-    r.send_lag = Some(LatencySummary::of(&all.lag));
     let expected = r.window.sends * a.members.max(1);
     r.expected_deliveries = Some(expected);
     r.delivery_ratio = (expected > 0).then(|| r.window.deliveries as f64 / expected as f64);
-    r.timeline = report::timeline(&samples, start);
     r.warnings.push(
         "deliveries are presence_diff messages (tracks and untracks); latency is timed on \
          tracks only. The server limits presence per channel (CLIENT_PRESENCE_MAX_CALLS per \
          CLIENT_PRESENCE_WINDOW_MS) and per tenant (TENANT_MAX_PRESENCE_EVENTS_PER_SECOND)"
             .into(),
     );
-    finish(r, &env, &shared.reasons)
+    finish(report, &env, &shared.reasons)
 }
 
 /// A member the driver can churn.
@@ -244,15 +178,7 @@ async fn drive(ctx: ExecCtx, sched: Schedule, start: u64, members: Vec<Rc<Member
     let c = ctx.counters();
     let mut k = 0u64;
     let mut buf = Vec::new();
-    while !ctx.stopping() {
-        let Some(off) = sched.offset_of(k) else { break };
-        let due = start + off;
-        let now = now_ns();
-        if due > now {
-            glommio::timer::sleep(Duration::from_nanos(due - now)).await;
-            continue;
-        }
-        stats::record(&mut rec.borrow_mut().out.lag, now - due);
+    while let Some(due) = until_due(&ctx, &sched, start, k, &rec).await {
         let m = &members[(k % members.len() as u64) as usize];
         k += 1;
         let frame: &[u8] = if m.tracked.get() {

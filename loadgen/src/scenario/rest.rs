@@ -8,120 +8,62 @@ use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::Duration;
 
 use glommio::spawn_local;
 
 use super::{
-    fill_rss, fill_steps, fill_window, finish, hand_off, merge, note_disconnect, open_and_join,
-    pace, topic, Env, ExecOut, Held, Rec, Recorder, EXIT_ERROR,
+    finish, hand_off, note_disconnect, open_and_join, pace, run_then_take, topic, until_due, Env,
+    ExecOut, Held, Rec, Recorder,
 };
 use crate::cli::RestArgs;
 use crate::conn::{Heartbeats, Socket};
 use crate::phx::{self, TS_DIGITS};
-use crate::report;
-use crate::runner::{self, ExecCtx, Monitor, Shared, RUN, STOP};
-use crate::rx::{Handoff, Receivers, Role};
-use crate::sched::{parse_rates, Schedule};
+use crate::runner::{ExecCtx, RUN, STOP};
+use crate::rx::{Handoff, Role};
+use crate::sched::Schedule;
 use crate::stats::{self, bump, now_ns, LatencySummary};
 use crate::wire;
 
+use super::stepped::{self, Stepped};
+
 /// Runs the scenario; returns the exit code.
 pub fn run(a: &RestArgs) -> i32 {
-    let rates = match parse_rates(&a.rate) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("realtime-loadgen: {e}");
-            return EXIT_ERROR;
-        }
-    };
-    let sched = Schedule::stepped(&rates, (a.duration * 1e9) as u64);
     let nr_subs = a.subscribers * a.topics.max(1);
-    let total = nr_subs + a.http_conns.max(1);
-    let env = match Env::resolve(&a.common, total) {
-        Ok(e) => Arc::new(e),
-        Err(e) => {
-            eprintln!("realtime-loadgen: {e}");
-            return EXIT_ERROR;
-        }
+    let plan = stepped::Plan {
+        scenario: "rest-broadcast",
+        common: &a.common,
+        params: serde_json::to_value(a).unwrap_or_default(),
+        rates: &a.rate,
+        duration: a.duration,
+        drain: a.drain,
+        nr_conns: nr_subs + a.http_conns.max(1),
+        refuse_if_none_ready: None,
     };
-    let shared = Shared::new(env.cores.len());
-    let mon = Monitor::new(shared.clone(), env.server_pid, !env.common.quiet);
-    let before = mon.sample();
-    let receivers = match Receivers::start(&env.cores, &shared, Some(sched.clone())) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("realtime-loadgen: starting receivers: {e}");
-            return EXIT_ERROR;
-        }
+    let args = Arc::new(a.clone());
+    let run = stepped::run(plan, move |ctx, env, sched, tx| {
+        exec(ctx, env, args.clone(), sched, tx)
+    });
+    let Stepped {
+        env,
+        shared,
+        all,
+        mut report,
+        ..
+    } = match run {
+        Ok(s) => s,
+        Err(code) => return code,
     };
-    let txs = receivers.senders();
-    let handles = {
-        let (env, a, sched) = (env.clone(), Arc::new(a.clone()), sched.clone());
-        match runner::spawn(&env.cores.clone(), &shared, move |ctx| {
-            let tx = txs[ctx.id % txs.len()].clone();
-            exec(ctx, env.clone(), a.clone(), sched.clone(), tx)
-        }) {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!("realtime-loadgen: starting executors: {e}");
-                return EXIT_ERROR;
-            }
-        }
-    };
-    mon.wait_ready(total, Duration::from_secs(env.common.setup_timeout));
-    let ready = shared.ready.load(Ordering::Acquire);
-    let loaded = mon.sample();
-    let start = now_ns() + 300_000_000;
-    shared.start(start);
-    let n = sched.steps().len();
-    let marks: Vec<u64> = (1..=n).map(|i| sched.step_start_ns(i)).collect();
-    let window_ns = sched.total_ns() + (a.drain * 1e9) as u64;
-    let (samples, at_marks) = mon.record(start, window_ns, &marks, "rest-broadcast");
-    shared.stop();
-    let outs = match runner::join(handles).and_then(|mut o| {
-        o.extend(receivers.join()?);
-        Ok(o)
-    }) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("realtime-loadgen: {e}");
-            return EXIT_ERROR;
-        }
-    };
-    mon.finish();
-    let all = merge(&outs);
-    let mut r = env.report(
-        "rest-broadcast",
-        serde_json::to_value(a).unwrap_or_default(),
-    );
-    r.connections = ready;
-    let (first, last) = (samples[0], *samples.last().unwrap_or(&samples[0]));
-    fill_window(
-        &mut r,
-        &first,
-        &last,
-        env.cores.len(),
-        Some(sched.total_ns()),
-    );
-    let mut step_marks = vec![first];
-    step_marks.extend(at_marks);
-    fill_steps(&mut r, &sched, &step_marks, &all, env.cores.len());
-    fill_rss(&mut r, before.server_rss, loaded.server_rss, ready);
-    r.latency = LatencySummary::of(&all.lat);
-    r.latency_curve = stats::percentile_curve(&all.lat);
+    let r = &mut report;
     r.ack_latency = Some(LatencySummary::of(&all.ack));
-    r.send_lag = Some(LatencySummary::of(&all.lag));
     let expected = r.window.sends * a.subscribers;
     r.expected_deliveries = Some(expected);
     r.delivery_ratio = (expected > 0).then(|| r.window.deliveries as f64 / expected as f64);
-    r.timeline = report::timeline(&samples, start);
     r.warnings.push(format!(
         "sends are broadcast messages ({} per request); every message counts against \
          TENANT_MAX_EVENTS_PER_SECOND, as does every delivery",
         if a.single { 1 } else { a.batch.max(1) }
     ));
-    finish(r, &env, &shared.reasons)
+    finish(report, &env, &shared.reasons)
 }
 
 /// One executor: its subscribers and HTTP posters.
@@ -181,13 +123,7 @@ async fn exec(
         }));
         local += 1;
     }
-    if ctx.wait_phase(RUN).await == RUN {
-        rec.borrow_mut().start_ns = ctx.start_ns();
-    }
-    ctx.wait_stop().await;
-    drop(tasks);
-    let out = rec.borrow_mut().take();
-    out
+    run_then_take(&ctx, &rec, tasks).await
 }
 
 /// One keep-alive HTTP connection posting requests h, h+H, h+2H, ... of
@@ -217,15 +153,7 @@ async fn poster(ctx: ExecCtx, env: Arc<Env>, a: Arc<RestArgs>, sched: Schedule, 
     let mut body = Vec::new();
     let mut resp = Vec::new();
     let mut k = h;
-    while !ctx.stopping() {
-        let Some(off) = sched.offset_of(k) else { break };
-        let due = start + off;
-        let now = now_ns();
-        if due > now {
-            glommio::timer::sleep(Duration::from_nanos(due - now)).await;
-            continue;
-        }
-        stats::record(&mut rec.borrow_mut().out.lag, now - due);
+    while let Some(due) = until_due(&ctx, &sched, start, k, &rec).await {
         let mut digits = [0u8; TS_DIGITS];
         phx::write_ts(&mut digits, due);
         let mut p = payload.clone();

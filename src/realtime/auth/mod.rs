@@ -12,9 +12,11 @@
 //! Runtime-free: time comes in as `now_unix` seconds.
 //!
 //! Layout: `signer` picks and applies the key; `inspect` renders values the way
-//! Elixir's `inspect/1` does for the texts built with it.
+//! Elixir's `inspect/1` does for the texts built with it; `memo` keeps the
+//! tokens a tenant's joins verified recently.
 
 mod inspect;
+mod memo;
 mod signer;
 #[cfg(test)]
 mod tests;
@@ -24,6 +26,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use inspect::ClaimMessage;
+pub use memo::TokenMemo;
 
 /// Keys a tenant's tokens are verified with.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -150,18 +150,25 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     if session.channels.len() as u64 >= limits.max_channels_per_client {
         return error("ChannelRateLimitReached: Too many channels".into(), None);
     }
-    // Channels joined with the socket's token share its text.
-    let token: Rc<str> = match cfg.token.as_deref() {
-        Some(t) if !auth::is_opaque_api_key(t) => Rc::from(auth::clean_token(t)),
-        _ => session.socket_token.clone(),
+    // Channels joined with the socket's token share the socket's text;
+    // others share the memo's copy.
+    let cleaned;
+    let token: &str = match cfg.token.as_deref() {
+        Some(t) if !auth::is_opaque_api_key(t) => {
+            cleaned = auth::clean_token(t);
+            &cleaned
+        }
+        _ => &session.socket_token,
     };
-    let claims: Claims = match auth::verify_channel(
-        &token,
+    let (token, claims): (Rc<str>, Claims) = match env.tenant.join_tokens.verify_channel(
+        &env.tenant.config,
+        token,
         &tenant_cfg.jwt,
         &tenant_cfg.validators,
         env.now_unix,
     ) {
-        Ok(c) => c,
+        Ok((t, c)) if *t == *session.socket_token => (session.socket_token.clone(), c),
+        Ok(v) => v,
         Err(e) => return error(e.join_reason(), None),
     };
     if cfg.private {
@@ -212,18 +219,12 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     env.tally.joins += 1;
     env.tally.channels += 1;
 
-    // Reply: every binding echoed in order with its id.
-    let echoed: Vec<Value> = cfg
-        .postgres_changes
-        .iter()
-        .map(|b| {
-            let mut e = b.clone();
-            e.insert("id".into(), Value::from(binding_id(b)));
-            Value::Object(e)
-        })
-        .collect();
-    let response = serde_json::json!({ "postgres_changes": echoed });
-    let response = serde_json::to_vec(&response).unwrap_or_default();
+    // Reply: the bindings echoed with their ids (none: a constant).
+    let response = if cfg.postgres_changes.is_empty() {
+        br#"{"postgres_changes":[]}"#.to_vec()
+    } else {
+        echo_bindings(&cfg.postgres_changes)
+    };
     session.reply(
         msg.join_ref.as_ref(),
         msg.msg_ref.as_ref(),
@@ -251,6 +252,20 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     }
     session.channels.insert(ch);
     Flow::Continue
+}
+
+/// The join reply's `{"postgres_changes": [...]}`: every binding echoed in
+/// order with its id.
+fn echo_bindings(bindings: &[Map<String, Value>]) -> Vec<u8> {
+    let echoed: Vec<Value> = bindings
+        .iter()
+        .map(|b| {
+            let mut e = b.clone();
+            e.insert("id".into(), Value::from(binding_id(b)));
+            Value::Object(e)
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({ "postgres_changes": echoed })).unwrap_or_default()
 }
 
 /// Registers the channel's Postgres Changes bindings, or tells it why not
