@@ -151,8 +151,18 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         return error("ChannelRateLimitReached: Too many channels".into(), None);
     }
     // Channels joined with the socket's token share its text.
+    // So do channels joined with the same token again (realtime-js sends
+    // the socket's token as `access_token`): one copy per socket, not one
+    // per channel.
     let token: Rc<str> = match cfg.token.as_deref() {
-        Some(t) if !auth::is_opaque_api_key(t) => Rc::from(auth::clean_token(t)),
+        Some(t) if !auth::is_opaque_api_key(t) => {
+            let t = auth::clean_token(t);
+            if *t == *session.socket_token {
+                session.socket_token.clone()
+            } else {
+                Rc::from(t)
+            }
+        }
         _ => session.socket_token.clone(),
     };
     let claims: Claims = match auth::verify_channel(
@@ -185,17 +195,14 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         broadcast_self: cfg.self_,
         broadcast_ack: cfg.ack,
         presence_enabled,
-        presence_key: cfg
-            .presence_key
-            .clone()
-            .unwrap_or_else(presence::new_presence_key),
+        presence_key: cfg.presence_key.as_deref().map(Box::from),
         tracking: false,
         presence_limiter: ClientPresenceLimiter::new(
             limits.client_presence_max_calls,
             limits.client_presence_window_ms,
         ),
         token,
-        claims,
+        exp: claims.exp,
     };
     env.tenant.hub.subscribe(
         &msg.topic,
@@ -247,7 +254,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         ));
     }
     if !cfg.postgres_changes.is_empty() || (!cfg.has_config && env.tenant.config.has_database) {
-        subscribe_changes(session, env, &ch, &cfg, sub_topic);
+        subscribe_changes(session, env, &ch, &claims, &cfg, sub_topic);
     }
     session.channels.insert(ch);
     Flow::Continue
@@ -259,6 +266,7 @@ fn subscribe_changes(
     session: &Session,
     env: &mut Env<'_>,
     ch: &Channel,
+    claims: &Claims,
     cfg: &JoinConfig,
     sub_topic: &str,
 ) {
@@ -301,7 +309,7 @@ fn subscribe_changes(
         join_ref: ch.join_ref.clone(),
         bindings,
         legacy,
-        claims: sub_claims(&ch.claims),
+        claims: sub_claims(claims),
         ready: false,
         generation: 0,
         told_ready: false,
