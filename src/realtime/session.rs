@@ -202,6 +202,11 @@ pub struct Session {
     /// swept after `NO_CHANNEL_TIMEOUT_IN_MS` (connections that never join
     /// are not).
     pub attempted_join: bool,
+    /// When the client last sent data, on the shard's millisecond clock
+    /// truncated to 32 bits (compare with `wrapping_sub`). The shard's idle
+    /// sweep closes sockets silent for `WEBSOCKET_IDLE_TIMEOUT_MS`; a field
+    /// here (it fits in padding) instead of a timer per socket.
+    pub last_inbound_ms: u32,
 }
 
 impl Session {
@@ -215,6 +220,7 @@ impl Session {
             channels: Channels::default(),
             counted_user: false,
             attempted_join: false,
+            last_inbound_ms: 0,
         }
     }
 

@@ -228,14 +228,15 @@ async fn websocket(
     {
         return;
     }
-    let _ = stream
-        .borrow()
-        .set_read_timeout(Some(Duration::from_millis(state.config.idle_timeout_ms)));
+    // Silence is timed by the shard's idle sweep (`last_inbound_ms`), not
+    // by a glommio read timeout: that is a reactor timer entry per socket.
+    let _ = stream.borrow().set_read_timeout(None);
 
     let id = state.next_conn_id.get() + 1;
     state.next_conn_id.set(id);
     let out = OutQueue::new(state.config.socket_queue_bytes, stream.clone());
-    let session = Session::new(id, accepted.vsn, out.clone(), Rc::from(accepted.token));
+    let mut session = Session::new(id, accepted.vsn, out.clone(), Rc::from(accepted.token));
+    session.last_inbound_ms = state.now_ms() as u32;
     let conn = Rc::new(Conn {
         session: RefCell::new(session),
         out: out.clone(),
@@ -368,7 +369,10 @@ async fn read_loop(
         .await;
         match read {
             Some(Ok(0)) | Some(Err(_)) | None => return,
-            Some(Ok(n)) => ShardStats::add(&state.stats().bytes_in, n as u64),
+            Some(Ok(n)) => {
+                conn.session.borrow_mut().last_inbound_ms = state.now_ms() as u32;
+                ShardStats::add(&state.stats().bytes_in, n as u64);
+            }
         }
     }
 }
