@@ -261,51 +261,56 @@ async fn websocket(
 
 /// Drives an upgraded connection: the read loop, then clean-up once the
 /// shard's flusher has written what was queued (see `outq`).
-async fn session_task(
+/// An `async move` block rather than an `async fn`, which would hold its
+/// arguments twice in the task for the connection's whole life.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn session_task(
     state: Rc<ShardState>,
     stream: SharedStream,
     conn: Rc<Conn>,
     mut buf: BytesMut,
-) {
-    let out = conn.out.clone();
-    let id = conn.session.borrow().id;
-    read_loop(&state, &stream, &conn, &mut buf).await;
+) -> impl Future<Output = ()> {
+    async move {
+        let out = conn.out.clone();
+        let id = conn.session.borrow().id;
+        read_loop(&state, &stream, &conn, &mut buf).await;
 
-    // Leave everything, then let the flusher write what is queued.
-    with_env(&state, &conn, |session, env| session.close(env));
-    if out.state() == OutState::Open {
-        // The client went away: nothing queued can reach it.
-        out.kill();
-    }
-    if !out.reason().is_empty() {
-        tracing::info!(
-            conn = id,
-            reason = out.reason(),
-            "socket closed by the server"
-        );
-        if out.reason().starts_with("outbound queue") {
-            ShardStats::add(&state.stats().queue_drops, 1);
+        // Leave everything, then let the flusher write what is queued.
+        with_env(&state, &conn, |session, env| session.close(env));
+        if out.state() == OutState::Open {
+            // The client went away: nothing queued can reach it.
+            out.kill();
         }
+        if !out.reason().is_empty() {
+            tracing::info!(
+                conn = id,
+                reason = out.reason(),
+                "socket closed by the server"
+            );
+            if out.reason().starts_with("outbound queue") {
+                ShardStats::add(&state.stats().queue_drops, 1);
+            }
+        }
+        // A closing socket gets its last frames (the close frame among them)
+        // unless its peer stops reading for longer than this.
+        let settled = futures_lite::future::or(
+            async {
+                poll_fn(|cx| out.poll_settled(cx)).await;
+                true
+            },
+            async {
+                glommio::timer::sleep(CLOSE_FLUSH_LIMIT).await;
+                false
+            },
+        )
+        .await;
+        if !settled {
+            out.kill();
+        }
+        drop(stream);
+        state.sessions.borrow_mut().remove(&id);
+        ShardStats::gauge(&state.stats().connections, -1);
     }
-    // A closing socket gets its last frames (the close frame among them)
-    // unless its peer stops reading for longer than this.
-    let settled = futures_lite::future::or(
-        async {
-            poll_fn(|cx| out.poll_settled(cx)).await;
-            true
-        },
-        async {
-            glommio::timer::sleep(CLOSE_FLUSH_LIMIT).await;
-            false
-        },
-    )
-    .await;
-    if !settled {
-        out.kill();
-    }
-    drop(stream);
-    state.sessions.borrow_mut().remove(&id);
-    ShardStats::gauge(&state.stats().connections, -1);
 }
 
 /// Runs `f` with the session and a handler environment, then folds the
@@ -344,6 +349,7 @@ pub fn with_env<R>(
 /// The read side of a session. A plain fn returning an `async move` block:
 /// an `async fn` would keep its arguments twice in the future's state, and
 /// this future is what each idle socket's task holds.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
 fn read_loop<'a>(
     state: &'a Rc<ShardState>,
     stream: &'a SharedStream,
