@@ -273,7 +273,8 @@ pub struct Decoder {
     /// Largest frame payload / reassembled message accepted (bytes).
     max_message_size: usize,
     /// A fragmented Text/Binary message being reassembled: (is_text, bytes so far).
-    partial: Option<(bool, BytesMut)>,
+    /// Boxed: rare, and the decoder sits in every idle socket's reader.
+    partial: Option<Box<(bool, BytesMut)>>,
 }
 
 /// A parsed frame header.
@@ -334,15 +335,16 @@ impl Decoder {
                     }));
                 }
                 OpCode::Text | OpCode::Binary => {
-                    self.partial = Some((header.opcode == OpCode::Text, payload));
+                    self.partial = Some(Box::new((header.opcode == OpCode::Text, payload)));
                 }
                 OpCode::Continuation => {
                     // parse_header guarantees a message is open.
-                    if let Some((_, acc)) = self.partial.as_mut() {
-                        acc.extend_from_slice(&payload);
+                    if let Some(partial) = self.partial.as_mut() {
+                        partial.1.extend_from_slice(&payload);
                     }
                     if header.fin {
-                        if let Some((is_text, acc)) = self.partial.take() {
+                        if let Some(partial) = self.partial.take() {
+                            let (is_text, acc) = *partial;
                             let acc = acc.freeze();
                             return Ok(Some(if is_text {
                                 Message::Text(acc)
@@ -410,7 +412,7 @@ impl Decoder {
         // Decided before any of the body is buffered. Non-minimal length
         // encodings are tolerated (as browsers' peers commonly do).
         if !opcode.is_control() {
-            let already = self.partial.as_ref().map_or(0, |(_, acc)| acc.len()) as u64;
+            let already = self.partial.as_ref().map_or(0, |p| p.1.len()) as u64;
             if already.saturating_add(len) > self.max_message_size as u64 {
                 return Err(WsError::TooBig);
             }

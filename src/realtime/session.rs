@@ -5,7 +5,6 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::auth::Claims;
 use super::frames;
 use super::hub::{ChannelId, Outbound};
 use super::presence::ClientPresenceLimiter;
@@ -80,19 +79,28 @@ pub struct Channel {
     pub broadcast_ack: bool,
     /// Presence was enabled at join (or auto-enabled by a track).
     pub presence_enabled: bool,
-    /// Key this channel tracks presence under.
-    pub presence_key: String,
+    /// Key this channel tracks presence under: the client's, or `None`
+    /// until the first track generates one (most channels never track, and
+    /// a generated key is only ever seen once tracked).
+    pub presence_key: Option<Box<str>>,
     /// Whether this channel currently tracks a presence.
     pub tracking: bool,
     /// Per-channel presence call limiter.
     pub presence_limiter: ClientPresenceLimiter,
     /// The channel's token (join `access_token`, or the socket's, shared).
     pub token: Rc<str>,
-    /// Its verified claims.
-    pub claims: Claims,
+    /// `exp` of its verified claims. The rest of the claims is only needed
+    /// by Postgres Changes, which keeps its own copy (`cdc::SubClaims`).
+    pub exp: i64,
 }
 
 impl Channel {
+    /// The key this channel tracks presence under, generated on first use.
+    pub fn presence_key(&mut self) -> &str {
+        self.presence_key
+            .get_or_insert_with(|| super::presence::new_presence_key().into_boxed_str())
+    }
+
     /// The topic without the `realtime:` prefix.
     pub fn sub_topic(&self) -> &str {
         self.topic.strip_prefix("realtime:").unwrap_or(&self.topic)
@@ -127,6 +135,12 @@ impl Channels {
         match self.0.iter().position(|c| c.topic == ch.topic) {
             Some(i) => Some(std::mem::replace(&mut self.0[i], ch)),
             None => {
+                if self.0.len() < 4 {
+                    // Grow one slot at a time while small: a plain push
+                    // reserves four 100-byte-plus slots for the first
+                    // channel, and most sockets join one.
+                    self.0.reserve_exact(1);
+                }
                 self.0.push(ch);
                 None
             }
@@ -188,6 +202,11 @@ pub struct Session {
     /// swept after `NO_CHANNEL_TIMEOUT_IN_MS` (connections that never join
     /// are not).
     pub attempted_join: bool,
+    /// When the client last sent data, on the shard's millisecond clock
+    /// truncated to 32 bits (compare with `wrapping_sub`). The shard's idle
+    /// sweep closes sockets silent for `WEBSOCKET_IDLE_TIMEOUT_MS`; a field
+    /// here (it fits in padding) instead of a timer per socket.
+    pub last_inbound_ms: u32,
 }
 
 impl Session {
@@ -201,6 +220,7 @@ impl Session {
             channels: Channels::default(),
             counted_user: false,
             attempted_join: false,
+            last_inbound_ms: 0,
         }
     }
 
@@ -303,7 +323,7 @@ impl Session {
 
     /// Earliest token expiry among the channels, if any.
     pub fn earliest_expiry(&self) -> Option<i64> {
-        self.channels.values().map(|c| c.claims.exp).min()
+        self.channels.values().map(|c| c.exp).min()
     }
 
     /// Re-validates the token of every channel whose `exp` has passed at
@@ -314,7 +334,7 @@ impl Session {
         let due: Vec<(Box<str>, Rc<str>)> = self
             .channels
             .iter()
-            .filter(|(_, c)| c.claims.exp <= now)
+            .filter(|(_, c)| c.exp <= now)
             .map(|(t, c)| (t.clone(), c.token.clone()))
             .collect();
         let cfg = env.tenant.config.clone();

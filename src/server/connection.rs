@@ -2,12 +2,13 @@
 //! WebSocket session (upgrade checks, read loop, batched writer).
 
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use realtime_shards::ShardStats;
@@ -49,18 +50,24 @@ thread_local! {
 
 /// Reads at most `READ_CHUNK` more bytes into `buf`; 0 means EOF.
 pub async fn read_some(stream: &SharedStream, buf: &mut BytesMut) -> std::io::Result<usize> {
-    poll_fn(|cx| {
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let mut s = stream.borrow_mut();
-            let r = Pin::new(&mut *s).poll_read(cx, &mut scratch[..]);
-            if let std::task::Poll::Ready(Ok(n)) = r {
-                buf.extend_from_slice(&scratch[..n]);
-            }
-            r
-        })
+    poll_fn(|cx| poll_read_some(cx, stream, buf)).await
+}
+
+/// One poll of [`read_some`].
+fn poll_read_some(
+    cx: &mut Context<'_>,
+    stream: &SharedStream,
+    buf: &mut BytesMut,
+) -> Poll<std::io::Result<usize>> {
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let mut s = stream.borrow_mut();
+        let r = Pin::new(&mut *s).poll_read(cx, &mut scratch[..]);
+        if let Poll::Ready(Ok(n)) = r {
+            buf.extend_from_slice(&scratch[..n]);
+        }
+        r
     })
-    .await
 }
 
 /// Writes all of `data`.
@@ -228,14 +235,15 @@ async fn websocket(
     {
         return;
     }
-    let _ = stream
-        .borrow()
-        .set_read_timeout(Some(Duration::from_millis(state.config.idle_timeout_ms)));
+    // Silence is timed by the shard's idle sweep (`last_inbound_ms`), not
+    // by a glommio read timeout: that is a reactor timer entry per socket.
+    let _ = stream.borrow().set_read_timeout(None);
 
     let id = state.next_conn_id.get() + 1;
     state.next_conn_id.set(id);
     let out = OutQueue::new(state.config.socket_queue_bytes, stream.clone());
-    let session = Session::new(id, accepted.vsn, out.clone(), Rc::from(accepted.token));
+    let mut session = Session::new(id, accepted.vsn, out.clone(), Rc::from(accepted.token));
+    session.last_inbound_ms = state.now_ms() as u32;
     let conn = Rc::new(Conn {
         session: RefCell::new(session),
         out: out.clone(),
@@ -253,51 +261,56 @@ async fn websocket(
 
 /// Drives an upgraded connection: the read loop, then clean-up once the
 /// shard's flusher has written what was queued (see `outq`).
-async fn session_task(
+/// An `async move` block rather than an `async fn`, which would hold its
+/// arguments twice in the task for the connection's whole life.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn session_task(
     state: Rc<ShardState>,
     stream: SharedStream,
     conn: Rc<Conn>,
     mut buf: BytesMut,
-) {
-    let out = conn.out.clone();
-    let id = conn.session.borrow().id;
-    read_loop(&state, &stream, &conn, &mut buf).await;
+) -> impl Future<Output = ()> {
+    async move {
+        let out = conn.out.clone();
+        let id = conn.session.borrow().id;
+        read_loop(&state, &stream, &conn, &mut buf).await;
 
-    // Leave everything, then let the flusher write what is queued.
-    with_env(&state, &conn, |session, env| session.close(env));
-    if out.state() == OutState::Open {
-        // The client went away: nothing queued can reach it.
-        out.kill();
-    }
-    if !out.reason().is_empty() {
-        tracing::info!(
-            conn = id,
-            reason = out.reason(),
-            "socket closed by the server"
-        );
-        if out.reason().starts_with("outbound queue") {
-            ShardStats::add(&state.stats().queue_drops, 1);
+        // Leave everything, then let the flusher write what is queued.
+        with_env(&state, &conn, |session, env| session.close(env));
+        if out.state() == OutState::Open {
+            // The client went away: nothing queued can reach it.
+            out.kill();
         }
+        if !out.reason().is_empty() {
+            tracing::info!(
+                conn = id,
+                reason = out.reason(),
+                "socket closed by the server"
+            );
+            if out.reason().starts_with("outbound queue") {
+                ShardStats::add(&state.stats().queue_drops, 1);
+            }
+        }
+        // A closing socket gets its last frames (the close frame among them)
+        // unless its peer stops reading for longer than this.
+        let settled = futures_lite::future::or(
+            async {
+                poll_fn(|cx| out.poll_settled(cx)).await;
+                true
+            },
+            async {
+                glommio::timer::sleep(CLOSE_FLUSH_LIMIT).await;
+                false
+            },
+        )
+        .await;
+        if !settled {
+            out.kill();
+        }
+        drop(stream);
+        state.sessions.borrow_mut().remove(&id);
+        ShardStats::gauge(&state.stats().connections, -1);
     }
-    // A closing socket gets its last frames (the close frame among them)
-    // unless its peer stops reading for longer than this.
-    let settled = futures_lite::future::or(
-        async {
-            poll_fn(|cx| out.poll_settled(cx)).await;
-            true
-        },
-        async {
-            glommio::timer::sleep(CLOSE_FLUSH_LIMIT).await;
-            false
-        },
-    )
-    .await;
-    if !settled {
-        out.kill();
-    }
-    drop(stream);
-    state.sessions.borrow_mut().remove(&id);
-    ShardStats::gauge(&state.stats().connections, -1);
 }
 
 /// Runs `f` with the session and a handler environment, then folds the
@@ -333,48 +346,84 @@ pub fn with_env<R>(
     r
 }
 
-async fn read_loop(
-    state: &Rc<ShardState>,
-    stream: &SharedStream,
-    conn: &Rc<Conn>,
-    buf: &mut BytesMut,
-) {
-    let mut decoder = ws::Decoder::new(state.config.max_frame_size);
-    let out = &conn.out;
-    loop {
-        // Drain every complete frame already buffered.
+/// The read side of a session. A plain fn returning an `async move` block:
+/// an `async fn` would keep its arguments twice in the future's state, and
+/// this future is what each idle socket's task holds.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn read_loop<'a>(
+    state: &'a Rc<ShardState>,
+    stream: &'a SharedStream,
+    conn: &'a Rc<Conn>,
+    buf: &'a mut BytesMut,
+) -> impl Future<Output = ()> + 'a {
+    async move {
+        let mut decoder = ws::Decoder::new(state.config.max_frame_size);
+        let out = &conn.out;
         loop {
-            let msg = match decoder.decode(buf) {
-                Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::debug!(conn = conn.session.borrow().id, error = %e, "websocket protocol error");
-                    out.close_with(e.close_code(), "websocket protocol error");
+            // Drain every complete frame already buffered.
+            loop {
+                let msg = match decoder.decode(buf) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::debug!(conn = conn.session.borrow().id, error = %e, "websocket protocol error");
+                        out.close_with(e.close_code(), "websocket protocol error");
+                        return;
+                    }
+                };
+                let go_on = match on_message(state, conn, msg) {
+                    Step::Read => true,
+                    Step::Stop => false,
+                    // Rare (join errors): boxed, so an idle reader's future
+                    // does not carry the delay's state.
+                    Step::Delay(d) => Box::pin(delay(conn, d)).await,
+                };
+                if !go_on {
                     return;
                 }
-            };
-            if !on_message(state, conn, msg).await {
-                return;
             }
-        }
-        if buf.is_empty() {
-            // Idle sockets keep no read buffer.
-            *buf = BytesMut::new();
-        }
-        let read = futures_lite::future::or(async { Some(read_some(stream, buf).await) }, async {
-            poll_fn(|cx| out.poll_stopped(cx)).await;
-            None
-        })
-        .await;
-        match read {
-            Some(Ok(0)) | Some(Err(_)) | None => return,
-            Some(Ok(n)) => ShardStats::add(&state.stats().bytes_in, n as u64),
+            if buf.is_empty() {
+                // Idle sockets keep no read buffer.
+                *buf = BytesMut::new();
+            }
+            // Data, or `None` once the socket must stop. One closure rather
+            // than two racing futures: this is what every idle socket's task
+            // holds while it waits.
+            let read = poll_fn(|cx| match poll_read_some(cx, stream, buf) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending => out.poll_stopped(cx).map(|()| None),
+            })
+            .await;
+            match read {
+                Some(Ok(0)) | Some(Err(_)) | None => return,
+                Some(Ok(n)) => {
+                    conn.session.borrow_mut().last_inbound_ms = state.now_ms() as u32;
+                    ShardStats::add(&state.stats().bytes_in, n as u64);
+                }
+            }
         }
     }
 }
 
-/// Handles one WebSocket message; false when the socket must stop reading.
-async fn on_message(state: &Rc<ShardState>, conn: &Rc<Conn>, msg: ws::Message) -> bool {
+/// What the read loop does after a message.
+enum Step {
+    /// Keep reading.
+    Read,
+    /// Stop reading.
+    Stop,
+    /// Pause reading, then act (see [`Flow::Delay`]).
+    Delay(Delayed),
+}
+
+/// A paused read: how long, then what to queue and whether to close.
+struct Delayed {
+    ms: u64,
+    frames: Vec<Bytes>,
+    close: Option<u16>,
+}
+
+/// Handles one WebSocket message.
+fn on_message(state: &Rc<ShardState>, conn: &Rc<Conn>, msg: ws::Message) -> Step {
     let out = &conn.out;
     let vsn = conn.session.borrow().vsn;
     let flow = match &msg {
@@ -402,23 +451,28 @@ async fn on_message(state: &Rc<ShardState>, conn: &Rc<Conn>, msg: ws::Message) -
         ws::Message::Close(c) => {
             let code = c.as_ref().map_or(1000, |(code, _)| *code);
             out.close_with(echo_close_code(code), "");
-            return false;
+            return Step::Stop;
         }
     };
     match flow {
-        Flow::Continue => out.state() == OutState::Open,
-        Flow::Delay { ms, frames, close } => {
-            glommio::timer::sleep(Duration::from_millis(ms)).await;
-            for f in frames {
-                out.push(f);
-            }
-            if let Some(code) = close {
-                out.close_with(code, "join refused; socket disconnected");
-                return false;
-            }
-            out.state() == OutState::Open
-        }
+        Flow::Continue if out.state() == OutState::Open => Step::Read,
+        Flow::Continue => Step::Stop,
+        Flow::Delay { ms, frames, close } => Step::Delay(Delayed { ms, frames, close }),
     }
+}
+
+/// Sleeps through a [`Step::Delay`]; false when the socket must stop reading.
+async fn delay(conn: &Conn, d: Delayed) -> bool {
+    glommio::timer::sleep(Duration::from_millis(d.ms)).await;
+    let out = &conn.out;
+    for f in d.frames {
+        out.push(f);
+    }
+    if let Some(code) = d.close {
+        out.close_with(code, "join refused; socket disconnected");
+        return false;
+    }
+    out.state() == OutState::Open
 }
 
 /// The code to answer a client close with: its own, unless it may not be

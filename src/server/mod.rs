@@ -167,6 +167,7 @@ async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
     glommio::spawn_local(outq::flusher(state.clone())).detach();
     glommio::spawn_local(shutdown::expiry_sweeper(state.clone())).detach();
     glommio::spawn_local(shutdown::channelless_sweeper(state.clone())).detach();
+    glommio::spawn_local(shutdown::idle_sweeper(state.clone())).detach();
     let tenant = state.config.self_host_tenant_name.clone();
     if state.home_of(&tenant) == state.shard.id {
         if let Some(settings) = replication::ReplicationSettings::from_config(&state.config) {

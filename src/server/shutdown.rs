@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::connection::with_env;
+use super::outq::OutState;
 use super::{now_unix, ShardState};
 
 /// Set by the signal handler.
@@ -104,6 +105,40 @@ pub async fn channelless_sweeper(state: Rc<ShardState>) {
                 conn = conn.session.borrow().id,
                 "no channel left: dropping connection"
             );
+            conn.out.kill();
+        }
+    }
+}
+
+/// Longest idle timeout the sweep honours: `last_inbound_ms` is a wrapping
+/// 32-bit clock, so silences are measured exactly up to 2^31 ms (24 days).
+const MAX_IDLE_MS: u64 = (u32::MAX / 2) as u64;
+
+/// Closes WebSocket connections that sent nothing for
+/// `WEBSOCKET_IDLE_TIMEOUT_MS`, as a read timeout would, without a close
+/// frame. One walk of the shard's sessions every eighth of the timeout
+/// (10 ms to 5 s), so a silent socket goes between the timeout and the
+/// timeout plus one period, and no socket holds a timer of its own.
+pub async fn idle_sweeper(state: Rc<ShardState>) {
+    let timeout = state.config.idle_timeout_ms.clamp(1, MAX_IDLE_MS) as u32;
+    let period = Duration::from_millis((u64::from(timeout) / 8).clamp(10, 5_000));
+    loop {
+        glommio::timer::sleep(period).await;
+        let now = state.now_ms() as u32;
+        let idle: Vec<_> = state
+            .sessions
+            .borrow()
+            .values()
+            .filter(|c| {
+                // Only sockets still reading: a closing one is flushing
+                // its close frame, as with a read timeout.
+                c.out.state() == OutState::Open
+                    && now.wrapping_sub(c.session.borrow().last_inbound_ms) >= timeout
+            })
+            .cloned()
+            .collect();
+        for conn in idle {
+            tracing::debug!(conn = conn.session.borrow().id, "idle timeout: closing");
             conn.out.kill();
         }
     }

@@ -36,7 +36,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             env.tenant
                 .cdc
                 .update_claims(ch.id, super::phx_join::sub_claims(&claims));
-            ch.claims = claims;
+            ch.exp = claims.exp;
         }
         Err(e) => {
             let m = e.shutdown_message();

@@ -192,17 +192,14 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         broadcast_self: cfg.self_,
         broadcast_ack: cfg.ack,
         presence_enabled,
-        presence_key: cfg
-            .presence_key
-            .clone()
-            .unwrap_or_else(presence::new_presence_key),
+        presence_key: cfg.presence_key.as_deref().map(Box::from),
         tracking: false,
         presence_limiter: ClientPresenceLimiter::new(
             limits.client_presence_max_calls,
             limits.client_presence_window_ms,
         ),
         token,
-        claims,
+        exp: claims.exp,
     };
     env.tenant.hub.subscribe(
         &msg.topic,
@@ -248,7 +245,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         ));
     }
     if !cfg.postgres_changes.is_empty() || (!cfg.has_config && env.tenant.config.has_database) {
-        subscribe_changes(session, env, &ch, &cfg, sub_topic);
+        subscribe_changes(session, env, &ch, &claims, &cfg, sub_topic);
     }
     session.channels.insert(ch);
     Flow::Continue
@@ -274,6 +271,7 @@ fn subscribe_changes(
     session: &Session,
     env: &mut Env<'_>,
     ch: &Channel,
+    claims: &Claims,
     cfg: &JoinConfig,
     sub_topic: &str,
 ) {
@@ -316,7 +314,7 @@ fn subscribe_changes(
         join_ref: ch.join_ref.clone(),
         bindings,
         legacy,
-        claims: sub_claims(&ch.claims),
+        claims: sub_claims(claims),
         ready: false,
         generation: 0,
         told_ready: false,

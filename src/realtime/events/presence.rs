@@ -61,7 +61,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             let ch = session.channels.get_mut(topic).expect("checked above");
             ch.presence_enabled = true;
             ch.tracking = true;
-            let (id, key) = (ch.id, ch.presence_key.clone());
+            let (id, key) = (ch.id, ch.presence_key().to_owned());
             let diff = env
                 .tenant
                 .hub
