@@ -280,6 +280,15 @@ impl OutQueue {
         }
     }
 
+    /// Releases the buffer of an empty queue (it keeps its capacity between
+    /// frames otherwise).
+    pub fn trim(&self) {
+        let mut q = self.queue.borrow_mut();
+        if q.is_empty() && q.capacity() > 0 {
+            *q = VecDeque::new();
+        }
+    }
+
     /// Drops queued frames, except a front frame a blocked socket may have
     /// partly written: the close frame must start on a frame boundary.
     fn drop_unsent(&self) {

@@ -84,6 +84,13 @@ fn pushes_list_the_queue_once_and_one_flush_writes_them_all() {
         assert_eq!(q.flush_now(&mut tally), Flushed::Empty);
         assert_eq!(tally.frames, 3);
         assert_eq!(q.queued_bytes(), 0);
+        assert!(q.queue.borrow().capacity() > 0);
+        q.trim();
+        assert_eq!(
+            q.queue.borrow().capacity(),
+            0,
+            "an empty queue trims to nothing"
+        );
         FLUSH.with(|f| f.queues.borrow_mut().clear());
         q.close_with(1000, "");
         assert_eq!(

@@ -116,7 +116,7 @@ const MAX_IDLE_MS: u64 = (u32::MAX / 2) as u64;
 
 /// Closes WebSocket connections that sent nothing for
 /// `WEBSOCKET_IDLE_TIMEOUT_MS`, as a read timeout would, without a close
-/// frame. One walk of the shard's sessions every eighth of the timeout
+/// frame, and releases empty write queues' buffers. One walk of the shard's sessions every eighth of the timeout
 /// (10 ms to 5 s), so a silent socket goes between the timeout and the
 /// timeout plus one period, and no socket holds a timer of its own.
 pub async fn idle_sweeper(state: Rc<ShardState>) {
@@ -125,18 +125,19 @@ pub async fn idle_sweeper(state: Rc<ShardState>) {
     loop {
         glommio::timer::sleep(period).await;
         let now = state.now_ms() as u32;
-        let idle: Vec<_> = state
-            .sessions
-            .borrow()
-            .values()
-            .filter(|c| {
-                // Only sockets still reading: a closing one is flushing
-                // its close frame, as with a read timeout.
-                c.out.state() == OutState::Open
-                    && now.wrapping_sub(c.session.borrow().last_inbound_ms) >= timeout
-            })
-            .cloned()
-            .collect();
+        let mut idle = Vec::new();
+        for c in state.sessions.borrow().values() {
+            // Quiet sockets give their write buffer back (done here rather
+            // than whenever a queue drains, which would allocate per send).
+            c.out.trim();
+            // Only sockets still reading: a closing one is flushing its
+            // close frame, as with a read timeout.
+            if c.out.state() == OutState::Open
+                && now.wrapping_sub(c.session.borrow().last_inbound_ms) >= timeout
+            {
+                idle.push(c.clone());
+            }
+        }
         for conn in idle {
             tracing::debug!(conn = conn.session.borrow().id, "idle timeout: closing");
             conn.out.kill();
