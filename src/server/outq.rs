@@ -212,22 +212,27 @@ impl OutQueue {
                 if q.is_empty() {
                     break;
                 }
-                // SAFETY: iovec is plain data; all-zero is a valid value.
-                let mut iov: [libc::iovec; MAX_IOV] = unsafe { std::mem::zeroed() };
+                // Left uninitialised: zeroing 1 KiB of iovecs per send would
+                // cost more than the usual single frame it describes.
+                let mut iov = [const { std::mem::MaybeUninit::<libc::iovec>::uninit() }; MAX_IOV];
                 let mut n = 0;
                 let mut offered = 0;
                 for f in q.iter() {
                     if n == MAX_IOV || (n > 0 && offered + f.len() > MAX_SEND) {
                         break;
                     }
-                    iov[n] = libc::iovec {
+                    iov[n].write(libc::iovec {
                         iov_base: f.as_ptr() as *mut libc::c_void,
                         iov_len: f.len(),
-                    };
+                    });
                     offered += f.len();
                     n += 1;
                 }
-                send_iov(fd, &iov[..n]).map(|sent| (sent, offered))
+                // SAFETY: the first `n` entries were written above, and
+                // MaybeUninit<T> has T's layout.
+                let iov =
+                    unsafe { std::slice::from_raw_parts(iov.as_ptr().cast::<libc::iovec>(), n) };
+                send_iov(fd, iov).map(|sent| (sent, offered))
             };
             match sent {
                 Ok((sent, offered)) => {
