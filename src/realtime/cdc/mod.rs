@@ -17,6 +17,7 @@
 pub mod access;
 pub mod fanout;
 pub mod index;
+pub mod rowcheck;
 
 use std::collections::VecDeque;
 use std::rc::Rc;

@@ -1,36 +1,20 @@
 //! The database's side of a batch: table access (row security, column
 //! privileges per role, column types) cached briefly, and the answers to a
-//! batch's [`Questions`] in one round trip.
-//!
-//! The round trip is one simple query in a read-only transaction:
-//!
-//! ```sql
-//! BEGIN READ ONLY;
-//! SELECT <filter 1>, <filter 2>, ...;                -- as the server's user
-//! SELECT set_config('role', 'authenticated', true),
-//!        set_config('request.jwt.claims', '{...}', true);
-//! SELECT EXISTS (SELECT 1 FROM "public"."todos" WHERE "id" = '1'), ...;
-//! ...                                                -- one pair per claims group
-//! COMMIT;
-//! ```
-//!
-//! so a transaction of N rows seen by G claims groups costs one query, not
-//! N x subscribers. Each row check asks whether the row, looked up by its
-//! primary key, is visible under the group's policies, as the Elixir
-//! server's `apply_rls` does. If the query fails (a policy raised, a role
-//! was dropped), each part is asked on its own and a failing part counts
-//! as "not visible".
+//! batch's [`Questions`] in one round trip planned by [`CheckPlan`]: each
+//! claims group asks which of the batch's primary keys its policies let it
+//! see, as the Elixir server's `apply_rls` asks per row. A round trip that
+//! fails (a policy raised, a role was dropped) decides nothing: the batch
+//! is neither delivered nor confirmed, and the stream retries it.
 
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::proto::pg::pgoutput::Relation;
-use crate::proto::pg::tuple::Column;
 use crate::proto::pg::Oid;
 use crate::realtime::cdc::access::{AccessView, Answers, Questions, TableAccess};
 use crate::realtime::cdc::fanout::literal;
-use crate::realtime::cdc::SubClaims;
+use crate::realtime::cdc::rowcheck::CheckPlan;
 use crate::realtime::postgres_changes::change::Change;
 use crate::server::pgconn::{PgConn, PgError};
 
@@ -38,9 +22,6 @@ use crate::server::pgconn::{PgConn, PgError};
 /// themselves are evaluated live by every row check; this bounds how long
 /// a change of `relrowsecurity` or of column grants takes to apply.
 pub const ACCESS_TTL: Duration = Duration::from_secs(1);
-
-/// Most expressions in one SELECT list (Postgres allows 1664 columns).
-const MAX_SELECT_ITEMS: usize = 1000;
 
 /// Table access by relation, refreshed when stale.
 #[derive(Default)]
@@ -150,39 +131,6 @@ impl AccessCache {
     }
 }
 
-/// The `EXISTS` check of one row: is it, looked up by its primary key,
-/// visible under the current role and claims? `None` when the change has
-/// no primary key value to look up.
-fn row_check(c: &Change<'_>) -> Option<String> {
-    let mut conds = Vec::new();
-    for (i, col) in c.columns() {
-        if !c.is_pkey(i) {
-            continue;
-        }
-        let name = &c.rel.columns.get(i)?.name;
-        let value = match col {
-            Column::Text(t) => literal(&String::from_utf8_lossy(t)),
-            Column::Null => "NULL".to_owned(),
-            _ => return None,
-        };
-        conds.push(format!("{} = {value}", ident(name)));
-    }
-    if conds.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "EXISTS (SELECT 1 FROM {}.{} WHERE {})",
-        ident(&c.rel.schema),
-        ident(&c.rel.name),
-        conds.join(" AND ")
-    ))
-}
-
-/// A quoted SQL identifier.
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 /// Waits until transaction `xid` (pgoutput's 32-bit id) is visible to new
 /// snapshots. Its commit record is flushed, and so streamed, before the
 /// committing backend leaves the proc array; a row check in that window
@@ -208,165 +156,43 @@ pub async fn wait_visible(sql: &mut PgConn, xid: u32) -> Result<(), PgError> {
             return Ok(());
         }
         if started.elapsed() > Duration::from_secs(5) {
-            tracing::warn!(
-                xid,
-                "transaction not visible after 5 s; checking rows anyway"
-            );
-            return Ok(());
+            // Checking now could wrongly find its rows invisible: give up
+            // the session, so the batch is retried and never confirmed
+            // undecided.
+            return Err(PgError::Protocol(format!(
+                "transaction {xid} not visible after 5 s; its rows cannot be checked yet"
+            )));
         }
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
 }
 
-/// One piece of the round trip: SELECT lists whose boolean results answer
-/// `targets`, run after `setup` (if any).
-struct Part {
-    setup: Option<String>,
-    selects: Vec<(String, Vec<Target>)>,
-}
-
-/// Boolean SELECT items and what each answers.
-type SelectItems = Vec<(String, Target)>;
-
-#[derive(Clone, Copy)]
-enum Target {
-    Expr(usize),
-    Row(usize),
-}
-
-fn selects(items: SelectItems) -> Vec<(String, Vec<Target>)> {
-    items
-        .chunks(MAX_SELECT_ITEMS)
-        .map(|chunk| {
-            let sql = chunk
-                .iter()
-                .map(|(s, _)| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            (
-                format!("SELECT {sql}"),
-                chunk.iter().map(|(_, t)| *t).collect(),
-            )
-        })
-        .collect()
-}
-
-/// Answers `q` about `changes` with one query (or, if that fails, part by
-/// part). Only connection trouble is an error.
+/// Answers `q` about `changes` in one round trip ([`CheckPlan`]). Any
+/// error means some question is undecided: the caller must neither deliver
+/// nor confirm the batch, and retries it on a new session.
 pub async fn answer(
     sql: &mut PgConn,
     changes: &[Change<'_>],
     q: &Questions,
+    access: &AccessCache,
 ) -> Result<Answers, PgError> {
-    let mut answers = q.unanswered();
-    let mut parts = Vec::new();
-    if !q.exprs.is_empty() {
-        let items = q
-            .exprs
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (format!("({e}) IS TRUE"), Target::Expr(i)))
-            .collect();
-        // Filters run as the server's own user, before any role is set.
-        parts.push(Part {
-            setup: None,
-            selects: selects(items),
-        });
+    let plan = CheckPlan::new(changes, q, access);
+    if plan.is_empty() {
+        return Ok(q.unanswered());
     }
-    // Row checks grouped by claims, in first-asked order.
-    let mut groups: Vec<(&Rc<SubClaims>, SelectItems)> = Vec::new();
-    for (i, (change, claims)) in q.rows.iter().enumerate() {
-        let Some(check) = changes.get(*change).and_then(row_check) else {
-            continue;
-        };
-        match groups.iter_mut().find(|(c, _)| *c == claims) {
-            Some((_, items)) => items.push((check, Target::Row(i))),
-            None => groups.push((claims, vec![(check, Target::Row(i))])),
-        }
-    }
-    for (claims, items) in groups {
-        parts.push(Part {
-            setup: Some(format!(
-                "SELECT set_config('role', {}, true), set_config('request.jwt.claims', {}, true)",
-                literal(&claims.role),
-                literal(&claims.json)
-            )),
-            selects: selects(items),
-        });
-    }
-    if parts.is_empty() {
-        return Ok(answers);
-    }
-    let mut text = String::from("BEGIN READ ONLY;\n");
-    for p in &parts {
-        push_part(&mut text, p);
-    }
-    text.push_str("COMMIT;");
-    match sql.simple_query(&text).await {
+    match sql.simple_query(&plan.sql()).await {
         Ok(results) => {
-            // BEGIN, then per part: setup (if any) and its SELECTs.
-            let mut k = 1;
-            for p in &parts {
-                k += usize::from(p.setup.is_some());
-                for (_, targets) in &p.selects {
-                    record(&mut answers, q, targets, results.get(k));
-                    k += 1;
-                }
-            }
-            Ok(answers)
+            let results: Vec<_> = results.into_iter().map(|r| r.rows).collect();
+            plan.answers(q, &results).ok_or_else(|| {
+                PgError::Protocol("access check: results do not match the statements".into())
+            })
         }
-        Err(PgError::Db { message, code, .. }) => {
-            tracing::warn!(%code, %message, "batched access check failed; checking part by part");
-            sql.simple_query("ROLLBACK").await?;
-            for p in &parts {
-                let mut text = String::from("BEGIN READ ONLY;\n");
-                push_part(&mut text, p);
-                text.push_str("COMMIT;");
-                match sql.simple_query(&text).await {
-                    Ok(results) => {
-                        let first = 1 + usize::from(p.setup.is_some());
-                        for (k, (_, targets)) in (first..).zip(&p.selects) {
-                            record(&mut answers, q, targets, results.get(k));
-                        }
-                    }
-                    Err(PgError::Db { message, code, .. }) => {
-                        tracing::warn!(%code, %message, "access check failed; rows not delivered to this group");
-                        sql.simple_query("ROLLBACK").await?;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Ok(answers)
+        Err(e @ PgError::Db { .. }) => {
+            // The transaction is aborted; leave it before the error
+            // ends the session.
+            let _ = sql.simple_query("ROLLBACK").await;
+            Err(e)
         }
         Err(e) => Err(e),
-    }
-}
-
-fn push_part(text: &mut String, p: &Part) {
-    if let Some(s) = &p.setup {
-        text.push_str(s);
-        text.push_str(";\n");
-    }
-    for (s, _) in &p.selects {
-        text.push_str(s);
-        text.push_str(";\n");
-    }
-}
-
-fn record(
-    answers: &mut Answers,
-    q: &Questions,
-    targets: &[Target],
-    rows: Option<&crate::server::pgconn::Rows>,
-) {
-    let Some(row) = rows.and_then(|r| r.rows.first()) else {
-        return;
-    };
-    for (t, v) in targets.iter().zip(row) {
-        let v = v.as_deref() == Some("t");
-        match *t {
-            Target::Expr(i) => answers.set_expr(q, i, v),
-            Target::Row(i) => answers.set_row(q, i, v),
-        }
     }
 }

@@ -427,7 +427,7 @@ async fn flush(
                 if !q.rows.is_empty() {
                     authorize::wait_visible(sql, tx.xid).await?;
                 }
-                authorize::answer(sql, &changes, &q).await?
+                authorize::answer(sql, &changes, &q, access).await?
             }
             _ => Default::default(),
         };
