@@ -135,6 +135,10 @@ impl PgConn {
             // Typed JSON expects ISO dates in UTC (PROTOCOL "Typed JSON").
             ("DateStyle", "ISO"),
             ("TimeZone", "UTC"),
+            // String literals are read the same way whatever the database
+            // or role default says (see `proto::pg::sql::literal`, which is
+            // correct either way; this keeps any other literal honest too).
+            ("standard_conforming_strings", "on"),
         ];
         if cfg.replication {
             params.push(("replication", "database"));

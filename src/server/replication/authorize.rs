@@ -26,10 +26,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::proto::pg::pgoutput::Relation;
+use crate::proto::pg::sql::{ident, literal};
 use crate::proto::pg::tuple::Column;
 use crate::proto::pg::Oid;
 use crate::realtime::cdc::access::{AccessView, Answers, Questions, TableAccess};
-use crate::realtime::cdc::fanout::literal;
 use crate::realtime::cdc::SubClaims;
 use crate::realtime::postgres_changes::change::Change;
 use crate::server::pgconn::{PgConn, PgError};
@@ -92,11 +92,17 @@ impl AccessCache {
         if stale.is_empty() {
             return Ok(());
         }
+
         let mut pairs = Vec::new();
         for (r, roles) in &stale {
-            for role in roles {
-                pairs.push(format!("({}::oid, {})", r.oid.0, literal(role)));
+            // A role name that cannot be quoted (NUL) is asked about
+            // under no name: it selects nothing.
+            for role in roles.iter().filter_map(|r| literal(r)) {
+                pairs.push(format!("({}::oid, {role})", r.oid.0));
             }
+        }
+        if pairs.is_empty() {
+            return Ok(());
         }
         let q = format!(
             "SELECT w.rel, c.relrowsecurity, w.role, a.attname, a.atttypid::regtype::text, \
@@ -161,26 +167,21 @@ fn row_check(c: &Change<'_>) -> Option<String> {
         }
         let name = &c.rel.columns.get(i)?.name;
         let value = match col {
-            Column::Text(t) => literal(&String::from_utf8_lossy(t)),
+            Column::Text(t) => literal(&String::from_utf8_lossy(t))?,
             Column::Null => "NULL".to_owned(),
             _ => return None,
         };
-        conds.push(format!("{} = {value}", ident(name)));
+        conds.push(format!("{} = {value}", ident(name)?));
     }
     if conds.is_empty() {
         return None;
     }
     Some(format!(
         "EXISTS (SELECT 1 FROM {}.{} WHERE {})",
-        ident(&c.rel.schema),
-        ident(&c.rel.name),
+        ident(&c.rel.schema)?,
+        ident(&c.rel.name)?,
         conds.join(" AND ")
     ))
-}
-
-/// A quoted SQL identifier.
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// Waits until transaction `xid` (pgoutput's 32-bit id) is visible to new
@@ -285,11 +286,13 @@ pub async fn answer(
         }
     }
     for (claims, items) in groups {
+        // Claims that cannot be quoted (a NUL byte) see no rows.
+        let (Some(role), Some(json)) = (literal(&claims.role), literal(&claims.json)) else {
+            continue;
+        };
         parts.push(Part {
             setup: Some(format!(
-                "SELECT set_config('role', {}, true), set_config('request.jwt.claims', {}, true)",
-                literal(&claims.role),
-                literal(&claims.json)
+                "SELECT set_config('role', {role}, true), set_config('request.jwt.claims', {json}, true)"
             )),
             selects: selects(items),
         });

@@ -200,7 +200,7 @@ async fn session(
     lag::enforce_before_start(state, tenant, &mut sql, s).await?;
     let slot_q = format!(
         "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = {}",
-        catalog::literal(&s.slot)
+        catalog::literal(&s.slot)?
     );
     let found = step(tenant, Step::CheckSlot, sql.simple_query(&slot_q)).await?;
     if found[0].rows.is_empty() {
@@ -213,7 +213,8 @@ async fn session(
     let q = format!(
         "START_REPLICATION SLOT {} LOGICAL 0/0 (proto_version '1', publication_names {})",
         s.slot,
-        catalog::literal(&s.publication)
+        crate::proto::pg::sql::replication_literal(&s.publication)
+            .ok_or_else(|| PgError::Protocol("the publication name holds a NUL byte".into()))?
     );
     step(tenant, Step::Start, repl.start_copy_both(&q)).await?;
     tracing::info!(tenant, slot = %s.slot, "replication streaming");
