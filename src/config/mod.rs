@@ -388,6 +388,12 @@ settings! {
     /// database's disk sooner; higher rides out longer outages without loss.
     replication_max_slot_lag_mb: u64 = 1024, "1024", env "REPLICATION_MAX_SLOT_LAG_MB";
 
+    /// Deadline of every database operation: connecting (TCP, TLS, startup
+    /// and authentication together), each query, START_REPLICATION. Past
+    /// it the connection is dropped and reopened with backoff. Shorter
+    /// notices a hung database sooner; longer lets slow policy checks finish.
+    db_query_timeout_ms: u64 = 15000, "15000", env "DB_QUERY_TIMEOUT_MS";
+
     // ---- operations ----
 
     /// HS secret a Bearer JWT on `/metrics` must be signed with. Unset leaves

@@ -87,7 +87,7 @@ impl ReplicationSettings {
             password: c.db_password.clone().unwrap_or_default(),
             replication: false,
             application_name: "realtime".into(),
-            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_millis(c.db_query_timeout_ms),
             tls: crate::server::tls::DbTls {
                 mode: c.db_ssl_mode,
                 root_cert: c.db_ssl_root_cert.clone(),
