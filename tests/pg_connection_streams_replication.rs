@@ -27,7 +27,7 @@ fn config(replication: bool) -> PgConfig {
         password,
         replication,
         application_name: "realtime-test".into(),
-        connect_timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(5),
         tls: Default::default(),
     }
 }

@@ -32,7 +32,7 @@ fn config(db: &DevDb, tls: DbTls) -> PgConfig {
         password: db.password.clone(),
         replication: false,
         application_name: "realtime-tls-test".into(),
-        connect_timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(5),
         tls,
     }
 }
@@ -163,7 +163,7 @@ fn prefer_falls_back_to_plain_when_the_handshake_fails() {
         password: "x".into(),
         replication: false,
         application_name: "t".into(),
-        connect_timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(5),
         tls: DbTls {
             mode: SslMode::Prefer,
             root_cert: None,
@@ -191,7 +191,7 @@ fn require_fails_clearly_when_the_server_refuses_tls_and_prefer_goes_plain() {
         password: "x".into(),
         replication: false,
         application_name: "t".into(),
-        connect_timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(5),
         tls: DbTls {
             mode: SslMode::Require,
             root_cert: None,

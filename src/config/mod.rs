@@ -388,6 +388,19 @@ settings! {
     /// database's disk sooner; higher rides out longer outages without loss.
     replication_max_slot_lag_mb: u64 = 1024, "1024", env "REPLICATION_MAX_SLOT_LAG_MB";
 
+    /// Deadline of every database operation: connecting (TCP, TLS, startup
+    /// and authentication together), each query, START_REPLICATION. Past
+    /// it the connection is dropped and reopened with backoff. Shorter
+    /// notices a hung database sooner; longer lets slow policy checks finish.
+    db_query_timeout_ms: u64 = 15000, "15000", env "DB_QUERY_TIMEOUT_MS";
+
+    /// Silence on the replication stream after which a status update asks
+    /// Postgres for a reply; with no message within as long again, the
+    /// stream is reopened from the confirmed position. 0 = half of the
+    /// database's `wal_sender_timeout` (30 s if that is off). Shorter
+    /// notices a dead path sooner; longer sends fewer probes.
+    replication_idle_timeout_ms: u64 = 0, "0", env "REPLICATION_IDLE_TIMEOUT_MS";
+
     // ---- operations ----
 
     /// HS secret a Bearer JWT on `/metrics` must be signed with. Unset leaves

@@ -172,6 +172,11 @@ impl Config {
         }
 
         duration("connect_error_backoff_ms", self.connect_error_backoff_ms)?;
+        positive_duration("db_query_timeout_ms", self.db_query_timeout_ms)?;
+        duration(
+            "replication_idle_timeout_ms",
+            self.replication_idle_timeout_ms,
+        )?;
         duration("channel_error_backoff_ms", self.channel_error_backoff_ms)?;
 
         limit("max_concurrent_users", self.max_concurrent_users)?;

@@ -34,8 +34,11 @@ pub struct PgConfig {
     pub replication: bool,
     /// `application_name` shown in `pg_stat_activity`.
     pub application_name: String,
-    /// Connect timeout.
-    pub connect_timeout: Duration,
+    /// Deadline of every operation: TCP connect, TLS, startup and
+    /// authentication together, then each query, status write and
+    /// START_REPLICATION. A database that accepts the socket but never
+    /// answers would otherwise hold the caller forever.
+    pub timeout: Duration,
     /// TLS mode and trusted roots.
     pub tls: DbTls,
 }
@@ -66,6 +69,10 @@ pub enum PgError {
     /// The server broke the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The database did not answer within the deadline; the connection is
+    /// unusable (a reply may still be in flight) and must be reopened.
+    #[error("timeout: {0}")]
+    Timeout(String),
     /// The replication slot must be recreated (lag cap, invalidated):
     /// the session ends so that it can be dropped.
     #[error("slot lag: {0}")]
@@ -105,6 +112,11 @@ pub enum CopyMsg {
 /// An open connection.
 pub struct PgConn {
     stream: PgStream,
+    /// Deadline of each operation ([`PgConfig::timeout`]).
+    timeout: Duration,
+    /// An operation was cut off mid-way: the stream's position in the
+    /// protocol is unknown, so every later operation fails at once.
+    broken: bool,
     rbuf: BytesMut,
     wbuf: BytesMut,
     /// Parameters the server reported (server_version, TimeZone, ...).
@@ -114,15 +126,21 @@ pub struct PgConn {
 const READ_CHUNK: usize = 64 * 1024;
 
 impl PgConn {
-    /// Connects and authenticates.
+    /// Connects and authenticates, all within `cfg.timeout`.
     pub async fn connect(cfg: &PgConfig) -> Result<PgConn, PgError> {
+        within(cfg.timeout, "connect and authenticate", Self::open(cfg)).await
+    }
+
+    async fn open(cfg: &PgConfig) -> Result<PgConn, PgError> {
         let addr = (cfg.host.as_str(), cfg.port);
         let addr = std::net::ToSocketAddrs::to_socket_addrs(&addr)?
             .next()
             .ok_or_else(|| PgError::Protocol(format!("cannot resolve {}", cfg.host)))?;
-        let stream = tls::open(addr, cfg.connect_timeout, &cfg.host, &cfg.tls).await?;
+        let stream = tls::open(addr, cfg.timeout, &cfg.host, &cfg.tls).await?;
         let mut conn = PgConn {
             stream,
+            timeout: cfg.timeout,
+            broken: false,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: BytesMut::with_capacity(1024),
             params: HashMap::new(),
@@ -135,6 +153,10 @@ impl PgConn {
             // Typed JSON expects ISO dates in UTC (PROTOCOL "Typed JSON").
             ("DateStyle", "ISO"),
             ("TimeZone", "UTC"),
+            // String literals are read the same way whatever the database
+            // or role default says (see `proto::pg::sql::literal`, which is
+            // correct either way; this keeps any other literal honest too).
+            ("standard_conforming_strings", "on"),
         ];
         if cfg.replication {
             params.push(("replication", "database"));
@@ -216,8 +238,15 @@ impl PgConn {
         }
     }
 
-    /// Runs one or more statements with the simple query protocol.
+    /// Runs one or more statements with the simple query protocol, within
+    /// the connection's deadline.
     pub async fn simple_query(&mut self, sql: &str) -> Result<Vec<Rows>, PgError> {
+        self.usable()?;
+        let r = within(self.timeout, "query", self.simple_query_inner(sql)).await;
+        self.note(r)
+    }
+
+    async fn simple_query_inner(&mut self, sql: &str) -> Result<Vec<Rows>, PgError> {
         frontend::query(sql, &mut self.wbuf)?;
         self.flush().await?;
         let mut out = Vec::new();
@@ -268,8 +297,19 @@ impl PgConn {
     }
 
     /// Sends a command that opens a CopyBoth stream (`START_REPLICATION`)
-    /// and waits for the server to accept it.
+    /// and waits for the server to accept it, within the deadline.
     pub async fn start_copy_both(&mut self, sql: &str) -> Result<(), PgError> {
+        self.usable()?;
+        let r = within(
+            self.timeout,
+            "START_REPLICATION",
+            self.start_copy_both_inner(sql),
+        )
+        .await;
+        self.note(r)
+    }
+
+    async fn start_copy_both_inner(&mut self, sql: &str) -> Result<(), PgError> {
         frontend::query(sql, &mut self.wbuf)?;
         self.flush().await?;
         loop {
@@ -288,8 +328,11 @@ impl PgConn {
         }
     }
 
-    /// Next message of a CopyBoth stream.
+    /// Next message of a CopyBoth stream. No deadline: a stream may be
+    /// quiet for long; the caller decides how much silence is too much.
+    /// Cancel-safe (see [`fill`](Self::fill)).
     pub async fn recv_copy(&mut self) -> Result<CopyMsg, PgError> {
+        self.usable()?;
         loop {
             let (tag, body) = self.next_frame().await?;
             match tag {
@@ -310,7 +353,11 @@ impl PgConn {
     /// Sends one CopyData message (a standby status update).
     pub async fn send_copy_data(&mut self, data: &[u8]) -> Result<(), PgError> {
         frontend::CopyData::new(data)?.write(&mut self.wbuf);
-        self.flush().await
+        // A peer that stopped reading fills the socket buffer and the
+        // write would wait forever.
+        self.usable()?;
+        let r = within(self.timeout, "status update", self.flush()).await;
+        self.note(r)
     }
 
     /// Whether complete frames are already buffered (no read needed).
@@ -325,8 +372,27 @@ impl PgConn {
 
     /// Says goodbye.
     pub async fn terminate(mut self) {
+        if self.broken {
+            return;
+        }
         frontend::terminate(&mut self.wbuf);
-        let _ = self.flush().await;
+        let _ = within(self.timeout, "terminate", self.flush()).await;
+    }
+
+    /// Refuses to run on a broken connection.
+    fn usable(&self) -> Result<(), PgError> {
+        if self.broken {
+            return Err(broken());
+        }
+        Ok(())
+    }
+
+    /// Marks the connection broken when `r` is a timeout.
+    fn note<T>(&mut self, r: Result<T, PgError>) -> Result<T, PgError> {
+        if matches!(r, Err(PgError::Timeout(_))) {
+            self.broken = true;
+        }
+        r
     }
 
     async fn flush(&mut self) -> Result<(), PgError> {
@@ -372,6 +438,26 @@ impl PgConn {
             self.fill().await?;
         }
     }
+}
+
+/// `fut`, or [`PgError::Timeout`] naming `what` once `timeout` passes.
+async fn within<T>(
+    timeout: Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, PgError>>,
+) -> Result<T, PgError> {
+    futures_lite::future::or(fut, async {
+        glommio::timer::sleep(timeout).await;
+        Err(PgError::Timeout(format!(
+            "no answer to {what} within {} ms",
+            timeout.as_millis()
+        )))
+    })
+    .await
+}
+
+fn broken() -> PgError {
+    PgError::Timeout("connection abandoned after an earlier timeout".into())
 }
 
 /// Total length of the frame at the start of `buf` (tag + length + body).

@@ -10,6 +10,8 @@
 //!   the message, never copied.
 //! - [`relcache`]: relations and type names announced by Relation and Type
 //!   messages, keyed by OID.
+//! - [`sql`]: quoting text into SQL, correct whatever
+//!   `standard_conforming_strings` says.
 //! - [`types`]: built-in type table and the [`TypeResolver`] hook for
 //!   non-builtin OIDs (enums, domains, composites, arrays of those).
 //! - [`typed_json`]: a text-format column value rendered as the JSON
@@ -24,6 +26,7 @@ pub mod jsonb;
 pub mod pgoutput;
 pub mod relcache;
 pub mod replication;
+pub mod sql;
 pub mod tuple;
 pub mod typed_json;
 pub mod types;

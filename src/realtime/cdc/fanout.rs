@@ -25,6 +25,7 @@ use std::rc::Rc;
 use super::access::{privileges_of, AccessView, Answers, Privileges, Questions, SubClaims};
 use super::index::RelationIndex;
 use super::{CdcRegistry, CdcSub};
+use crate::proto::pg::sql;
 use crate::proto::pg::types::{type_name, TypeResolver};
 use crate::proto::pg::{Oid, PgTimestamp};
 use crate::proto::phoenix::Vsn;
@@ -32,6 +33,7 @@ use crate::realtime::frames;
 use crate::realtime::postgres_changes::binding::Binding;
 use crate::realtime::postgres_changes::change::{Change, ChangeKind};
 use crate::realtime::postgres_changes::eval::{ColumnValue, Tri};
+use crate::realtime::postgres_changes::filter::Filter;
 use crate::realtime::postgres_changes::payload::{
     row_error, write_change, write_message_payload, PayloadOptions,
 };
@@ -392,11 +394,13 @@ fn filters_pass(
                     return false;
                 };
                 let lhs = match value {
-                    Some(ColumnValue::Text(_, t)) => literal(&String::from_utf8_lossy(t)),
-                    Some(ColumnValue::Null) => "NULL".to_owned(),
+                    Some(ColumnValue::Text(_, t)) => Some(t),
+                    Some(ColumnValue::Null) => None,
                     _ => return false,
                 };
-                let sql = splice(&f.sql(type_sql), &lhs, &literal(f.value.as_str()));
+                let Some(sql) = filter_expr(f, type_sql, lhs) else {
+                    return false;
+                };
                 if !oracle.expr(sql) {
                     return false;
                 }
@@ -406,18 +410,21 @@ fn filters_pass(
     true
 }
 
-/// A SQL string literal (standard conforming strings).
-pub fn literal(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('\'');
-    for ch in s.chars() {
-        if ch == '\'' {
-            out.push('\'');
-        }
-        out.push(ch);
-    }
-    out.push('\'');
-    out
+/// The boolean SQL the database evaluates for filter `f` on a column of
+/// type `type_sql` (from the catalog) holding `lhs` (`None`: NULL): the
+/// filter's template with both values quoted by [`sql::literal`], so the
+/// client's value and the row's value are each one string constant.
+/// `None` when a value cannot be quoted (a NUL byte): the filter fails.
+pub fn filter_expr(f: &Filter, type_sql: &str, lhs: Option<&[u8]>) -> Option<String> {
+    let lhs = match lhs {
+        Some(t) => sql::literal(&String::from_utf8_lossy(t))?,
+        None => "NULL".to_owned(),
+    };
+    Some(splice(
+        &f.sql(type_sql),
+        &lhs,
+        &sql::literal(f.value.as_str())?,
+    ))
 }
 
 /// Replaces the `$1` and `$2` placeholders of `template` (our own SQL, see

@@ -26,10 +26,10 @@
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
+use crate::proto::pg::sql::{ident, literal};
 use crate::proto::pg::tuple::Column;
 use crate::proto::pg::Oid;
 use crate::realtime::cdc::access::{AccessView, Answers, Questions};
-use crate::realtime::cdc::fanout::literal;
 use crate::realtime::cdc::SubClaims;
 use crate::realtime::postgres_changes::change::Change;
 
@@ -101,10 +101,17 @@ impl CheckPlan {
                 continue;
             };
             let Some(key) = key_of(c) else { continue };
-            let t = *by_table.entry(c.rel.oid).or_insert_with(|| {
-                plan.tables.push(TableKeys::new(c, access));
-                plan.tables.len() - 1
-            });
+            let t = match by_table.get(&c.rel.oid) {
+                Some(&t) => t,
+                None => {
+                    let Some(keys) = TableKeys::new(c, access) else {
+                        continue;
+                    };
+                    plan.tables.push(keys);
+                    by_table.insert(c.rel.oid, plan.tables.len() - 1);
+                    plan.tables.len() - 1
+                }
+            };
             let k = plan.tables[t].key_index(key);
             let g = match groups.iter().position(|(gc, _)| *gc == claims) {
                 Some(g) => g,
@@ -125,12 +132,10 @@ impl CheckPlan {
                 .iter()
                 .enumerate()
                 .flat_map(|(t, keys)| {
-                    (0..keys.columns.len()).map(move |c| {
-                        format!(
-                            "set_config('{}', {}, true)",
-                            setting(t, c),
-                            literal(&keys.array_text(c))
-                        )
+                    // Keys never hold a NUL (see `key_of`), so they quote.
+                    (0..keys.columns.len()).filter_map(move |c| {
+                        let value = literal(&keys.array_text(c))?;
+                        Some(format!("set_config('{}', {value}, true)", setting(t, c)))
                     })
                 })
                 .collect();
@@ -138,11 +143,14 @@ impl CheckPlan {
                 .push((format!("SELECT {}", settings.join(", ")), Reads::Nothing));
         }
         for (claims, per_table) in groups {
+            // Claims that cannot be quoted (a NUL byte) name no role the
+            // database has: that group sees no rows.
+            let (Some(role), Some(json)) = (literal(&claims.role), literal(&claims.json)) else {
+                continue;
+            };
             plan.statements.push((
                 format!(
-                    "SELECT set_config('role', {}, true), set_config('request.jwt.claims', {}, true)",
-                    literal(&claims.role),
-                    literal(&claims.json)
+                    "SELECT set_config('role', {role}, true), set_config('request.jwt.claims', {json}, true)"
                 ),
                 Reads::Nothing,
             ));
@@ -231,28 +239,29 @@ fn key_of(c: &Change<'_>) -> Option<Vec<String>> {
     let mut key = Vec::with_capacity(c.primary_key.len());
     for &pk in c.primary_key {
         match cols.iter().find(|(i, _)| *i == pk) {
-            Some((_, Column::Text(t))) => key.push(String::from_utf8_lossy(t).into_owned()),
+            // Postgres text never holds a NUL; a value that does cannot be
+            // a row's key.
+            Some((_, Column::Text(t))) if !t.contains(&0) => {
+                key.push(String::from_utf8_lossy(t).into_owned())
+            }
             _ => return None,
         }
     }
     Some(key)
 }
 
-/// A quoted SQL identifier.
-pub fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 impl TableKeys {
-    fn new(c: &Change<'_>, access: &impl AccessView) -> TableKeys {
+    /// `None` when a name cannot be quoted (never for names Postgres
+    /// sent).
+    fn new(c: &Change<'_>, access: &impl AccessView) -> Option<TableKeys> {
         let types = access.table(c.rel.oid).map(|a| &a.column_types);
-        TableKeys {
-            name: format!("{}.{}", ident(&c.rel.schema), ident(&c.rel.name)),
+        Some(TableKeys {
+            name: format!("{}.{}", ident(&c.rel.schema)?, ident(&c.rel.name)?),
             columns: c
                 .primary_key
                 .iter()
-                .map(|&i| ident(&c.rel.columns[i].name))
-                .collect(),
+                .map(|&i| ident(&c.rel.columns.get(i)?.name))
+                .collect::<Option<_>>()?,
             types: c
                 .primary_key
                 .iter()
@@ -260,7 +269,7 @@ impl TableKeys {
                 .collect(),
             keys: Vec::new(),
             index: HashMap::new(),
-        }
+        })
     }
 
     fn key_index(&mut self, key: Vec<String>) -> usize {
@@ -387,7 +396,7 @@ mod tests {
         // BEGIN, the key setting, two groups of (claims, lookup), COMMIT.
         assert_eq!(sql.lines().count(), 7, "{sql}");
         assert!(
-            sql.contains(r#"set_config('realtime.rc_0_0', '{"1","2"}', true)"#),
+            sql.contains(r#"set_config('realtime.rc_0_0', E'{"1","2"}', true)"#),
             "{sql}"
         );
         assert_eq!(
@@ -422,7 +431,7 @@ mod tests {
         let change = Change::from_message(&msg, &rel, &pk, Default::default()).unwrap();
         let mut q = Questions::default();
         q.row(0, &claims("alice"));
-        let mut t = TableKeys::new(&change, &access(rel.oid));
+        let mut t = TableKeys::new(&change, &access(rel.oid)).unwrap();
         t.key_index(key_of(&change).unwrap());
         assert_eq!(t.array_text(0), r#"{"a\"b\\c'd,{}"}"#);
     }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::access::{Answers, OpenAccess, TableAccess};
-use super::fanout::{literal, splice};
+use super::fanout::{filter_expr, splice};
 use super::*;
 use crate::proto::pg::types::BuiltinsOnly;
 use crate::proto::pg::Oid;
@@ -258,7 +258,7 @@ fn database_filters_are_asked_once_and_their_answers_decide() {
     let q = reg.plan(&changes, &access, &BuiltinsOnly);
     assert_eq!(
         q.exprs,
-        vec!["'O''Brien'::text LIKE ('O%'::text)".to_owned()]
+        vec!["E'O''Brien'::text LIKE (E'O%'::text)".to_owned()]
     );
     assert!(q.rows.is_empty(), "open tables need no row checks");
     assert_eq!(
@@ -276,7 +276,30 @@ fn database_filters_are_asked_once_and_their_answers_decide() {
 #[test]
 fn splice_never_rescans_spliced_values() {
     assert_eq!(splice("$1 = $2", "'$2'", "'$1'"), "'$2' = '$1'");
-    assert_eq!(literal("a'b"), "'a''b'");
+}
+
+#[test]
+fn filter_values_are_one_constant_under_either_string_setting() {
+    use crate::proto::pg::sql::read_literal;
+    use crate::realtime::postgres_changes::filter::parse_filters;
+    let hostile = r"a\') OR (true)) IS TRUE; --";
+    let f = &parse_filters(&format!("name=like.{hostile}")).unwrap()[0];
+    let sql = filter_expr(f, "text", Some(br"row\'s")).unwrap();
+    assert_eq!(
+        sql,
+        r"E'row\\''s'::text LIKE (E'a\\'') OR (true)) IS TRUE; --'::text)"
+    );
+    let rhs = sql.find("(E'").unwrap() + 1;
+    for conforming in [true, false] {
+        let (v, n) = read_literal(&sql[rhs..], conforming).unwrap();
+        assert_eq!(v, hostile);
+        assert_eq!(&sql[rhs + n..], "::text)");
+    }
+    // A NUL cannot be quoted: the filter fails rather than reach SQL.
+    let f = &parse_filters("name=eq.a\0b").unwrap()[0];
+    assert_eq!(filter_expr(f, "text", Some(b"x")), None);
+    let f = &parse_filters("name=like.x").unwrap()[0];
+    assert_eq!(filter_expr(f, "text", Some(b"x\0")), None);
 }
 
 #[test]

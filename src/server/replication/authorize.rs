@@ -11,9 +11,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::proto::pg::pgoutput::Relation;
+use crate::proto::pg::sql::literal;
 use crate::proto::pg::Oid;
 use crate::realtime::cdc::access::{AccessView, Answers, Questions, TableAccess};
-use crate::realtime::cdc::fanout::literal;
 use crate::realtime::cdc::rowcheck::CheckPlan;
 use crate::realtime::postgres_changes::change::Change;
 use crate::server::pgconn::{PgConn, PgError};
@@ -73,11 +73,17 @@ impl AccessCache {
         if stale.is_empty() {
             return Ok(());
         }
+
         let mut pairs = Vec::new();
         for (r, roles) in &stale {
-            for role in roles {
-                pairs.push(format!("({}::oid, {})", r.oid.0, literal(role)));
+            // A role name that cannot be quoted (NUL) is asked about
+            // under no name: it selects nothing.
+            for role in roles.iter().filter_map(|r| literal(r)) {
+                pairs.push(format!("({}::oid, {role})", r.oid.0));
             }
+        }
+        if pairs.is_empty() {
+            return Ok(());
         }
         let q = format!(
             "SELECT w.rel, c.relrowsecurity, w.role, a.attname, a.atttypid::regtype::text, \

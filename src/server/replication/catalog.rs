@@ -7,16 +7,18 @@ use crate::proto::pg::types::{
 use crate::proto::pg::Oid;
 use crate::server::pgconn::{PgConn, PgError};
 
-/// Quotes a SQL string literal.
-pub fn literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+/// Quotes configured text (publication, slot) as a string constant; a NUL
+/// byte, which no catalog name can hold, is a configuration error.
+pub fn literal(s: &str) -> Result<String, PgError> {
+    crate::proto::pg::sql::literal(s)
+        .ok_or_else(|| PgError::Protocol(format!("{s:?} holds a NUL byte")))
 }
 
 /// Whether `publication` exists (the server never creates it).
 pub async fn publication_exists(sql: &mut PgConn, publication: &str) -> Result<bool, PgError> {
     let q = format!(
         "SELECT 1 FROM pg_publication WHERE pubname = {}",
-        literal(publication)
+        literal(publication)?
     );
     Ok(!sql.simple_query(&q).await?[0].rows.is_empty())
 }

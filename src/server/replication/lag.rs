@@ -89,7 +89,7 @@ pub async fn slot_state(sql: &mut PgConn, slot: &str) -> Result<Option<SlotState
     let q = format!(
         "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, \
          coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = {}",
-        literal(slot)
+        literal(slot)?
     );
     let rows = sql.simple_query(&q).await?;
     let Some(row) = rows.first().and_then(|r| r.rows.first()) else {
@@ -121,7 +121,7 @@ pub async fn enforce_before_start(
     // A previous session's walsender (ours, just ended by the streaming
     // check) may still hold the slot for a moment: object_in_use is
     // retried briefly, then left to the driver's backoff.
-    let q = format!("SELECT pg_drop_replication_slot({})", literal(&s.slot));
+    let q = format!("SELECT pg_drop_replication_slot({})", literal(&s.slot)?);
     let mut tries = 0;
     loop {
         match sql.simple_query(&q).await {

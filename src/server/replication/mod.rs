@@ -22,6 +22,7 @@ pub mod authorize;
 pub mod catalog;
 pub mod confirm;
 pub mod lag;
+pub mod silence;
 pub mod start;
 pub mod subscribe;
 
@@ -73,6 +74,9 @@ pub struct ReplicationSettings {
     pub status_interval: Duration,
     /// WAL the slot may retain before it is recreated, in bytes (0: no cap).
     pub max_slot_lag_bytes: u64,
+    /// Stream silence before a reply is requested ([`silence`]); `None`:
+    /// half of the database's `wal_sender_timeout`.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl ReplicationSettings {
@@ -87,7 +91,7 @@ impl ReplicationSettings {
             password: c.db_password.clone().unwrap_or_default(),
             replication: false,
             application_name: "realtime".into(),
-            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_millis(c.db_query_timeout_ms),
             tls: crate::server::tls::DbTls {
                 mode: c.db_ssl_mode,
                 root_cert: c.db_ssl_root_cert.clone(),
@@ -105,6 +109,10 @@ impl ReplicationSettings {
             slot: format!("supabase_realtime_replication_slot{}", c.slot_name_suffix),
             status_interval: Duration::from_millis(c.replication_status_interval_ms),
             max_slot_lag_bytes: c.replication_max_slot_lag_mb.saturating_mul(lag::MB),
+            idle_timeout: match c.replication_idle_timeout_ms {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
         })
     }
 }
@@ -197,10 +205,11 @@ async fn session(
             s.publication
         )));
     }
+    let idle = silence::idle_timeout(&mut sql, s.idle_timeout).await?;
     lag::enforce_before_start(state, tenant, &mut sql, s).await?;
     let slot_q = format!(
         "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = {}",
-        catalog::literal(&s.slot)
+        catalog::literal(&s.slot)?
     );
     let found = step(tenant, Step::CheckSlot, sql.simple_query(&slot_q)).await?;
     if found[0].rows.is_empty() {
@@ -213,7 +222,8 @@ async fn session(
     let q = format!(
         "START_REPLICATION SLOT {} LOGICAL 0/0 (proto_version '1', publication_names {})",
         s.slot,
-        catalog::literal(&s.publication)
+        crate::proto::pg::sql::replication_literal(&s.publication)
+            .ok_or_else(|| PgError::Protocol("the publication name holds a NUL byte".into()))?
     );
     step(tenant, Step::Start, repl.start_copy_both(&q)).await?;
     tracing::info!(tenant, slot = %s.slot, "replication streaming");
@@ -234,8 +244,30 @@ async fn session(
     let mut status = BytesMut::with_capacity(64);
     let mut flush_gate = confirm::FlushGate::default();
     let mut lag_watch = lag::LagWatch::default();
+    // A reply was requested after `idle` of silence and none came yet.
+    let mut probed = false;
     loop {
-        let reply_requested = match repl.recv_copy().await? {
+        let msg = match silence::recv_within(&mut repl, idle).await? {
+            Some(m) => {
+                probed = false;
+                m
+            }
+            None if probed => return Err(silence::dead(idle)),
+            None => {
+                probed = true;
+                tracing::info!(
+                    tenant,
+                    idle_ms = idle.as_millis() as u64,
+                    "replication stream quiet; asking the database for a reply"
+                );
+                let now = Instant::now();
+                status_update(&mut status, received, flush_gate.reportable(now), true);
+                repl.send_copy_data(&status).await?;
+                last_status = now;
+                continue;
+            }
+        };
+        let reply_requested = match msg {
             CopyMsg::Done => {
                 return Err(PgError::Protocol(
                     "the server ended the replication stream".into(),
@@ -347,23 +379,28 @@ async fn session(
         let now = Instant::now();
         flush_gate.fanned_out(confirmed, now);
         if reply_requested || now.saturating_duration_since(last_status) >= s.status_interval {
-            let flushed = flush_gate.reportable(now);
-            status.clear();
-            encode_standby_status_update(
-                &mut status,
-                &StandbyStatusUpdate {
-                    write: received,
-                    flush: flushed,
-                    apply: flushed,
-                    client_time: PgTimestamp::from_unix_micros(now_unix() * 1_000_000),
-                    reply_requested: false,
-                },
-            );
+            status_update(&mut status, received, flush_gate.reportable(now), false);
             repl.send_copy_data(&status).await?;
             last_status = now;
         }
         lag_watch.check(now, tenant, &mut sql, s).await?;
     }
+}
+
+/// Encodes a standby status update into `buf`: `received` written,
+/// `flushed` flushed and applied.
+fn status_update(buf: &mut BytesMut, received: Lsn, flushed: Lsn, reply_requested: bool) {
+    buf.clear();
+    encode_standby_status_update(
+        buf,
+        &StandbyStatusUpdate {
+            write: received,
+            flush: flushed,
+            apply: flushed,
+            client_time: PgTimestamp::from_unix_micros(now_unix() * 1_000_000),
+            reply_requested,
+        },
+    );
 }
 
 /// The relation of an Insert, Update or Delete.

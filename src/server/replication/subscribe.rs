@@ -24,7 +24,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::{with_tenant, ReplicationSettings};
-use crate::realtime::cdc::fanout::literal;
+use crate::proto::pg::sql::literal;
 use crate::realtime::cdc::CheckJob;
 use crate::realtime::postgres_changes::binding::{Binding, PgErrorText, SubscribeError};
 use crate::realtime::postgres_changes::filter::{trigger, Op};
@@ -98,7 +98,7 @@ pub async fn check(
     let q = format!(
         "SELECT schemaname, tablename, format('%I.%I', schemaname, tablename)::regclass::oid \
          FROM pg_publication_tables WHERE pubname = {} ORDER BY 1, 2",
-        literal(publication)
+        super::catalog::literal(publication)?
     );
     let rows = sql.simple_query(&q).await?;
     let published: Vec<Published> = rows
@@ -154,6 +154,17 @@ fn render(e: &PgError) -> String {
     }
 }
 
+/// A value with a NUL byte, refused with the error Postgres gives for one.
+fn nul_refused() -> String {
+    PgErrorText {
+        severity: "ERROR",
+        code: "22021",
+        message: "invalid byte sequence for encoding \"UTF8\": 0x00",
+        ..PgErrorText::default()
+    }
+    .render()
+}
+
 fn raised(message: &str) -> String {
     PgErrorText::raise_exception(message).render()
 }
@@ -177,11 +188,13 @@ async fn check_entity(
     oid: &str,
     role: &str,
 ) -> Result<Result<(), String>, PgError> {
+    let Some(role) = literal(role) else {
+        return Ok(Err(nul_refused()));
+    };
     let q = format!(
         "SELECT a.attname, a.atttypid::regtype::text FROM pg_attribute a \
          WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped \
-         AND has_column_privilege({}, a.attrelid, a.attnum, 'SELECT') ORDER BY a.attnum",
-        literal(role)
+         AND has_column_privilege({role}, a.attrelid, a.attnum, 'SELECT') ORDER BY a.attnum"
     );
     let cols: HashMap<String, String> = match sql.simple_query(&q).await {
         Ok(r) => r
@@ -205,7 +218,13 @@ async fn check_entity(
         let Some(ty) = cols.get(&f.column) else {
             return Ok(Err(raised(&trigger::invalid_column(&f.column))));
         };
-        let lit = literal(f.value.as_str());
+        let Some(lit) = literal(f.value.as_str()) else {
+            return Ok(Err(nul_refused()));
+        };
+        // The type name comes from the catalog; quoted all the same.
+        let Some(ty_lit) = literal(ty) else {
+            return Ok(Err(nul_refused()));
+        };
         match f.op {
             Op::In => {
                 let q = format!("SELECT coalesce(jsonb_array_length(to_jsonb({lit}::{ty}[])), 0)");
@@ -232,13 +251,12 @@ async fn check_entity(
                         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_operator WHERE oprname = '{name}' \
                          AND oprleft = {t}::regtype AND oprright = {t}::regtype \
                          AND oprresult = 'boolean'::regtype)",
-                        t = literal(ty)
+                        t = ty_lit
                     )
                 } else {
                     format!(
                         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_operator \
-                         WHERE oprname = '~~' AND oprleft = {}::regtype)",
-                        literal(ty)
+                         WHERE oprname = '~~' AND oprleft = {ty_lit}::regtype)"
                     )
                 };
                 match value(sql, &q).await? {
