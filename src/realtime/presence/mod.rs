@@ -138,9 +138,15 @@ impl TopicPresence {
         &mut self,
         owner: OwnerId,
         key: &str,
-        meta: Map<String, Value>,
+        mut meta: Map<String, Value>,
         rng: &mut impl RngCore,
     ) -> Option<Diff> {
+        // The server writes `phx_ref`/`phx_ref_prev` itself; a client's own
+        // keys of those names would follow them as duplicates, and
+        // `JSON.parse` keeps the last: a forged ref in a leave makes other
+        // clients drop someone else's meta.
+        meta.remove("phx_ref");
+        meta.remove("phx_ref_prev");
         let mut members = Vec::with_capacity(64);
         write_object_members(&meta, &mut members);
         let members = into_string(members).into_boxed_str();
