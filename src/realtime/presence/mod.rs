@@ -51,6 +51,16 @@ pub use meta::{format_erlang_float, write_jason};
 
 use meta::{into_string, write_object_members};
 
+/// The bytes a meta takes as stored and sent: its compact JSON, braces
+/// included, as [`TopicPresence::track`] serializes it (a client's
+/// `phx_ref` keys, which the store drops, still count: the bound is on
+/// what was sent).
+pub fn meta_json_len(meta: &Map<String, Value>) -> usize {
+    let mut members = Vec::with_capacity(64);
+    write_object_members(meta, &mut members);
+    members.len() + 2
+}
+
 /// A joined channel instance; the server assigns these in increasing order.
 pub type OwnerId = u64;
 
