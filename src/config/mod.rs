@@ -291,6 +291,22 @@ settings! {
     /// state; too low breaks apps that open many channels.
     max_channels_per_client: u64 = 100, "100", env "TENANT_MAX_CHANNELS_PER_CLIENT";
 
+    /// Longest topic a channel may join, in bytes of the whole
+    /// `realtime:<name>`. Every joined channel keeps its topic; 255 is also
+    /// the most a binary (kind 4) broadcast can carry, so longer topics could
+    /// never get binary broadcasts anyway. Joins over it: `TopicNameTooLong`.
+    max_topic_bytes: u64 = 255, "255", env "TENANT_MAX_TOPIC_BYTES";
+
+    /// Largest presence a channel may track, in bytes: the meta as compact
+    /// JSON plus the presence key (also the longest key a join may set).
+    /// Bounds what one track pins; too low refuses rich metas.
+    max_presence_meta_bytes: u64 = 65_536, "65536", env "TENANT_MAX_PRESENCE_META_BYTES";
+
+    /// Presence bytes (metas plus keys, as above) one connection may hold
+    /// across all its channels. Bounds presence memory per socket; past it a
+    /// track gets an error reply and the previous presence stays.
+    max_presence_bytes_per_client: u64 = 1_048_576, "1048576", env "TENANT_MAX_PRESENCE_BYTES_PER_CLIENT";
+
     /// Connects and channel joins per second per tenant. Stops join storms
     /// (a join over it also closes the socket); too low refuses reconnect waves.
     max_joins_per_second: u64 = 100, "100", env "TENANT_MAX_JOINS_PER_SECOND";

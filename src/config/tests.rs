@@ -87,6 +87,14 @@ fn defaults_are_the_documented_ones() {
         (c.max_channels_per_client, c.max_joins_per_second),
         (100, 100)
     );
+    assert_eq!(
+        (
+            c.max_topic_bytes,
+            c.max_presence_meta_bytes,
+            c.max_presence_bytes_per_client
+        ),
+        (255, 65_536, 1_048_576)
+    );
     assert!(!c.presence_enabled && !c.private_only);
     assert_eq!(
         (c.client_presence_max_calls, c.client_presence_window_ms),
@@ -425,6 +433,11 @@ fn validate_refuses_nonsense() {
         }),
         ("max_payload_size_in_kb", |c| c.max_payload_size_in_kb = 0),
         ("max_channels_per_client", |c| c.max_channels_per_client = 0),
+        ("max_topic_bytes", |c| c.max_topic_bytes = 9),
+        ("max_presence_meta_bytes", |c| c.max_presence_meta_bytes = 0),
+        ("max_presence_bytes_per_client", |c| {
+            c.max_presence_bytes_per_client = 0
+        }),
         ("max_joins_per_second", |c| {
             c.max_joins_per_second = MAX_LIMIT + 1
         }),

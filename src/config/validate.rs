@@ -17,6 +17,9 @@ pub const MAX_SHARDS: usize = 1024;
 /// Upper bound for the tenant limits (they must also fit TOML's integers).
 pub const MAX_LIMIT: u64 = u32::MAX as u64;
 
+/// Smallest `max_topic_bytes`: `realtime:` and a one-character name.
+pub const MIN_TOPIC_BYTES: u64 = 10;
+
 /// Smallest `max_frame_size`: below it ordinary joins do not fit.
 pub const MIN_FRAME_SIZE: usize = 1024;
 
@@ -189,6 +192,18 @@ impl Config {
         limit("max_bytes_per_second", self.max_bytes_per_second)?;
         limit("max_channels_per_client", self.max_channels_per_client)?;
         limit("max_joins_per_second", self.max_joins_per_second)?;
+        limit("max_topic_bytes", self.max_topic_bytes)?;
+        if self.max_topic_bytes < MIN_TOPIC_BYTES {
+            return Err(invalid(
+                "max_topic_bytes",
+                format!("must be at least {MIN_TOPIC_BYTES} (`realtime:` and one character)"),
+            ));
+        }
+        limit("max_presence_meta_bytes", self.max_presence_meta_bytes)?;
+        limit(
+            "max_presence_bytes_per_client",
+            self.max_presence_bytes_per_client,
+        )?;
         positive(
             "client_presence_max_calls",
             self.client_presence_max_calls.into(),

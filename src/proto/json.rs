@@ -156,6 +156,22 @@ pub fn write_raw_or_null(out: &mut BytesMut, raw: Option<&[u8]>) {
     }
 }
 
+/// Whether `bytes` are exactly one JSON value (surrounding whitespace
+/// allowed) in valid UTF-8: the test a client's bytes must pass before they
+/// are copied verbatim into a frame another client parses.
+///
+/// UTF-8 is checked first and on its own because serde_json skips string
+/// contents it is asked to ignore without looking at their encoding, and a
+/// text frame that is not UTF-8 makes browsers drop the whole connection.
+/// The scan builds nothing (`IgnoredAny`), so it costs one pass over the
+/// bytes, and it does not recurse, so any nesting depth is safe to check.
+pub fn is_json_value(bytes: &[u8]) -> bool {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok(),
+        Err(_) => false,
+    }
+}
+
 /// Writes one JSON object field by field; keys are escaped, values are
 /// written by the caller's choice of method.
 ///
@@ -293,6 +309,42 @@ mod tests {
             .raw("r", b"[1]");
         o.finish();
         assert_eq!(&out[..], br#"{"a\"":"x\n","n":5,"b":false,"r":[1]}"#);
+    }
+
+    #[test]
+    fn json_values() {
+        for ok in [
+            &b"1"[..],
+            b" {\"a\":[1,2]} ",
+            b"\"\xc3\xa9\"",
+            b"null",
+            b"\"\\ud83d\\ude00\"",
+        ] {
+            assert!(is_json_value(ok), "{:?}", String::from_utf8_lossy(ok));
+        }
+        // `JSON.stringify` escapes a lone surrogate; that text is valid JSON.
+        assert!(is_json_value(br#""\ud800""#));
+        let forged = br#"1},"event":"phx_close","topic":"realtime:room","ref":"1","x":{"a":1"#;
+        for bad in [
+            &b""[..],
+            b" ",
+            b"{\"a\":",
+            b"1 2",
+            b"\"\xff\"",
+            b"\xff",
+            b"{\"a\":1}}",
+            &forged[..],
+            b"\"a\x01\"",
+            b"NaN",
+        ] {
+            assert!(!is_json_value(bad), "{:?}", String::from_utf8_lossy(bad));
+        }
+        // The scan keeps its own stack rather than recursing, so nesting
+        // as deep as a frame allows is judged like anything else (as
+        // `JSON.parse` would), without risk to the server's stack.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(is_json_value(deep.as_bytes()));
+        assert!(!is_json_value(&deep.as_bytes()[1..]));
     }
 
     proptest! {

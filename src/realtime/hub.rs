@@ -59,7 +59,11 @@ pub enum Outgoing<'a> {
         payload: &'a [u8],
     },
     /// A user broadcast (binary kind 3 from a client, REST single, DB):
-    /// kind 4 to v2, JSON conversion to v1 when the payload is JSON.
+    /// kind 4 to v2, JSON conversion to v1 when the payload is JSON. The
+    /// v1 form splices `metadata` and a JSON `payload` verbatim, so the
+    /// producer must have checked both are one JSON value each
+    /// ([`is_json_value`](crate::proto::json::is_json_value)); the kind 3
+    /// decoder and the REST body parser do.
     User {
         /// The user's event name.
         event: &'a str,
@@ -173,7 +177,11 @@ impl FrameCache {
     }
 }
 
-fn encode(vsn: Vsn, topic: &str, msg: &Outgoing<'_>) -> Option<Bytes> {
+/// The complete WebSocket frame a `vsn` subscriber of `topic` gets for
+/// `msg`, or `None` when that subscriber gets nothing (binary user payloads
+/// to vsn 1.0.0, kind 0 re-fans, fields too long for the binary format).
+/// Public so the fuzz targets check exactly what fan-out sends.
+pub fn encode(vsn: Vsn, topic: &str, msg: &Outgoing<'_>) -> Option<Bytes> {
     match (msg, vsn) {
         (Outgoing::Json { event, payload }, _) => {
             Some(frames::message(vsn, None, None, topic, event, payload))
@@ -209,5 +217,65 @@ fn encode(vsn: Vsn, topic: &str, msg: &Outgoing<'_>) -> Option<Bytes> {
             Some(frames::message(vsn, None, None, topic, "broadcast", &body))
         }
         (Outgoing::Kind0 { event, payload }, _) => frames::binary_broadcast(topic, event, payload),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::phoenix::{decode_binary, InPayload};
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    /// Pieces a forger would splice: object and string ends, duplicate
+    /// envelope keys, bytes that are not UTF-8, control characters.
+    fn piece() -> impl Strategy<Value = &'static [u8]> {
+        prop::sample::select(vec![
+            &b"1"[..],
+            b"}",
+            b"{",
+            b"]",
+            b"[",
+            b",",
+            b":",
+            b"\"",
+            b"\\",
+            br#","event":"phx_close""#,
+            br#""topic":"realtime:room""#,
+            br#"{"a":1}"#,
+            b"\xff",
+            b"\x01",
+            b" ",
+            b"null",
+        ])
+    }
+
+    proptest! {
+        /// Whatever a kind 3 declared JSON carries, it is refused or every
+        /// frame fan-out builds from it is JSON with the envelope intact.
+        #[test]
+        fn kind3_never_forges_v1_frames(pieces in prop::collection::vec(piece(), 0..12)) {
+            let payload = pieces.concat();
+            let mut frame = vec![3, 1, 1, 13, 1, 0, 1];
+            frame.extend_from_slice(b"12realtime:roome");
+            frame.extend_from_slice(&payload);
+            let Ok(m) = decode_binary(&frame) else { return Ok(()) };
+            let InPayload::UserBroadcast(u) = &m.payload else { panic!() };
+            let out = Outgoing::User {
+                event: &u.event,
+                encoding: u.encoding,
+                metadata: u.metadata,
+                payload: u.payload,
+            };
+            let sent: Value = serde_json::from_slice(u.payload).expect("accepted => JSON");
+            let v1 = encode(Vsn::V1, &m.topic, &out).expect("JSON goes to v1");
+            let header = if v1[1] & 0x7f == 126 { 4 } else { 2 };
+            let body: Value = serde_json::from_slice(&v1[header..]).expect("v1 frame is JSON");
+            prop_assert_eq!(
+                body,
+                serde_json::json!({"event": "broadcast", "ref": null, "topic": "realtime:room",
+                    "payload": {"event": "e", "payload": sent, "type": "broadcast"}})
+            );
+        }
     }
 }

@@ -85,6 +85,10 @@ pub struct Channel {
     pub presence_key: Option<Box<str>>,
     /// Whether this channel currently tracks a presence.
     pub tracking: bool,
+    /// Bytes its tracked presence holds (compact meta JSON plus key; 0 when
+    /// not tracking), summed per connection against
+    /// `max_presence_bytes_per_client`.
+    pub presence_bytes: u64,
     /// Per-channel presence call limiter.
     pub presence_limiter: ClientPresenceLimiter,
     /// The channel's token (join `access_token`, or the socket's, shared).
@@ -171,6 +175,11 @@ impl Channels {
     /// (topic, channel) pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&Box<str>, &Channel)> {
         self.0.iter().map(|c| (&c.topic, c))
+    }
+
+    /// Presence bytes all channels hold together.
+    pub fn presence_bytes(&self) -> u64 {
+        self.0.iter().map(|c| c.presence_bytes).sum()
     }
 
     /// Number of joined channels.

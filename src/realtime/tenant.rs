@@ -28,6 +28,12 @@ pub struct Limits {
     pub client_presence_max_calls: u32,
     /// Length of that window.
     pub client_presence_window_ms: u64,
+    /// Longest topic a join may name (whole `realtime:<name>`, bytes).
+    pub max_topic_bytes: u64,
+    /// Largest tracked presence: compact meta JSON plus key, bytes.
+    pub max_presence_meta_bytes: u64,
+    /// Presence bytes one connection may hold over all its channels.
+    pub max_presence_bytes_per_client: u64,
 }
 
 impl Limits {

@@ -15,6 +15,7 @@ use std::borrow::Cow;
 use bytes::{BufMut, BytesMut};
 
 use super::{DecodeError, EncodeError, Encoding, InPayload, Inbound, Ref, UserBroadcastIn};
+use crate::proto::json::is_json_value;
 
 /// Kind byte of a push (both directions, different layouts).
 pub const KIND_PUSH: u8 = 0;
@@ -65,7 +66,9 @@ impl<'a> Reader<'a> {
 /// `"broadcast"` and an [`InPayload::UserBroadcast`] payload; its encoding
 /// byte is 0 for binary and anything else for JSON (the Elixir reading);
 /// non-empty metadata must be valid JSON (the Elixir server decodes it and
-/// drops the frame otherwise).
+/// drops the frame otherwise), and so must a payload declared JSON
+/// ([`DecodeError::InvalidPayload`]): its bytes end up spliced into other
+/// clients' frames.
 pub fn decode_binary(frame: &[u8]) -> Result<Inbound<'_>, DecodeError> {
     let (&kind, rest) = frame.split_first().ok_or(DecodeError::Empty)?;
     let mut r = Reader { rest };
@@ -91,10 +94,16 @@ pub fn decode_binary(frame: &[u8]) -> Result<Inbound<'_>, DecodeError> {
             let topic = r.text(topic_len, "topic")?;
             let user_event = r.text(event_len, "user_event")?;
             let metadata = r.take(meta_len as usize)?;
-            if !metadata.is_empty()
-                && serde_json::from_slice::<serde::de::IgnoredAny>(metadata).is_err()
-            {
+            if !metadata.is_empty() && !is_json_value(metadata) {
                 return Err(DecodeError::InvalidMetadata);
+            }
+            let encoding = Encoding::from_u8(encoding);
+            // A payload declared JSON is copied verbatim into the text frames
+            // of vsn 1.0.0 subscribers and parsed by realtime-js from kind 4,
+            // so it must be one JSON value; checked here, once per message,
+            // never per subscriber.
+            if encoding == Encoding::Json && !is_json_value(r.rest) {
+                return Err(DecodeError::InvalidPayload);
             }
             Ok(Inbound {
                 join_ref: Some(Ref::from_str_value(join_ref)),
@@ -103,7 +112,7 @@ pub fn decode_binary(frame: &[u8]) -> Result<Inbound<'_>, DecodeError> {
                 event: Cow::Borrowed("broadcast"),
                 payload: InPayload::UserBroadcast(UserBroadcastIn {
                     event: Cow::Borrowed(user_event),
-                    encoding: Encoding::from_u8(encoding),
+                    encoding,
                     metadata,
                     payload: r.rest,
                 }),
@@ -378,6 +387,20 @@ mod tests {
             InvalidUtf8("user_event")
         );
         assert_eq!(d(b"\x03\x00\x00\x01\x01\x02\x01te{x"), InvalidMetadata);
+        assert_eq!(d(b"\x03\x00\x00\x01\x01\x01\x00te\xff"), InvalidMetadata);
+        // A payload declared JSON must be exactly one JSON value in UTF-8.
+        assert_eq!(d(b"\x03\x00\x00\x01\x01\x00\x01te{x"), InvalidPayload);
+        assert_eq!(d(b"\x03\x00\x00\x01\x01\x00\x01te"), InvalidPayload);
+        assert_eq!(d(b"\x03\x00\x00\x01\x01\x00\x01te\"\xff\""), InvalidPayload);
+        assert_eq!(d(b"\x03\x00\x00\x01\x01\x00\x01te1}{"), InvalidPayload);
+        let mut forged = b"\x03\x00\x00\x01\x01\x00\x01te".to_vec();
+        forged.extend_from_slice(
+            br#"1},"event":"phx_close","topic":"realtime:room","ref":"1","x":{"a":1"#,
+        );
+        assert_eq!(d(&forged), InvalidPayload);
+        // The same bytes declared binary are opaque and go out only as kind 4.
+        forged[6] = 0;
+        assert!(decode_binary(&forged).is_ok());
         // Kind 0 payload may be anything, including empty; so may kind 3's.
         assert!(decode_binary(b"\x00\x00\x00\x01\x01te").is_ok());
         assert!(decode_binary(b"\x03\x00\x00\x01\x01\x00\x00te").is_ok());
@@ -464,6 +487,12 @@ mod tests {
             payload in proptest::collection::vec(any::<u8>(), 0..300),
         ) {
             let meta = meta.map(|k| format!("{{\"{k}\":true}}")).unwrap_or_default();
+            // A JSON payload must be JSON: carry the random bytes as a string.
+            let payload = if binary {
+                payload
+            } else {
+                crate::proto::json::quote(&String::from_utf8_lossy(&payload)).into_bytes()
+            };
             let mut frame = vec![
                 3,
                 join_ref.len() as u8,

@@ -207,7 +207,8 @@ pub struct UserBroadcastIn<'a> {
     pub encoding: Encoding,
     /// Metadata JSON (validated as JSON when non-empty); often empty.
     pub metadata: &'a [u8],
-    /// The user payload: JSON text or opaque bytes per `encoding`.
+    /// The user payload: opaque bytes, or with [`Encoding::Json`] one JSON
+    /// value in UTF-8 (the decoder refuses anything else).
     pub payload: &'a [u8],
 }
 
@@ -217,7 +218,8 @@ pub struct UserBroadcastIn<'a> {
 pub enum Encoding {
     /// Opaque bytes (`ArrayBuffer` in realtime-js).
     Binary = 0,
-    /// UTF-8 JSON text (not validated, like the Elixir server).
+    /// UTF-8 JSON text: one JSON value, validated on the way in (the
+    /// Elixir server splices it unchecked; we refuse what is not JSON).
     Json = 1,
 }
 
@@ -275,6 +277,10 @@ pub enum DecodeError {
     /// Non-empty kind 3 metadata that is not JSON.
     #[error("metadata is not valid JSON")]
     InvalidMetadata,
+    /// A kind 3 payload declared JSON that is not exactly one JSON value
+    /// in UTF-8.
+    #[error("user payload declared JSON is not valid JSON")]
+    InvalidPayload,
 }
 
 /// Why a binary frame could not be encoded (the server logs and drops it).

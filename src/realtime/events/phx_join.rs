@@ -76,6 +76,16 @@ pub fn binding_id(binding: &Map<String, Value>) -> u64 {
     h % (1 << 27)
 }
 
+/// The join error for a topic longer than `max` bytes.
+pub fn topic_too_long(max: u64) -> String {
+    format!("TopicNameTooLong: Topic must be at most {max} bytes")
+}
+
+/// The join error for a presence key longer than `max` bytes.
+pub fn presence_key_too_long(max: u64) -> String {
+    format!("PresenceKeyTooLong: Presence key must be at most {max} bytes")
+}
+
 /// Handles a join.
 pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flow {
     let Some(sub_topic) = msg.topic.strip_prefix("realtime:") else {
@@ -112,6 +122,19 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     }
     let tenant_cfg = env.tenant.config.clone();
     let limits = &tenant_cfg.limits;
+    // A joined channel keeps its topic and presence key for its lifetime,
+    // so both are bounded before anything is kept (the frame limit alone
+    // would let one socket pin megabytes per channel).
+    if msg.topic.len() as u64 > limits.max_topic_bytes {
+        return error(topic_too_long(limits.max_topic_bytes), None);
+    }
+    if cfg
+        .presence_key
+        .as_ref()
+        .is_some_and(|k| k.len() as u64 > limits.max_presence_meta_bytes)
+    {
+        return error(presence_key_too_long(limits.max_presence_meta_bytes), None);
+    }
     if env.shutting_down {
         return error(
             "RealtimeRestarting: Realtime is restarting, please standby".into(),
@@ -194,6 +217,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         presence_enabled,
         presence_key: cfg.presence_key.as_deref().map(Box::from),
         tracking: false,
+        presence_bytes: 0,
         presence_limiter: ClientPresenceLimiter::new(
             limits.client_presence_max_calls,
             limits.client_presence_window_ms,

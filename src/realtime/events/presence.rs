@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::proto::phoenix::{InPayload, Inbound};
 use crate::realtime::frames;
 use crate::realtime::hub::{ChannelId, Outgoing};
-use crate::realtime::presence::Diff;
+use crate::realtime::presence::{self, Diff};
 use crate::realtime::rest;
 use crate::realtime::session::{Env, Flow, Session};
 
@@ -58,9 +58,32 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
                 session.shutdown_channel(env, topic, "Track message size exceeded");
                 return Flow::Continue;
             }
+            // What the track would keep: bounded per meta like an oversize
+            // payload, and per connection over all its channels.
             let ch = session.channels.get_mut(topic).expect("checked above");
+            let bytes = (presence::meta_json_len(&meta) + ch.presence_key().len()) as u64;
+            if bytes > limits.max_presence_meta_bytes {
+                session.shutdown_channel(env, topic, "Track message size exceeded");
+                return Flow::Continue;
+            }
+            let held = session.channels.presence_bytes();
+            let ch = session.channels.get_mut(topic).expect("checked above");
+            if held - ch.presence_bytes + bytes > limits.max_presence_bytes_per_client {
+                let reason = frames::reason_json(&presence_per_client_exceeded(
+                    limits.max_presence_bytes_per_client,
+                ));
+                session.reply(
+                    join_ref.as_ref(),
+                    msg.msg_ref.as_ref(),
+                    topic,
+                    "error",
+                    &reason,
+                );
+                return Flow::Continue;
+            }
             ch.presence_enabled = true;
             ch.tracking = true;
+            ch.presence_bytes = bytes;
             let (id, key) = (ch.id, ch.presence_key().to_owned());
             let diff = env
                 .tenant
@@ -76,6 +99,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         "untrack" => {
             let ch = session.channels.get_mut(topic).expect("checked above");
             ch.tracking = false;
+            ch.presence_bytes = 0;
             let id = ch.id;
             let diff = env.tenant.hub.topic_mut(topic).presence.untrack(id);
             session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
@@ -92,6 +116,12 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         ),
     }
     Flow::Continue
+}
+
+/// The error reason of a track that would take the connection's presence
+/// over `max` bytes.
+pub fn presence_per_client_exceeded(max: u64) -> String {
+    format!("Presence of this connection would exceed {max} bytes")
 }
 
 /// A channel left (leave, shutdown, socket gone): drop its presence and

@@ -51,6 +51,16 @@ pub use meta::{format_erlang_float, write_jason};
 
 use meta::{into_string, write_object_members};
 
+/// The bytes a meta takes as stored and sent: its compact JSON, braces
+/// included, as [`TopicPresence::track`] serializes it (a client's
+/// `phx_ref` keys, which the store drops, still count: the bound is on
+/// what was sent).
+pub fn meta_json_len(meta: &Map<String, Value>) -> usize {
+    let mut members = Vec::with_capacity(64);
+    write_object_members(meta, &mut members);
+    members.len() + 2
+}
+
 /// A joined channel instance; the server assigns these in increasing order.
 pub type OwnerId = u64;
 
@@ -138,9 +148,15 @@ impl TopicPresence {
         &mut self,
         owner: OwnerId,
         key: &str,
-        meta: Map<String, Value>,
+        mut meta: Map<String, Value>,
         rng: &mut impl RngCore,
     ) -> Option<Diff> {
+        // The server writes `phx_ref`/`phx_ref_prev` itself; a client's own
+        // keys of those names would follow them as duplicates, and
+        // `JSON.parse` keeps the last: a forged ref in a leave makes other
+        // clients drop someone else's meta.
+        meta.remove("phx_ref");
+        meta.remove("phx_ref_prev");
         let mut members = Vec::with_capacity(64);
         write_object_members(&meta, &mut members);
         let members = into_string(members).into_boxed_str();

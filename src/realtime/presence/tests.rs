@@ -184,7 +184,8 @@ fn meta_encoding_matches_jason() {
     let (_, m) = p.get(1).unwrap();
     assert_eq!(
         m.members_json(),
-        r#""phx_ref":"user","s":"a\u0001\n/é","z":{"a":[true,null,-5,1.5,1.0e3],"b":1}"#
+        r#""s":"a\u0001\n/é","z":{"a":[true,null,-5,1.5,1.0e3],"b":1}"#,
+        "a client's phx_ref is dropped (Jason would write it after the server's)"
     );
     let s = state(&p);
     assert!(s.starts_with(r#"{"k\"q":{"metas":[{"phx_ref":""#), "{s}");
@@ -281,4 +282,20 @@ proptest! {
             prop_assert_eq!(n, model.len());
         }
     }
+}
+
+#[test]
+fn client_phx_refs_never_reach_the_wire() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let r = refs(7, 1);
+    let mut p = TopicPresence::default();
+    let meta = obj(json!({"phx_ref": "forged", "phx_ref_prev": "x", "u": 1}));
+    let d = p.track_with(1, "k", meta, &mut rng).unwrap();
+    assert_eq!(
+        diff_json(&d),
+        format!(
+            r#"{{"joins":{{"k":{{"metas":[{{"phx_ref":"{}","u":1}}]}}}},"leaves":{{}}}}"#,
+            r[0]
+        )
+    );
 }
