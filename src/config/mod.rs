@@ -344,6 +344,12 @@ settings! {
     /// disconnected. Bounds memory per slow reader; must hold one largest payload.
     socket_queue_bytes: usize = 4 * 1024 * 1024, "4194304", env "WEBSOCKET_QUEUE_BYTES";
 
+    /// How long a REST broadcast waits for a subscriber's full queue to
+    /// drain before closing that subscriber as a slow consumer. A REST batch
+    /// larger than the queue is delivered at the readers' pace; longer waits
+    /// spare slow links but hold the request (and its body) longer.
+    rest_queue_wait_ms: u64 = 5000, "5000", env "REST_QUEUE_WAIT_MS";
+
     /// How often connections that joined and then left every channel are swept
     /// (closed). Frees abandoned sockets; too short cuts clients between joins.
     no_channel_timeout_ms: u64 = 600_000, "600000", env "NO_CHANNEL_TIMEOUT_IN_MS";

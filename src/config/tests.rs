@@ -101,7 +101,10 @@ fn defaults_are_the_documented_ones() {
         (5, 30_000)
     );
     assert_eq!((c.max_frame_size, c.idle_timeout_ms), (5_000_000, 60_000));
-    assert_eq!(c.socket_queue_bytes, 4 << 20);
+    assert_eq!(
+        (c.socket_queue_bytes, c.rest_queue_wait_ms),
+        (4 << 20, 5000)
+    );
     assert_eq!(
         (c.no_channel_timeout_ms, c.shutdown_drain_ms),
         (600_000, 5000)
@@ -456,6 +459,7 @@ fn validate_refuses_nonsense() {
         ("socket_queue_bytes", |c| {
             c.socket_queue_bytes = 3_000_000 - 1
         }),
+        ("rest_queue_wait_ms", |c| c.rest_queue_wait_ms = u64::MAX),
         ("no_channel_timeout_ms", |c| c.no_channel_timeout_ms = 0),
         ("shutdown_drain_ms", |c| c.shutdown_drain_ms = u64::MAX),
         ("metrics_jwt_secret", |c| {

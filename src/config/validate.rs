@@ -241,6 +241,7 @@ impl Config {
                 ),
             )
         })?;
+        duration("rest_queue_wait_ms", self.rest_queue_wait_ms)?;
         positive_duration("no_channel_timeout_ms", self.no_channel_timeout_ms)?;
         duration("shutdown_drain_ms", self.shutdown_drain_ms)?;
 

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
@@ -28,6 +29,21 @@ pub trait Outbound {
     fn speaks_kind0(&self) -> bool;
     /// Closes the connection with a WebSocket close code after what is queued.
     fn close(&self, code: u16);
+    /// Whether [`Outbound::push`] of a `len`-byte frame would be queued
+    /// now rather than close the connection as a slow consumer.
+    fn has_room(&self, _len: usize) -> bool {
+        true
+    }
+    /// Resolves once [`Outbound::has_room`] holds for `len`, for a
+    /// producer that may wait for a subscriber that is still being written.
+    fn poll_room(&self, _len: usize, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+    /// Closes the connection as a slow consumer, dropping what it has not
+    /// read.
+    fn overflow(&self) {
+        self.close(1008);
+    }
 }
 
 /// One subscriber of a topic.
@@ -154,6 +170,58 @@ impl Hub {
     }
 }
 
+/// A subscriber that has no room for a message now, with the length of
+/// the frame it would get.
+pub struct NoRoom {
+    /// The subscriber's connection.
+    pub out: Rc<dyn Outbound>,
+    /// Length of its frame.
+    pub len: usize,
+}
+
+impl Hub {
+    /// [`Hub::fanout`] for a producer that waits rather than overflow a
+    /// queue: when every subscriber has room for its frame, the message is
+    /// queued to all and the number of frames returned; otherwise nothing
+    /// is queued and the first subscriber without room is returned, to be
+    /// waited for (or closed) before trying again.
+    pub fn fanout_if_room(
+        &self,
+        topic: &str,
+        msg: &Outgoing<'_>,
+        exclude: Option<ChannelId>,
+    ) -> Result<u64, NoRoom> {
+        let Some(t) = self.topics.get(topic) else {
+            return Ok(0);
+        };
+        let mut cache = FrameCache::default();
+        for s in &t.subs {
+            if Some(s.channel) == exclude {
+                continue;
+            }
+            if let Some(f) = cache.frame(topic, msg, s) {
+                if !s.out.has_room(f.len()) {
+                    return Err(NoRoom {
+                        out: s.out.clone(),
+                        len: f.len(),
+                    });
+                }
+            }
+        }
+        let mut n = 0;
+        for s in &t.subs {
+            if Some(s.channel) == exclude {
+                continue;
+            }
+            if let Some(f) = cache.frame(topic, msg, s) {
+                s.out.push(f);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// The encoded forms of one outgoing message, built on first need.
 #[derive(Default)]
 struct FrameCache {
@@ -222,6 +290,8 @@ pub fn encode(vsn: Vsn, topic: &str, msg: &Outgoing<'_>) -> Option<Bytes> {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::{Cell, RefCell};
+
     use super::*;
     use crate::proto::phoenix::{decode_binary, InPayload};
     use proptest::prelude::*;
@@ -277,5 +347,91 @@ mod tests {
                     "payload": {"event": "e", "payload": sent, "type": "broadcast"}})
             );
         }
+    }
+
+    /// A queue that holds frames up to `room` bytes in all.
+    struct Bounded {
+        frames: RefCell<Vec<Bytes>>,
+        room: Cell<usize>,
+    }
+
+    impl Bounded {
+        fn new(room: usize) -> Rc<Self> {
+            Rc::new(Self {
+                frames: RefCell::new(Vec::new()),
+                room: Cell::new(room),
+            })
+        }
+    }
+
+    impl Outbound for Bounded {
+        fn push(&self, frame: Bytes) {
+            self.room.set(self.room.get() - frame.len());
+            self.frames.borrow_mut().push(frame);
+        }
+        fn speaks_kind0(&self) -> bool {
+            false
+        }
+        fn close(&self, _: u16) {}
+        fn has_room(&self, len: usize) -> bool {
+            len <= self.room.get()
+        }
+    }
+
+    fn sub(channel: ChannelId, vsn: Vsn, out: &Rc<Bounded>) -> Sub {
+        Sub {
+            channel,
+            vsn,
+            out: out.clone(),
+        }
+    }
+
+    #[test]
+    fn fanout_if_room_queues_to_all_or_to_none() {
+        let roomy = Bounded::new(1 << 20);
+        let tight = Bounded::new(10);
+        let mut hub = Hub::default();
+        hub.subscribe("realtime:t", sub(1, Vsn::V2, &roomy));
+        hub.subscribe("realtime:t", sub(2, Vsn::V1, &tight));
+        let msg = Outgoing::Json {
+            event: "broadcast",
+            payload: br#"{"a":1}"#,
+        };
+        let full = match hub.fanout_if_room("realtime:t", &msg, None) {
+            Err(full) => full,
+            Ok(n) => panic!("queued {n} frames to a full subscriber"),
+        };
+        let v1_len = frames::message(
+            Vsn::V1,
+            None,
+            None,
+            "realtime:t",
+            "broadcast",
+            br#"{"a":1}"#,
+        )
+        .len();
+        assert_eq!(
+            full.len, v1_len,
+            "the length of the v1 frame it lacks room for"
+        );
+        assert!(roomy.frames.borrow().is_empty(), "nothing queued to anyone");
+        // Excluding the full subscriber, or once it has room, all is queued.
+        assert!(matches!(
+            hub.fanout_if_room("realtime:t", &msg, Some(2)),
+            Ok(1)
+        ));
+        tight.room.set(v1_len);
+        assert!(matches!(
+            hub.fanout_if_room("realtime:t", &msg, None),
+            Ok(2)
+        ));
+        assert_eq!(
+            (roomy.frames.borrow().len(), tight.frames.borrow().len()),
+            (2, 1)
+        );
+        assert!(matches!(
+            hub.fanout_if_room("realtime:none", &msg, None),
+            Ok(0)
+        ));
     }
 }

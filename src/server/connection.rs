@@ -30,6 +30,9 @@ pub type SharedStream = Rc<RefCell<TcpStream>>;
 const READ_CHUNK: usize = 4096;
 /// How long a closing socket may take to accept its last frames.
 const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(10);
+/// Bytes a reader may take in without the socket ever making it wait
+/// before it lets the shard write (see [`let_writers_run`]).
+const READ_BURST: u32 = 64 * 1024;
 
 /// A live WebSocket connection, registered on its shard.
 pub struct Conn {
@@ -359,6 +362,8 @@ fn read_loop<'a>(
     async move {
         let mut decoder = ws::Decoder::new(state.config.max_frame_size);
         let out = &conn.out;
+        // Bytes read since the socket last had nothing to read.
+        let mut burst = 0u32;
         loop {
             // Drain every complete frame already buffered.
             loop {
@@ -386,12 +391,21 @@ fn read_loop<'a>(
                 // Idle sockets keep no read buffer.
                 *buf = BytesMut::new();
             }
+            if burst >= READ_BURST {
+                burst = 0;
+                // Rare: boxed, like the delay above.
+                Box::pin(let_writers_run()).await;
+            }
             // Data, or `None` once the socket must stop. One closure rather
             // than two racing futures: this is what every idle socket's task
             // holds while it waits.
+            let mut waited = false;
             let read = poll_fn(|cx| match poll_read_some(cx, stream, buf) {
                 Poll::Ready(r) => Poll::Ready(Some(r)),
-                Poll::Pending => out.poll_stopped(cx).map(|()| None),
+                Poll::Pending => {
+                    waited = true;
+                    out.poll_stopped(cx).map(|()| None)
+                }
             })
             .await;
             match read {
@@ -399,10 +413,30 @@ fn read_loop<'a>(
                 Some(Ok(n)) => {
                     conn.session.borrow_mut().last_inbound_ms = state.now_ms() as u32;
                     ShardStats::add(&state.stats().bytes_in, n as u64);
+                    burst = if waited {
+                        n as u32
+                    } else {
+                        burst.saturating_add(n as u32)
+                    };
                 }
             }
         }
     }
+}
+
+/// Pauses a reader whose client sends faster than it can be read, until
+/// the shard has run its other tasks and taken in I/O completions.
+///
+/// While a socket always has data, each read completes at once and its
+/// reader would fan out burst after burst without a pause: the flusher
+/// never runs and a subscriber whose kernel buffer was full is never told
+/// it drained, so subscribers that read as fast as they can would overflow
+/// their queues on frames nobody tried to write. A plain yield lets the
+/// flusher run but not the reactor; a timer already due by the time the
+/// executor next looks makes the reader wait for both, and costs one timer
+/// per [`READ_BURST`] bytes only on busy sockets.
+async fn let_writers_run() {
+    glommio::timer::sleep(Duration::from_micros(1)).await;
 }
 
 /// What the read loop does after a message.

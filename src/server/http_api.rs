@@ -1,9 +1,19 @@
 //! The REST API: broadcast (batch and single), health, ping and metrics.
 //! Connections are kept alive; each request is answered in order.
+//!
+//! A broadcast request is validated at once and answered once its messages
+//! are in the subscribers' queues. Messages are queued one at a time, each
+//! only when every subscriber has room for it: a batch larger than a
+//! socket's queue goes out at the pace its readers read, rather than
+//! overflowing the queues of readers that simply have not been written to
+//! yet. A subscriber that leaves no room for `rest_queue_wait_ms` is closed
+//! as a slow consumer.
 
 use std::fmt::Write as _;
+use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use realtime_shards::ShardStats;
@@ -13,7 +23,7 @@ use super::{now_unix, ShardState};
 use crate::proto::http::{self, RequestHead};
 use crate::proto::phoenix::Encoding;
 use crate::realtime::auth;
-use crate::realtime::hub::Outgoing;
+use crate::realtime::hub::{NoRoom, Outgoing};
 use crate::realtime::rest;
 
 /// Largest request body accepted (a batch of maximum-size payloads is
@@ -55,6 +65,71 @@ impl Resp {
     }
 }
 
+/// What a request asks of the shard.
+enum Routed {
+    /// Answer now.
+    Answer(Resp),
+    /// Queue these broadcasts for a tenant's subscribers, then answer.
+    Broadcast {
+        tenant: String,
+        messages: Vec<Broadcast>,
+        resp: Resp,
+    },
+}
+
+impl Routed {
+    fn resp_mut(&mut self) -> &mut Resp {
+        match self {
+            Routed::Answer(r) | Routed::Broadcast { resp: r, .. } => r,
+        }
+    }
+}
+
+impl From<Resp> for Routed {
+    fn from(r: Resp) -> Self {
+        Routed::Answer(r)
+    }
+}
+
+/// One validated REST message, owned so that it can wait for room.
+struct Broadcast {
+    /// Client topic (`realtime:<name>`).
+    topic: String,
+    body: BroadcastBody,
+}
+
+enum BroadcastBody {
+    /// A batch message: the payload of a `broadcast` event.
+    Json(Vec<u8>),
+    /// A single-endpoint message: a user broadcast.
+    User {
+        event: String,
+        encoding: Encoding,
+        payload: Vec<u8>,
+    },
+}
+
+impl Broadcast {
+    fn outgoing(&self) -> Outgoing<'_> {
+        match &self.body {
+            BroadcastBody::Json(payload) => Outgoing::Json {
+                event: "broadcast",
+                payload,
+            },
+            BroadcastBody::User {
+                event,
+                encoding,
+                payload,
+            } => Outgoing::User {
+                event,
+                encoding: *encoding,
+                metadata: b"",
+                payload,
+            },
+        }
+    }
+}
+
 /// Serves requests on one socket until it closes or asks to.
 pub async fn serve(
     state: Rc<ShardState>,
@@ -82,7 +157,18 @@ pub async fn serve(
             }
         }
         let body = buf.split_to(len);
-        let resp = route(&state, &head, &body);
+        let resp = match route(&state, &head, &body) {
+            Routed::Answer(resp) => resp,
+            Routed::Broadcast {
+                tenant,
+                messages,
+                resp,
+            } => {
+                drop(body);
+                deliver(&state, &tenant, messages).await;
+                resp
+            }
+        };
         let close = head
             .header("connection")
             .is_some_and(|c| c.eq_ignore_ascii_case(b"close"));
@@ -109,7 +195,7 @@ pub async fn serve(
     }
 }
 
-fn route(state: &ShardState, head: &RequestHead, body: &[u8]) -> Resp {
+fn route(state: &ShardState, head: &RequestHead, body: &[u8]) -> Routed {
     // Behind Supabase's gateway the REST API is `/realtime/v1/api/*`, and
     // realtime-js derives that URL from its socket URL: serve both.
     let path = match head.path.strip_prefix("/realtime/v1") {
@@ -122,12 +208,13 @@ fn route(state: &ShardState, head: &RequestHead, body: &[u8]) -> Resp {
             content_type: Some("text/plain"),
             headers: Vec::new(),
             body: b"ok".to_vec(),
-        },
+        }
+        .into(),
         ("GET", "/api/ping") => match tenant_of(state, head) {
-            Some(_) => Resp::message(200, "Success"),
-            None => Resp::message(401, "Tenant not found in database"),
+            Some(_) => Resp::message(200, "Success").into(),
+            None => Resp::message(401, "Tenant not found in database").into(),
         },
-        ("GET", "/metrics") => metrics(state, head),
+        ("GET", "/metrics") => metrics(state, head).into(),
         ("OPTIONS", _) => {
             let mut r = Resp::empty(204);
             r.headers
@@ -136,21 +223,21 @@ fn route(state: &ShardState, head: &RequestHead, body: &[u8]) -> Resp {
                 "access-control-allow-headers",
                 "authorization, apikey, content-type, x-client-info".into(),
             ));
-            r
+            r.into()
         }
         ("POST", "/api/broadcast") => {
             // Plug.Parsers runs before routing: a bad JSON body is a 400
             // whatever else is wrong with the request.
             if let Err(e) = rest::parse_single_json(content_type(head), body) {
-                return error(head, &e);
+                return error(head, &e).into();
             }
             with_tenant(state, head, |t| batch(state, t, head, body))
         }
         ("POST", p) if p.starts_with("/api/broadcast/") => match rest::split_single_path(p) {
             Some((topic, event)) => single(state, head, &topic, &event, body),
-            None => Resp::message(404, "not found"),
+            None => Resp::message(404, "not found").into(),
         },
-        _ => Resp::message(404, "not found"),
+        _ => Resp::message(404, "not found").into(),
     }
 }
 
@@ -165,26 +252,28 @@ fn tenant_of(state: &ShardState, head: &RequestHead) -> Option<String> {
 
 /// Tenant lookup, authentication and the rate-limit plug shared by the
 /// broadcast endpoints (PROTOCOL 4.4).
-fn with_tenant(state: &ShardState, head: &RequestHead, f: impl FnOnce(&str) -> Resp) -> Resp {
+fn with_tenant(state: &ShardState, head: &RequestHead, f: impl FnOnce(&str) -> Routed) -> Routed {
     let Some(tenant_id) = tenant_of(state, head) else {
-        return Resp::message(401, "Tenant not found in database");
+        return Resp::message(401, "Tenant not found in database").into();
     };
     let Some(tenant) = state.tenant(&tenant_id) else {
-        return Resp::message(401, "Tenant not found in database");
+        return Resp::message(401, "Tenant not found in database").into();
     };
     let cfg = tenant.borrow().config.clone();
     let limit = cfg.limits.max_events_per_second;
     let avg = tenant.borrow_mut().events.avg(state.now_ms());
+    // Whole events per second, as the Elixir plug reports them.
+    let rolling = avg as i64;
     let rate_headers = vec![
-        ("x-rate-rolling", format!("{avg:?}")),
+        ("x-rate-rolling", rolling.to_string()),
         ("x-rate-limit", limit.to_string()),
         (
             "x-rate-limit-remaining",
-            format!("{:?}", limit as f64 - avg),
+            (limit as i64 - rolling).to_string(),
         ),
     ];
-    let mut resp = if avg >= limit as f64 {
-        Resp::message(429, "Too many requests")
+    let mut routed = if avg >= limit as f64 {
+        Resp::message(429, "Too many requests").into()
     } else {
         let authz = head
             .header("authorization")
@@ -203,16 +292,16 @@ fn with_tenant(state: &ShardState, head: &RequestHead, f: impl FnOnce(&str) -> R
                 .is_ok() =>
             {
                 if cfg.suspended {
-                    Resp::message(403, "Tenant is suspended")
+                    Resp::message(403, "Tenant is suspended").into()
                 } else {
                     f(&tenant_id)
                 }
             }
-            _ => Resp::message(401, "Unauthorized"),
+            _ => Resp::message(401, "Unauthorized").into(),
         }
     };
-    resp.headers.extend(rate_headers);
-    resp
+    routed.resp_mut().headers.extend(rate_headers);
+    routed
 }
 
 fn content_type(head: &RequestHead) -> Option<&str> {
@@ -235,59 +324,108 @@ fn error(head: &RequestHead, e: &rest::BatchError) -> Resp {
     }
 }
 
-fn batch(state: &ShardState, tenant_id: &str, head: &RequestHead, body: &[u8]) -> Resp {
+/// `POST /api/broadcast`: the changeset (422), then the batch's own rate
+/// check (429), then the public messages to deliver.
+fn batch(state: &ShardState, tenant_id: &str, head: &RequestHead, body: &[u8]) -> Routed {
     let Some(tenant) = state.tenant(tenant_id) else {
-        return Resp::message(401, "Tenant not found in database");
+        return Resp::message(401, "Tenant not found in database").into();
     };
     let mut tenant = tenant.borrow_mut();
     let max = tenant.config.limits.max_payload_bytes();
     let messages = match rest::parse_batch_request(content_type(head), body, max) {
         Ok(m) => m,
-        Err(e) => return error(head, &e),
+        Err(e) => return error(head, &e).into(),
     };
-    let now = state.now_ms();
-    let mut deliveries = 0;
-    let mut payload = Vec::with_capacity(256);
-    for m in &messages {
-        if m.private {
-            // Private topics need the write policy of the tenant database;
-            // without one the message is skipped, as a denied one would be.
-            continue;
-        }
-        payload.clear();
-        m.encode_broadcast_payload(&mut payload);
-        tenant.events.add(1, now);
-        deliveries += tenant.hub.fanout(
-            &format!("realtime:{}", m.topic),
-            &Outgoing::Json {
-                event: "broadcast",
-                payload: &payload,
-            },
-            None,
-        );
+    let avg = tenant.events.avg(state.now_ms());
+    let limit = tenant.config.limits.max_events_per_second;
+    if let Err(msg) = rest::check_batch_rate(avg, limit, messages.len()) {
+        return Resp::message(429, msg).into();
     }
-    tenant.events.add(deliveries, now);
-    Resp::empty(202)
+    let messages = messages
+        .iter()
+        // Private topics need the write policy of the tenant database;
+        // without one the message is skipped, as a denied one would be.
+        .filter(|m| !m.private)
+        .map(|m| {
+            let mut payload = Vec::with_capacity(m.payload.get().len() + m.event.len() + 48);
+            m.encode_broadcast_payload(&mut payload);
+            Broadcast {
+                topic: format!("realtime:{}", m.topic),
+                body: BroadcastBody::Json(payload),
+            }
+        })
+        .collect();
+    Routed::Broadcast {
+        tenant: tenant_id.to_owned(),
+        messages,
+        resp: Resp::empty(202),
+    }
+}
+
+/// Queues `messages` in order, each once every subscriber of its topic has
+/// room for it. A subscriber still without room `rest_queue_wait_ms` after
+/// a message first waited is closed as a slow consumer. Each message counts
+/// as one event and each frame queued as one more (PROTOCOL 7.3).
+async fn deliver(state: &ShardState, tenant_id: &str, messages: Vec<Broadcast>) {
+    let wait = Duration::from_millis(state.config.rest_queue_wait_ms);
+    for m in &messages {
+        // A long batch must not keep the shard's other tasks waiting.
+        glommio::yield_if_needed().await;
+        let mut deadline = None;
+        loop {
+            let Some(tenant) = state.tenant(tenant_id) else {
+                return;
+            };
+            let full = {
+                let mut tenant = tenant.borrow_mut();
+                match tenant.hub.fanout_if_room(&m.topic, &m.outgoing(), None) {
+                    Ok(n) => {
+                        tenant.events.add(1 + n, state.now_ms());
+                        None
+                    }
+                    Err(full) => Some(full),
+                }
+            };
+            let Some(NoRoom { out, len }) = full else {
+                break;
+            };
+            let deadline = *deadline.get_or_insert_with(|| Instant::now() + wait);
+            let room = futures_lite::future::or(
+                async {
+                    poll_fn(|cx| out.poll_room(len, cx)).await;
+                    true
+                },
+                async {
+                    glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+                    false
+                },
+            )
+            .await;
+            if !room {
+                out.overflow();
+            }
+        }
+    }
 }
 
 /// `POST /api/broadcast/:topic/events/:event`, in the Elixir server's
 /// order: body parse (400/413), content type (415), tenant, rate limit and
 /// auth, then the changeset (422).
-fn single(state: &ShardState, head: &RequestHead, topic: &str, event: &str, body: &[u8]) -> Resp {
+fn single(state: &ShardState, head: &RequestHead, topic: &str, event: &str, body: &[u8]) -> Routed {
     let ct = content_type(head);
     let parsed = match rest::parse_single_json(ct, body) {
         Ok(p) => p,
-        Err(e) => return error(head, &e),
+        Err(e) => return error(head, &e).into(),
     };
     let kind = match rest::check_single_content_type(ct) {
         Ok(k) => k,
-        Err((status, body)) => return Resp::json(status, body),
+        Err((status, body)) => return Resp::json(status, body).into(),
     };
     with_tenant(state, head, |tenant_id| {
         let Some(tenant) = state.tenant(tenant_id) else {
-            return Resp::message(401, "Tenant not found in database");
+            return Resp::message(401, "Tenant not found in database").into();
         };
-        let mut tenant = tenant.borrow_mut();
+        let tenant = tenant.borrow();
         let (encoding, payload, size) = match kind {
             rest::SingleKind::Json => (
                 Encoding::Json,
@@ -303,26 +441,24 @@ fn single(state: &ShardState, head: &RequestHead, topic: &str, event: &str, body
         if let Err(e) =
             rest::validate_single(topic, event, size, tenant.config.limits.max_payload_bytes())
         {
-            return error(head, &e);
+            return error(head, &e).into();
         }
         if rest::single_private(head.query.as_deref(), parsed.private_override) {
             // Private sends need the tenant database's write policy.
-            return Resp::message(422, "Tenant database unavailable");
+            return Resp::message(422, "Tenant database unavailable").into();
         }
-        let now = state.now_ms();
-        tenant.events.add(1, now);
-        let n = tenant.hub.fanout(
-            &format!("realtime:{topic}"),
-            &Outgoing::User {
-                event,
-                encoding,
-                metadata: b"",
-                payload,
-            },
-            None,
-        );
-        tenant.events.add(n, now);
-        Resp::empty(202)
+        Routed::Broadcast {
+            tenant: tenant_id.to_owned(),
+            messages: vec![Broadcast {
+                topic: format!("realtime:{topic}"),
+                body: BroadcastBody::User {
+                    event: event.to_owned(),
+                    encoding,
+                    payload: payload.to_vec(),
+                },
+            }],
+            resp: Resp::empty(202),
+        }
     })
 }
 

@@ -10,7 +10,12 @@
 //!
 //! A queue that grows past its byte bound marks the socket as a slow
 //! consumer: the queue is dropped and the socket closed, so one slow reader
-//! never holds memory without bound or slows anyone else.
+//! never holds memory without bound or slows anyone else. The bound is on
+//! the backlog a frame joins: an empty queue takes any frame, since a
+//! reader with nothing pending is keeping up whatever the frame's size.
+//! A producer that can afford to wait (the REST API) asks for room first
+//! ([`OutQueue::poll_room`]) instead of overflowing a queue that is still
+//! being written.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -83,6 +88,8 @@ pub struct OutQueue {
     kind0: Cell<bool>,
     /// Why the socket was closed, for the log.
     reason: Cell<&'static str>,
+    /// A producer waits in [`ROOM`] for this queue to shrink.
+    room_wanted: Cell<bool>,
 }
 
 /// What one flush of a queue achieved.
@@ -122,6 +129,7 @@ impl OutQueue {
             state: Cell::new(OutState::Open),
             kind0: Cell::new(false),
             reason: Cell::new(""),
+            room_wanted: Cell::new(false),
         })
     }
 
@@ -179,6 +187,7 @@ impl OutQueue {
         self.queue.borrow_mut().push_back(frame);
         self.state.set(OutState::Closing);
         self.wake_waiter();
+        self.notify_room();
         self.schedule();
     }
 
@@ -196,6 +205,7 @@ impl OutQueue {
         }
         self.stream.take();
         self.wake_waiter();
+        self.notify_room();
     }
 
     /// Writes as much as the kernel takes now, with one `sendmsg` per
@@ -283,6 +293,78 @@ impl OutQueue {
                 n = 0;
             }
         }
+        drop(q);
+        self.notify_room();
+    }
+
+    /// Whether a frame of `len` bytes can be pushed now without closing
+    /// the socket as a slow consumer (a queue that is not open drops
+    /// pushes, so it has room).
+    pub fn has_room(&self, len: usize) -> bool {
+        let queued = self.queued.get();
+        self.state.get() != OutState::Open
+            || queued == 0
+            || u64::from(queued) + len as u64 <= u64::from(self.limit)
+    }
+
+    /// Resolves once [`OutQueue::has_room`] holds for `len`: when the
+    /// flusher has written enough, or the socket is closing or gone.
+    pub fn poll_room(&self, len: usize, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.has_room(len) {
+            return Poll::Ready(());
+        }
+        let me: *const OutQueue = self;
+        ROOM.with(|r| {
+            let mut r = r.borrow_mut();
+            if !r
+                .iter()
+                .any(|(q, l, w)| *q == me && *l == len && w.will_wake(cx.waker()))
+            {
+                r.push((me, len, cx.waker().clone()));
+            }
+        });
+        self.room_wanted.set(true);
+        Poll::Pending
+    }
+
+    /// Wakes the producers waiting for room that now have it.
+    fn notify_room(&self) {
+        if !self.room_wanted.get() {
+            return;
+        }
+        let me: *const OutQueue = self;
+        let mut still = false;
+        let ready: Vec<Waker> = ROOM.with(|r| {
+            let mut r = r.borrow_mut();
+            let mut ready = Vec::new();
+            r.retain(|(q, len, w)| {
+                if *q != me {
+                    return true;
+                }
+                if self.has_room(*len) {
+                    ready.push(w.clone());
+                    false
+                } else {
+                    still = true;
+                    true
+                }
+            });
+            ready
+        });
+        self.room_wanted.set(still);
+        for w in ready {
+            w.wake();
+        }
+    }
+
+    /// Closes the socket as a slow consumer (1008): what it has not read
+    /// is dropped.
+    pub fn overflow(&self) {
+        if self.state.get() != OutState::Open {
+            return;
+        }
+        self.drop_unsent();
+        self.close_with(1008, "outbound queue over its byte bound (slow consumer)");
     }
 
     /// Releases the buffer of an empty queue (it keeps its capacity between
@@ -332,16 +414,27 @@ impl Outbound for OutQueue {
         if self.state.get() != OutState::Open {
             return;
         }
-        let queued = u64::from(self.queued.get()) + frame.len() as u64;
-        if queued > u64::from(self.limit) {
+        if !self.has_room(frame.len()) {
             // Slow consumer: drop what it has not read and close it.
-            self.drop_unsent();
-            self.close_with(1008, "outbound queue over its byte bound (slow consumer)");
+            self.overflow();
             return;
         }
-        self.queued.set(queued as u32);
+        let queued = u64::from(self.queued.get()) + frame.len() as u64;
+        self.queued.set(u32::try_from(queued).unwrap_or(u32::MAX));
         self.queue.borrow_mut().push_back(frame);
         self.schedule();
+    }
+
+    fn has_room(&self, len: usize) -> bool {
+        OutQueue::has_room(self, len)
+    }
+
+    fn poll_room(&self, len: usize, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        OutQueue::poll_room(self, len, cx)
+    }
+
+    fn overflow(&self) {
+        OutQueue::overflow(self);
     }
 
     fn speaks_kind0(&self) -> bool {
@@ -377,6 +470,10 @@ struct FlushList {
 }
 
 thread_local! {
+    /// Producers waiting for room in a queue: (queue, frame length, waker).
+    /// Kept per shard rather than per queue so an idle queue pays nothing;
+    /// entries go when the queue has room for them or stops being open.
+    static ROOM: RefCell<Vec<(*const OutQueue, usize, Waker)>> = const { RefCell::new(Vec::new()) };
     static FLUSH: FlushList = const {
         FlushList {
             queues: RefCell::new(Vec::new()),

@@ -194,3 +194,75 @@ fn an_idle_queue_fits_a_128_byte_allocation() {
         std::mem::size_of::<OutQueue>()
     );
 }
+
+/// A waker that counts its wakes.
+struct CountWakes(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountWakes {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (std::sync::Arc<CountWakes>, Waker) {
+    let c = std::sync::Arc::new(CountWakes(0.into()));
+    (c.clone(), Waker::from(c))
+}
+
+fn wakes(c: &CountWakes) -> usize {
+    c.0.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn the_bound_is_on_the_backlog_so_an_empty_queue_takes_any_frame() {
+    with_pair(|stream, peer| {
+        let q = OutQueue::new(1000, stream);
+        assert!(q.has_room(5000));
+        q.push(frame(0, 5000));
+        assert_eq!(
+            q.state(),
+            OutState::Open,
+            "a reader with nothing pending keeps up"
+        );
+        assert!(!q.has_room(1));
+        q.push(frame(1, 1));
+        assert_eq!(
+            q.state(),
+            OutState::Closing,
+            "a backlog over the bound is a slow reader"
+        );
+        assert!(
+            q.has_room(1 << 30),
+            "a closing queue drops pushes: always room"
+        );
+        drop(peer);
+        FLUSH.with(|f| f.queues.borrow_mut().clear());
+    });
+}
+
+#[test]
+fn a_producer_waiting_for_room_is_woken_once_the_queue_drains_or_dies() {
+    with_pair(|stream, peer| {
+        let q = OutQueue::new(4096, stream);
+        q.push(frame(0, 3000));
+        let (count, waker) = counting_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(q.poll_room(3000, &mut cx).is_pending());
+        assert!(q.poll_room(3000, &mut cx).is_pending());
+        assert!(q.poll_room(1000, &mut cx).is_ready(), "1000 more bytes fit");
+        let mut tally = WriteTally::default();
+        assert_eq!(q.flush_now(&mut tally), Flushed::Empty);
+        assert_eq!(wakes(&count), 1, "woken once, however often it polled");
+        assert!(q.poll_room(3000, &mut cx).is_ready());
+        ROOM.with(|r| assert!(r.borrow().is_empty(), "no waiter left behind"));
+
+        q.push(frame(1, 3000));
+        assert!(q.poll_room(3000, &mut cx).is_pending());
+        q.kill();
+        assert_eq!(wakes(&count), 2, "a dead queue frees its waiters");
+        assert!(q.poll_room(3000, &mut cx).is_ready());
+        ROOM.with(|r| assert!(r.borrow().is_empty()));
+        drop(peer);
+        FLUSH.with(|f| f.queues.borrow_mut().clear());
+    });
+}

@@ -51,6 +51,33 @@ pub const UNAUTHORIZED_BODY: &str = r#"{"message":"Unauthorized"}"#;
 /// 401 body when the Host names no tenant (`AssignTenant`).
 pub const TENANT_NOT_FOUND_BODY: &str = r#"{"message":"Tenant not found in database"}"#;
 
+/// 429 message of the batch endpoint when the tenant's rolling events/s is
+/// already over its limit.
+pub const RATE_EXCEEDED: &str = "You have exceeded your rate limit";
+
+/// 429 message of the batch endpoint when the batch would take the tenant
+/// over its events/s limit.
+pub const BATCH_TOO_LARGE: &str = "Too many messages to broadcast, please reduce the batch size";
+
+/// The batch endpoint's own rate check, made once the batch is valid:
+/// each of its `n` messages (private ones included) is one event, and the
+/// batch fits while `avg + n <= max_events_per_second`, `avg` being the
+/// tenant's rolling events/s. Otherwise the 429 message to answer.
+pub fn check_batch_rate(
+    avg: f64,
+    max_events_per_second: u64,
+    n: usize,
+) -> Result<(), &'static str> {
+    let max = max_events_per_second as f64;
+    if avg > max {
+        Err(RATE_EXCEEDED)
+    } else if n as f64 + avg > max {
+        Err(BATCH_TOO_LARGE)
+    } else {
+        Ok(())
+    }
+}
+
 /// The changeset message for an oversize payload.
 pub const PAYLOAD_TOO_LARGE: &str = "Payload size exceeds tenant limit";
 
@@ -151,4 +178,19 @@ impl FieldErrors {
 /// Ecto's empty value test (`String.trim_leading(s) == ""`).
 fn is_blank(s: &str) -> bool {
     s.trim_start().is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_rate_check() {
+        assert_eq!(check_batch_rate(0.0, 100, 100), Ok(()));
+        assert_eq!(check_batch_rate(0.0, 100, 101), Err(BATCH_TOO_LARGE));
+        assert_eq!(check_batch_rate(40.0, 100, 60), Ok(()));
+        assert_eq!(check_batch_rate(40.5, 100, 60), Err(BATCH_TOO_LARGE));
+        assert_eq!(check_batch_rate(100.0, 100, 0), Ok(()));
+        assert_eq!(check_batch_rate(100.5, 100, 1), Err(RATE_EXCEEDED));
+    }
 }
