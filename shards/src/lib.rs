@@ -56,6 +56,8 @@ pub struct ShardStats {
     pub handoffs_in: AtomicU64,
     /// REST requests served.
     pub http_requests: AtomicU64,
+    /// Failed `accept` calls (descriptor limit and the like).
+    pub accept_failures: AtomicU64,
 }
 
 impl ShardStats {

@@ -218,6 +218,12 @@ settings! {
     /// context switches.
     shards: usize = 0, "0", env "SHARDS";
 
+    /// Longest pause between accept attempts while accepting fails (at the
+    /// descriptor limit): the pause doubles from 5 ms up to this. Longer
+    /// wastes fewer wake-ups on a full table, shorter lets waiting clients
+    /// in sooner once descriptors free up.
+    accept_backoff_max_ms: u64 = 500, "500", env "ACCEPT_BACKOFF_MAX_MS";
+
     // ---- authentication ----
 
     /// HS secret for the admin REST API and for the default tenant's JWTs. The
@@ -335,6 +341,13 @@ settings! {
     /// Longest single HTTP header value accepted (the `x-api-key` JWT travels
     /// in one). Bounds request-head memory; too low refuses large tokens.
     max_header_length: usize = 4096, "4096", env "MAX_HEADER_LENGTH";
+
+    /// Time a client has to send a whole request head, from connect (or
+    /// from the previous response on a kept-alive connection), however
+    /// steadily the bytes trickle in. Past it the socket is closed (408 once
+    /// a request line has arrived). Shorter frees descriptors held by slow
+    /// or hostile clients sooner; too short cuts clients on very slow links.
+    request_head_timeout_ms: u64 = 5000, "5000", env "REQUEST_HEAD_TIMEOUT_MS";
 
     /// Time without any inbound frame after which the socket is closed. Frees
     /// dead peers; must exceed the client heartbeat interval (25 s).

@@ -426,6 +426,7 @@ fn validate_refuses_nonsense() {
         ("self_host_tenant_name", |c| {
             c.self_host_tenant_name = "a.b".into()
         }),
+        ("accept_backoff_max_ms", |c| c.accept_backoff_max_ms = 0),
         ("connect_error_backoff_ms", |c| {
             c.connect_error_backoff_ms = MAX_DURATION_MS + 1
         }),
@@ -455,6 +456,7 @@ fn validate_refuses_nonsense() {
             c.max_frame_size = MAX_BUFFER_BYTES + 1
         }),
         ("max_header_length", |c| c.max_header_length = 100),
+        ("request_head_timeout_ms", |c| c.request_head_timeout_ms = 0),
         ("idle_timeout_ms", |c| c.idle_timeout_ms = 0),
         ("socket_queue_bytes", |c| {
             c.socket_queue_bytes = 3_000_000 - 1

@@ -174,6 +174,7 @@ impl Config {
             ));
         }
 
+        positive_duration("accept_backoff_max_ms", self.accept_backoff_max_ms)?;
         duration("connect_error_backoff_ms", self.connect_error_backoff_ms)?;
         positive_duration("db_query_timeout_ms", self.db_query_timeout_ms)?;
         duration(
@@ -222,6 +223,7 @@ impl Config {
             MIN_HEADER_LENGTH,
             MAX_HEADER_LENGTH,
         )?;
+        positive_duration("request_head_timeout_ms", self.request_head_timeout_ms)?;
         positive_duration("idle_timeout_ms", self.idle_timeout_ms)?;
         // A subscriber must be able to queue at least one largest payload, or
         // every maximum-size broadcast would disconnect it.

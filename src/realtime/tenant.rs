@@ -1,6 +1,7 @@
 //! Tenants: their immutable settings and the per-shard state their home
 //! shard keeps for them.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -88,13 +89,15 @@ impl Directory {
     }
 
     /// The tenant id a request's Host names (PROTOCOL 1.3), before lookup.
-    pub fn tenant_id_for_host<'a>(&'a self, host: &'a str) -> &'a str {
+    /// Lower-cased: host names are case-insensitive, and Cowboy hands the
+    /// Elixir server a lower-cased host, so `ABC.example` is tenant `abc`.
+    pub fn tenant_id_for_host<'a>(&'a self, host: &'a str) -> Cow<'a, str> {
         if crate::proto::http::is_bare_host(host) {
             if let Some(d) = &self.default_tenant {
-                return d;
+                return Cow::Borrowed(d);
             }
         }
-        crate::proto::http::host_tenant(host)
+        crate::proto::http::host_tenant_lowercase(host)
     }
 
     /// Looks a tenant up by id.

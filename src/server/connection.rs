@@ -28,6 +28,8 @@ pub type SharedStream = Rc<RefCell<TcpStream>>;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 4096;
+/// Longest wait for any single read of a request head or body.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closing socket may take to accept its last frames.
 const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 /// Bytes a reader may take in without the socket ever making it wait
@@ -89,35 +91,90 @@ pub async fn write_all(stream: &SharedStream, mut data: &[u8]) -> std::io::Resul
     Ok(())
 }
 
-/// Serves one accepted socket to the end.
-pub async fn serve_socket(state: Rc<ShardState>, stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let stream: SharedStream = Rc::new(RefCell::new(stream));
-    let mut buf = BytesMut::new();
-    let head = loop {
-        match http::parse_head(&buf) {
-            Ok(Some(h)) => break h,
-            Ok(None) => match read_some(&stream, &mut buf).await {
-                Ok(0) | Err(_) => return,
+/// Wraps an accepted socket so its reader and write queue can share it.
+pub fn shared(stream: TcpStream) -> SharedStream {
+    // Bounds each read of a head or body; a head as a whole is also bounded
+    // by `request_head_timeout_ms` (see `read_head`).
+    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+    Rc::new(RefCell::new(stream))
+}
+
+/// Reads one request head into `buf` and returns it, `buf` then holding
+/// only the bytes after it. `None` when the socket is done: closed, or
+/// answered with an error (400 malformed, 431 too large, 408 too slow).
+///
+/// The whole head must arrive within `request_head_timeout_ms` of the call,
+/// however steadily it trickles in (slowloris); the per-read timeout alone
+/// would let one byte every few seconds hold the socket for ever. A client
+/// that never completed its request line is closed without an answer, as
+/// Cowboy does.
+pub async fn read_head(
+    state: &ShardState,
+    stream: &SharedStream,
+    buf: &mut BytesMut,
+) -> Option<http::RequestHead> {
+    enum Outcome {
+        Head(http::RequestHead),
+        Refused(u16),
+        Gone,
+        Late,
+    }
+    let read = async {
+        // Bytes already parsed without success, once a parse has run.
+        let mut scanned: Option<usize> = None;
+        loop {
+            // A head can only complete with a line end: parsing again only
+            // when one arrived keeps a byte-at-a-time head linear.
+            let due = scanned.is_none_or(|n| buf[n..].contains(&b'\n'))
+                || buf.len() >= http::MAX_HEAD_BYTES;
+            if due {
+                match http::parse_head(buf) {
+                    Ok(Some(h)) => return Outcome::Head(h),
+                    Ok(None) => {}
+                    Err(e) => return Outcome::Refused(e.status()),
+                }
+            }
+            scanned = Some(buf.len());
+            match read_some(stream, buf).await {
+                Ok(0) | Err(_) => return Outcome::Gone,
                 Ok(_) => {}
-            },
-            Err(_) => {
-                let resp = http::response(400, None, &[], b"");
-                let _ = write_all(&stream, &resp).await;
-                return;
             }
         }
     };
-    let _ = buf.split_to(head.head_len);
-    if head
-        .headers
-        .iter()
-        .any(|(_, v)| v.len() > state.config.max_header_length)
-    {
-        // Cowboy's max_header_value_length (MAX_HEADER_LENGTH).
-        let _ = write_all(&stream, &http::response(431, None, &[], b"")).await;
-        return;
-    }
+    let late = async {
+        glommio::timer::sleep(Duration::from_millis(state.config.request_head_timeout_ms)).await;
+        Outcome::Late
+    };
+    let outcome = futures_lite::future::or(read, late).await;
+    let status = match outcome {
+        Outcome::Head(head) => {
+            let _ = buf.split_to(head.head_len);
+            let too_long = head
+                .headers
+                .iter()
+                .any(|(_, v)| v.len() > state.config.max_header_length);
+            if !too_long {
+                return Some(head);
+            }
+            // Cowboy's max_header_value_length (MAX_HEADER_LENGTH).
+            431
+        }
+        Outcome::Refused(status) => status,
+        Outcome::Gone => return None,
+        Outcome::Late if http::request_line_received(buf) => 408,
+        Outcome::Late => return None,
+    };
+    let _ = write_all(stream, &http::response(status, None, &[], b"")).await;
+    None
+}
+
+/// Serves a socket whose first request head has been read, to the end.
+pub async fn serve(
+    state: Rc<ShardState>,
+    stream: SharedStream,
+    head: http::RequestHead,
+    buf: BytesMut,
+) {
     if listener::is_ws_path(&head.path) {
         websocket(state, stream, head, buf).await;
     } else {
@@ -128,8 +185,10 @@ pub async fn serve_socket(state: Rc<ShardState>, stream: TcpStream) {
 /// Why a connect was refused (PROTOCOL 1.5).
 struct Refusal {
     status: u16,
-    /// `None`: empty body and no backoff (bad `vsn`, bad request).
+    /// `None`: empty body and no backoff (bad `vsn`, bad handshake).
     error: Option<String>,
+    /// Extra response headers (the version a 426 asks for).
+    headers: &'static [(&'static str, &'static str)],
 }
 
 impl Refusal {
@@ -137,6 +196,7 @@ impl Refusal {
         Self {
             status,
             error: Some(error.into()),
+            headers: &[],
         }
     }
 }
@@ -152,16 +212,17 @@ fn check_connect(state: &ShardState, head: &http::RequestHead) -> Result<Accepte
     let bare = |status| Refusal {
         status,
         error: None,
+        headers: &[],
     };
-    if head.method != "GET" {
-        return Err(bare(400));
-    }
-    let upgrade = head
-        .header("upgrade")
-        .is_some_and(|u| u.eq_ignore_ascii_case(b"websocket"));
-    let key = head.header("sec-websocket-key").map(<[u8]>::to_vec);
-    let (true, Some(key)) = (upgrade, key) else {
-        return Err(bare(400));
+    let key = match http::check_upgrade(head) {
+        Ok(key) => key.to_vec(),
+        Err(r) => {
+            return Err(Refusal {
+                status: r.status(),
+                error: None,
+                headers: r.headers(),
+            })
+        }
     };
     let query = head.query.as_deref().unwrap_or("");
     let vsn_param = http::query_param(query, "vsn");
@@ -178,7 +239,7 @@ fn check_connect(state: &ShardState, head: &http::RequestHead) -> Result<Accepte
         .and_then(|h| std::str::from_utf8(h).ok())
         .unwrap_or("");
     let tenant_id = state.directory.tenant_id_for_host(host);
-    let Some(tenant) = state.tenant(tenant_id) else {
+    let Some(tenant) = state.tenant(&tenant_id) else {
         return Err(Refusal::new(404, "Tenant not found"));
     };
     let cfg = tenant.borrow().config.clone();
@@ -226,7 +287,7 @@ async fn websocket(
                     let body = serde_json::json!({ "error": msg }).to_string();
                     http::response(r.status, Some("application/json"), &[], body.as_bytes())
                 }
-                None => http::response(r.status, None, &[], b""),
+                None => http::response(r.status, None, r.headers, b""),
             };
             let _ = write_all(&stream, &resp).await;
             return;

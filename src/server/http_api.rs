@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use realtime_shards::ShardStats;
 
-use super::connection::{read_some, write_all, SharedStream};
+use super::connection::{read_head, read_some, write_all, SharedStream};
 use super::{now_unix, ShardState};
 use crate::proto::http::{self, RequestHead};
 use crate::proto::phoenix::Encoding;
@@ -177,21 +177,11 @@ pub async fn serve(
         if write_all(&stream, &bytes).await.is_err() || close {
             return;
         }
-        // Next request on the same connection.
-        head = loop {
-            match http::parse_head(&buf) {
-                Ok(Some(h)) => break h,
-                Ok(None) => match read_some(&stream, &mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => {}
-                },
-                Err(_) => {
-                    let _ = write_all(&stream, &http::response(400, None, &[], b"")).await;
-                    return;
-                }
-            }
+        // Next request on the same connection, under the same head deadline.
+        head = match read_head(&state, &stream, &mut buf).await {
+            Some(h) => h,
+            None => return,
         };
-        let _ = buf.split_to(head.head_len);
     }
 }
 
@@ -247,7 +237,7 @@ fn tenant_of(state: &ShardState, head: &RequestHead) -> Option<String> {
         .and_then(|h| std::str::from_utf8(h).ok())
         .unwrap_or("");
     let id = state.directory.tenant_id_for_host(host);
-    state.directory.get(id).map(|_| id.to_owned())
+    state.directory.get(&id).map(|_| id.into_owned())
 }
 
 /// Tenant lookup, authentication and the rate-limit plug shared by the
@@ -483,7 +473,7 @@ fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
         &'static str,
         fn(&ShardStats) -> i64,
     );
-    let series: [Series; 10] = [
+    let series: [Series; 11] = [
         (
             "realtime_connections",
             "gauge",
@@ -540,6 +530,12 @@ fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
             "counter",
             "REST requests served.",
             |s| s.http_requests.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_accept_failures_total",
+            "counter",
+            "Failed accepts (descriptor limit); the listener backs off meanwhile.",
+            |s| s.accept_failures.load(Ordering::Relaxed) as i64,
         ),
     ];
     for (name, kind, help, get) in series {

@@ -1,37 +1,95 @@
 //! Accepting sockets and sending each to its tenant's home shard.
 //!
-//! Every shard accepts on the same port (SO_REUSEPORT). The request head is
-//! read with `MSG_PEEK`, so it stays in the kernel: a socket whose Host names
-//! a tenant homed elsewhere moves as a bare file descriptor and the home
-//! shard reads the head as if it had accepted the socket itself. REST
-//! sockets move too, so every tenant counter lives on one shard
+//! Every shard accepts on the same port (SO_REUSEPORT). The accepting shard
+//! reads the request head, however slowly it arrives, within the head
+//! deadline (`REQUEST_HEAD_TIMEOUT_MS`); a socket whose Host names a tenant
+//! homed elsewhere then moves as a bare file descriptor together with the
+//! head and any bytes read after it. A socket is never served by a shard
+//! other than its tenant's home: if it cannot move it is refused (503).
+//! REST sockets move too, so every tenant counter lives on one shard
 //! (perf/DECISIONS.md).
 
+use std::cell::Cell;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use glommio::net::{TcpListener, TcpStream};
+use realtime_shards::ShardStats;
 
-use super::{connection, ShardMsg, ShardState};
+use super::connection::{self, SharedStream};
+use super::{ShardMsg, ShardState};
 use crate::proto::http;
 
-/// Longest request head we wait for while routing.
-const MAX_PEEK: usize = 16 * 1024;
-/// How long routing waits for a complete request head.
-const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
+/// First pause after a failed accept; it doubles up to `accept_backoff_max_ms`.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// At most one accept-failure warning per this interval; the ones in
+/// between are counted into the next warning.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A socket moving to its tenant's home shard, its head already read.
+pub struct Handoff {
+    /// The socket.
+    pub fd: OwnedFd,
+    /// Its request head.
+    pub head: http::RequestHead,
+    /// Bytes read after the head (a request body, say).
+    pub rest: BytesMut,
+}
 
 /// Accepts until cancelled.
 pub async fn accept_loop(state: Rc<ShardState>, listener: TcpListener) {
+    let max_pause = Duration::from_millis(state.config.accept_backoff_max_ms);
+    let mut pause = ACCEPT_BACKOFF_MIN;
+    let log = AcceptLog::default();
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                pause = ACCEPT_BACKOFF_MIN;
                 glommio::spawn_local(route(state.clone(), stream)).detach();
             }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(10)).await;
+                // Usually the descriptor table is full (EMFILE/ENFILE). The
+                // connection waits in the backlog either way, so retrying at
+                // once only spins and floods the log: pause, doubling, and
+                // let the sockets already open be served meanwhile.
+                ShardStats::add(&state.stats().accept_failures, 1);
+                log.failed(&e.to_string(), pause);
+                glommio::timer::sleep(pause).await;
+                pause = (pause * 2).min(max_pause);
             }
+        }
+    }
+}
+
+/// Rate-limits accept-failure warnings to one per [`ACCEPT_LOG_INTERVAL`],
+/// counting the failures in between. Successes do not reset the window: at
+/// the limit accepts alternate with failures as sockets close, and that must
+/// not flood the log either.
+#[derive(Default)]
+struct AcceptLog {
+    /// When the last warning was written.
+    last: Cell<Option<Instant>>,
+    /// Failures since then, this one included.
+    unlogged: Cell<u64>,
+}
+
+impl AcceptLog {
+    fn failed(&self, error: &str, pause: Duration) {
+        self.unlogged.set(self.unlogged.get() + 1);
+        let due = self
+            .last
+            .get()
+            .is_none_or(|t| t.elapsed() >= ACCEPT_LOG_INTERVAL);
+        if due {
+            tracing::warn!(
+                error,
+                failures_since_last_warning = self.unlogged.replace(0),
+                pause_ms = pause.as_millis() as u64,
+                "accept failed; backing off (out of file descriptors?)"
+            );
+            self.last.set(Some(Instant::now()));
         }
     }
 }
@@ -43,67 +101,69 @@ pub fn stream_from_fd(fd: OwnedFd) -> TcpStream {
     unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
 }
 
+/// Serves a socket another shard accepted and read the head of.
+pub async fn adopt(state: Rc<ShardState>, handoff: Handoff) {
+    let stream = connection::shared(stream_from_fd(handoff.fd));
+    connection::serve(state, stream, handoff.head, handoff.rest).await;
+}
+
 async fn route(state: Rc<ShardState>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    // A client that connects and sends nothing is served (and timed out)
-    // here rather than waited on forever.
-    let peek = async { peek_target(&state, &stream).await };
-    let give_up = async {
-        glommio::timer::sleep(PEEK_TIMEOUT).await;
-        None
+    let stream = connection::shared(stream);
+    let mut buf = BytesMut::new();
+    let Some(head) = connection::read_head(&state, &stream, &mut buf).await else {
+        return;
     };
-    let target = futures_lite::future::or(peek, give_up)
-        .await
-        .unwrap_or(state.shard.id);
+    let target = target_shard(&state, &head);
     if target == state.shard.id {
-        connection::serve_socket(state, stream).await;
+        connection::serve(state, stream, head, buf).await;
         return;
     }
-    // Duplicate the descriptor into an owning handle, then let the local
-    // stream go: the socket stays open through the duplicate.
-    // SAFETY: dup of a descriptor we hold; the result is owned by OwnedFd.
-    let dup = unsafe { libc::dup(stream.as_raw_fd()) };
-    if dup < 0 {
-        connection::serve_socket(state, stream).await;
-        return;
-    }
-    // SAFETY: `dup` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(dup) };
-    drop(stream);
-    if let Err(ShardMsg::Adopt(fd)) = state.shard.send_to(target, ShardMsg::Adopt(fd)).await {
-        connection::serve_socket(state, stream_from_fd(fd)).await;
+    match detach(stream) {
+        Ok(fd) => {
+            let msg = ShardMsg::Adopt(Box::new(Handoff {
+                fd,
+                head,
+                rest: buf,
+            }));
+            if let Err(ShardMsg::Adopt(h)) = state.shard.send_to(target, msg).await {
+                // The home shard is gone (shutting down): refuse rather than
+                // serve the tenant from a second copy here.
+                let stream = connection::shared(stream_from_fd(h.fd));
+                refuse_unavailable(&stream).await;
+            }
+        }
+        Err(stream) => refuse_unavailable(&stream).await,
     }
 }
 
-/// Peeks the request head and returns the home shard of the tenant its
-/// Host names. Anything unreadable stays here.
-async fn peek_target(state: &ShardState, stream: &TcpStream) -> Option<usize> {
+/// The home shard of the tenant the head's Host names.
+fn target_shard(state: &ShardState, head: &http::RequestHead) -> usize {
     if state.shard.nr_shards == 1 {
-        return None;
+        return state.shard.id;
     }
-    let mut buf = vec![0u8; MAX_PEEK];
-    for _ in 0..200 {
-        let n = stream.peek(&mut buf).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        match http::parse_head(&buf[..n]) {
-            Ok(Some(head)) => {
-                let host = head
-                    .header("host")
-                    .and_then(|h| std::str::from_utf8(h).ok())?;
-                let tenant = state.directory.tenant_id_for_host(host);
-                return Some(state.home_of(tenant));
-            }
-            Ok(None) if n < MAX_PEEK => {
-                // The head has not fully arrived; peek returns at once while
-                // any bytes wait, so back off briefly before looking again.
-                glommio::timer::sleep(Duration::from_millis(5)).await;
-            }
-            _ => return None,
-        }
+    let host = head.header_str("host").unwrap_or("");
+    let tenant = state.directory.tenant_id_for_host(host);
+    state.home_of(&tenant)
+}
+
+/// An owning descriptor for the socket, this shard's handle on it dropped;
+/// the stream back when no descriptor is left to duplicate it into.
+fn detach(stream: SharedStream) -> Result<OwnedFd, SharedStream> {
+    // SAFETY: dup of a descriptor we hold; the result is checked below.
+    let dup = unsafe { libc::dup(stream.borrow().as_raw_fd()) };
+    if dup < 0 {
+        return Err(stream);
     }
-    None
+    // The socket stays open through the duplicate once the stream goes.
+    drop(stream);
+    // SAFETY: `dup` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
+}
+
+async fn refuse_unavailable(stream: &SharedStream) {
+    let resp = http::response(503, None, &[], b"");
+    let _ = connection::write_all(stream, &resp).await;
 }
 
 /// The WebSocket endpoints.

@@ -2,7 +2,7 @@
 //! routes sockets to their tenant's home shard, the WebSocket connection
 //! driver, the REST API and shutdown.
 //!
-//! - [`listener`]: accept, peek the request head, hand the socket over.
+//! - [`listener`]: accept, read the request head, hand the socket over.
 //! - [`connection`]: WebSocket upgrade, read loop, batched writer.
 //! - [`outq`]: the bounded per-socket write queue.
 //! - [`http_api`]: REST broadcast, health, ping, metrics.
@@ -19,7 +19,6 @@ pub mod tls;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BinaryHeap, HashMap};
-use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,9 +31,9 @@ use crate::realtime::tenant::{Directory, Tenant, Tenants};
 
 /// Messages between shards.
 pub enum ShardMsg {
-    /// A socket whose tenant lives on the receiving shard. Its request head
-    /// is still unread in the kernel (it was only peeked).
-    Adopt(OwnedFd),
+    /// A socket whose tenant lives on the receiving shard, with the request
+    /// head the accepting shard read from it.
+    Adopt(Box<listener::Handoff>),
 }
 
 /// Everything one shard owns.
@@ -194,10 +193,9 @@ async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
 
 fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
     match msg {
-        ShardMsg::Adopt(fd) => {
+        ShardMsg::Adopt(handoff) => {
             ShardStats::add(&state.stats().handoffs_in, 1);
-            let stream = listener::stream_from_fd(fd);
-            glommio::spawn_local(connection::serve_socket(state.clone(), stream)).detach();
+            glommio::spawn_local(listener::adopt(state.clone(), *handoff)).detach();
         }
     }
 }

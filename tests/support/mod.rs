@@ -218,6 +218,13 @@ impl Ws {
         }
         req.push_str("\r\n");
         s.write_all(req.as_bytes()).unwrap();
+        Ws::finish_handshake(s)
+    }
+
+    /// Reads the answer to a handshake already written on `s` (the
+    /// standard test key): the socket if upgraded, else (status, body).
+    pub fn finish_handshake(mut s: TcpStream) -> Result<Ws, (u16, String)> {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut buf = Vec::new();
         let mut tmp = [0u8; 4096];
         let split = loop {

@@ -17,12 +17,14 @@ mod chunked;
 mod host;
 mod negotiate;
 mod query;
+mod upgrade;
 
 pub use body::{body_kind, content_length, BodyKind};
 pub use chunked::ChunkedDecoder;
 pub use host::{host_tenant, host_tenant_lowercase, is_bare_host, strip_port};
 pub use negotiate::{accepts, error_format, media_type, phoenix_error, ErrorFormat};
 pub use query::{form_decode, percent_decode, query_param};
+pub use upgrade::{check_upgrade, UpgradeRefusal, WS_VERSION};
 
 /// Largest request head (request line + headers + blank line) accepted.
 /// Bigger heads are answered 431; 16 KiB fits any realistic JWT in a header.
@@ -174,6 +176,18 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<RequestHead>> {
         Err(httparse::Error::TooManyHeaders) => Err(HttpError::TooManyHeaders),
         Err(e) => Err(HttpError::Malformed(httparse_reason(e))),
     }
+}
+
+/// Whether `buf` holds a whole request line, i.e. the client has started a
+/// request rather than only connected. A head that times out after this
+/// point is answered 408; before it the socket is closed without a word.
+/// Empty lines before the request line are skipped, as [`parse_head`] does.
+pub fn request_line_received(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    buf[start..].contains(&b'\n')
 }
 
 fn httparse_reason(e: httparse::Error) -> &'static str {
@@ -392,6 +406,15 @@ mod tests {
         }
         buf.extend_from_slice(b"\r\n");
         assert_eq!(parse_head(&buf), Err(HttpError::TooManyHeaders));
+    }
+
+    #[test]
+    fn request_line_detection() {
+        assert!(!request_line_received(b""));
+        assert!(!request_line_received(b"\r\n\r\n"));
+        assert!(!request_line_received(b"GET /socket/websocket HTTP/1.1"));
+        assert!(request_line_received(b"GET / HTTP/1.1\r\n"));
+        assert!(request_line_received(b"\r\nGET / HTTP/1.1\r\nHost: a"));
     }
 
     #[test]
