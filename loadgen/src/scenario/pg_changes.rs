@@ -159,7 +159,7 @@ pub struct Phase {
     pub report: Report,
     /// Its shared state (error reasons).
     pub shared: Arc<Shared>,
-    /// Rows and transactions the writer committed.
+    /// Rows the writer committed.
     pub rows: u64,
     /// Transactions the writer committed.
     pub commits: u64,
