@@ -379,6 +379,21 @@ pub struct PgArgs {
     /// and drops at the end.
     #[arg(long, default_value = "lg_changes")]
     pub table: String,
+    /// Row level security, compared with the same shape without it in the
+    /// same run: tables `<table>_ref` and `<table>_rls` with an `owner`
+    /// uuid (row k belongs to user k % --users), the second readable by a
+    /// user only for the rows it owns; subscriber i joins with an
+    /// `authenticated` token of user i % --users. Reports deliveries
+    /// against those due, deliveries/s, commit-to-delivery latency and, per
+    /// 1,000 rows, server CPU, Postgres CPU (every process of a local
+    /// cluster) and the server's database round trips (transactions it
+    /// committed, from pg_stat_database), for both tables and their ratio.
+    #[arg(long)]
+    pub rls: bool,
+    /// With --rls: distinct users (JWT `sub`) the subscribers and rows are
+    /// spread over; each row is due to subscribers / users of them.
+    #[arg(long, default_value_t = 10)]
+    pub users: u64,
     /// Max-rate mode: first drain the same workload with pg_recvlogical
     /// (pgoutput, own slot) to measure the walsender's ceiling.
     #[arg(long)]
@@ -422,4 +437,42 @@ pub struct SmokeArgs {
     /// Common options.
     #[command(flatten)]
     pub common: Common,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_changes_rls_options() {
+        let cli = Cli::try_parse_from([
+            "realtime-loadgen",
+            "postgres-changes",
+            "--rls",
+            "--users",
+            "100",
+            "--subscribers",
+            "400",
+            "--rows",
+            "8000",
+            "--rows-per-commit",
+            "400",
+        ])
+        .unwrap();
+        let Scenario::PostgresChanges(a) = cli.scenario else {
+            panic!("not postgres-changes");
+        };
+        assert!(a.rls);
+        assert_eq!((a.users, a.subscribers), (100, 400));
+        assert_eq!((a.rows, a.rows_per_commit), (Some(8000), 400));
+        let cli = Cli::try_parse_from(["realtime-loadgen", "postgres-changes"]).unwrap();
+        let Scenario::PostgresChanges(a) = cli.scenario else {
+            panic!("not postgres-changes");
+        };
+        assert!(!a.rls);
+        assert_eq!(a.users, 10);
+        assert!(
+            Cli::try_parse_from(["realtime-loadgen", "postgres-changes", "--users", "x"]).is_err()
+        );
+    }
 }

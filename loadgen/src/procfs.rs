@@ -18,6 +18,44 @@ pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// From `/proc/<pid>/stat` text: the parent pid, the process's own
+/// `utime + stime` and its reaped children's `cutime + cstime` (ticks).
+pub fn parse_stat_family(stat: &str) -> Option<(u32, u64, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_ascii_whitespace().collect();
+    // After the name: ppid is field 4, utime..cstime fields 14-17 (1-based).
+    let num = |i: usize| f.get(i)?.parse::<u64>().ok();
+    let ppid = f.get(1)?.parse().ok()?;
+    Some((ppid, num(11)? + num(12)?, num(13)? + num(14)?))
+}
+
+/// CPU seconds of process `root` and every live child of it, plus the
+/// children it has already reaped (their time moves into its `cutime`,
+/// so a backend that exits between two readings is still counted once).
+pub fn family_cpu_seconds(root: u32) -> Option<f64> {
+    let own = std::fs::read_to_string(format!("/proc/{root}/stat")).ok()?;
+    let (_, t, reaped) = parse_stat_family(&own)?;
+    let mut ticks = t + reaped;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if let Some((ppid, t, _)) = parse_stat_family(&stat) {
+            if ppid == root {
+                ticks += t;
+            }
+        }
+    }
+    Some(ticks as f64 / clk_tck())
+}
+
 /// `VmRSS` in bytes from the text of `/proc/<pid>/status`.
 pub fn parse_vmrss(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -264,6 +302,14 @@ mod tests {
         let stat = "1234 (shard (0) x) S 1 1234 1234 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 3 0 100 1000000 500 18446744073709551615";
         assert_eq!(parse_stat_ticks(stat), Some(325));
         assert_eq!(parse_stat_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn stat_family_fields() {
+        let stat = "77 (postgres: walsender (x)) S 12 77 77 0 -1 4194560 1000 0 0 0 250 75 30 12 20 0 1 0 100 1000000 500 18446744073709551615";
+        assert_eq!(parse_stat_family(stat), Some((12, 325, 42)));
+        assert_eq!(parse_stat_family("77 (x) S"), None);
+        assert!(family_cpu_seconds(std::process::id()).is_some());
     }
 
     #[test]

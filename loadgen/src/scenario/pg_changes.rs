@@ -25,6 +25,7 @@ use std::time::Duration;
 use glommio::spawn_local;
 use serde_json::json;
 
+use super::pg_cost::PgMeter;
 use super::pg_db::{create_table_sql, spawn_writer, Db, Pace, WriteJob, WriteOut};
 use super::recvlogical::{self, Ceiling};
 use super::{
@@ -72,10 +73,13 @@ pub fn run(a: &PgArgs) -> i32 {
         }
     };
     let db = Db::new(a, env.cores[0]);
+    if a.rls {
+        return super::pg_rls::run(a, &env, &db, sched.as_ref());
+    }
     let t = &a.table;
     if let Err(e) = db.exec(&format!(
         "{} alter publication supabase_realtime add table public.{t};",
-        create_table_sql(t)
+        create_table_sql(t, false)
     )) {
         eprintln!("realtime-loadgen: setting up the table: {e}");
         return EXIT_ERROR;
@@ -84,14 +88,19 @@ pub fn run(a: &PgArgs) -> i32 {
         (true, Some(n)) => Some(recvlogical::measure(&db, a, n)),
         _ => None,
     };
-    let r = measure(&env, &db, a, sched.as_ref(), ceiling);
+    let shape = Shape::plain(t);
+    let r = measure(&env, &db, a, sched.as_ref(), ceiling, &shape);
     if let Err(e) = db.exec(&format!(
         "alter publication supabase_realtime drop table public.{t}; drop table public.{t};"
     )) {
         eprintln!("realtime-loadgen: dropping the table: {e}");
     }
     match r {
-        Ok((mut r, shared)) => {
+        Ok(Phase {
+            report: mut r,
+            shared,
+            ..
+        }) => {
             r.params = serde_json::to_value(a).unwrap_or_default();
             finish(r, &env, &shared.reasons)
         }
@@ -102,14 +111,75 @@ pub fn run(a: &PgArgs) -> i32 {
     }
 }
 
+/// What one measured run subscribes to and writes.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    /// Table in `public` (created and published by the caller).
+    pub table: String,
+    /// `Some(U)`: row `k` belongs to user `k % U` and subscriber `i` joins
+    /// as user `i % U` with an `authenticated` token (`tokens[u]`).
+    pub users: Option<u64>,
+    /// Whether only a row's owner may see it (RLS on the table).
+    pub rls: bool,
+    /// The users' tokens.
+    pub tokens: Vec<String>,
+    /// Whether to read the database's CPU and transactions.
+    pub meter: bool,
+}
+
+impl Shape {
+    /// The plain scenario: one token for all, no owners, no meter.
+    pub fn plain(table: &str) -> Shape {
+        Shape {
+            table: table.into(),
+            users: None,
+            rls: false,
+            tokens: Vec::new(),
+            meter: false,
+        }
+    }
+
+    /// Deliveries owed for the first `rows` rows to `subs` subscribers: all
+    /// of them get every row, unless RLS limits a row to its owner's
+    /// subscribers (user `u` has `S / U` of them, one more when `u < S % U`).
+    pub fn due(&self, rows: u64, subs: u64) -> u64 {
+        match (self.rls, self.users) {
+            (true, Some(u)) if u > 0 => {
+                let (cycles, rest) = (rows / u, rows % u);
+                cycles * subs + rest * (subs / u) + rest.min(subs % u)
+            }
+            _ => rows * subs,
+        }
+    }
+}
+
+/// One measured run and what the database paid for it.
+pub struct Phase {
+    /// The run's report (scenario part in `extra`).
+    pub report: Report,
+    /// Its shared state (error reasons).
+    pub shared: Arc<Shared>,
+    /// Rows the writer committed.
+    pub rows: u64,
+    /// Transactions the writer committed.
+    pub commits: u64,
+    /// Postgres CPU seconds over the window (the whole cluster).
+    pub pg_cpu_s: Option<f64>,
+    /// Transactions others (the server) committed over the window.
+    pub round_trips: Option<i64>,
+    /// Commits per counter-reading connection (the meter's calibration).
+    pub probe: Option<u64>,
+}
+
 /// Sets up the subscribers, runs the writer, and builds the report.
-fn measure(
+pub fn measure(
     env: &Arc<Env>,
     db: &Db,
     a: &PgArgs,
     sched: Option<&Schedule>,
     ceiling: Option<Result<Ceiling, String>>,
-) -> Result<(Report, Arc<Shared>), String> {
+    shape: &Shape,
+) -> Result<Phase, String> {
     let nr_exec = env.cores.len();
     // One counter set per executor (shared with its receiver), plus the writer's.
     let shared = Shared::new(nr_exec + 1);
@@ -119,9 +189,10 @@ fn measure(
     let nr_steps = sched.map_or(1, |s| s.steps().len());
     let handles = {
         let (env, a, txs) = (env.clone(), Arc::new(a.clone()), receivers.senders());
+        let shape = Arc::new(shape.clone());
         runner::spawn(&env.cores.clone(), &shared, move |ctx| {
             let tx = txs[ctx.id % txs.len()].clone();
-            exec(ctx, env.clone(), a.clone(), tx, nr_steps)
+            exec(ctx, env.clone(), a.clone(), shape.clone(), tx, nr_steps)
         })
         .map_err(|e| format!("starting executors: {e}"))?
     };
@@ -147,8 +218,18 @@ fn measure(
         let _ = stop_all(handles, receivers);
         return Err("--backlog needs --rows and the server's pid (--server-pid)".into());
     }
+    let mut meter = match shape.meter {
+        true => match PgMeter::start(db) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = stop_all(handles, receivers);
+                return Err(format!("reading pg_stat_database: {e}"));
+            }
+        },
+        false => None,
+    };
     let job = WriteJob {
-        table: a.table.clone(),
+        table: shape.table.clone(),
         rows_per_commit: a.rows_per_commit,
         pad: a.pad,
         pace: match (a.rows, sched) {
@@ -158,12 +239,33 @@ fn measure(
         },
         end_marker: None,
         slot: nr_exec,
+        owners: shape.users,
     };
     let writer = spawn_writer(db, job, shared.clone())?;
     let mut r = env.report("postgres-changes", serde_json::Value::Null);
     r.connections = ready;
-    let expected_per_row = a.subscribers;
-    let (w, drained_at) = match (a.rows, sched) {
+    let total_rows = a
+        .rows
+        .unwrap_or_else(|| sched.map_or(0, Schedule::total_events));
+    let pg_cpu0 = meter.as_ref().and_then(PgMeter::cpu_s);
+    // The database's figures end with the deliveries: CPU at once, the
+    // commit counter once the writer is gone and the counts settled, both
+    // before the subscribers leave.
+    let pg_end = |meter: &mut Option<PgMeter>| -> Result<(Option<f64>, Option<u64>), String> {
+        let Some(m) = meter.as_mut() else {
+            return Ok((None, None));
+        };
+        let cpu = m.cpu_s();
+        let deadline = now_ns() + 10_000_000_000;
+        while shared.tally().sends < total_rows && shared.tally().push_errors == 0 {
+            if now_ns() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok((cpu, Some(m.settle(db)?)))
+    };
+    let (w, drained_at, pg) = match (a.rows, sched) {
         (None, Some(sched)) => {
             let start = now_ns() + 300_000_000;
             shared.start(start);
@@ -172,6 +274,7 @@ fn measure(
                 .collect();
             let window_ns = sched.total_ns() + (a.drain * 1e9) as u64;
             let (samples, at_marks) = mon.record(start, window_ns, &marks, "postgres-changes");
+            let pg = pg_end(&mut meter);
             shared.stop();
             let w = writer.join().map_err(|e| format!("writer thread: {e}"))??;
             let outs = stop_all(handles, receivers)?;
@@ -193,7 +296,7 @@ fn measure(
                     LatencySummary::of(&w.commit_rtt).p99_ms
                 ));
             }
-            (w, None)
+            (w, None, pg)
         }
         _ => {
             let n = a.rows.unwrap_or(0);
@@ -217,7 +320,8 @@ fn measure(
                 signal(pid, libc::SIGCONT);
                 t
             });
-            let (samples, done) = wait_drained(&mon, n * expected_per_row, n, a.drain);
+            let (samples, done) = wait_drained(&mon, shape.due(n, a.subscribers), n, a.drain);
+            let pg = pg_end(&mut meter);
             shared.stop();
             let w = writer.join().map_err(|e| format!("writer thread: {e}"))??;
             let outs = stop_all(handles, receivers)?;
@@ -238,17 +342,29 @@ fn measure(
             }
             let t0 = resumed.unwrap_or(w.first_ns);
             let drained = done.map(|d| (d.saturating_sub(t0)) as f64 / 1e9);
-            (w, drained)
+            (w, drained, pg)
         }
     };
+    let (pg_cpu1, settled) = pg?;
     r.send_lag = sched.map(|_| LatencySummary::of(&w.lag));
     // Max rate: every row written is owed (with --backlog they were all
     // written before the window opened).
-    let expected = a.rows.map_or(r.window.sends, |_| w.rows) * expected_per_row;
+    let expected = shape.due(a.rows.map_or(r.window.sends, |_| w.rows), a.subscribers);
     r.expected_deliveries = Some(expected);
     r.delivery_ratio = (expected > 0).then(|| r.window.deliveries as f64 / expected as f64);
     summarize(&mut r, a, &w, drained_at, ceiling);
-    Ok((r, shared))
+    Ok(Phase {
+        report: r,
+        shared,
+        rows: w.rows,
+        commits: w.commits,
+        pg_cpu_s: pg_cpu0.zip(pg_cpu1).map(|(a, b)| b - a),
+        round_trips: meter
+            .as_ref()
+            .zip(settled)
+            .map(|(m, s)| m.others(s, w.commits)),
+        probe: meter.as_ref().map(PgMeter::probe),
+    })
 }
 
 /// Max-rate mode: samples once a second until `deliveries` arrived, or
@@ -384,6 +500,7 @@ async fn exec(
     ctx: ExecCtx,
     env: Arc<Env>,
     a: Arc<PgArgs>,
+    shape: Arc<Shape>,
     tx: Sender<Handoff>,
     nr_steps: usize,
 ) -> ExecOut {
@@ -398,12 +515,16 @@ async fn exec(
         .enumerate()
     {
         let (ctx, env, a, hb) = (ctx.clone(), env.clone(), a.clone(), hb.clone());
+        let shape = shape.clone();
         let (tx, held) = (tx.clone(), held.clone());
         tasks.push(spawn_local(async move {
             pace(t0, local as u64, rate).await;
             let mut cfg = env.join_config();
+            if let Some(u) = shape.users.filter(|&u| u > 0) {
+                cfg.access_token = shape.tokens.get((i % u) as usize).cloned();
+            }
             cfg.postgres_changes =
-                vec![json!({"event": "INSERT", "schema": "public", "table": a.table})];
+                vec![json!({"event": "INSERT", "schema": "public", "table": shape.table})];
             let topics = [TOPIC.to_string()];
             let ready = match open_and_join(&ctx, &env, a.sub_vsn, i, &topics, &cfg).await {
                 Ok(mut conn) => subscribed(&ctx, &mut conn, env.connect_timeout)
@@ -457,4 +578,33 @@ async fn subscribed(ctx: &ExecCtx, conn: &mut Conn, limit: Duration) -> Result<(
         ctx.shared.reasons.note(e.clone());
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rls_rows_are_due_to_their_owners_subscribers_only() {
+        let mut shape = Shape::plain("t");
+        assert_eq!(shape.due(7, 100), 700);
+        shape.users = Some(10);
+        // Without RLS every subscriber is owed every row, users or not.
+        assert_eq!(shape.due(7, 100), 700);
+        shape.rls = true;
+        assert_eq!(shape.due(2000, 100), 2000 * 10);
+        assert_eq!(shape.due(8000, 400), 8000 * 40);
+        shape.users = Some(100);
+        assert_eq!(shape.due(8000, 400), 8000 * 4);
+        // Uneven: 7 subscribers over 3 users own 3, 2, 2 of them.
+        shape.users = Some(3);
+        let by_user = [3, 2, 2];
+        for rows in 0..20 {
+            let want: u64 = (0..rows).map(|k| by_user[(k % 3) as usize]).sum();
+            assert_eq!(shape.due(rows, 7), want, "{rows} rows");
+        }
+        // More users than subscribers: some rows are owed to nobody.
+        shape.users = Some(5);
+        assert_eq!(shape.due(5, 2), 2);
+    }
 }

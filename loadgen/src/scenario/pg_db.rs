@@ -115,16 +115,39 @@ fn first_line(sql: &str) -> &str {
     sql.trim().lines().next().unwrap_or_default()
 }
 
-/// `create table` for a load table named `table` (in `public`).
-pub fn create_table_sql(table: &str) -> String {
+/// `create table` for a load table named `table` (in `public`); with
+/// `owner`, a `uuid` column naming the user each row belongs to. Autovacuum
+/// is off for it: an autoanalyze after a few thousand rows would add its
+/// transactions and CPU to the database figures of the run.
+pub fn create_table_sql(table: &str, owner: bool) -> String {
+    let owner = if owner { "owner uuid not null," } else { "" };
     format!(
         "drop table if exists public.{table};
          create table public.{table} (
            id bigint generated always as identity primary key,
+           {owner}
            lg_t text not null,
            pad text not null
-         );"
+         ) with (autovacuum_enabled = false);"
     )
+}
+
+/// Row level security on `table` (created with an owner): role
+/// `authenticated` may read the rows whose owner is the `sub` of its JWT
+/// claims. The claims are read the way the server states them
+/// (`request.jwt.claims`), since the development database has no `auth`
+/// schema and so no `auth.uid()`.
+pub fn rls_sql(table: &str) -> String {
+    format!(
+        "alter table public.{table} enable row level security;
+         create policy lg_owner on public.{table} for select to authenticated
+           using (owner = (current_setting('request.jwt.claims', true)::jsonb ->> 'sub')::uuid);"
+    )
+}
+
+/// The id of user `u` (of `--users`), a fixed version-4-shaped UUID.
+pub fn user_uuid(u: u64) -> String {
+    format!("00000000-0000-4000-8000-{u:012x}")
 }
 
 /// How the writer paces its commits.
@@ -153,6 +176,9 @@ pub struct WriteJob {
     pub end_marker: Option<String>,
     /// Counter slot the writer bumps (`sends` = rows committed).
     pub slot: usize,
+    /// `Some(U)`: the table has an `owner` column and row `k` belongs to
+    /// user `k % U` ([`user_uuid`]).
+    pub owners: Option<u64>,
 }
 
 /// What the writer did.
@@ -225,7 +251,12 @@ async fn write(mut conn: PgConn, job: WriteJob, shared: Arc<Shared>) -> Result<W
         }
         let built = now_ns();
         sql.clear();
-        let _ = write!(sql, "insert into public.{} (lg_t, pad) values ", job.table);
+        let owner_col = if job.owners.is_some() { "owner, " } else { "" };
+        let _ = write!(
+            sql,
+            "insert into public.{} ({owner_col}lg_t, pad) values ",
+            job.table
+        );
         for i in k..end {
             let mut digits = [0u8; TS_DIGITS];
             write_ts(&mut digits, due_of(i).unwrap_or(built));
@@ -235,10 +266,14 @@ async fn write(mut conn: PgConn, job: WriteJob, shared: Arc<Shared>) -> Result<W
                 _ => pad.as_str(),
             };
             let sep = if i == k { "" } else { "," };
-            // Digits and filler are plain ASCII with no quotes.
+            let owner = job
+                .owners
+                .map(|u| format!("'{}',", user_uuid(i % u.max(1))))
+                .unwrap_or_default();
+            // Digits, UUIDs and filler are plain ASCII with no quotes.
             let _ = write!(
                 sql,
-                "{sep}('{}','{fill}')",
+                "{sep}({owner}'{}','{fill}')",
                 std::str::from_utf8(&digits).unwrap_or_default()
             );
         }

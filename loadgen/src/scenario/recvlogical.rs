@@ -77,7 +77,7 @@ pub fn measure(db: &Db, a: &PgArgs, rows: u64) -> Result<Ceiling, String> {
         "{}
          drop publication if exists {publication};
          create publication {publication} for table public.{table};",
-        create_table_sql(&table)
+        create_table_sql(&table, false)
     ))?;
     let r = db
         .exec(&format!(
@@ -143,6 +143,7 @@ fn drain(
         pace: Pace::Burst(rows),
         end_marker: Some(end_marker),
         slot: 0,
+        owners: None,
     };
     let write = || -> Result<WriteOut, String> {
         shared.start(now_ns());
