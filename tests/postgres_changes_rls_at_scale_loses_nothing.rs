@@ -16,9 +16,10 @@ use support::*;
 /// Users (claims groups) and subscribers per user.
 const USERS: usize = 100;
 const PER_USER: usize = 4;
-/// Rows, written as multi-row INSERTs of `PER_COMMIT` rows each.
+/// Rows, written as multi-row INSERTs of `PER_COMMIT` rows each (more
+/// than one round trip of row checks each).
 const ROWS: usize = 8_000;
-const PER_COMMIT: usize = 400;
+const PER_COMMIT: usize = 1_600;
 /// Longest a subscriber waits without receiving anything once the rows are
 /// committed.
 const QUIET: Duration = Duration::from_secs(60);

@@ -36,6 +36,12 @@ use crate::realtime::postgres_changes::change::Change;
 /// Most expressions in one SELECT list (Postgres allows 1664 columns).
 const MAX_SELECT_ITEMS: usize = 1000;
 
+/// Most changes whose rows one round trip checks. At 100 claims groups a
+/// round trip of 1,000 keys takes a few seconds on a small database: far
+/// from the query deadline, and short enough to keep the replication
+/// stream's status updates flowing between round trips.
+pub const MAX_CHANGES_PER_ROUND_TRIP: usize = 1000;
+
 /// The primary keys of one table's checked changes.
 struct TableKeys {
     /// `"schema"."table"`.
@@ -74,15 +80,48 @@ pub struct CheckPlan {
 }
 
 impl CheckPlan {
-    /// Plans the answers to `q` about `changes`. A row question whose
-    /// change has no primary key value to look up stays unasked ("no").
+    /// The round trips that answer `q` about `changes`: the first also
+    /// evaluates the filters, and each checks the rows of at most
+    /// [`MAX_CHANGES_PER_ROUND_TRIP`] changes, so a transaction of any size
+    /// is checked in steps that each end well within the database deadline.
+    pub fn round_trips(
+        changes: &[Change<'_>],
+        q: &Questions,
+        access: &impl AccessView,
+    ) -> Vec<CheckPlan> {
+        (0..changes.len().max(1))
+            .step_by(MAX_CHANGES_PER_ROUND_TRIP)
+            .map(|first| {
+                let last = first + MAX_CHANGES_PER_ROUND_TRIP;
+                CheckPlan::build(changes, q, access, first..last, first == 0)
+            })
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+
+    /// One round trip answering every question of `q` about `changes`. A
+    /// row question whose change has no primary key value to look up stays
+    /// unasked ("no").
     pub fn new(changes: &[Change<'_>], q: &Questions, access: &impl AccessView) -> CheckPlan {
+        CheckPlan::build(changes, q, access, 0..usize::MAX, true)
+    }
+
+    /// The row questions about changes in `range`, and the filters if
+    /// `with_exprs`.
+    fn build(
+        changes: &[Change<'_>],
+        q: &Questions,
+        access: &impl AccessView,
+        range: std::ops::Range<usize>,
+        with_exprs: bool,
+    ) -> CheckPlan {
         let mut plan = CheckPlan {
             statements: vec![("BEGIN READ ONLY".into(), Reads::Nothing)],
             tables: Vec::new(),
         };
         // Filters run as the server's own user, before any role is set.
-        let exprs: Vec<usize> = (0..q.exprs.len()).collect();
+        let nr_exprs = if with_exprs { q.exprs.len() } else { 0 };
+        let exprs: Vec<usize> = (0..nr_exprs).collect();
         for chunk in exprs.chunks(MAX_SELECT_ITEMS) {
             let items: Vec<String> = chunk
                 .iter()
@@ -97,6 +136,9 @@ impl CheckPlan {
         let mut by_table: HashMap<Oid, usize> = HashMap::new();
         let mut groups: Vec<(&Rc<SubClaims>, Vec<TableChecks>)> = Vec::new();
         for (i, (change, claims)) in q.rows.iter().enumerate() {
+            if !range.contains(change) {
+                continue;
+            }
             let Some(c) = changes.get(*change) else {
                 continue;
             };
@@ -182,14 +224,18 @@ impl CheckPlan {
     }
 
     /// Reads the answers from the round trip's results, one per statement
-    /// in order (each a list of rows of nullable text values). `None` when
-    /// the results do not match the plan (a statement's result is
-    /// missing): then nothing is decided.
-    pub fn answers(&self, q: &Questions, results: &[Vec<Vec<Option<String>>>]) -> Option<Answers> {
+    /// in order (each a list of rows of nullable text values), into
+    /// `answers`. `None` when the results do not match the plan (a
+    /// statement's result is missing): then nothing is decided.
+    pub fn read_answers(
+        &self,
+        q: &Questions,
+        results: &[Vec<Vec<Option<String>>>],
+        answers: &mut Answers,
+    ) -> Option<()> {
         if results.len() != self.statements.len() {
             return None;
         }
-        let mut answers = q.unanswered();
         for ((_, reads), rows) in self.statements.iter().zip(results) {
             match reads {
                 Reads::Nothing => {}
@@ -217,7 +263,7 @@ impl CheckPlan {
                 }
             }
         }
-        Some(answers)
+        Some(())
     }
 }
 
@@ -416,11 +462,42 @@ mod tests {
             vec![],
             vec![],
         ];
-        let a = plan.answers(&q, &results).unwrap();
+        let mut a = q.unanswered();
+        plan.read_answers(&q, &results, &mut a).unwrap();
         assert!(a.row(0, &alice) && !a.row(1, &alice) && a.row(2, &alice));
         assert!(!a.row(0, &bob) && !a.row(1, &bob) && !a.row(2, &bob));
         // A result missing (the round trip was cut) decides nothing.
-        assert!(plan.answers(&q, &results[..6]).is_none());
+        assert!(plan.read_answers(&q, &results[..6], &mut a).is_none());
+        // Small batches take one round trip.
+        assert_eq!(
+            CheckPlan::round_trips(&changes, &q, &access(rel.oid)).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn large_batches_take_several_round_trips_and_filters_one() {
+        let rel = ts::relation("notes", b'd', &[("id", 23, true), ("body", 25, false)]);
+        let ids: Vec<String> = (0..2_500).map(|i| i.to_string()).collect();
+        let msgs: Vec<_> = ids.iter().map(|i| ts::insert(&[i, "x"])).collect();
+        let pk = vec![0];
+        let changes: Vec<Change<'_>> = msgs
+            .iter()
+            .map(|m| Change::from_message(m, &rel, &pk, Default::default()).unwrap())
+            .collect();
+        let alice = claims("alice");
+        let mut q = Questions::default();
+        q.expr("'a' = 'a'".into());
+        for i in 0..changes.len() {
+            q.row(i, &alice);
+        }
+        let trips = CheckPlan::round_trips(&changes, &q, &access(rel.oid));
+        assert_eq!(trips.len(), 3);
+        let sql: Vec<String> = trips.iter().map(|p| p.sql()).collect();
+        assert!(sql[0].contains("IS TRUE") && !sql[1].contains("IS TRUE"));
+        // Each trip states only its own keys.
+        assert!(sql[1].contains(r#""1000""#) && !sql[1].contains(r#""999""#));
+        assert!(sql[2].contains(r#""2499""#) && !sql[2].contains(r#""1999""#));
     }
 
     #[test]

@@ -173,32 +173,36 @@ pub async fn wait_visible(sql: &mut PgConn, xid: u32) -> Result<(), PgError> {
     }
 }
 
-/// Answers `q` about `changes` in one round trip ([`CheckPlan`]). Any
-/// error means some question is undecided: the caller must neither deliver
-/// nor confirm the batch, and retries it on a new session.
+/// Answers `q` about `changes`, in as many round trips as
+/// [`CheckPlan::round_trips`] plans. Any error means some question is
+/// undecided: the caller must neither deliver nor confirm the batch, and
+/// retries it on a new session.
 pub async fn answer(
     sql: &mut PgConn,
     changes: &[Change<'_>],
     q: &Questions,
     access: &AccessCache,
 ) -> Result<Answers, PgError> {
-    let plan = CheckPlan::new(changes, q, access);
-    if plan.is_empty() {
-        return Ok(q.unanswered());
-    }
-    match sql.simple_query(&plan.sql()).await {
-        Ok(results) => {
-            let results: Vec<_> = results.into_iter().map(|r| r.rows).collect();
-            plan.answers(q, &results).ok_or_else(|| {
-                PgError::Protocol("access check: results do not match the statements".into())
-            })
+    let mut answers = q.unanswered();
+    for plan in CheckPlan::round_trips(changes, q, access) {
+        match sql.simple_query(&plan.sql()).await {
+            Ok(results) => {
+                let results: Vec<_> = results.into_iter().map(|r| r.rows).collect();
+                plan.read_answers(q, &results, &mut answers)
+                    .ok_or_else(|| {
+                        PgError::Protocol(
+                            "access check: results do not match the statements".into(),
+                        )
+                    })?;
+            }
+            Err(e @ PgError::Db { .. }) => {
+                // The transaction is aborted; leave it before the error
+                // ends the session.
+                let _ = sql.simple_query("ROLLBACK").await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
         }
-        Err(e @ PgError::Db { .. }) => {
-            // The transaction is aborted; leave it before the error
-            // ends the session.
-            let _ = sql.simple_query("ROLLBACK").await;
-            Err(e)
-        }
-        Err(e) => Err(e),
     }
+    Ok(answers)
 }
