@@ -50,7 +50,9 @@ impl Db {
                 password: a.db_password.clone(),
                 replication: false,
                 application_name: "realtime-loadgen".into(),
-                connect_timeout: Duration::from_secs(10),
+                // Deadline of the connect and of each query: generous, as
+                // a backlog write is one long multi-row INSERT.
+                timeout: Duration::from_secs(60),
                 // The server's default (`prefer`): TLS when offered.
                 tls: Default::default(),
             },

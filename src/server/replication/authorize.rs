@@ -17,6 +17,7 @@ use crate::realtime::cdc::access::{AccessView, Answers, Questions, TableAccess};
 use crate::realtime::cdc::rowcheck::CheckPlan;
 use crate::realtime::postgres_changes::change::Change;
 use crate::server::pgconn::{PgConn, PgError};
+use crate::server::replication::KeepAlive;
 
 /// How long table access is trusted before it is read again. Policies
 /// themselves are evaluated live by every row check; this bounds how long
@@ -182,9 +183,16 @@ pub async fn answer(
     changes: &[Change<'_>],
     q: &Questions,
     access: &AccessCache,
+    keep: &mut KeepAlive<'_>,
 ) -> Result<Answers, PgError> {
     let mut answers = q.unanswered();
-    for plan in CheckPlan::round_trips(changes, q, access) {
+    for (n, plan) in CheckPlan::round_trips(changes, q, access)
+        .into_iter()
+        .enumerate()
+    {
+        if n > 0 {
+            keep.ping().await?;
+        }
         match sql.simple_query(&plan.sql()).await {
             Ok(results) => {
                 let results: Vec<_> = results.into_iter().map(|r| r.rows).collect();

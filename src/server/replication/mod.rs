@@ -317,7 +317,15 @@ async fn session(
                                 let done = flush(
                                     state,
                                     tenant,
-                                    &mut sql,
+                                    &mut BatchDb {
+                                        sql: &mut sql,
+                                        keep: KeepAlive {
+                                            repl: &mut repl,
+                                            buf: &mut status,
+                                            received,
+                                            flushed: flush_gate.reportable(Instant::now()),
+                                        },
+                                    },
                                     &mut access,
                                     &mut pending,
                                     &types,
@@ -355,7 +363,15 @@ async fn session(
                                 flush(
                                     state,
                                     tenant,
-                                    &mut sql,
+                                    &mut BatchDb {
+                                        sql: &mut sql,
+                                        keep: KeepAlive {
+                                            repl: &mut repl,
+                                            buf: &mut status,
+                                            received,
+                                            flushed: flush_gate.reportable(Instant::now()),
+                                        },
+                                    },
                                     &mut access,
                                     &mut pending,
                                     &types,
@@ -384,6 +400,34 @@ async fn session(
             last_status = now;
         }
         lag_watch.check(now, tenant, &mut sql, s).await?;
+    }
+}
+
+/// The connections a batch uses: `sql` for its questions, and the
+/// stream, kept alive while they are answered.
+struct BatchDb<'a> {
+    sql: &'a mut PgConn,
+    keep: KeepAlive<'a>,
+}
+
+/// Sends status updates on the stream while a long batch is checked: the
+/// walsender ends a session that sends nothing for `wal_sender_timeout`,
+/// and one that did so in the middle of a large transaction's checks would
+/// retry the same transaction for ever.
+pub struct KeepAlive<'a> {
+    repl: &'a mut PgConn,
+    buf: &'a mut BytesMut,
+    /// Last position received.
+    received: Lsn,
+    /// Last position that may be reported flushed.
+    flushed: Lsn,
+}
+
+impl KeepAlive<'_> {
+    /// One status update (positions unchanged since the batch began).
+    pub async fn ping(&mut self) -> Result<(), PgError> {
+        status_update(self.buf, self.received, self.flushed, false);
+        self.repl.send_copy_data(self.buf).await
     }
 }
 
@@ -435,7 +479,7 @@ struct Tx {
 async fn flush(
     state: &Rc<ShardState>,
     tenant: &str,
-    sql: &mut PgConn,
+    db: &mut BatchDb<'_>,
     access: &mut AccessCache,
     pending: &mut Vec<Pending>,
     types: &TypeCache,
@@ -451,7 +495,7 @@ async fn flush(
     let needs = with_tenant(state, tenant, |t| t.cdc.access_needs(&changes)).unwrap_or_default();
     if !needs.is_empty() {
         access
-            .refresh(sql, &needs, |oid| {
+            .refresh(db.sql, &needs, |oid| {
                 changes.iter().find(|c| c.rel.oid == oid).map(|c| c.rel)
             })
             .await?;
@@ -462,9 +506,9 @@ async fn flush(
             }
             Some(q) if !q.is_empty() => {
                 if !q.rows.is_empty() {
-                    authorize::wait_visible(sql, tx.xid).await?;
+                    authorize::wait_visible(db.sql, tx.xid).await?;
                 }
-                authorize::answer(sql, &changes, &q, access).await?
+                authorize::answer(db.sql, &changes, &q, access, &mut db.keep).await?
             }
             _ => Default::default(),
         };
