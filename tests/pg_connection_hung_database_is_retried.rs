@@ -19,16 +19,7 @@ fn a_database_that_never_answers_is_retried_after_the_deadline() {
     let suffix = format!("_hung{}", std::process::id());
     create_numbered_table(&db, &table);
     let proxy = Proxy::start(&db.host, &db.port, true);
-    let mut env = db.server_env(&suffix);
-    for (k, v) in env.iter_mut() {
-        match k.as_str() {
-            "DB_HOST" => *v = "127.0.0.1".into(),
-            "DB_PORT" => *v = proxy.port.to_string(),
-            _ => {}
-        }
-    }
-    env.push(("DB_QUERY_TIMEOUT_MS".into(), "1000".into()));
-    env.push(("DB_SSL_MODE".into(), "disable".into()));
+    let env = proxy.server_env(&db, &suffix, 1000);
     let mut srv = Server::start_env(&env);
 
     let mut ws = Ws::connect(srv.port, "2.0.0", &token("anon", 3600));

@@ -25,16 +25,7 @@ fn a_silently_dropped_stream_is_noticed_and_resumed_without_loss() {
     let suffix = format!("_sil{}", std::process::id());
     create_numbered_table(&db, &table);
     let proxy = Proxy::start(&db.host, &db.port, false);
-    let mut env = db.server_env(&suffix);
-    for (k, v) in env.iter_mut() {
-        match k.as_str() {
-            "DB_HOST" => *v = "127.0.0.1".into(),
-            "DB_PORT" => *v = proxy.port.to_string(),
-            _ => {}
-        }
-    }
-    env.push(("DB_QUERY_TIMEOUT_MS".into(), "2000".into()));
-    env.push(("DB_SSL_MODE".into(), "disable".into()));
+    let env = proxy.server_env(&db, &suffix, 2000);
     let mut srv = Server::start_env(&env);
     let mut seen = Seen::default();
     let mut ws = subscribe(srv.port, "silent", &table, &mut seen);

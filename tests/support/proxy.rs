@@ -61,6 +61,28 @@ impl Proxy {
     }
 
     /// Freezes every connection and holds new ones unanswered.
+    /// Environment for a server streaming `db` (slot `slot_suffix`)
+    /// through this proxy, with `timeout_ms` as its database deadline and
+    /// TLS off (the proxy only forwards bytes; TLS would hide nothing here).
+    pub fn server_env(
+        &self,
+        db: &super::pg::DevDb,
+        slot_suffix: &str,
+        timeout_ms: u64,
+    ) -> Vec<(String, String)> {
+        let mut env = db.server_env(slot_suffix);
+        for (k, v) in env.iter_mut() {
+            match k.as_str() {
+                "DB_HOST" => *v = "127.0.0.1".into(),
+                "DB_PORT" => *v = self.port.to_string(),
+                _ => {}
+            }
+        }
+        env.push(("DB_QUERY_TIMEOUT_MS".into(), timeout_ms.to_string()));
+        env.push(("DB_SSL_MODE".into(), "disable".into()));
+        env
+    }
+
     pub fn black_hole(&self) {
         self.shared.black_hole.store(true, Ordering::SeqCst);
     }
