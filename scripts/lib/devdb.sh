@@ -27,7 +27,7 @@ start_dev_db() {
   # runs, retaining WAL (other work's too) until the lag cap trips on the
   # next run; each run starts from a fresh slot instead.
   scripts/dev-db sql "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-    WHERE slot_name LIKE 'supabase_realtime_replication_slot%_clients_pg' AND NOT active" >/dev/null 2>&1 || true
+    WHERE slot_name LIKE 'supabase_realtime_replication_slot%_clients_pg%' AND NOT active" >/dev/null 2>&1 || true
   export DEV_DB_URL=$url
   export DEV_DB_PASSWORD=${BASH_REMATCH[1]} DEV_DB_HOST=${BASH_REMATCH[2]} DEV_DB_PORT=${BASH_REMATCH[3]}
   echo "dev db: $DEV_DB_HOST:$DEV_DB_PORT"

@@ -24,6 +24,7 @@ use super::pg_changes::{measure, Phase, Shape};
 use super::pg_db::{create_table_sql, rls_sql, user_uuid, Db};
 use super::{finish, Env, EXIT_ERROR};
 use crate::cli::PgArgs;
+use crate::report::Check;
 use crate::sched::Schedule;
 
 /// One phase's figures, as compared.
@@ -265,6 +266,15 @@ pub fn run(a: &PgArgs, env: &Arc<Env>, db: &Db, sched: Option<&Schedule>) -> i32
                 "{name} phase: {} deliveries received, {} due",
                 f.delivered, f.due
             ));
+            // A lost (or extra) delivery fails the run, whatever else it
+            // measured.
+            r.checks.push(Check {
+                name: format!("{name} phase: deliveries received = due"),
+                limit: f.due as f64,
+                value: Some(f.delivered as f64),
+                pass: false,
+            });
+            r.pass = false;
         }
     }
     r.extra = Some(json!({
