@@ -32,6 +32,28 @@ pub struct SubClaims {
     pub json: String,
 }
 
+/// A claims group by identity, for the maps of one batch: hashed and
+/// compared by address (a registry shares one `Rc` per distinct claims),
+/// and holding the `Rc` so that no other claims can take its address while
+/// the key lives. Claims equal in value but not shared are separate groups:
+/// asked twice, never confused.
+#[derive(Debug, Clone)]
+pub struct ClaimsKey(Rc<SubClaims>);
+
+impl std::hash::Hash for ClaimsKey {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        Rc::as_ptr(&self.0).hash(h)
+    }
+}
+
+impl PartialEq for ClaimsKey {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ClaimsKey {}
+
 /// What the database says about one table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TableAccess {
@@ -124,7 +146,7 @@ pub struct Questions {
     expr_index: HashMap<String, usize>,
     /// (change, claims group) pairs to check against the table's policies.
     pub rows: Vec<(usize, Rc<SubClaims>)>,
-    row_index: HashMap<(usize, Rc<SubClaims>), usize>,
+    row_index: HashMap<(usize, ClaimsKey), usize>,
 }
 
 impl Questions {
@@ -141,7 +163,7 @@ impl Questions {
 
     /// Registers a row check; returns its index.
     pub fn row(&mut self, change: usize, claims: &Rc<SubClaims>) -> usize {
-        let key = (change, claims.clone());
+        let key = (change, ClaimsKey(claims.clone()));
         if let Some(&i) = self.row_index.get(&key) {
             return i;
         }
@@ -169,7 +191,7 @@ impl Questions {
 #[derive(Debug, Default)]
 pub struct Answers {
     exprs: HashMap<String, bool>,
-    rows: HashMap<(usize, Rc<SubClaims>), bool>,
+    rows: HashMap<(usize, ClaimsKey), bool>,
 }
 
 impl Answers {
@@ -180,7 +202,8 @@ impl Answers {
 
     /// Records the verdict of row check `i` of `q`.
     pub fn set_row(&mut self, q: &Questions, i: usize, v: bool) {
-        self.rows.insert(q.rows[i].clone(), v);
+        let (change, claims) = &q.rows[i];
+        self.rows.insert((*change, ClaimsKey(claims.clone())), v);
     }
 
     /// The verdict on an expression (unasked: false).
@@ -191,7 +214,7 @@ impl Answers {
     /// Whether `claims` may see change `change` (unasked: false).
     pub fn row(&self, change: usize, claims: &Rc<SubClaims>) -> bool {
         self.rows
-            .get(&(change, claims.clone()))
+            .get(&(change, ClaimsKey(claims.clone())))
             .copied()
             .unwrap_or(false)
     }

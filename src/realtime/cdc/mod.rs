@@ -82,6 +82,10 @@ pub struct CdcRegistry {
     to_check: VecDeque<ChannelId>,
     /// Wakes the checker (set by the server when it starts one).
     wake: Option<Box<dyn Fn()>>,
+    /// One shared value per distinct claims: subscriptions with equal
+    /// claims hold the same `Rc`, so a batch's questions and answers key
+    /// claims groups by address (see [`access::ClaimsKey`]).
+    claims: std::collections::HashSet<Rc<SubClaims>>,
 }
 
 impl CdcRegistry {
@@ -99,8 +103,23 @@ impl CdcRegistry {
         }
     }
 
+    /// The shared value of `claims`.
+    fn intern(&mut self, claims: Rc<SubClaims>) -> Rc<SubClaims> {
+        if let Some(c) = self.claims.get(&*claims) {
+            return c.clone();
+        }
+        self.claims.insert(claims.clone());
+        claims
+    }
+
+    /// Forgets claims no subscription holds any more.
+    fn forget_unused_claims(&mut self) {
+        self.claims.retain(|c| Rc::strong_count(c) > 1);
+    }
+
     /// Adds a subscription; it receives changes once checked.
     pub fn add(&mut self, mut sub: CdcSub) {
+        sub.claims = self.intern(sub.claims);
         sub.ready = false;
         sub.told_ready = false;
         self.to_check.push_back(sub.channel);
@@ -112,6 +131,10 @@ impl CdcRegistry {
     /// is checked again and, once ready, told `Subscribed to PostgreSQL`
     /// again. Returns whether the channel had a subscription.
     pub fn update_claims(&mut self, channel: ChannelId, claims: Rc<SubClaims>) -> bool {
+        if !self.subs.iter().any(|s| s.channel == channel) {
+            return false;
+        }
+        let claims = self.intern(claims);
         let Some(s) = self.subs.iter_mut().find(|s| s.channel == channel) else {
             return false;
         };
@@ -120,6 +143,7 @@ impl CdcRegistry {
         s.told_ready = false;
         s.generation = s.generation.wrapping_add(1);
         self.to_check.push_back(channel);
+        self.forget_unused_claims();
         self.wake_checker();
         true
     }
@@ -127,6 +151,7 @@ impl CdcRegistry {
     /// Drops a channel's subscription.
     pub fn remove(&mut self, channel: ChannelId) {
         self.subs.retain(|s| s.channel != channel);
+        self.forget_unused_claims();
     }
 
     /// The next subscription to check, if any.

@@ -135,6 +135,8 @@ impl CheckPlan {
         // Row questions grouped by claims (first-asked order), then table.
         let mut by_table: HashMap<Oid, usize> = HashMap::new();
         let mut groups: Vec<(&Rc<SubClaims>, Vec<TableChecks>)> = Vec::new();
+        // By address: `q` holds every group's `Rc`, so addresses are unique.
+        let mut by_claims: HashMap<*const SubClaims, usize> = HashMap::new();
         for (i, (change, claims)) in q.rows.iter().enumerate() {
             if !range.contains(change) {
                 continue;
@@ -155,13 +157,10 @@ impl CheckPlan {
                 }
             };
             let k = plan.tables[t].key_index(key);
-            let g = match groups.iter().position(|(gc, _)| *gc == claims) {
-                Some(g) => g,
-                None => {
-                    groups.push((claims, Vec::new()));
-                    groups.len() - 1
-                }
-            };
+            let g = *by_claims.entry(Rc::as_ptr(claims)).or_insert_with(|| {
+                groups.push((claims, Vec::new()));
+                groups.len() - 1
+            });
             let per_table = &mut groups[g].1;
             match per_table.iter_mut().find(|(pt, _)| *pt == t) {
                 Some((_, checks)) => checks.push((i, k)),

@@ -397,3 +397,21 @@ fn a_batch_delivers_what_its_changes_deliver_one_by_one() {
         t[9]
     );
 }
+
+#[test]
+fn equal_claims_share_one_value_and_are_forgotten_when_unused() {
+    let out = Rc::new(Sink::default());
+    let mut reg = CdcRegistry::default();
+    let binding = json!([{"event": "*", "schema": "public", "table": "notes"}]);
+    reg.add(sub(1, "authenticated", binding.clone(), &out));
+    reg.add(sub(2, "authenticated", binding.clone(), &out));
+    reg.add(sub(3, "anon", binding, &out));
+    assert!(Rc::ptr_eq(&reg.subs[0].claims, &reg.subs[1].claims));
+    assert!(!Rc::ptr_eq(&reg.subs[0].claims, &reg.subs[2].claims));
+    assert_eq!(reg.claims.len(), 2);
+    reg.remove(3);
+    assert_eq!(reg.claims.len(), 1);
+    reg.remove(1);
+    reg.remove(2);
+    assert!(reg.claims.is_empty());
+}
