@@ -13,6 +13,10 @@
 //!    ([`Questions::rows`]). DELETEs cannot be checked and are sent with a
 //!    primary-key-only `old_record`.
 //!
+//! Subscriptions are visited per claims group ([`ClaimsGroup`]): a group
+//! without filters asks its row check once, and delivery skips a group the
+//! row may not reach without looking at its members.
+//!
 //! [`CdcRegistry::plan`] runs it to collect the questions; after the
 //! database answered, [`CdcRegistry::deliver`] runs it again (against the
 //! subscriptions as they are then) and queues the frames. `data` is
@@ -22,8 +26,10 @@
 use std::ops::Range;
 use std::rc::Rc;
 
-use super::access::{privileges_of, AccessView, Answers, Privileges, Questions, SubClaims};
-use super::index::RelationIndex;
+use super::access::{
+    privileges_of, AccessView, Answers, Privileges, Questions, SubClaims, TableAccess,
+};
+use super::index::{ClaimsGroup, RelationIndex};
 use super::{CdcRegistry, CdcSub};
 use crate::proto::pg::sql;
 use crate::proto::pg::types::{type_name, TypeResolver};
@@ -183,10 +189,21 @@ impl CdcRegistry {
         let mut q = Questions::default();
         let mut g = Groups::default();
         for (i, c) in changes.iter().enumerate() {
-            for (sub, on_table) in index.subs_on(i) {
-                let s = &self.subs[sub];
-                let mut oracle = Oracle::Plan(&mut q);
-                let _ = groups_of(s, on_table, i, c, access, types, &mut oracle, &mut g);
+            let t = access.table(c.rel.oid);
+            for group in index.groups_on(i) {
+                if !group.filtered {
+                    // Without filters every member asks the same: the
+                    // group's row check, if some member wants the change.
+                    if group.wants(c.kind) && row_checked(group, c, t) {
+                        q.row(i, &group.claims);
+                    }
+                    continue;
+                }
+                for (sub, on_table) in index.members(group) {
+                    let s = &self.subs[sub];
+                    let mut oracle = Oracle::Plan(&mut q);
+                    let _ = groups_of(s, on_table, i, c, access, types, &mut oracle, &mut g);
+                }
             }
         }
         q
@@ -215,13 +232,20 @@ impl CdcRegistry {
             spare.extend(rendered.drain(..).map(|r| r.data));
             sent.clear();
             sent_ids.clear();
-            let mut subs = index.subs_on(idx).peekable();
-            if subs.peek().is_none() {
+            let groups = index.groups_on(idx);
+            if groups.is_empty() {
                 continue;
             }
-            let rls = access.table(change.rel.oid).is_none_or(|t| t.rls);
+            let t = access.table(change.rel.oid);
+            let rls = t.is_none_or(|t| t.rls);
             let commit_timestamp = stamp.text(change.commit_time);
-            for (sub_i, on_table) in subs {
+            // A group the row may not reach is passed over whole: each of
+            // its members would find the same "no".
+            let reachable = groups.iter().filter(|group| {
+                privileges_of(t, &group.claims.role).is_some()
+                    && (!row_checked(group, change, t) || answers.row(idx, &group.claims))
+            });
+            for (sub_i, on_table) in reachable.flat_map(|group| index.members(group)) {
                 let sub = &self.subs[sub_i];
                 let mut oracle = Oracle::Deliver(answers);
                 let Some(privileges) = groups_of(
@@ -322,6 +346,20 @@ struct Rendered<'s> {
     select: Option<&'s [String]>,
     privileges: Privileges<'s>,
     data: Vec<u8>,
+}
+
+/// Whether the members of `group` that a change `c` reaches (a binding
+/// wants it, its filters pass) are owed it only if their claims may see
+/// the row: the table has row level security, the change is not a DELETE
+/// (those cannot be checked), and the row is not an error row (sent
+/// whatever the policies say). `t`: the table's access.
+fn row_checked(group: &ClaimsGroup, c: &Change<'_>, t: Option<&TableAccess>) -> bool {
+    let Some(privileges) = privileges_of(t, &group.claims.role) else {
+        return false;
+    };
+    t.is_none_or(|t| t.rls)
+        && c.kind != ChangeKind::Delete
+        && row_error(c, privileges.flags()).is_none()
 }
 
 /// Fills `g` with the binding groups of `s` that change `idx` reaches

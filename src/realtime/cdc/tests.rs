@@ -415,3 +415,104 @@ fn equal_claims_share_one_value_and_are_forgotten_when_unused() {
     reg.remove(2);
     assert!(reg.claims.is_empty());
 }
+
+/// `s` with claims of user `who` (role `authenticated`).
+fn as_user(mut s: CdcSub, who: &str) -> CdcSub {
+    s.claims = Rc::new(SubClaims {
+        role: "authenticated".into(),
+        json: format!("{{\"sub\":\"{who}\"}}"),
+    });
+    s
+}
+
+#[test]
+fn claims_groups_are_decided_once_and_members_keep_their_filters_and_events() {
+    let rel = ts::relation("notes", b'd', &[("id", 23, true), ("body", 25, false)]);
+    let msgs = [
+        ts::insert(&["1", "a"]),
+        ts::insert(&["2", "b"]),
+        ts::delete(b'K', &["3", "c"]),
+    ];
+    let pk: Vec<usize> = vec![0];
+    let changes: Vec<Change<'_>> = msgs
+        .iter()
+        .map(|m| Change::from_message(m, &rel, &pk, Default::default()).unwrap())
+        .collect();
+    let outs: Vec<Rc<Sink>> = (0..4).map(|_| Rc::new(Sink::default())).collect();
+    let on = |event: &str, filter: Option<&str>| {
+        let mut b = json!({"event": event, "schema": "public", "table": "notes"});
+        if let Some(f) = filter {
+            b["filter"] = json!(f);
+        }
+        json!([b])
+    };
+    let mut reg = CdcRegistry::default();
+    // Alice: one plain subscriber, one filtered, one for DELETEs only;
+    // Bob: one plain subscriber.
+    reg.add(as_user(
+        sub(1, "authenticated", on("*", None), &outs[0]),
+        "alice",
+    ));
+    reg.add(as_user(
+        sub(2, "authenticated", on("*", Some("id=eq.1")), &outs[1]),
+        "alice",
+    ));
+    reg.add(as_user(
+        sub(3, "authenticated", on("*", None), &outs[2]),
+        "bob",
+    ));
+    reg.add(as_user(
+        sub(4, "authenticated", on("DELETE", None), &outs[3]),
+        "alice",
+    ));
+    ready_all(&mut reg);
+    let index = super::index::RelationIndex::build(&reg.subs, &changes);
+    let groups = index.groups_on(0);
+    assert_eq!(groups.len(), 2, "two claims values");
+    assert!(groups[0].filtered && !groups[1].filtered);
+    assert_eq!(index.members(&groups[0]).count(), 3);
+    let mut access: HashMap<Oid, TableAccess> = HashMap::new();
+    let mut t = TableAccess {
+        rls: true,
+        ..TableAccess::default()
+    };
+    t.selectable
+        .insert("authenticated".into(), Rc::from(vec![true, true]));
+    access.insert(rel.oid, t);
+    let q = reg.plan(&changes, &access, &BuiltinsOnly);
+    // Each insert asked once per group; the delete is never checked.
+    let mut asked: Vec<(usize, bool)> = q
+        .rows
+        .iter()
+        .map(|(c, claims)| (*c, claims.json.contains("alice")))
+        .collect();
+    asked.sort();
+    assert_eq!(asked, [(0, false), (0, true), (1, false), (1, true)]);
+    // Alice may see row 1 and 2, Bob only row 2.
+    let mut answers = Answers::default();
+    for (i, (c, claims)) in q.rows.iter().enumerate() {
+        answers.set_row(&q, i, claims.json.contains("alice") || *c == 1);
+    }
+    assert_eq!(reg.deliver(&changes, &access, &BuiltinsOnly, &answers), 7);
+    let ids = |o: &Sink| -> Vec<String> {
+        o.texts()
+            .iter()
+            .map(|t| {
+                let v: serde_json::Value = serde_json::from_str(t).unwrap();
+                let d = &v[4]["data"];
+                format!(
+                    "{}{}",
+                    d["type"].as_str().unwrap(),
+                    d["record"]["id"]
+                        .as_i64()
+                        .or(d["old_record"]["id"].as_i64())
+                        .unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(ids(&outs[0]), ["INSERT1", "INSERT2", "DELETE3"]);
+    assert_eq!(ids(&outs[1]), ["INSERT1"]);
+    assert_eq!(ids(&outs[2]), ["INSERT2", "DELETE3"]);
+    assert_eq!(ids(&outs[3]), ["DELETE3"]);
+}
