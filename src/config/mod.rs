@@ -429,6 +429,13 @@ settings! {
     /// notices a hung database sooner; longer lets slow policy checks finish.
     db_query_timeout_ms: u64 = 15000, "15000", env "DB_QUERY_TIMEOUT_MS";
 
+    /// Connections per tenant database that check one batch's rows under
+    /// row level security at once, its claims groups shared out between
+    /// them (the first is the replication driver's own catalog connection).
+    /// More put more database cores on a large batch and cost a backend
+    /// each; 1 checks every group on one connection.
+    db_check_connections: u64 = 2, "2", env "DB_CHECK_CONNECTIONS";
+
     /// Silence on the replication stream after which a status update asks
     /// Postgres for a reply; with no message within as long again, the
     /// stream is reopened from the confirmed position. 0 = half of the

@@ -177,6 +177,9 @@ impl Config {
         positive_duration("accept_backoff_max_ms", self.accept_backoff_max_ms)?;
         duration("connect_error_backoff_ms", self.connect_error_backoff_ms)?;
         positive_duration("db_query_timeout_ms", self.db_query_timeout_ms)?;
+        if !(1..=16).contains(&self.db_check_connections) {
+            return Err(invalid("db_check_connections", "must be between 1 and 16"));
+        }
         duration(
             "replication_idle_timeout_ms",
             self.replication_idle_timeout_ms,

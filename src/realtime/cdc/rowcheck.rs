@@ -1,27 +1,38 @@
 //! The SQL that answers a batch's [`Questions`], and the reading of its
-//! results: one simple-query round trip, runtime-free so it is tested
+//! results: simple-query round trips, runtime-free so they are tested
 //! without a database.
 //!
 //! ```sql
 //! BEGIN READ ONLY;
 //! SELECT (<filter 1>) IS TRUE, ...;                   -- as the server's user
-//! SELECT set_config('realtime.rc_0_0', '{"1","2",...}', true), ...;
+//! PREPARE realtime_rc_<hash> AS SELECT "id" FROM "public"."todos"
+//!  WHERE "id" = ANY (current_setting('realtime.rc_16384_0')::integer[]);
+//! SELECT set_config('realtime.rc_16384_0', '{"1","2",...}', true), ...;
 //! SELECT set_config('role', 'authenticated', true),
 //!        set_config('request.jwt.claims', '{...}', true);
-//! SELECT "id" FROM "public"."todos"
-//!  WHERE "id" = ANY (current_setting('realtime.rc_0_0')::integer[]);
-//! ...                                                 -- per claims group
+//! EXECUTE realtime_rc_<hash>;
+//! SELECT set_config('request.jwt.claims', '{...}', true);
+//! EXECUTE realtime_rc_<hash>;                         -- per claims group
 //! COMMIT;
 //! ```
 //!
 //! The primary keys of a table's changes are stated once per batch, as an
-//! array in a transaction-local setting; each claims group then asks, in
-//! one statement per table, which of those keys its policies let it see.
-//! A batch of R rows seen by G groups costs G small index lookups of R
-//! keys, not R x G statements: the earlier form, one `EXISTS` per row and
-//! group, spent most of its time planning subqueries (0.3 ms each).
-//! Every question is answered yes or no from the results; if the round
-//! trip fails, nothing is answered and the caller must not deliver.
+//! array in a transaction-local setting named after the table; each claims
+//! group then asks, with one statement per table, which of those keys its
+//! policies let it see. A batch of R rows seen by G groups costs G small
+//! index lookups of R keys, not R x G statements: the earlier form, one
+//! `EXISTS` per row and group, spent most of its time planning subqueries
+//! (0.3 ms each). The lookup is a prepared statement (one per table and
+//! connection, prepared by the first round trip that needs it), so it is
+//! planned once per connection rather than once per group; groups are
+//! ordered by role so the role changes, and the plan is redone, as seldom
+//! as possible.
+//!
+//! A batch's groups may be split over several connections ([`CheckPlan::
+//! round_trips`] with `parts` > 1), each part a transaction of its own that
+//! states the keys it needs, so the database checks them on several cores.
+//! Every question is answered yes or no from the results; if a round trip
+//! fails, nothing is answered and the caller must not deliver.
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -44,6 +55,8 @@ pub const MAX_CHANGES_PER_ROUND_TRIP: usize = 1000;
 
 /// The primary keys of one table's checked changes.
 struct TableKeys {
+    /// The table.
+    oid: Oid,
     /// `"schema"."table"`.
     name: String,
     /// Quoted key column names.
@@ -84,43 +97,68 @@ impl CheckPlan {
     /// evaluates the filters, and each checks the rows of at most
     /// [`MAX_CHANGES_PER_ROUND_TRIP`] changes, so a transaction of any size
     /// is checked in steps that each end well within the database deadline.
+    /// Each step is split into at most `prepared.len()` parts, one per
+    /// connection, that may run at once: part `p` runs on the connection
+    /// whose prepared statement names are `prepared[p]`, which the plan
+    /// extends with the statements it prepares.
     pub fn round_trips(
         changes: &[Change<'_>],
         q: &Questions,
         access: &impl AccessView,
-    ) -> Vec<CheckPlan> {
+        prepared: &mut [HashSet<String>],
+    ) -> Vec<Vec<(usize, CheckPlan)>> {
+        let parts = prepared.len().max(1);
         (0..changes.len().max(1))
             .step_by(MAX_CHANGES_PER_ROUND_TRIP)
             .map(|first| {
                 let last = first + MAX_CHANGES_PER_ROUND_TRIP;
-                CheckPlan::build(changes, q, access, first..last, first == 0)
+                (0..parts)
+                    .filter_map(|part| {
+                        let names = prepared.get_mut(part)?;
+                        let span = Span {
+                            changes: first..last,
+                            with_exprs: first == 0 && part == 0,
+                            part,
+                            parts,
+                        };
+                        let plan = CheckPlan::build(changes, q, access, span, names);
+                        (!plan.is_empty()).then_some((part, plan))
+                    })
+                    .collect::<Vec<_>>()
             })
-            .filter(|p| !p.is_empty())
+            .filter(|step| !step.is_empty())
             .collect()
     }
 
-    /// One round trip answering every question of `q` about `changes`. A
-    /// row question whose change has no primary key value to look up stays
-    /// unasked ("no").
+    /// One round trip answering every question of `q` about `changes`, on
+    /// a connection that has prepared nothing. A row question whose change
+    /// has no primary key value to look up stays unasked ("no").
     pub fn new(changes: &[Change<'_>], q: &Questions, access: &impl AccessView) -> CheckPlan {
-        CheckPlan::build(changes, q, access, 0..usize::MAX, true)
+        let span = Span {
+            changes: 0..usize::MAX,
+            with_exprs: true,
+            part: 0,
+            parts: 1,
+        };
+        CheckPlan::build(changes, q, access, span, &mut HashSet::new())
     }
 
-    /// The row questions about changes in `range`, and the filters if
-    /// `with_exprs`.
+    /// The row questions of `span`, and the filters if it says so;
+    /// `prepared`: the connection's prepared statements, extended with
+    /// those this plan prepares.
     fn build(
         changes: &[Change<'_>],
         q: &Questions,
         access: &impl AccessView,
-        range: std::ops::Range<usize>,
-        with_exprs: bool,
+        span: Span,
+        prepared: &mut HashSet<String>,
     ) -> CheckPlan {
         let mut plan = CheckPlan {
             statements: vec![("BEGIN READ ONLY".into(), Reads::Nothing)],
             tables: Vec::new(),
         };
         // Filters run as the server's own user, before any role is set.
-        let nr_exprs = if with_exprs { q.exprs.len() } else { 0 };
+        let nr_exprs = if span.with_exprs { q.exprs.len() } else { 0 };
         let exprs: Vec<usize> = (0..nr_exprs).collect();
         for chunk in exprs.chunks(MAX_SELECT_ITEMS) {
             let items: Vec<String> = chunk
@@ -138,7 +176,7 @@ impl CheckPlan {
         // By address: `q` holds every group's `Rc`, so addresses are unique.
         let mut by_claims: HashMap<*const SubClaims, usize> = HashMap::new();
         for (i, (change, claims)) in q.rows.iter().enumerate() {
-            if !range.contains(change) {
+            if !span.changes.contains(change) {
                 continue;
             }
             let Some(c) = changes.get(*change) else {
@@ -167,38 +205,68 @@ impl CheckPlan {
                 None => per_table.push((t, vec![(i, k)])),
             }
         }
-        if !plan.tables.is_empty() {
-            let settings: Vec<String> = plan
-                .tables
-                .iter()
-                .enumerate()
-                .flat_map(|(t, keys)| {
-                    // Keys never hold a NUL (see `key_of`), so they quote.
-                    (0..keys.columns.len()).filter_map(move |c| {
-                        let value = literal(&keys.array_text(c))?;
-                        Some(format!("set_config('{}', {value}, true)", setting(t, c)))
-                    })
-                })
-                .collect();
+        // Few role changes: each one replans the prepared lookups.
+        groups.sort_by(|a, b| a.0.role.cmp(&b.0.role));
+        let groups: Vec<_> = groups
+            .into_iter()
+            .enumerate()
+            .filter(|(n, _)| n % span.parts == span.part)
+            .map(|(_, g)| g)
+            .collect();
+        let mut used = vec![false; plan.tables.len()];
+        for (_, per_table) in &groups {
+            for (t, _) in per_table {
+                used[*t] = true;
+            }
+        }
+        let mut settings: Vec<String> = Vec::new();
+        for keys in plan
+            .tables
+            .iter()
+            .zip(&used)
+            .filter(|(_, u)| **u)
+            .map(|(k, _)| k)
+        {
+            let (name, body) = keys.lookup();
+            if !prepared.contains(&name) {
+                plan.statements
+                    .push((format!("PREPARE {name} AS {body}"), Reads::Nothing));
+                prepared.insert(name);
+            }
+            // Keys never hold a NUL (see `key_of`), so they quote.
+            for c in 0..keys.columns.len() {
+                if let Some(value) = literal(&keys.array_text(c)) {
+                    settings.push(format!(
+                        "set_config('{}', {value}, true)",
+                        setting(keys.oid, c)
+                    ));
+                }
+            }
+        }
+        if !settings.is_empty() {
             plan.statements
                 .push((format!("SELECT {}", settings.join(", ")), Reads::Nothing));
         }
+        let mut role_set: Option<&str> = None;
         for (claims, per_table) in groups {
             // Claims that cannot be quoted (a NUL byte) name no role the
             // database has: that group sees no rows.
             let (Some(role), Some(json)) = (literal(&claims.role), literal(&claims.json)) else {
                 continue;
             };
-            plan.statements.push((
+            let sql = if role_set == Some(claims.role.as_str()) {
+                format!("SELECT set_config('request.jwt.claims', {json}, true)")
+            } else {
                 format!(
                     "SELECT set_config('role', {role}, true), set_config('request.jwt.claims', {json}, true)"
-                ),
-                Reads::Nothing,
-            ));
+                )
+            };
+            role_set = Some(&claims.role);
+            plan.statements.push((sql, Reads::Nothing));
             for (t, checks) in per_table {
-                let sql = plan.tables[t].visible_keys_sql(t);
+                let (name, _) = plan.tables[t].lookup();
                 plan.statements
-                    .push((sql, Reads::Rows { table: t, checks }));
+                    .push((format!("EXECUTE {name}"), Reads::Rows { table: t, checks }));
             }
         }
         plan.statements.push(("COMMIT".into(), Reads::Nothing));
@@ -266,9 +334,29 @@ impl CheckPlan {
     }
 }
 
-/// The transaction-local setting holding key column `c` of table `t`.
-fn setting(t: usize, c: usize) -> String {
-    format!("realtime.rc_{t}_{c}")
+/// Which part of a batch one plan checks.
+struct Span {
+    /// Changes whose rows it checks.
+    changes: std::ops::Range<usize>,
+    /// It evaluates the filters.
+    with_exprs: bool,
+    /// Its claims groups are those whose position (ordered by role) is
+    /// `part` modulo `parts`.
+    part: usize,
+    parts: usize,
+}
+
+/// The transaction-local setting holding key column `c` of table `rel`.
+fn setting(rel: Oid, c: usize) -> String {
+    format!("realtime.rc_{}_{c}", rel.0)
+}
+
+/// FNV-1a: a stable name for a statement's text (the same in every build
+/// and process, unlike std's hasher).
+fn fnv64(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The text values of a change's primary key (its new row's, else its old
@@ -301,6 +389,7 @@ impl TableKeys {
     fn new(c: &Change<'_>, access: &impl AccessView) -> Option<TableKeys> {
         let types = access.table(c.rel.oid).map(|a| &a.column_types);
         Some(TableKeys {
+            oid: c.rel.oid,
             name: format!("{}.{}", ident(&c.rel.schema)?, ident(&c.rel.name)?),
             columns: c
                 .primary_key
@@ -349,13 +438,13 @@ impl TableKeys {
 
     /// The key array of column `c` in its column's type (text when the
     /// type is unknown, compared as text).
-    fn array_expr(&self, t: usize, c: usize) -> String {
+    fn array_expr(&self, c: usize) -> String {
         let ty = if self.types[c].is_empty() {
             "text"
         } else {
             &self.types[c]
         };
-        format!("current_setting('{}')::{ty}[]", setting(t, c))
+        format!("current_setting('{}')::{ty}[]", setting(self.oid, c))
     }
 
     fn column_expr(&self, c: usize) -> String {
@@ -366,22 +455,29 @@ impl TableKeys {
         }
     }
 
-    /// Which of the batch's keys of this table (number `t`) are visible.
-    fn visible_keys_sql(&self, t: usize) -> String {
+    /// The prepared lookup of this table: its name (from its text, so a
+    /// table whose layout or key types changed gets a new one) and text.
+    fn lookup(&self) -> (String, String) {
+        let body = self.visible_keys_sql();
+        (format!("realtime_rc_{:016x}", fnv64(&body)), body)
+    }
+
+    /// Which of the batch's keys of this table are visible.
+    fn visible_keys_sql(&self) -> String {
         let cols = self.columns.join(", ");
         if self.columns.len() == 1 {
             return format!(
                 "SELECT {cols} FROM {} WHERE {} = ANY ({})",
                 self.name,
                 self.column_expr(0),
-                self.array_expr(t, 0)
+                self.array_expr(0)
             );
         }
         let lhs: Vec<String> = (0..self.columns.len())
             .map(|c| self.column_expr(c))
             .collect();
         let arrays: Vec<String> = (0..self.columns.len())
-            .map(|c| self.array_expr(t, c))
+            .map(|c| self.array_expr(c))
             .collect();
         format!(
             "SELECT {cols} FROM {} WHERE ({}) IN (SELECT * FROM unnest({}))",
@@ -394,7 +490,7 @@ impl TableKeys {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use std::collections::{HashMap, HashSet};
     use std::rc::Rc;
 
     use super::*;
@@ -438,26 +534,29 @@ mod tests {
         }
         let plan = CheckPlan::new(&changes, &q, &access(rel.oid));
         let sql = plan.sql();
-        // BEGIN, the key setting, two groups of (claims, lookup), COMMIT.
-        assert_eq!(sql.lines().count(), 7, "{sql}");
+        // BEGIN, the lookup prepared, the key setting, two groups of
+        // (claims, lookup) with the role set once, COMMIT.
+        assert_eq!(sql.lines().count(), 8, "{sql}");
+        let setting = format!("realtime.rc_{}_0", rel.oid.0);
         assert!(
-            sql.contains(r#"set_config('realtime.rc_0_0', E'{"1","2"}', true)"#),
+            sql.contains(&format!(r#"set_config('{setting}', E'{{"1","2"}}', true)"#)),
             "{sql}"
         );
-        assert_eq!(
-            sql.matches("WHERE \"id\" = ANY (current_setting('realtime.rc_0_0')::integer[])")
-                .count(),
-            2,
-            "{sql}"
+        let lookup = format!(
+            "AS SELECT \"id\" FROM \"public\".\"notes\" WHERE \"id\" = ANY (current_setting('{setting}')::integer[])"
         );
+        assert_eq!(sql.matches(&lookup).count(), 1, "{sql}");
+        assert_eq!(sql.matches("EXECUTE realtime_rc_").count(), 2, "{sql}");
+        assert_eq!(sql.matches("set_config('role'").count(), 1, "{sql}");
         // Alice sees row 1 (both of its changes), Bob sees nothing.
         let one = |v: &str| vec![Some(v.to_owned())];
         let results = vec![
             vec![],
+            vec![],
             vec![vec![Some(String::new())]],
             vec![vec![Some("authenticated".into()), Some("{}".into())]],
             vec![one("1")],
-            vec![vec![Some("authenticated".into()), Some("{}".into())]],
+            vec![vec![Some("{}".into())]],
             vec![],
             vec![],
         ];
@@ -466,12 +565,56 @@ mod tests {
         assert!(a.row(0, &alice) && !a.row(1, &alice) && a.row(2, &alice));
         assert!(!a.row(0, &bob) && !a.row(1, &bob) && !a.row(2, &bob));
         // A result missing (the round trip was cut) decides nothing.
-        assert!(plan.read_answers(&q, &results[..6], &mut a).is_none());
-        // Small batches take one round trip.
-        assert_eq!(
-            CheckPlan::round_trips(&changes, &q, &access(rel.oid)).len(),
-            1
-        );
+        assert!(plan.read_answers(&q, &results[..7], &mut a).is_none());
+        // Small batches take one round trip, which prepares the lookup once
+        // per connection.
+        let mut prepared = [HashSet::new()];
+        let trips = CheckPlan::round_trips(&changes, &q, &access(rel.oid), &mut prepared);
+        assert_eq!(trips.len(), 1);
+        assert_eq!(prepared[0].len(), 1);
+        let again = CheckPlan::round_trips(&changes, &q, &access(rel.oid), &mut prepared);
+        assert!(!again[0][0].1.sql().contains("PREPARE"));
+    }
+
+    #[test]
+    fn groups_split_over_connections_each_state_their_keys() {
+        let rel = ts::relation("notes", b'd', &[("id", 23, true), ("body", 25, false)]);
+        let msgs = [ts::insert(&["1", "a"]), ts::insert(&["2", "b"])];
+        let pk = vec![0];
+        let changes: Vec<Change<'_>> = msgs
+            .iter()
+            .map(|m| Change::from_message(m, &rel, &pk, Default::default()).unwrap())
+            .collect();
+        let users: Vec<Rc<SubClaims>> = (0..5).map(|u| claims(&format!("u{u}"))).collect();
+        let mut q = Questions::default();
+        q.expr("'a' = 'a'".into());
+        for i in 0..2 {
+            for u in &users {
+                q.row(i, u);
+            }
+        }
+        let mut prepared = [HashSet::new(), HashSet::new()];
+        let trips = CheckPlan::round_trips(&changes, &q, &access(rel.oid), &mut prepared);
+        assert_eq!(trips.len(), 1);
+        let parts = &trips[0];
+        assert_eq!(parts.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [0, 1]);
+        let sql: Vec<String> = parts.iter().map(|(_, plan)| plan.sql()).collect();
+        // Groups 0, 2, 4 on the first connection, 1 and 3 on the second;
+        // each prepares its lookup and states the keys; filters once.
+        assert_eq!(sql[0].matches("EXECUTE").count(), 3, "{}", sql[0]);
+        assert_eq!(sql[1].matches("EXECUTE").count(), 2, "{}", sql[1]);
+        for s in &sql {
+            assert!(s.contains("PREPARE") && s.contains(r#"{"1","2"}"#), "{s}");
+        }
+        assert!(sql[0].contains("IS TRUE") && !sql[1].contains("IS TRUE"));
+        assert_eq!(prepared[0], prepared[1]);
+        // Every question is answered by exactly one part.
+        let mut asked: Vec<String> = sql
+            .iter()
+            .flat_map(|s| s.matches(r#""sub":"u"#).map(str::to_owned))
+            .collect();
+        asked.sort();
+        assert_eq!(asked.len(), 5, "{sql:?}");
     }
 
     #[test]
@@ -490,9 +633,11 @@ mod tests {
         for i in 0..changes.len() {
             q.row(i, &alice);
         }
-        let trips = CheckPlan::round_trips(&changes, &q, &access(rel.oid));
+        let mut prepared = [HashSet::new()];
+        let trips = CheckPlan::round_trips(&changes, &q, &access(rel.oid), &mut prepared);
         assert_eq!(trips.len(), 3);
-        let sql: Vec<String> = trips.iter().map(|p| p.sql()).collect();
+        let sql: Vec<String> = trips.iter().map(|p| p[0].1.sql()).collect();
+        assert!(sql[0].contains("PREPARE") && !sql[1].contains("PREPARE"));
         assert!(sql[0].contains("IS TRUE") && !sql[1].contains("IS TRUE"));
         // Each trip states only its own keys.
         assert!(sql[1].contains(r#""1000""#) && !sql[1].contains(r#""999""#));

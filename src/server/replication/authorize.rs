@@ -6,8 +6,11 @@
 //! fails (a policy raised, a role was dropped) decides nothing: the batch
 //! is neither delivered nor confirmed, and the stream retries it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crate::proto::pg::pgoutput::Relation;
@@ -16,7 +19,7 @@ use crate::proto::pg::Oid;
 use crate::realtime::cdc::access::{AccessView, Answers, Questions, TableAccess};
 use crate::realtime::cdc::rowcheck::CheckPlan;
 use crate::realtime::postgres_changes::change::Change;
-use crate::server::pgconn::{PgConn, PgError};
+use crate::server::pgconn::{PgConfig, PgConn, PgError};
 use crate::server::replication::KeepAlive;
 
 /// How long table access is trusted before it is read again. Policies
@@ -174,43 +177,131 @@ pub async fn wait_visible(sql: &mut PgConn, xid: u32) -> Result<(), PgError> {
     }
 }
 
+/// The connections a tenant's row checks use besides the driver's own,
+/// opened when a batch first needs them, and the lookups each connection
+/// has prepared. Dropped with the session: a new session prepares again.
+pub struct CheckPool {
+    cfg: PgConfig,
+    /// Connections in all, the driver's own included.
+    size: usize,
+    /// The prepared lookups of the driver's own connection, then of each
+    /// extra connection.
+    prepared: Vec<HashSet<String>>,
+    extra: Vec<PgConn>,
+}
+
+impl CheckPool {
+    /// A pool of `size` connections (at least 1: the driver's own) to the
+    /// database of `cfg`.
+    pub fn new(cfg: PgConfig, size: usize) -> CheckPool {
+        CheckPool {
+            cfg,
+            size: size.max(1),
+            prepared: vec![HashSet::new()],
+            extra: Vec::new(),
+        }
+    }
+
+    /// Opens the extra connections a batch asked by `groups` claims groups
+    /// can use (at least two groups per connection: a part costs a round
+    /// trip and the keys stated again); returns how many to use.
+    async fn open_for(&mut self, groups: usize) -> Result<usize, PgError> {
+        let want = self.size.min(groups.div_ceil(2)).max(1);
+        while self.extra.len() + 1 < want {
+            self.extra.push(PgConn::connect(&self.cfg).await?);
+            self.prepared.push(HashSet::new());
+        }
+        Ok(want)
+    }
+}
+
 /// Answers `q` about `changes`, in as many round trips as
-/// [`CheckPlan::round_trips`] plans. Any error means some question is
-/// undecided: the caller must neither deliver nor confirm the batch, and
-/// retries it on a new session.
+/// [`CheckPlan::round_trips`] plans, each split over the pool's
+/// connections (`sql`, the driver's own, first) and run at once. Any error
+/// means some question is undecided: the caller must neither deliver nor
+/// confirm the batch, and retries it on a new session.
 pub async fn answer(
     sql: &mut PgConn,
+    pool: &mut CheckPool,
     changes: &[Change<'_>],
     q: &Questions,
     access: &AccessCache,
     keep: &mut KeepAlive<'_>,
 ) -> Result<Answers, PgError> {
+    let groups = q
+        .rows
+        .iter()
+        .map(|(_, c)| Rc::as_ptr(c))
+        .collect::<HashSet<_>>()
+        .len();
+    let parts = pool.open_for(groups).await?;
     let mut answers = q.unanswered();
-    for (n, plan) in CheckPlan::round_trips(changes, q, access)
-        .into_iter()
-        .enumerate()
-    {
+    let steps = CheckPlan::round_trips(changes, q, access, &mut pool.prepared[..parts]);
+    for (n, step) in steps.into_iter().enumerate() {
         if n > 0 {
             keep.ping().await?;
         }
-        match sql.simple_query(&plan.sql()).await {
-            Ok(results) => {
-                let results: Vec<_> = results.into_iter().map(|r| r.rows).collect();
-                plan.read_answers(q, &results, &mut answers)
-                    .ok_or_else(|| {
-                        PgError::Protocol(
-                            "access check: results do not match the statements".into(),
-                        )
-                    })?;
-            }
-            Err(e @ PgError::Db { .. }) => {
-                // The transaction is aborted; leave it before the error
-                // ends the session.
-                let _ = sql.simple_query("ROLLBACK").await;
-                return Err(e);
-            }
-            Err(e) => return Err(e),
+        let mut conns: Vec<Option<&mut PgConn>> = std::iter::once(&mut *sql)
+            .chain(pool.extra.iter_mut())
+            .map(Some)
+            .collect();
+        let runs: Vec<_> = step
+            .iter()
+            .filter_map(|(part, plan)| Some(run_part(conns.get_mut(*part)?.take()?, plan)))
+            .collect();
+        if runs.len() != step.len() {
+            return Err(PgError::Protocol(
+                "access check: a part has no connection".into(),
+            ));
+        }
+        for ((_, plan), results) in step.iter().zip(join_all(runs).await) {
+            plan.read_answers(q, &results?, &mut answers)
+                .ok_or_else(|| {
+                    PgError::Protocol("access check: results do not match the statements".into())
+                })?;
         }
     }
     Ok(answers)
+}
+
+/// One part of a round trip on its connection: the rows of each
+/// statement's result.
+async fn run_part(
+    conn: &mut PgConn,
+    plan: &CheckPlan,
+) -> Result<Vec<Vec<Vec<Option<String>>>>, PgError> {
+    match conn.simple_query(&plan.sql()).await {
+        Ok(results) => Ok(results.into_iter().map(|r| r.rows).collect()),
+        Err(e @ PgError::Db { .. }) => {
+            // The transaction is aborted; leave it before the error ends
+            // the session.
+            let _ = conn.simple_query("ROLLBACK").await;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Polls every future until all are done; their outputs in order.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *out = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }

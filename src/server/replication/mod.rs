@@ -77,6 +77,9 @@ pub struct ReplicationSettings {
     /// Stream silence before a reply is requested ([`silence`]); `None`:
     /// half of the database's `wal_sender_timeout`.
     pub idle_timeout: Option<Duration>,
+    /// Connections that check a batch's rows at once (the catalog
+    /// connection and `check_connections - 1` more, opened when needed).
+    pub check_connections: usize,
 }
 
 impl ReplicationSettings {
@@ -109,6 +112,7 @@ impl ReplicationSettings {
             slot: format!("supabase_realtime_replication_slot{}", c.slot_name_suffix),
             status_interval: Duration::from_millis(c.replication_status_interval_ms),
             max_slot_lag_bytes: c.replication_max_slot_lag_mb.saturating_mul(lag::MB),
+            check_connections: c.db_check_connections.clamp(1, 16) as usize,
             idle_timeout: match c.replication_idle_timeout_ms {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
@@ -233,6 +237,7 @@ async fn session(
     let mut primary_keys: HashMap<Oid, Rc<[usize]>> = HashMap::new();
     let mut types = TypeCache::new();
     let mut access = AccessCache::default();
+    let mut checks = authorize::CheckPool::new(s.sql.clone(), s.check_connections);
     let mut pending: Vec<Pending> = Vec::new();
     let mut next_flush = MAX_BATCH;
     let mut xid = 0u32;
@@ -319,6 +324,7 @@ async fn session(
                                     tenant,
                                     &mut BatchDb {
                                         sql: &mut sql,
+                                        checks: &mut checks,
                                         keep: KeepAlive {
                                             repl: &mut repl,
                                             buf: &mut status,
@@ -365,6 +371,7 @@ async fn session(
                                     tenant,
                                     &mut BatchDb {
                                         sql: &mut sql,
+                                        checks: &mut checks,
                                         keep: KeepAlive {
                                             repl: &mut repl,
                                             buf: &mut status,
@@ -407,6 +414,7 @@ async fn session(
 /// stream, kept alive while they are answered.
 struct BatchDb<'a> {
     sql: &'a mut PgConn,
+    checks: &'a mut authorize::CheckPool,
     keep: KeepAlive<'a>,
 }
 
@@ -508,7 +516,7 @@ async fn flush(
                 if !q.rows.is_empty() {
                     authorize::wait_visible(db.sql, tx.xid).await?;
                 }
-                authorize::answer(db.sql, &changes, &q, access, &mut db.keep).await?
+                authorize::answer(db.sql, db.checks, &changes, &q, access, &mut db.keep).await?
             }
             _ => Default::default(),
         };
