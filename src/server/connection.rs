@@ -1,20 +1,19 @@
-//! One accepted socket: its request head, then either the REST API or a
-//! WebSocket session (upgrade checks, read loop, batched writer).
+//! One socket whose request head is read: the REST API, or a WebSocket
+//! session (upgrade checks, then the read loop; its frames are written by
+//! its queue, see `outq` and the writing rule in `sock`).
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_lite::io::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 use realtime_shards::ShardStats;
 
-use super::outq::{OutQueue, OutState};
-use super::{http_api, listener, now_unix, ShardState};
+use super::outq::{CloseReason, OutQueue, OutState};
+use super::sock::SharedStream;
+use super::{http_api, now_unix, ShardState};
 use crate::proto::phoenix::{self, Vsn};
 use crate::proto::{http, ws};
 use crate::realtime::auth;
@@ -22,14 +21,6 @@ use crate::realtime::hub::Outbound;
 use crate::realtime::session::{Env, Flow, Session, Tally};
 use crate::realtime::tenant::Tenant;
 
-/// A socket shared by its reader task and its write queue (see `outq`).
-/// Borrowed only inside a single poll, never across an await.
-pub type SharedStream = Rc<RefCell<TcpStream>>;
-
-/// Bytes asked of the kernel per read.
-const READ_CHUNK: usize = 4096;
-/// Longest wait for any single read of a request head or body.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a closing socket may take to accept its last frames.
 const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 /// Bytes a reader may take in without the socket ever making it wait
@@ -46,126 +37,9 @@ pub struct Conn {
     pub tenant: Rc<RefCell<Tenant>>,
 }
 
-thread_local! {
-    /// Per-shard read scratch. Reads land here first and only the bytes
-    /// read are copied into the socket's own buffer, so a socket waiting
-    /// for data owns no read buffer at all.
-    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
-}
-
-/// Reads at most `READ_CHUNK` more bytes into `buf`; 0 means EOF.
-pub async fn read_some(stream: &SharedStream, buf: &mut BytesMut) -> std::io::Result<usize> {
-    poll_fn(|cx| poll_read_some(cx, stream, buf)).await
-}
-
-/// One poll of [`read_some`].
-fn poll_read_some(
-    cx: &mut Context<'_>,
-    stream: &SharedStream,
-    buf: &mut BytesMut,
-) -> Poll<std::io::Result<usize>> {
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        let mut s = stream.borrow_mut();
-        let r = Pin::new(&mut *s).poll_read(cx, &mut scratch[..]);
-        if let Poll::Ready(Ok(n)) = r {
-            buf.extend_from_slice(&scratch[..n]);
-        }
-        r
-    })
-}
-
-/// Writes all of `data`.
-pub async fn write_all(stream: &SharedStream, mut data: &[u8]) -> std::io::Result<()> {
-    while !data.is_empty() {
-        let n = poll_fn(|cx| {
-            let mut s = stream.borrow_mut();
-            Pin::new(&mut *s).poll_write(cx, data)
-        })
-        .await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        data = &data[n..];
-    }
-    Ok(())
-}
-
-/// Wraps an accepted socket so its reader and write queue can share it.
-pub fn shared(stream: TcpStream) -> SharedStream {
-    // Bounds each read of a head or body; a head as a whole is also bounded
-    // by `request_head_timeout_ms` (see `read_head`).
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
-    Rc::new(RefCell::new(stream))
-}
-
-/// Reads one request head into `buf` and returns it, `buf` then holding
-/// only the bytes after it. `None` when the socket is done: closed, or
-/// answered with an error (400 malformed, 431 too large, 408 too slow).
-///
-/// The whole head must arrive within `request_head_timeout_ms` of the call,
-/// however steadily it trickles in (slowloris); the per-read timeout alone
-/// would let one byte every few seconds hold the socket for ever. A client
-/// that never completed its request line is closed without an answer, as
-/// Cowboy does.
-pub async fn read_head(
-    state: &ShardState,
-    stream: &SharedStream,
-    buf: &mut BytesMut,
-) -> Option<http::RequestHead> {
-    enum Outcome {
-        Head(http::RequestHead),
-        Refused(u16),
-        Gone,
-        Late,
-    }
-    let read = async {
-        // Bytes already parsed without success, once a parse has run.
-        let mut scanned: Option<usize> = None;
-        loop {
-            // A head can only complete with a line end: parsing again only
-            // when one arrived keeps a byte-at-a-time head linear.
-            let due = scanned.is_none_or(|n| buf[n..].contains(&b'\n'))
-                || buf.len() >= http::MAX_HEAD_BYTES;
-            if due {
-                match http::parse_head(buf) {
-                    Ok(Some(h)) => return Outcome::Head(h),
-                    Ok(None) => {}
-                    Err(e) => return Outcome::Refused(e.status()),
-                }
-            }
-            scanned = Some(buf.len());
-            match read_some(stream, buf).await {
-                Ok(0) | Err(_) => return Outcome::Gone,
-                Ok(_) => {}
-            }
-        }
-    };
-    let late = async {
-        glommio::timer::sleep(Duration::from_millis(state.config.request_head_timeout_ms)).await;
-        Outcome::Late
-    };
-    let outcome = futures_lite::future::or(read, late).await;
-    let status = match outcome {
-        Outcome::Head(head) => {
-            let _ = buf.split_to(head.head_len);
-            let too_long = head
-                .headers
-                .iter()
-                .any(|(_, v)| v.len() > state.config.max_header_length);
-            if !too_long {
-                return Some(head);
-            }
-            // Cowboy's max_header_value_length (MAX_HEADER_LENGTH).
-            431
-        }
-        Outcome::Refused(status) => status,
-        Outcome::Gone => return None,
-        Outcome::Late if http::request_line_received(buf) => 408,
-        Outcome::Late => return None,
-    };
-    let _ = write_all(stream, &http::response(status, None, &[], b"")).await;
-    None
+/// The WebSocket endpoints.
+fn is_ws_path(path: &str) -> bool {
+    matches!(path, "/socket/websocket" | "/realtime/v1/websocket")
 }
 
 /// Serves a socket whose first request head has been read, to the end.
@@ -175,7 +49,7 @@ pub async fn serve(
     head: http::RequestHead,
     buf: BytesMut,
 ) {
-    if listener::is_ws_path(&head.path) {
+    if is_ws_path(&head.path) {
         websocket(state, stream, head, buf).await;
     } else {
         http_api::serve(state, stream, head, buf).await;
@@ -289,23 +163,28 @@ async fn websocket(
                 }
                 None => http::response(r.status, None, r.headers, b""),
             };
-            let _ = write_all(&stream, &resp).await;
+            let _ = stream.write_all(&resp).await;
             return;
         }
     };
-    if write_all(&stream, &ws::handshake_response(&accepted.key))
+    if stream
+        .write_all(&ws::handshake_response(&accepted.key))
         .await
         .is_err()
     {
         return;
     }
-    // Silence is timed by the shard's idle sweep (`last_inbound_ms`), not
-    // by a glommio read timeout: that is a reactor timer entry per socket.
-    let _ = stream.borrow().set_read_timeout(None);
+    // Silence is timed by the shard's idle sweep (`last_inbound_ms`).
+    stream.clear_read_timeout();
 
     let id = state.next_conn_id.get() + 1;
     state.next_conn_id.set(id);
-    let out = OutQueue::new(state.config.socket_queue_bytes, stream.clone());
+    // From here on only the queue writes the socket (see `sock`).
+    let out = OutQueue::new(
+        state.config.socket_queue_bytes,
+        stream.clone(),
+        &state.writers,
+    );
     let mut session = Session::new(id, accepted.vsn, out.clone(), Rc::from(accepted.token));
     session.last_inbound_ms = state.now_ms() as u32;
     let conn = Rc::new(Conn {
@@ -345,13 +224,13 @@ fn session_task(
             // The client went away: nothing queued can reach it.
             out.kill();
         }
-        if !out.reason().is_empty() {
+        if let Some(reason) = out.reason() {
             tracing::info!(
                 conn = id,
-                reason = out.reason(),
+                reason = reason.as_str(),
                 "socket closed by the server"
             );
-            if out.reason().starts_with("outbound queue") {
+            if reason == CloseReason::SlowConsumer {
                 ShardStats::add(&state.stats().queue_drops, 1);
             }
         }
@@ -433,7 +312,7 @@ fn read_loop<'a>(
                     Ok(None) => break,
                     Err(e) => {
                         tracing::debug!(conn = conn.session.borrow().id, error = %e, "websocket protocol error");
-                        out.close_with(e.close_code(), "websocket protocol error");
+                        out.close_with(e.close_code(), CloseReason::ProtocolError);
                         return;
                     }
                 };
@@ -461,7 +340,7 @@ fn read_loop<'a>(
             // than two racing futures: this is what every idle socket's task
             // holds while it waits.
             let mut waited = false;
-            let read = poll_fn(|cx| match poll_read_some(cx, stream, buf) {
+            let read = poll_fn(|cx| match stream.poll_read_some(cx, buf) {
                 Poll::Ready(r) => Poll::Ready(Some(r)),
                 Poll::Pending => {
                     waited = true;
@@ -545,7 +424,7 @@ fn on_message(state: &Rc<ShardState>, conn: &Rc<Conn>, msg: ws::Message) -> Step
         ws::Message::Pong(_) => Flow::Continue,
         ws::Message::Close(c) => {
             let code = c.as_ref().map_or(1000, |(code, _)| *code);
-            out.close_with(echo_close_code(code), "");
+            out.close_with(echo_close_code(code), CloseReason::Peer);
             return Step::Stop;
         }
     };
@@ -564,7 +443,7 @@ async fn delay(conn: &Conn, d: Delayed) -> bool {
         out.push(f);
     }
     if let Some(code) = d.close {
-        out.close_with(code, "join refused; socket disconnected");
+        out.close_with(code, CloseReason::JoinRefused);
         return false;
     }
     out.state() == OutState::Open

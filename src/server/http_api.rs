@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use realtime_shards::ShardStats;
 
-use super::connection::{read_head, read_some, write_all, SharedStream};
+use super::sock::SharedStream;
 use super::{now_unix, ShardState};
 use crate::proto::http::{self, RequestHead};
 use crate::proto::phoenix::Encoding;
@@ -142,19 +142,16 @@ pub async fn serve(
         let len = match http::content_length(&head) {
             Ok(l) => l.unwrap_or(0),
             Err(_) => {
-                let _ = write_all(&stream, &http::response(411, None, &[], b"")).await;
+                let _ = stream.write_all(&http::response(411, None, &[], b"")).await;
                 return;
             }
         };
         if len > MAX_BODY {
-            let _ = write_all(&stream, &http::response(413, None, &[], b"")).await;
+            let _ = stream.write_all(&http::response(413, None, &[], b"")).await;
             return;
         }
-        while buf.len() < len {
-            match read_some(&stream, &mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
+        if !stream.fill(&mut buf, len).await {
+            return;
         }
         let body = buf.split_to(len);
         let resp = match route(&state, &head, &body) {
@@ -174,11 +171,11 @@ pub async fn serve(
             .is_some_and(|c| c.eq_ignore_ascii_case(b"close"));
         let extra: Vec<(&str, &str)> = resp.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let bytes = http::response(resp.status, resp.content_type, &extra, &resp.body);
-        if write_all(&stream, &bytes).await.is_err() || close {
+        if stream.write_all(&bytes).await.is_err() || close {
             return;
         }
         // Next request on the same connection, under the same head deadline.
-        head = match read_head(&state, &stream, &mut buf).await {
+        head = match stream.read_head(&state.config, &mut buf).await {
             Some(h) => h,
             None => return,
         };

@@ -10,7 +10,7 @@
 //! (perf/DECISIONS.md).
 
 use std::cell::Cell;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,8 @@ use bytes::BytesMut;
 use glommio::net::{TcpListener, TcpStream};
 use realtime_shards::ShardStats;
 
-use super::connection::{self, SharedStream};
+use super::connection;
+use super::sock::SharedStream;
 use super::{ShardMsg, ShardState};
 use crate::proto::http;
 
@@ -103,15 +104,15 @@ pub fn stream_from_fd(fd: OwnedFd) -> TcpStream {
 
 /// Serves a socket another shard accepted and read the head of.
 pub async fn adopt(state: Rc<ShardState>, handoff: Handoff) {
-    let stream = connection::shared(stream_from_fd(handoff.fd));
+    let stream = SharedStream::accepted(stream_from_fd(handoff.fd));
     connection::serve(state, stream, handoff.head, handoff.rest).await;
 }
 
 async fn route(state: Rc<ShardState>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    let stream = connection::shared(stream);
+    let stream = SharedStream::accepted(stream);
     let mut buf = BytesMut::new();
-    let Some(head) = connection::read_head(&state, &stream, &mut buf).await else {
+    let Some(head) = stream.read_head(&state.config, &mut buf).await else {
         return;
     };
     let target = target_shard(&state, &head);
@@ -129,7 +130,7 @@ async fn route(state: Rc<ShardState>, stream: TcpStream) {
             if let Err(ShardMsg::Adopt(h)) = state.shard.send_to(target, msg).await {
                 // The home shard is gone (shutting down): refuse rather than
                 // serve the tenant from a second copy here.
-                let stream = connection::shared(stream_from_fd(h.fd));
+                let stream = SharedStream::accepted(stream_from_fd(h.fd));
                 refuse_unavailable(&stream).await;
             }
         }
@@ -151,7 +152,7 @@ fn target_shard(state: &ShardState, head: &http::RequestHead) -> usize {
 /// the stream back when no descriptor is left to duplicate it into.
 fn detach(stream: SharedStream) -> Result<OwnedFd, SharedStream> {
     // SAFETY: dup of a descriptor we hold; the result is checked below.
-    let dup = unsafe { libc::dup(stream.borrow().as_raw_fd()) };
+    let dup = unsafe { libc::dup(stream.fd()) };
     if dup < 0 {
         return Err(stream);
     }
@@ -163,10 +164,5 @@ fn detach(stream: SharedStream) -> Result<OwnedFd, SharedStream> {
 
 async fn refuse_unavailable(stream: &SharedStream) {
     let resp = http::response(503, None, &[], b"");
-    let _ = connection::write_all(stream, &resp).await;
-}
-
-/// The WebSocket endpoints.
-pub fn is_ws_path(path: &str) -> bool {
-    matches!(path, "/socket/websocket" | "/realtime/v1/websocket")
+    let _ = stream.write_all(&resp).await;
 }

@@ -15,6 +15,7 @@ pub mod outq;
 pub mod pgconn;
 pub mod replication;
 pub mod shutdown;
+pub mod sock;
 pub mod tls;
 
 use std::cell::{Cell, RefCell};
@@ -48,6 +49,8 @@ pub struct ShardState {
     pub settings: Settings,
     /// Tenants active on this shard.
     pub tenants: RefCell<Tenants>,
+    /// The sockets' flush list and room waiters (see `outq`).
+    pub writers: Rc<outq::Writers>,
     /// Live sessions by connection id (for token expiry and shutdown).
     pub sessions: RefCell<HashMap<u64, Rc<connection::Conn>>>,
     /// Next connection id.
@@ -127,6 +130,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                 config,
                 directory,
                 tenants: RefCell::new(HashMap::new()),
+                writers: Rc::default(),
                 sessions: RefCell::new(HashMap::new()),
                 next_conn_id: Cell::new(0),
                 next_channel_id: Cell::new(0),

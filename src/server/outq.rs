@@ -3,10 +3,12 @@
 //!
 //! Fan-out pushes shared frames (`Bytes` clones) here and never waits. A
 //! queue that receives a frame while idle puts itself on the shard's flush
-//! list; one flusher task per shard walks that list and writes each socket's
-//! frames with a single vectored `sendmsg` straight from the shared buffers
-//! (no copy, no task per connection). Only a socket whose kernel buffer is
-//! full gets a task of its own, which waits for it to drain and exits.
+//! list ([`Writers`], part of the shard state); one flusher task per shard
+//! walks that list and writes each socket's frames with a single vectored
+//! `sendmsg` straight from the shared buffers (no copy, no task per
+//! connection). Only a socket whose kernel buffer is full gets a task of
+//! its own, which waits for it to drain and exits. Which of these writes a
+//! socket when is the rule written down in [`super::sock`].
 //!
 //! A queue that grows past its byte bound marks the socket as a slow
 //! consumer: the queue is dropped and the socket closed, so one slow reader
@@ -20,16 +22,13 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::os::fd::{AsRawFd, RawFd};
-use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 
 use bytes::{Buf, Bytes};
-use futures_lite::io::AsyncWrite;
 use realtime_shards::ShardStats;
 
-use super::connection::SharedStream;
+use super::sock::SharedStream;
 use super::ShardState;
 use crate::proto::ws;
 use crate::realtime::hub::Outbound;
@@ -45,6 +44,37 @@ pub enum OutState {
     Dead,
 }
 
+/// Why a socket was closed, for the log (one byte in every queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed first; the server only answers it.
+    Peer,
+    /// The client broke the WebSocket protocol.
+    ProtocolError,
+    /// The queue outgrew its byte bound.
+    SlowConsumer,
+    /// A handler closed it (token expiry, say).
+    Server,
+    /// A refused join ends the socket.
+    JoinRefused,
+    /// The server is draining.
+    ShuttingDown,
+}
+
+impl CloseReason {
+    /// The log text; empty for [`CloseReason::Peer`].
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Peer => "",
+            CloseReason::ProtocolError => "websocket protocol error",
+            CloseReason::SlowConsumer => "outbound queue over its byte bound (slow consumer)",
+            CloseReason::Server => "closed by the server",
+            CloseReason::JoinRefused => "join refused; socket disconnected",
+            CloseReason::ShuttingDown => "server shutting down",
+        }
+    }
+}
+
 /// Who is responsible for writing a queue's frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Listing {
@@ -56,11 +86,6 @@ enum Listing {
     Blocked,
 }
 
-/// Iovecs gathered per `sendmsg`.
-const MAX_IOV: usize = 64;
-/// Bytes gathered per `sendmsg`.
-const MAX_SEND: usize = 256 * 1024;
-
 /// A socket's outbound queue, shared by its session, the hub and the flusher.
 pub struct OutQueue {
     /// Complete frames waiting to be written; the front one may be partly
@@ -68,18 +93,19 @@ pub struct OutQueue {
     queue: RefCell<VecDeque<Bytes>>,
     /// This queue, for putting itself on the flush list.
     me: Weak<OutQueue>,
+    /// The shard's flush list and room waiters.
+    writers: Rc<Writers>,
     /// The socket, held so its descriptor stays valid while frames may be
     /// written to it; dropped when the queue dies.
     stream: Cell<Option<SharedStream>>,
-    /// The session task: woken when its reader must stop, and again when
-    /// the queue dies (it waits for that at its end).
-    waiter: Cell<Option<Waker>>,
+    /// The reader, waiting for the queue to stop being open.
+    stop_waiter: Cell<Option<Waker>>,
+    /// The session task's end, waiting for the queue to die.
+    settle_waiter: Cell<Option<Waker>>,
     /// Bytes in `queue`.
     queued: Cell<u32>,
     /// Bound on `queued`.
     limit: u32,
-    /// The socket's descriptor, -1 once dead.
-    fd: Cell<RawFd>,
     /// See [`Listing`].
     listing: Cell<Listing>,
     /// See [`OutState`].
@@ -87,8 +113,8 @@ pub struct OutQueue {
     /// The client sent a kind-0 frame, so binary kinds 0-2 are safe to send.
     kind0: Cell<bool>,
     /// Why the socket was closed, for the log.
-    reason: Cell<&'static str>,
-    /// A producer waits in [`ROOM`] for this queue to shrink.
+    reason: Cell<Option<CloseReason>>,
+    /// A producer waits in [`Writers`]' room list for this queue to shrink.
     room_wanted: Cell<bool>,
 }
 
@@ -113,22 +139,23 @@ struct WriteTally {
 }
 
 impl OutQueue {
-    /// An empty queue for `stream`, bounded at `limit` bytes. Allocates
-    /// nothing more until a frame is pushed.
-    pub fn new(limit: usize, stream: SharedStream) -> Rc<Self> {
-        let fd = stream.borrow().as_raw_fd();
+    /// An empty queue for `stream`, bounded at `limit` bytes, written by
+    /// `writers`' flusher. From now on only the queue writes the socket.
+    /// Allocates nothing more until a frame is pushed.
+    pub fn new(limit: usize, stream: SharedStream, writers: &Rc<Writers>) -> Rc<Self> {
         Rc::new_cyclic(|me| Self {
             queue: RefCell::new(VecDeque::new()),
             me: me.clone(),
+            writers: writers.clone(),
             stream: Cell::new(Some(stream)),
-            waiter: Cell::new(None),
+            stop_waiter: Cell::new(None),
+            settle_waiter: Cell::new(None),
             queued: Cell::new(0),
             limit: u32::try_from(limit).unwrap_or(u32::MAX),
-            fd: Cell::new(fd),
             listing: Cell::new(Listing::Idle),
             state: Cell::new(OutState::Open),
             kind0: Cell::new(false),
-            reason: Cell::new(""),
+            reason: Cell::new(None),
             room_wanted: Cell::new(false),
         })
     }
@@ -138,9 +165,9 @@ impl OutQueue {
         self.state.get()
     }
 
-    /// Why the server closed the socket ("" if it did not).
-    pub fn reason(&self) -> &'static str {
-        self.reason.get()
+    /// Why the server closed the socket (`None` if it did not).
+    pub fn reason(&self) -> Option<CloseReason> {
+        self.reason.get().filter(|r| *r != CloseReason::Peer)
     }
 
     /// Records that the client speaks binary kind 0.
@@ -158,8 +185,15 @@ impl OutQueue {
         self.queued.get() as usize
     }
 
-    fn wake_waiter(&self) {
-        if let Some(w) = self.waiter.take() {
+    /// The socket while the queue is alive (a clone of the handle).
+    fn stream(&self) -> Option<SharedStream> {
+        let s = self.stream.take();
+        self.stream.set(s.clone());
+        s
+    }
+
+    fn wake(waiter: &Cell<Option<Waker>>) {
+        if let Some(w) = waiter.take() {
             w.wake();
         }
     }
@@ -170,23 +204,23 @@ impl OutQueue {
         if self.listing.get() == Listing::Idle {
             if let Some(me) = self.me.upgrade() {
                 self.listing.set(Listing::Listed);
-                enlist(me);
+                self.writers.enlist(me);
             }
         }
     }
 
     /// Queues a close frame and stops accepting further frames.
-    pub fn close_with(&self, code: u16, reason: &'static str) {
+    pub fn close_with(&self, code: u16, reason: CloseReason) {
         if self.state.get() != OutState::Open {
             return;
         }
-        self.reason.set(reason);
+        self.reason.set(Some(reason));
         let frame = ws::close_frame(code, "");
         self.queued
             .set(self.queued.get().saturating_add(frame.len() as u32));
         self.queue.borrow_mut().push_back(frame);
         self.state.set(OutState::Closing);
-        self.wake_waiter();
+        Self::wake(&self.stop_waiter);
         self.notify_room();
         self.schedule();
     }
@@ -197,53 +231,31 @@ impl OutQueue {
         self.state.set(OutState::Dead);
         self.queue.borrow_mut().clear();
         self.queued.set(0);
-        let fd = self.fd.replace(-1);
-        if fd >= 0 {
-            // SAFETY: shutdown(2) on a descriptor kept open by `stream`,
-            // which is released only below.
-            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        if let Some(stream) = self.stream.take() {
+            stream.shutdown();
         }
-        self.stream.take();
-        self.wake_waiter();
+        Self::wake(&self.stop_waiter);
+        Self::wake(&self.settle_waiter);
         self.notify_room();
     }
 
     /// Writes as much as the kernel takes now, with one `sendmsg` per
-    /// `MAX_IOV` frames, straight from the shared frame buffers. A closing
-    /// queue that empties is shut down.
+    /// `sock::MAX_IOV` frames, straight from the shared frame buffers. A
+    /// closing queue that empties is shut down.
     fn flush_now(&self, tally: &mut WriteTally) -> Flushed {
         loop {
-            let fd = self.fd.get();
-            if self.state.get() == OutState::Dead || fd < 0 {
+            if self.state.get() == OutState::Dead {
                 return Flushed::Dead;
             }
+            let Some(stream) = self.stream.take() else {
+                return Flushed::Dead;
+            };
             let sent = {
                 let q = self.queue.borrow();
-                if q.is_empty() {
-                    break;
-                }
-                // Left uninitialised: zeroing 1 KiB of iovecs per send would
-                // cost more than the usual single frame it describes.
-                let mut iov = [const { std::mem::MaybeUninit::<libc::iovec>::uninit() }; MAX_IOV];
-                let mut n = 0;
-                let mut offered = 0;
-                for f in q.iter() {
-                    if n == MAX_IOV || (n > 0 && offered + f.len() > MAX_SEND) {
-                        break;
-                    }
-                    iov[n].write(libc::iovec {
-                        iov_base: f.as_ptr() as *mut libc::c_void,
-                        iov_len: f.len(),
-                    });
-                    offered += f.len();
-                    n += 1;
-                }
-                // SAFETY: the first `n` entries were written above, and
-                // MaybeUninit<T> has T's layout.
-                let iov =
-                    unsafe { std::slice::from_raw_parts(iov.as_ptr().cast::<libc::iovec>(), n) };
-                send_iov(fd, iov).map(|sent| (sent, offered))
+                (!q.is_empty()).then(|| stream.send_gathered(q.iter().map(|f| &f[..])))
             };
+            self.stream.set(Some(stream));
+            let Some(sent) = sent else { break };
             match sent {
                 Ok((sent, offered)) => {
                     self.consume(sent, tally);
@@ -314,15 +326,13 @@ impl OutQueue {
             return Poll::Ready(());
         }
         let me: *const OutQueue = self;
-        ROOM.with(|r| {
-            let mut r = r.borrow_mut();
-            if !r
-                .iter()
-                .any(|(q, l, w)| *q == me && *l == len && w.will_wake(cx.waker()))
-            {
-                r.push((me, len, cx.waker().clone()));
-            }
-        });
+        let mut r = self.writers.room.borrow_mut();
+        if !r
+            .iter()
+            .any(|(q, l, w)| *q == me && *l == len && w.will_wake(cx.waker()))
+        {
+            r.push((me, len, cx.waker().clone()));
+        }
         self.room_wanted.set(true);
         Poll::Pending
     }
@@ -334,22 +344,18 @@ impl OutQueue {
         }
         let me: *const OutQueue = self;
         let mut still = false;
-        let ready: Vec<Waker> = ROOM.with(|r| {
-            let mut r = r.borrow_mut();
-            let mut ready = Vec::new();
-            r.retain(|(q, len, w)| {
-                if *q != me {
-                    return true;
-                }
-                if self.has_room(*len) {
-                    ready.push(w.clone());
-                    false
-                } else {
-                    still = true;
-                    true
-                }
-            });
-            ready
+        let mut ready = Vec::new();
+        self.writers.room.borrow_mut().retain(|(q, len, w)| {
+            if *q != me {
+                return true;
+            }
+            if self.has_room(*len) {
+                ready.push(w.clone());
+                false
+            } else {
+                still = true;
+                true
+            }
         });
         self.room_wanted.set(still);
         for w in ready {
@@ -364,7 +370,7 @@ impl OutQueue {
             return;
         }
         self.drop_unsent();
-        self.close_with(1008, "outbound queue over its byte bound (slow consumer)");
+        self.close_with(1008, CloseReason::SlowConsumer);
     }
 
     /// Releases the buffer of an empty queue (it keeps its capacity between
@@ -395,7 +401,7 @@ impl OutQueue {
         if self.state.get() == OutState::Dead {
             return Poll::Ready(());
         }
-        self.waiter.set(Some(cx.waker().clone()));
+        self.settle_waiter.set(Some(cx.waker().clone()));
         Poll::Pending
     }
 
@@ -404,7 +410,7 @@ impl OutQueue {
         if self.state.get() != OutState::Open {
             return Poll::Ready(());
         }
-        self.waiter.set(Some(cx.waker().clone()));
+        self.stop_waiter.set(Some(cx.waker().clone()));
         Poll::Pending
     }
 }
@@ -442,76 +448,58 @@ impl Outbound for OutQueue {
     }
 
     fn close(&self, code: u16) {
-        self.close_with(code, "closed by the server");
+        self.close_with(code, CloseReason::Server);
     }
 }
 
-/// One non-blocking vectored send.
-fn send_iov(fd: RawFd, iov: &[libc::iovec]) -> std::io::Result<usize> {
-    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = iov.len() as _;
-    // SAFETY: `msg` points at `iov`, whose buffers are live `Bytes` borrowed
-    // for the duration of the call; `fd` is held open by the queue.
-    let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r as usize)
-    }
-}
-
-/// The shard's queues with frames to write.
-struct FlushList {
+/// The shard's writing state, one per shard in its `ShardState`, shared by
+/// every queue: the queues waiting for the flusher, and the producers
+/// waiting for room in a queue. Kept per shard rather than per queue so an
+/// idle queue pays nothing for them.
+#[derive(Default)]
+pub struct Writers {
+    /// Queues with frames to write, in the order they asked.
     queues: RefCell<Vec<Rc<OutQueue>>>,
-    /// The flusher, parked while the list is empty.
+    /// The flusher, parked while `queues` is empty.
     flusher: Cell<Option<Waker>>,
+    /// Producers waiting for room: (queue, frame length, waker). Entries go
+    /// when the queue has room for them or stops being open.
+    room: RefCell<Vec<(*const OutQueue, usize, Waker)>>,
 }
 
-thread_local! {
-    /// Producers waiting for room in a queue: (queue, frame length, waker).
-    /// Kept per shard rather than per queue so an idle queue pays nothing;
-    /// entries go when the queue has room for them or stops being open.
-    static ROOM: RefCell<Vec<(*const OutQueue, usize, Waker)>> = const { RefCell::new(Vec::new()) };
-    static FLUSH: FlushList = const {
-        FlushList {
-            queues: RefCell::new(Vec::new()),
-            flusher: Cell::new(None),
-        }
-    };
-}
-
-fn enlist(q: Rc<OutQueue>) {
-    FLUSH.with(|f| {
-        f.queues.borrow_mut().push(q);
-        if let Some(w) = f.flusher.take() {
+impl Writers {
+    fn enlist(&self, q: Rc<OutQueue>) {
+        self.queues.borrow_mut().push(q);
+        if let Some(w) = self.flusher.take() {
             w.wake();
         }
-    });
-}
+    }
 
-/// Moves the listed queues into `into` (empty), or parks the caller's task
-/// until there are some.
-fn poll_listed(cx: &mut std::task::Context<'_>, into: &mut Vec<Rc<OutQueue>>) -> Poll<()> {
-    FLUSH.with(|f| {
-        let mut q = f.queues.borrow_mut();
+    /// Moves the listed queues into `into` (empty), or parks the caller's
+    /// task until there are some.
+    fn poll_listed(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        into: &mut Vec<Rc<OutQueue>>,
+    ) -> Poll<()> {
+        let mut q = self.queues.borrow_mut();
         if q.is_empty() {
-            f.flusher.set(Some(cx.waker().clone()));
+            self.flusher.set(Some(cx.waker().clone()));
             return Poll::Pending;
         }
         std::mem::swap(&mut *q, into);
         Poll::Ready(())
-    })
+    }
 }
 
 /// The shard's flusher: writes every queue put on the flush list, for as
 /// long as the shard runs. One `sendmsg` per socket per pass, counters
 /// folded in once per pass.
 pub async fn flusher(state: Rc<ShardState>) {
+    let writers = state.writers.clone();
     let mut listed = Vec::new();
     loop {
-        poll_fn(|cx| poll_listed(cx, &mut listed)).await;
+        poll_fn(|cx| writers.poll_listed(cx, &mut listed)).await;
         let mut tally = WriteTally::default();
         for q in listed.drain(..) {
             match q.flush_now(&mut tally) {
@@ -533,12 +521,10 @@ async fn drain_blocked(state: Rc<ShardState>, q: Rc<OutQueue>) {
     let mut tally = WriteTally::default();
     loop {
         let front = q.queue.borrow().front().cloned();
-        let stream = q.stream.take();
-        q.stream.set(stream.clone());
-        let (Some(stream), Some(front)) = (stream, front) else {
+        let (Some(stream), Some(front)) = (q.stream(), front) else {
             break;
         };
-        let wrote = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, &front)).await;
+        let wrote = poll_fn(|cx| stream.poll_write(cx, &front)).await;
         match wrote {
             Ok(n) if n > 0 => q.consume(n, &mut tally),
             _ => {

@@ -2,9 +2,7 @@
 //! the exact frame sequence, including when the kernel buffer fills and
 //! the queue is cut for a slow consumer.
 
-use std::cell::RefCell;
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -26,7 +24,7 @@ fn with_pair(f: impl FnOnce(SharedStream, std::net::TcpStream) + Send + 'static)
                 use std::os::fd::{FromRawFd, IntoRawFd};
                 glommio::net::TcpStream::from_raw_fd(server.into_raw_fd())
             };
-            f(Rc::new(RefCell::new(server)), peer);
+            f(SharedStream::new(server), peer);
         })
         .unwrap()
         .join()
@@ -74,11 +72,11 @@ fn frame(i: usize, size: usize) -> Bytes {
 #[test]
 fn pushes_list_the_queue_once_and_one_flush_writes_them_all() {
     with_pair(|stream, peer| {
-        let q = OutQueue::new(1 << 20, stream);
+        let q = OutQueue::new(1 << 20, stream, &Rc::default());
         for i in 0..3 {
             q.push(frame(i, 10));
         }
-        let listed = FLUSH.with(|f| f.queues.borrow().len());
+        let listed = q.writers.queues.borrow().len();
         assert_eq!(listed, 1, "listed once however many frames arrive");
         let mut tally = WriteTally::default();
         assert_eq!(q.flush_now(&mut tally), Flushed::Empty);
@@ -91,8 +89,8 @@ fn pushes_list_the_queue_once_and_one_flush_writes_them_all() {
             0,
             "an empty queue trims to nothing"
         );
-        FLUSH.with(|f| f.queues.borrow_mut().clear());
-        q.close_with(1000, "");
+        q.writers.queues.borrow_mut().clear();
+        q.close_with(1000, CloseReason::Peer);
         assert_eq!(
             q.flush_now(&mut tally),
             Flushed::Dead,
@@ -110,7 +108,7 @@ fn pushes_list_the_queue_once_and_one_flush_writes_them_all() {
 fn a_full_socket_blocks_and_a_slow_consumer_cut_keeps_frame_boundaries() {
     with_pair(|stream, peer| {
         // A small send buffer and a peer that does not read yet.
-        let fd = stream.borrow().as_raw_fd();
+        let fd = stream.fd();
         let small: libc::c_int = 4096;
         // SAFETY: setsockopt with a valid int option on an open socket.
         unsafe {
@@ -123,7 +121,7 @@ fn a_full_socket_blocks_and_a_slow_consumer_cut_keeps_frame_boundaries() {
             );
         }
         let limit = 2 << 20;
-        let q = OutQueue::new(limit, stream);
+        let q = OutQueue::new(limit, stream, &Rc::default());
         let mut tally = WriteTally::default();
         let mut i = 0;
         let blocked = loop {
@@ -163,14 +161,14 @@ fn a_full_socket_blocks_and_a_slow_consumer_cut_keeps_frame_boundaries() {
         let (op, payload) = &got[blocked];
         assert_eq!(*op, 0x8);
         assert_eq!(&payload[..], &1008u16.to_be_bytes());
-        FLUSH.with(|f| f.queues.borrow_mut().clear());
+        q.writers.queues.borrow_mut().clear();
     });
 }
 
 #[test]
 fn a_killed_queue_drops_frames_and_the_peer_sees_eof() {
     with_pair(|stream, peer| {
-        let q = OutQueue::new(1 << 20, stream);
+        let q = OutQueue::new(1 << 20, stream, &Rc::default());
         q.push(frame(0, 10));
         q.kill();
         assert_eq!(q.state(), OutState::Dead);
@@ -180,7 +178,7 @@ fn a_killed_queue_drops_frames_and_the_peer_sees_eof() {
         assert_eq!(q.flush_now(&mut tally), Flushed::Dead);
         assert_eq!(tally.frames, 0);
         assert!(read_to_eof(peer).is_empty());
-        FLUSH.with(|f| f.queues.borrow_mut().clear());
+        q.writers.queues.borrow_mut().clear();
     });
 }
 
@@ -216,7 +214,7 @@ fn wakes(c: &CountWakes) -> usize {
 #[test]
 fn the_bound_is_on_the_backlog_so_an_empty_queue_takes_any_frame() {
     with_pair(|stream, peer| {
-        let q = OutQueue::new(1000, stream);
+        let q = OutQueue::new(1000, stream, &Rc::default());
         assert!(q.has_room(5000));
         q.push(frame(0, 5000));
         assert_eq!(
@@ -236,14 +234,14 @@ fn the_bound_is_on_the_backlog_so_an_empty_queue_takes_any_frame() {
             "a closing queue drops pushes: always room"
         );
         drop(peer);
-        FLUSH.with(|f| f.queues.borrow_mut().clear());
+        q.writers.queues.borrow_mut().clear();
     });
 }
 
 #[test]
 fn a_producer_waiting_for_room_is_woken_once_the_queue_drains_or_dies() {
     with_pair(|stream, peer| {
-        let q = OutQueue::new(4096, stream);
+        let q = OutQueue::new(4096, stream, &Rc::default());
         q.push(frame(0, 3000));
         let (count, waker) = counting_waker();
         let mut cx = std::task::Context::from_waker(&waker);
@@ -254,15 +252,15 @@ fn a_producer_waiting_for_room_is_woken_once_the_queue_drains_or_dies() {
         assert_eq!(q.flush_now(&mut tally), Flushed::Empty);
         assert_eq!(wakes(&count), 1, "woken once, however often it polled");
         assert!(q.poll_room(3000, &mut cx).is_ready());
-        ROOM.with(|r| assert!(r.borrow().is_empty(), "no waiter left behind"));
+        assert!(q.writers.room.borrow().is_empty(), "no waiter left behind");
 
         q.push(frame(1, 3000));
         assert!(q.poll_room(3000, &mut cx).is_pending());
         q.kill();
         assert_eq!(wakes(&count), 2, "a dead queue frees its waiters");
         assert!(q.poll_room(3000, &mut cx).is_ready());
-        ROOM.with(|r| assert!(r.borrow().is_empty()));
+        assert!(q.writers.room.borrow().is_empty());
         drop(peer);
-        FLUSH.with(|f| f.queues.borrow_mut().clear());
+        q.writers.queues.borrow_mut().clear();
     });
 }

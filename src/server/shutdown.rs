@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::connection::with_env;
-use super::outq::OutState;
+use super::outq::{CloseReason, OutState};
 use super::{now_unix, ShardState};
 
 /// Set by the signal handler.
@@ -150,7 +150,7 @@ pub async fn drain(state: &Rc<ShardState>, limit: Duration) {
     let conns: Vec<_> = state.sessions.borrow().values().cloned().collect();
     for conn in &conns {
         conn.session.borrow().push_server_disconnect();
-        conn.out.close_with(1012, "server shutting down");
+        conn.out.close_with(1012, CloseReason::ShuttingDown);
     }
     let deadline = Instant::now() + limit;
     while !state.sessions.borrow().is_empty() && Instant::now() < deadline {
