@@ -306,14 +306,14 @@ impl Session {
         let Some(ch) = self.remove_channel(env, topic) else {
             return;
         };
-        let payload = frames::system_payload("system", "error", message, Some(ch.sub_topic()));
-        self.out.push(frames::message(
+        self.out.push(frames::system(
             self.vsn,
             ch.join_ref.as_ref(),
-            None,
             &ch.topic,
             "system",
-            &payload,
+            "error",
+            message,
+            true,
         ));
         self.push_close(&ch);
     }
@@ -372,10 +372,15 @@ impl Session {
     /// `channel` key on every channel (PROTOCOL 3.5); the caller closes the
     /// socket with 1012.
     pub fn push_server_disconnect(&self) {
-        let payload = frames::system_payload("system", "ok", "Server requested disconnect", None);
         for ch in self.channels.values() {
-            self.out.push(frames::message(
-                self.vsn, None, None, &ch.topic, "system", &payload,
+            self.out.push(frames::system(
+                self.vsn,
+                None,
+                &ch.topic,
+                "system",
+                "ok",
+                "Server requested disconnect",
+                false,
             ));
         }
     }

@@ -300,14 +300,14 @@ fn subscribe_changes(
     sub_topic: &str,
 ) {
     let system_error = |msg: &str| {
-        let p = frames::system_payload("postgres_changes", "error", msg, Some(sub_topic));
-        session.out.push(frames::message(
+        session.out.push(frames::system(
             session.vsn,
             ch.join_ref.as_ref(),
-            None,
             &ch.topic,
-            "system",
-            &p,
+            "postgres_changes",
+            "error",
+            msg,
+            true,
         ));
     };
     if !env.tenant.config.has_database {
