@@ -13,7 +13,7 @@ use crate::realtime::frames;
 use crate::realtime::hub::Sub;
 use crate::realtime::postgres_changes;
 use crate::realtime::presence::{self, ClientPresenceLimiter};
-use crate::realtime::session::{lenient_bool, Channel, Env, Flow, Session};
+use crate::realtime::state::{lenient_bool, Channel, Env, Flow, Session};
 
 /// The join config after defaults and leniency (PROTOCOL 3.2).
 #[derive(Debug, Default, PartialEq)]
