@@ -10,10 +10,12 @@
 //! - [`presence`]: presence state and diffs of one topic.
 //! - [`limits`]: rolling rate counters.
 //! - [`frames`]: Phoenix messages framed as server WebSocket frames.
+//! - [`errors`]: the exact join and connect errors clients are told.
 //! - [`rest`]: REST broadcast request bodies.
 
 pub mod auth;
 pub mod cdc;
+pub mod errors;
 pub mod events;
 pub mod frames;
 pub mod hub;
