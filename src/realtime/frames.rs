@@ -86,13 +86,27 @@ pub fn reason_json(reason: &str) -> Vec<u8> {
     b.to_vec()
 }
 
-/// The `system` payload `{"extension":E,"status":S,"message":M,"channel":C}`.
-pub fn system_payload(
+/// A `system` push to a channel, `[join_ref, null, topic, "system",
+/// {"extension":E,"status":S,"message":M,"channel":<sub-topic>}]`
+/// (PROTOCOL 3.5). Every `system` message the server sends is built here.
+/// `name_channel` is false only for the tenant-wide disconnect, whose
+/// payload has no `channel` key.
+pub fn system(
+    vsn: Vsn,
+    join_ref: Option<&Ref>,
+    topic: &str,
     extension: &str,
     status: &str,
     message: &str,
-    channel: Option<&str>,
-) -> Vec<u8> {
+    name_channel: bool,
+) -> Bytes {
+    let channel = name_channel.then(|| topic.strip_prefix("realtime:").unwrap_or(topic));
+    let payload = system_payload(extension, status, message, channel);
+    self::message(vsn, join_ref, None, topic, "system", &payload)
+}
+
+/// The `system` payload `{"extension":E,"status":S,"message":M,"channel":C}`.
+fn system_payload(extension: &str, status: &str, message: &str, channel: Option<&str>) -> Vec<u8> {
     let mut b = bytes::BytesMut::with_capacity(message.len() + 96);
     b.extend_from_slice(b"{\"extension\":");
     crate::proto::json::write_str(&mut b, extension);
@@ -133,4 +147,46 @@ pub fn binary_broadcast(topic: &str, event: &str, payload: &[u8]) -> Option<Byte
     );
     phoenix::encode_binary_broadcast(fb.body(), topic, event, payload).ok()?;
     Some(fb.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The body of an unmasked server frame shorter than 126 bytes.
+    fn body(frame: &Bytes) -> &str {
+        assert!(frame[1] < 126);
+        std::str::from_utf8(&frame[2..]).unwrap()
+    }
+
+    #[test]
+    fn system_messages_are_exact() {
+        let jr = Ref::from_str_value("1");
+        let f = system(
+            Vsn::V2,
+            Some(&jr),
+            "realtime:r",
+            "system",
+            "error",
+            "m",
+            true,
+        );
+        assert_eq!(
+            body(&f),
+            r#"["1",null,"realtime:r","system",{"extension":"system","status":"error","message":"m","channel":"r"}]"#
+        );
+        let f = system(
+            Vsn::V2,
+            None,
+            "realtime:r",
+            "system",
+            "ok",
+            "Server requested disconnect",
+            false,
+        );
+        assert_eq!(
+            body(&f),
+            r#"[null,null,"realtime:r","system",{"extension":"system","status":"ok","message":"Server requested disconnect"}]"#
+        );
+    }
 }

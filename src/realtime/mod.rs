@@ -4,15 +4,18 @@
 //! - [`tenant`]: tenant settings, the directory, per-shard tenant state.
 //! - [`auth`]: JWT verification and the exact error texts.
 //! - [`hub`]: topics, subscribers and the serialize-once fan-out.
-//! - [`session`]: one connection's channels and message routing.
+//! - [`session`]: routing of a connection's messages to event handlers.
+//! - [`state`]: one connection's channels and what handlers are given.
 //! - [`events`]: one file per Phoenix event.
 //! - [`presence`]: presence state and diffs of one topic.
 //! - [`limits`]: rolling rate counters.
 //! - [`frames`]: Phoenix messages framed as server WebSocket frames.
+//! - [`errors`]: the exact join and connect errors clients are told.
 //! - [`rest`]: REST broadcast request bodies.
 
 pub mod auth;
 pub mod cdc;
+pub mod errors;
 pub mod events;
 pub mod frames;
 pub mod hub;
@@ -21,4 +24,5 @@ pub mod postgres_changes;
 pub mod presence;
 pub mod rest;
 pub mod session;
+pub mod state;
 pub mod tenant;

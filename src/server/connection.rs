@@ -17,6 +17,7 @@ use super::{http_api, now_unix, ShardState};
 use crate::proto::phoenix::{self, Vsn};
 use crate::proto::{http, ws};
 use crate::realtime::auth;
+use crate::realtime::errors::ConnectError;
 use crate::realtime::hub::Outbound;
 use crate::realtime::session::{Env, Flow, Session, Tally};
 use crate::realtime::tenant::Tenant;
@@ -65,11 +66,11 @@ struct Refusal {
     headers: &'static [(&'static str, &'static str)],
 }
 
-impl Refusal {
-    fn new(status: u16, error: impl Into<String>) -> Self {
+impl From<ConnectError> for Refusal {
+    fn from(e: ConnectError) -> Self {
         Self {
-            status,
-            error: Some(error.into()),
+            status: e.status(),
+            error: e.message(),
             headers: &[],
         }
     }
@@ -83,11 +84,6 @@ struct Accepted {
 }
 
 fn check_connect(state: &ShardState, head: &http::RequestHead) -> Result<Accepted, Refusal> {
-    let bare = |status| Refusal {
-        status,
-        error: None,
-        headers: &[],
-    };
     let key = match http::check_upgrade(head) {
         Ok(key) => key.to_vec(),
         Err(r) => {
@@ -100,13 +96,13 @@ fn check_connect(state: &ShardState, head: &http::RequestHead) -> Result<Accepte
     };
     let query = head.query.as_deref().unwrap_or("");
     let vsn_param = http::query_param(query, "vsn");
-    let vsn = Vsn::negotiate(vsn_param.as_deref()).ok_or(bare(403))?;
+    let vsn = Vsn::negotiate(vsn_param.as_deref()).ok_or(ConnectError::UnsupportedVsn)?;
     let token = match head.header("x-api-key") {
         Some(t) => Some(String::from_utf8_lossy(t).into_owned()),
         None => http::query_param(query, "apikey").map(|t| t.into_owned()),
     };
     let Some(token) = token else {
-        return Err(Refusal::new(401, "API key is missing"));
+        return Err(ConnectError::MissingApiKey.into());
     };
     let host = head
         .header("host")
@@ -114,25 +110,24 @@ fn check_connect(state: &ShardState, head: &http::RequestHead) -> Result<Accepte
         .unwrap_or("");
     let tenant_id = state.directory.tenant_id_for_host(host);
     let Some(tenant) = state.tenant(&tenant_id) else {
-        return Err(Refusal::new(404, "Tenant not found"));
+        return Err(ConnectError::TenantNotFound.into());
     };
     let cfg = tenant.borrow().config.clone();
     if cfg.suspended {
-        return Err(Refusal::new(403, "Realtime was disabled for this tenant"));
+        return Err(ConnectError::TenantSuspended.into());
     }
     let token = auth::clean_token(&token);
     if let Err(e) = auth::verify(&token, &cfg.jwt, &cfg.validators, now_unix()) {
-        let (status, msg) = e.connect_error();
-        return Err(Refusal::new(status, msg));
+        return Err(ConnectError::Token(e).into());
     }
     {
         let mut t = tenant.borrow_mut();
         if t.nr_users >= cfg.limits.max_concurrent_users {
-            return Err(Refusal::new(429, "Too many connected users"));
+            return Err(ConnectError::TooManyConnectedUsers.into());
         }
         let now = state.now_ms();
         if t.joins.triggered(cfg.limits.max_joins_per_second, now) {
-            return Err(Refusal::new(429, "Too many joins per second"));
+            return Err(ConnectError::TooManyJoinsPerSecond.into());
         }
     }
     Ok(Accepted {

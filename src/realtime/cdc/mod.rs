@@ -246,25 +246,16 @@ impl CdcRegistry {
     }
 }
 
-fn sub_topic(topic: &str) -> &str {
-    topic.strip_prefix("realtime:").unwrap_or(topic)
-}
-
 /// Pushes a `postgres_changes` system message to `s`'s channel.
 fn tell(s: &CdcSub, status: &str, message: &str) {
-    let p = frames::system_payload(
+    s.out.push(frames::system(
+        s.vsn,
+        s.join_ref.as_ref(),
+        &s.topic,
         "postgres_changes",
         status,
         message,
-        Some(sub_topic(&s.topic)),
-    );
-    s.out.push(frames::message(
-        s.vsn,
-        s.join_ref.as_ref(),
-        None,
-        &s.topic,
-        "system",
-        &p,
+        true,
     ));
 }
 

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use crate::proto::phoenix::{InPayload, Inbound};
 use crate::realtime::auth;
-use crate::realtime::session::{Env, Flow, Session};
+use crate::realtime::state::{Env, Flow, Session};
 
 /// Handles a token refresh.
 pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flow {

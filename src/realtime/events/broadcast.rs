@@ -5,7 +5,7 @@
 
 use crate::proto::phoenix::{InPayload, Inbound};
 use crate::realtime::hub::Outgoing;
-use crate::realtime::session::{Env, Flow, Session};
+use crate::realtime::state::{Env, Flow, Session};
 
 /// The ack `response` for an oversize payload: a bare string.
 pub const PAYLOAD_SIZE_EXCEEDED: &[u8] = b"\"payload_size_exceeded\"";

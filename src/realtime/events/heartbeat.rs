@@ -2,7 +2,7 @@
 //! or not.
 
 use crate::proto::phoenix::Inbound;
-use crate::realtime::session::{Flow, Session};
+use crate::realtime::state::{Flow, Session};
 
 /// Replies `[null, ref, "phoenix", "phx_reply", {"status":"ok","response":{}}]`.
 pub fn handle(session: &mut Session, msg: Inbound<'_>) -> Flow {

@@ -6,14 +6,15 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use crate::proto::phoenix::{InPayload, Inbound};
+use crate::proto::phoenix::{InPayload, Inbound, Ref};
 use crate::realtime::auth::{self, Claims};
 use crate::realtime::cdc::{CdcSub, SubClaims};
+use crate::realtime::errors::JoinError;
 use crate::realtime::frames;
 use crate::realtime::hub::Sub;
 use crate::realtime::postgres_changes;
 use crate::realtime::presence::{self, ClientPresenceLimiter};
-use crate::realtime::session::{lenient_bool, Channel, Env, Flow, Session};
+use crate::realtime::state::{lenient_bool, Channel, Env, Flow, Session};
 
 /// The join config after defaults and leniency (PROTOCOL 3.2).
 #[derive(Debug, Default, PartialEq)]
@@ -76,49 +77,73 @@ pub fn binding_id(binding: &Map<String, Value>) -> u64 {
     h % (1 << 27)
 }
 
-/// The join error for a topic longer than `max` bytes.
-pub fn topic_too_long(max: u64) -> String {
-    format!("TopicNameTooLong: Topic must be at most {max} bytes")
+/// What a join that passed its checks carries into the new channel.
+struct Admitted {
+    /// The channel's token text (shared with the socket's when equal).
+    token: Rc<str>,
+    /// Its verified claims.
+    claims: Claims,
 }
 
-/// The join error for a presence key longer than `max` bytes.
-pub fn presence_key_too_long(max: u64) -> String {
-    format!("PresenceKeyTooLong: Presence key must be at most {max} bytes")
-}
-
-/// Handles a join.
+/// Handles a join: validate, then (only if it passed) replace any channel on
+/// the topic, build the new one and announce it.
 pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flow {
     let Some(sub_topic) = msg.topic.strip_prefix("realtime:") else {
         session.push_unmatched(&msg);
         return Flow::Continue;
     };
     session.attempted_join = true;
-    // A second join on a joined topic replaces the first: the old channel
-    // closes with its own join ref.
-    if let Some(old) = session.remove_channel(env, &msg.topic) {
-        session.push_close(&old);
-    }
     let payload: Value = match &msg.payload {
         InPayload::Json(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
         _ => Value::Null,
     };
     let cfg = JoinConfig::parse(&payload);
-    let error = |reason: String, close: Option<u16>| Flow::Delay {
-        ms: env.settings.channel_error_backoff_ms,
-        frames: vec![frames::error_reply(
-            session.vsn,
-            msg.join_ref.as_ref(),
-            msg.msg_ref.as_ref(),
-            &msg.topic,
-            &reason,
-        )],
-        close,
+    let admitted = match validate(session, env, &msg, sub_topic, &cfg) {
+        Ok(a) => a,
+        Err(e) => {
+            return Flow::Delay {
+                ms: env.settings.channel_error_backoff_ms,
+                frames: vec![frames::error_reply(
+                    session.vsn,
+                    msg.join_ref.as_ref(),
+                    msg.msg_ref.as_ref(),
+                    &msg.topic,
+                    &e.reason(),
+                )],
+                close: e.close(),
+            }
+        }
     };
+    // A second join on a joined topic replaces the first, the old channel
+    // closing with its own join ref. Only now, once the new join has passed:
+    // a refused rejoin must not cost the client the channel it has.
+    if let Some(old) = session.remove_channel(env, &msg.topic) {
+        session.push_close(&old);
+    }
+    let ch = build(
+        session,
+        env,
+        &msg,
+        &cfg,
+        admitted.token,
+        admitted.claims.exp,
+    );
+    let msg_ref = msg.msg_ref.as_ref();
+    announce(session, env, ch, msg_ref, &cfg, &admitted.claims, sub_topic);
+    Flow::Continue
+}
+
+/// Runs the join's checks in the Elixir server's order. Changes nothing but
+/// the tenant's join counter and token memo.
+fn validate(
+    session: &Session,
+    env: &mut Env<'_>,
+    msg: &Inbound<'_>,
+    sub_topic: &str,
+    cfg: &JoinConfig,
+) -> Result<Admitted, JoinError> {
     if sub_topic.is_empty() {
-        return error(
-            "TopicNameRequired: You must provide a topic name".into(),
-            None,
-        );
+        return Err(JoinError::TopicNameRequired);
     }
     let tenant_cfg = env.tenant.config.clone();
     let limits = &tenant_cfg.limits;
@@ -126,38 +151,30 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     // so both are bounded before anything is kept (the frame limit alone
     // would let one socket pin megabytes per channel).
     if msg.topic.len() as u64 > limits.max_topic_bytes {
-        return error(topic_too_long(limits.max_topic_bytes), None);
+        return Err(JoinError::TopicNameTooLong {
+            max: limits.max_topic_bytes,
+        });
     }
     if cfg
         .presence_key
         .as_ref()
         .is_some_and(|k| k.len() as u64 > limits.max_presence_meta_bytes)
     {
-        return error(presence_key_too_long(limits.max_presence_meta_bytes), None);
+        return Err(JoinError::PresenceKeyTooLong {
+            max: limits.max_presence_meta_bytes,
+        });
     }
     if env.shutting_down {
-        return error(
-            "RealtimeRestarting: Realtime is restarting, please standby".into(),
-            None,
-        );
+        return Err(JoinError::RealtimeRestarting);
     }
     if tenant_cfg.suspended {
-        return error(
-            "RealtimeDisabledForTenant: Realtime disabled for this tenant".into(),
-            None,
-        );
+        return Err(JoinError::RealtimeDisabledForTenant);
     }
     if tenant_cfg.private_only && !cfg.private {
-        return error(
-            "PrivateOnly: This project only allows private channels".into(),
-            None,
-        );
+        return Err(JoinError::PrivateOnly);
     }
     if !session.counted_user && env.tenant.nr_users >= limits.max_concurrent_users {
-        return error(
-            "ConnectionRateLimitReached: Too many connected users".into(),
-            None,
-        );
+        return Err(JoinError::ConnectionRateLimitReached);
     }
     env.tenant.joins.add(1, env.now_ms);
     if env
@@ -165,13 +182,12 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         .joins
         .triggered(limits.max_joins_per_second, env.now_ms)
     {
-        return error(
-            "ClientJoinRateLimitReached: Too many joins per second".into(),
-            Some(1001),
-        );
+        return Err(JoinError::ClientJoinRateLimitReached);
     }
-    if session.channels.len() as u64 >= limits.max_channels_per_client {
-        return error("ChannelRateLimitReached: Too many channels".into(), None);
+    // The channel a rejoin would replace does not count against the limit.
+    let replaced = usize::from(session.channels.contains_key(&msg.topic));
+    if (session.channels.len() - replaced) as u64 >= limits.max_channels_per_client {
+        return Err(JoinError::ChannelRateLimitReached);
     }
     // Channels joined with the socket's token share the socket's text;
     // others share the memo's copy.
@@ -183,7 +199,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         }
         _ => &session.socket_token,
     };
-    let (token, claims): (Rc<str>, Claims) = match env.tenant.join_tokens.verify_channel(
+    let (token, claims) = match env.tenant.join_tokens.verify_channel(
         &env.tenant.config,
         token,
         &tenant_cfg.jwt,
@@ -192,29 +208,38 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     ) {
         Ok((t, c)) if *t == *session.socket_token => (session.socket_token.clone(), c),
         Ok(v) => v,
-        Err(e) => return error(e.join_reason(), None),
+        Err(e) => return Err(JoinError::Token(e)),
     };
     if cfg.private {
         // Private channels are authorised by RLS policies on the tenant
         // database's realtime.messages; without a tenant database that is
         // exactly the Elixir server's answer.
-        return error(
-            "UnableToConnectToProject: Realtime was unable to connect to the project database"
-                .into(),
-            None,
-        );
+        return Err(JoinError::UnableToConnectToProject);
     }
+    Ok(Admitted { token, claims })
+}
 
+/// Creates the channel and subscribes it to the topic's fan-out; counts the
+/// join. The channel is not yet in the session (see [`announce`]).
+fn build(
+    session: &mut Session,
+    env: &mut Env<'_>,
+    msg: &Inbound<'_>,
+    cfg: &JoinConfig,
+    token: Rc<str>,
+    exp: i64,
+) -> Channel {
+    let tenant_cfg = &env.tenant.config;
+    let limits = &tenant_cfg.limits;
     *env.next_channel_id += 1;
     let id = *env.next_channel_id;
-    let presence_enabled = cfg.presence_enabled || tenant_cfg.presence_enabled;
     let ch = Channel {
         id,
         topic: msg.topic.as_ref().into(),
         join_ref: msg.join_ref.clone(),
         broadcast_self: cfg.self_,
         broadcast_ack: cfg.ack,
-        presence_enabled,
+        presence_enabled: cfg.presence_enabled || tenant_cfg.presence_enabled,
         presence_key: cfg.presence_key.as_deref().map(Box::from),
         tracking: false,
         presence_bytes: 0,
@@ -223,7 +248,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             limits.client_presence_window_ms,
         ),
         token,
-        exp: claims.exp,
+        exp,
     };
     env.tenant.hub.subscribe(
         &msg.topic,
@@ -239,23 +264,30 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     }
     env.tally.joins += 1;
     env.tally.channels += 1;
+    ch
+}
 
+/// Tells the client: the `ok` reply with the bindings, the presence state,
+/// the Postgres Changes subscription (or why not); then keeps the channel.
+fn announce(
+    session: &mut Session,
+    env: &mut Env<'_>,
+    ch: Channel,
+    msg_ref: Option<&Ref>,
+    cfg: &JoinConfig,
+    claims: &Claims,
+    sub_topic: &str,
+) {
     // Reply: the bindings echoed with their ids (none: a constant).
     let response = if cfg.postgres_changes.is_empty() {
         br#"{"postgres_changes":[]}"#.to_vec()
     } else {
         echo_bindings(&cfg.postgres_changes)
     };
-    session.reply(
-        msg.join_ref.as_ref(),
-        msg.msg_ref.as_ref(),
-        &msg.topic,
-        "ok",
-        &response,
-    );
-    if presence_enabled {
+    session.reply(ch.join_ref.as_ref(), msg_ref, &ch.topic, "ok", &response);
+    if ch.presence_enabled {
         let mut state = Vec::with_capacity(64);
-        match env.tenant.hub.topic(&msg.topic) {
+        match env.tenant.hub.topic(&ch.topic) {
             Some(t) => t.presence.state_json(&mut state),
             None => state.extend_from_slice(b"{}"),
         }
@@ -269,10 +301,9 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         ));
     }
     if !cfg.postgres_changes.is_empty() || (!cfg.has_config && env.tenant.config.has_database) {
-        subscribe_changes(session, env, &ch, &claims, &cfg, sub_topic);
+        subscribe_changes(session, env, &ch, claims, cfg, sub_topic);
     }
     session.channels.insert(ch);
-    Flow::Continue
 }
 
 /// The join reply's `{"postgres_changes": [...]}`: every binding echoed in
@@ -300,14 +331,14 @@ fn subscribe_changes(
     sub_topic: &str,
 ) {
     let system_error = |msg: &str| {
-        let p = frames::system_payload("postgres_changes", "error", msg, Some(sub_topic));
-        session.out.push(frames::message(
+        session.out.push(frames::system(
             session.vsn,
             ch.join_ref.as_ref(),
-            None,
             &ch.topic,
-            "system",
-            &p,
+            "postgres_changes",
+            "error",
+            msg,
+            true,
         ));
     };
     if !env.tenant.config.has_database {

@@ -3,7 +3,7 @@
 //! gets the `ok` reply only.
 
 use crate::proto::phoenix::Inbound;
-use crate::realtime::session::{Env, Flow, Session};
+use crate::realtime::state::{Env, Flow, Session};
 
 /// Handles a leave.
 pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flow {

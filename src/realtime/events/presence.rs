@@ -5,10 +5,9 @@ use serde_json::Value;
 
 use crate::proto::phoenix::{InPayload, Inbound};
 use crate::realtime::frames;
-use crate::realtime::hub::{ChannelId, Outgoing};
-use crate::realtime::presence::{self, Diff};
+use crate::realtime::presence;
 use crate::realtime::rest;
-use crate::realtime::session::{Env, Flow, Session};
+use crate::realtime::state::{fan_presence_diff, Env, Flow, Session};
 
 /// Handles a presence message.
 pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flow {
@@ -93,7 +92,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
                 .track(id, &key, meta);
             session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
             if let Some(d) = diff {
-                fan_diff(env, topic, &d);
+                fan_presence_diff(env, topic, &d);
             }
         }
         "untrack" => {
@@ -104,7 +103,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             let diff = env.tenant.hub.topic_mut(topic).presence.untrack(id);
             session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
             if let Some(d) = diff {
-                fan_diff(env, topic, &d);
+                fan_presence_diff(env, topic, &d);
             }
         }
         _ => session.reply(
@@ -122,29 +121,4 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
 /// over `max` bytes.
 pub fn presence_per_client_exceeded(max: u64) -> String {
     format!("Presence of this connection would exceed {max} bytes")
-}
-
-/// A channel left (leave, shutdown, socket gone): drop its presence and
-/// tell the topic.
-pub fn leave(env: &mut Env<'_>, topic: &str, owner: ChannelId) {
-    let diff = env.tenant.hub.topic_mut(topic).presence.leave(owner);
-    if let Some(d) = diff {
-        fan_diff(env, topic, &d);
-    }
-    // Drop the topic entry again if the leave emptied it.
-    env.tenant.hub.unsubscribe(topic, owner);
-}
-
-fn fan_diff(env: &mut Env<'_>, topic: &str, diff: &Diff) {
-    let mut body = Vec::with_capacity(128);
-    diff.to_json(&mut body);
-    let n = env.tenant.hub.fanout(
-        topic,
-        &Outgoing::Json {
-            event: "presence_diff",
-            payload: &body,
-        },
-        None,
-    );
-    env.tally.deliveries += n;
 }

@@ -196,15 +196,14 @@ fn tell_subscribers(state: &ShardState, tenant: &str, message: &str) {
     // Those told the stream was up hear it from set_streaming; the others
     // directly.
     for s in t.cdc.subs.iter().filter(|s| !s.told_ready) {
-        let channel = s.topic.strip_prefix("realtime:").unwrap_or(&s.topic);
-        let p = frames::system_payload("postgres_changes", "error", message, Some(channel));
-        s.out.push(frames::message(
+        s.out.push(frames::system(
             s.vsn,
             s.join_ref.as_ref(),
-            None,
             &s.topic,
-            "system",
-            &p,
+            "postgres_changes",
+            "error",
+            message,
+            true,
         ));
     }
     t.cdc.set_streaming(false, message);
