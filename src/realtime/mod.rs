@@ -10,6 +10,10 @@
 //! - [`limits`]: rolling rate counters.
 //! - [`frames`]: Phoenix messages framed as server WebSocket frames.
 //! - [`rest`]: REST broadcast request bodies.
+//! - [`postgres_changes`]: Postgres Changes bindings, filters and their
+//!   verdict on a row change, and the bytes a subscriber receives.
+//! - [`cdc`]: a tenant's Postgres Changes subscribers (checked, then
+//!   ready) and the batched fan-out of decoded changes to them.
 
 pub mod auth;
 pub mod cdc;

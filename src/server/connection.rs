@@ -1,5 +1,5 @@
 //! One accepted socket: its request head, then either the REST API or a
-//! WebSocket session (upgrade checks, read loop, batched writer).
+//! WebSocket session (upgrade checks, read loop; `outq` does the writing).
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
