@@ -10,10 +10,13 @@
 //! - [`realtime`]: runtime-free domain logic. Tenants and their limits, JWT
 //!   verification, channel events (one file each under `realtime::events`),
 //!   presence state and diffs, the per-topic subscriber registry that fans a
-//!   message out as shared bytes.
+//!   message out as shared bytes, and Postgres Changes: bindings, filters
+//!   and the fan-out of decoded row changes.
 //! - [`server`]: the glommio drivers. Listener and socket handoff, the
-//!   WebSocket connection (read loop, batched writer), the REST API, shutdown,
-//!   and the Postgres connection (`server::pgconn`).
+//!   WebSocket connection's read loop, the per-socket write queues and the
+//!   one flusher per shard that writes them (`server::outq`), the REST API,
+//!   shutdown, and the tenant database side: the Postgres client
+//!   (`server::pgconn`, TLS in `server::tls`) and the replication driver.
 //! - [`config`]: layered configuration (defaults < TOML < env < CLI).
 //!
 //! The executor pool, tenant-to-shard routing and the cross-shard mesh live in

@@ -35,6 +35,7 @@ fn dev_db(checkout: &Path, port: &str, args: &[&str]) -> (bool, String) {
 
 #[test]
 fn the_dev_cluster_starts_from_a_checkout_postgres_cannot_traverse() {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         // Without root the cluster runs as the caller, who can reach its
         // own checkout: the case this test pins does not arise.

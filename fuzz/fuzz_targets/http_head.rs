@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use realtime::proto::http::{
-    check_upgrade, content_length, host_tenant, host_tenant_lowercase, parse_head,
+    body_kind, check_upgrade, host_tenant, host_tenant_lowercase, parse_head,
     request_line_received, query_param, HttpError, MAX_HEAD_BYTES,
 };
 
@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(head.head_len <= data.len());
             // A complete head always has its request line.
             assert!(request_line_received(&data[..head.head_len]));
-            let _ = content_length(&head);
+            let _ = body_kind(&head);
             if let Some(host) = head.header_str("host") {
                 let _ = host_tenant(host);
                 let lower = host_tenant_lowercase(host);

@@ -109,14 +109,20 @@ fn start_connect(dst: SocketAddrV4, src: Option<Ipv4Addr>) -> io::Result<TcpStre
             Err(e)
         };
         if let Some(src) = src {
+            // Without it, bind would pick the port now, for every
+            // destination, capping each source address at one ephemeral
+            // range in total: refuse rather than measure that cap.
             let one: libc::c_int = 1;
-            libc::setsockopt(
+            if libc::setsockopt(
                 fd,
                 libc::IPPROTO_IP,
                 libc::IP_BIND_ADDRESS_NO_PORT,
                 &one as *const _ as *const libc::c_void,
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
+            ) != 0
+            {
+                return fail(fd);
+            }
             let sa = sockaddr(SocketAddrV4::new(src, 0));
             if libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len) != 0 {
                 return fail(fd);
@@ -217,20 +223,25 @@ impl Socket {
 
     /// Makes the next close send RST instead of FIN (no TIME_WAIT left
     /// behind by connection churn).
-    pub fn set_linger_zero(&self) {
+    pub fn set_linger_zero(&self) -> io::Result<()> {
         let l = libc::linger {
             l_onoff: 1,
             l_linger: 0,
         };
         // SAFETY: setsockopt on our own open descriptor.
-        unsafe {
+        let rc = unsafe {
             libc::setsockopt(
                 self.stream.borrow().as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_LINGER,
                 &l as *const _ as *const libc::c_void,
                 std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            );
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
         }
     }
 }

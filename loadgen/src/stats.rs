@@ -22,8 +22,11 @@ pub fn now_ns() -> u64 {
 macro_rules! counters {
     ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
         /// Live counters of one executor, bumped with relaxed atomics (each
-        /// executor owns one, the monitor thread only reads).
+        /// executor owns one, the monitor thread only reads). Aligned to
+        /// 128 bytes so that the rows of different cores, side by side in
+        /// one vector, never share a cache-line pair.
         #[derive(Debug, Default)]
+        #[repr(align(128))]
         pub struct Counters {
             $($(#[$doc])* pub $name: AtomicU64,)*
         }

@@ -451,7 +451,14 @@ fn close_message(mut payload: BytesMut) -> Result<Message, WsError> {
 /// The `Sec-WebSocket-Accept` value for a `Sec-WebSocket-Key` (surrounding
 /// whitespace ignored).
 pub fn accept_key(sec_websocket_key: &[u8]) -> String {
-    tungstenite::handshake::derive_accept_key(sec_websocket_key.trim_ascii())
+    use base64::Engine;
+    use sha1::{Digest, Sha1};
+    /// The fixed GUID RFC 6455 appends to the client's key.
+    const WS_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut h = Sha1::new();
+    h.update(sec_websocket_key.trim_ascii());
+    h.update(WS_GUID);
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
 }
 
 /// The complete `101 Switching Protocols` response (no subprotocol, no

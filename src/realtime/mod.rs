@@ -12,6 +12,10 @@
 //! - [`frames`]: Phoenix messages framed as server WebSocket frames.
 //! - [`errors`]: the exact join and connect errors clients are told.
 //! - [`rest`]: REST broadcast request bodies.
+//! - [`postgres_changes`]: Postgres Changes bindings, filters and their
+//!   verdict on a row change, and the bytes a subscriber receives.
+//! - [`cdc`]: a tenant's Postgres Changes subscribers (checked, then
+//!   ready) and the batched fan-out of decoded changes to them.
 
 pub mod auth;
 pub mod cdc;

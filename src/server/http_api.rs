@@ -26,8 +26,8 @@ use crate::realtime::auth;
 use crate::realtime::hub::{NoRoom, Outgoing};
 use crate::realtime::rest;
 
-/// Largest request body accepted (a batch of maximum-size payloads is
-/// refused by the payload limit long before this).
+/// Largest request body accepted, decoded size for a chunked one (a batch of
+/// maximum-size payloads is refused by the payload limit long before this).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// A response ready to write.
@@ -139,21 +139,24 @@ pub async fn serve(
 ) {
     loop {
         ShardStats::add(&state.stats().http_requests, 1);
-        let len = match http::content_length(&head) {
-            Ok(l) => l.unwrap_or(0),
-            Err(_) => {
-                let _ = stream.write_all(&http::response(411, None, &[], b"")).await;
-                return;
+        // Content-Length or chunked; bad framing and bodies over MAX_BODY
+        // (decoded) are answered with an empty error response and closed.
+        let mut reader = http::BodyReader::new(&head, MAX_BODY);
+        let body = loop {
+            match reader.take(&mut buf) {
+                Ok(Some(body)) => break body,
+                Ok(None) => match stream.read_some(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                },
+                Err(e) => {
+                    let _ = stream
+                        .write_all(&http::response(e.status(), None, &[], b""))
+                        .await;
+                    return;
+                }
             }
         };
-        if len > MAX_BODY {
-            let _ = stream.write_all(&http::response(413, None, &[], b"")).await;
-            return;
-        }
-        if !stream.fill(&mut buf, len).await {
-            return;
-        }
-        let body = buf.split_to(len);
         let resp = match route(&state, &head, &body) {
             Routed::Answer(resp) => resp,
             Routed::Broadcast {

@@ -1,12 +1,18 @@
 //! The glommio drivers: one [`ShardState`] per executor, the listener that
 //! routes sockets to their tenant's home shard, the WebSocket connection
-//! driver, the REST API and shutdown.
+//! driver, the REST API, shutdown, and the tenant database connections.
 //!
 //! - [`listener`]: accept, read the request head, hand the socket over.
-//! - [`connection`]: WebSocket upgrade, read loop, batched writer.
-//! - [`outq`]: the bounded per-socket write queue.
+//! - [`connection`]: WebSocket upgrade and read loop.
+//! - [`outq`]: the bounded per-socket write queue, and the shard's one
+//!   flusher that writes every queue with vectored sends.
 //! - [`http_api`]: REST broadcast, health, ping, metrics.
-//! - [`shutdown`]: signal handling and the drain.
+//! - [`shutdown`]: signal handling, the drain and the token-expiry sweep.
+//! - [`pgconn`]: a Postgres client connection (startup, authentication,
+//!   simple queries, the replication copy stream).
+//! - [`tls`]: TLS to tenant databases (`DB_SSL_MODE`).
+//! - [`replication`]: one logical replication stream per tenant database,
+//!   its subscription checks, RLS row checks and confirmations.
 
 pub mod connection;
 pub mod http_api;

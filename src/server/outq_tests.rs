@@ -20,6 +20,8 @@ fn with_pair(f: impl FnOnce(SharedStream, std::net::TcpStream) + Send + 'static)
             let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
             let (server, _) = listener.accept().unwrap();
             server.set_nonblocking(true).unwrap();
+            // SAFETY: `into_raw_fd` gives up the std stream's ownership, so
+            // the glommio stream is the descriptor's only owner.
             let server = unsafe {
                 use std::os::fd::{FromRawFd, IntoRawFd};
                 glommio::net::TcpStream::from_raw_fd(server.into_raw_fd())
@@ -111,15 +113,18 @@ fn a_full_socket_blocks_and_a_slow_consumer_cut_keeps_frame_boundaries() {
         let fd = stream.fd();
         let small: libc::c_int = 4096;
         // SAFETY: setsockopt with a valid int option on an open socket.
-        unsafe {
+        let rc = unsafe {
             libc::setsockopt(
                 fd,
                 libc::SOL_SOCKET,
                 libc::SO_SNDBUF,
                 (&small as *const libc::c_int).cast(),
                 std::mem::size_of::<libc::c_int>() as u32,
-            );
-        }
+            )
+        };
+        // Without the small buffer the queue would never fill: the test
+        // would pass without testing anything.
+        assert_eq!(rc, 0, "SO_SNDBUF: {}", std::io::Error::last_os_error());
         let limit = 2 << 20;
         let q = OutQueue::new(limit, stream, &Rc::default());
         let mut tally = WriteTally::default();

@@ -8,6 +8,7 @@
 //! `Bytes` slice of the read buffer, with no copy.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -132,10 +133,7 @@ impl PgConn {
     }
 
     async fn open(cfg: &PgConfig) -> Result<PgConn, PgError> {
-        let addr = (cfg.host.as_str(), cfg.port);
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(&addr)?
-            .next()
-            .ok_or_else(|| PgError::Protocol(format!("cannot resolve {}", cfg.host)))?;
+        let addr = resolve(&cfg.host, cfg.port, lookup).await?;
         let stream = tls::open(addr, cfg.timeout, &cfg.host, &cfg.tls).await?;
         let mut conn = PgConn {
             stream,
@@ -456,6 +454,32 @@ async fn within<T>(
     .await
 }
 
+/// How a host name becomes addresses: the system resolver (getaddrinfo,
+/// which blocks), or another in tests.
+type Lookup = fn(&str, u16) -> std::io::Result<Option<SocketAddr>>;
+
+/// The system resolver's first address for `host:port`.
+fn lookup(host: &str, port: u16) -> std::io::Result<Option<SocketAddr>> {
+    std::net::ToSocketAddrs::to_socket_addrs(&(host, port)).map(|mut a| a.next())
+}
+
+/// The address to dial for `host:port`. An IP literal needs no lookup; a
+/// name is looked up on the executor's blocking-pool thread, because
+/// getaddrinfo can block for seconds (an unreachable DNS server) and the
+/// shard thread serves every socket of its tenants meanwhile. The caller's
+/// deadline ([`PgConn::connect`]) covers the wait; a lookup that outlives it
+/// finishes on the pool thread and its answer is dropped.
+async fn resolve(host: &str, port: u16, lookup: Lookup) -> Result<SocketAddr, PgError> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let name = host.to_owned();
+    glommio::executor()
+        .spawn_blocking(move || lookup(&name, port))
+        .await?
+        .ok_or_else(|| PgError::Protocol(format!("cannot resolve {host}")))
+}
+
 fn broken() -> PgError {
     PgError::Timeout("connection abandoned after an earlier timeout".into())
 }
@@ -519,6 +543,85 @@ fn parse_error_body(body: &[u8]) -> PgError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    fn on_executor<T, F>(f: impl FnOnce() -> F + Send + 'static) -> T
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = T> + 'static,
+    {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    /// Set by the shard while a lookup is pending; the lookup waits for it.
+    static SHARD_RAN: AtomicBool = AtomicBool::new(false);
+
+    /// A lookup that answers only once the shard has run something else
+    /// (or gives up after 5 s): done on the shard thread it never could.
+    fn lookup_waiting_for_the_shard(_: &str, port: u16) -> std::io::Result<Option<SocketAddr>> {
+        let until = Instant::now() + Duration::from_secs(5);
+        while !SHARD_RAN.load(Ordering::SeqCst) {
+            if Instant::now() > until {
+                return Err(std::io::Error::other("the shard was blocked by the lookup"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(Some(SocketAddr::from(([10, 0, 0, 1], port))))
+    }
+
+    #[test]
+    fn a_name_is_resolved_off_the_shard_thread() {
+        let got = on_executor(|| async {
+            let marker = glommio::spawn_local(async { SHARD_RAN.store(true, Ordering::SeqCst) });
+            let got = resolve("db.example", 5432, lookup_waiting_for_the_shard).await;
+            marker.await;
+            got.map_err(|e| e.to_string())
+        });
+        assert_eq!(got, Ok(SocketAddr::from(([10, 0, 0, 1], 5432))));
+    }
+
+    #[test]
+    fn the_deadline_covers_a_hung_lookup() {
+        fn hung(_: &str, _: u16) -> std::io::Result<Option<SocketAddr>> {
+            std::thread::sleep(Duration::from_secs(2));
+            Ok(None)
+        }
+        let (err, waited) = on_executor(|| async {
+            let t0 = Instant::now();
+            let r = within(Duration::from_millis(100), "connect", resolve("h", 1, hung)).await;
+            (r.map(|_| ()).map_err(|e| e.to_string()), t0.elapsed())
+        });
+        assert_eq!(
+            err,
+            Err("timeout: no answer to connect within 100 ms".into())
+        );
+        assert!(waited < Duration::from_secs(1), "waited {waited:?}");
+    }
+
+    #[test]
+    fn literals_and_names_resolve() {
+        let got = on_executor(|| async {
+            let ip = resolve("127.0.0.1", 5432, lookup)
+                .await
+                .map_err(|e| e.to_string());
+            let v6 = resolve("::1", 5433, lookup)
+                .await
+                .map_err(|e| e.to_string());
+            let name = resolve("localhost", 5434, lookup)
+                .await
+                .map_err(|e| e.to_string());
+            (ip, v6, name)
+        });
+        assert_eq!(got.0, Ok(SocketAddr::from(([127, 0, 0, 1], 5432))));
+        assert_eq!(got.1, Ok("[::1]:5433".parse().unwrap()));
+        let name = got.2.unwrap();
+        assert!(name.ip().is_loopback() && name.port() == 5434, "{name}");
+    }
 
     #[test]
     fn frames_are_measured_from_their_header() {

@@ -5,14 +5,16 @@
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use super::connection::with_env;
 use super::outq::{CloseReason, OutState};
 use super::{now_unix, ShardState};
 
-/// Set by the signal handler.
-static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by the signal handler (an `Arc` because signal-hook's safe `flag`
+/// API keeps a reference for the life of the process).
+static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(Arc::default);
 
 /// How often shards look at the stop flag and at token expiries.
 const TICK: Duration = Duration::from_millis(100);
@@ -20,10 +22,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// Routes SIGTERM and SIGINT to the stop flag.
 pub fn install_signal_handlers() -> std::io::Result<()> {
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        // SAFETY: the handler only stores to an atomic.
-        unsafe {
-            signal_hook::low_level::register(sig, || STOP.store(true, Ordering::SeqCst))?;
-        }
+        signal_hook::flag::register(sig, Arc::clone(&STOP))?;
     }
     Ok(())
 }

@@ -111,17 +111,6 @@ impl SharedStream {
         })
     }
 
-    /// Reads until `buf` holds at least `len` bytes; false at EOF or error.
-    pub async fn fill(&self, buf: &mut BytesMut, len: usize) -> bool {
-        while buf.len() < len {
-            match self.read_some(buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(_) => {}
-            }
-        }
-        true
-    }
-
     /// Writes all of `data`: phase 1 only (see the module docs).
     pub async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
         while !data.is_empty() {

@@ -61,6 +61,8 @@ impl Server {
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
+        // SAFETY: kill(2) with plain integers; the child is not reaped yet
+        // (we own it), so its pid cannot have been reused.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

@@ -13,7 +13,7 @@ use realtime::proto::ws::OpCode;
 
 use super::{fill_window, finish, note_control, Conn, Env, ExecOut, Rec, Recorder, EXIT_ERROR};
 use crate::cli::JoinStormArgs;
-use crate::conn::{self, Frame, Reader};
+use crate::conn::{self, Frame, Reader, Socket};
 use crate::phx::{self, Control};
 use crate::report;
 use crate::runner::{self, ExecCtx, Monitor, Shared, RUN, STOP};
@@ -162,7 +162,7 @@ async fn worker(
         }
         if on_conn >= a.joins_per_conn.max(1) {
             if let Some(old) = conn.take() {
-                old.sock.set_linger_zero();
+                close_churned(ctx, &old.sock);
                 bump(&c.closes, 1);
             }
         }
@@ -266,8 +266,17 @@ async fn worker(
         }
     }
     if let Some(old) = conn.take() {
-        old.sock.set_linger_zero();
+        close_churned(ctx, &old.sock);
         bump(&c.closes, 1);
+    }
+}
+
+/// Readies a churned connection's close to send RST. A socket that cannot
+/// would leave a TIME_WAIT per cycle, which in the end runs the source
+/// ports out and skews the run: say so in the report.
+fn close_churned(ctx: &ExecCtx, sock: &Socket) {
+    if let Err(e) = sock.set_linger_zero() {
+        ctx.shared.reasons.note(format!("SO_LINGER: {e}"));
     }
 }
 

@@ -1,10 +1,10 @@
 //! HTTP/1.1 request heads, query strings, bodies and responses, sans-io.
 //!
 //! The server reads bytes into a buffer and calls [`parse_head`] until it
-//! returns a head (`Ok(None)` means "read more"); the body that follows is
-//! either `Content-Length` bytes or a chunked stream fed through
-//! [`ChunkedDecoder`] (see [`body_kind`]). Responses are written whole by
-//! [`response`]. Nothing here touches a socket or a clock.
+//! returns a head (`Ok(None)` means "read more"); a [`BodyReader`] then
+//! takes the body that follows, either `Content-Length` bytes or a chunked
+//! stream decoded by [`ChunkedDecoder`] (see [`body_kind`]). Responses are
+//! written whole by [`response`]. Nothing here touches a socket or a clock.
 //!
 //! Host handling follows PROTOCOL 1.3: the tenant is the first DNS label of
 //! the Host ([`host_tenant`]); IP literals and `localhost`
@@ -19,7 +19,7 @@ mod negotiate;
 mod query;
 mod upgrade;
 
-pub use body::{body_kind, content_length, BodyKind};
+pub use body::{body_kind, BodyKind, BodyReader};
 pub use chunked::ChunkedDecoder;
 pub use host::{host_tenant, host_tenant_lowercase, is_bare_host, strip_port};
 pub use negotiate::{accepts, error_format, media_type, phoenix_error, ErrorFormat};
@@ -55,10 +55,6 @@ pub enum HttpError {
     /// The body is larger than the caller's limit.
     #[error("request body too large")]
     BodyTooLarge,
-    /// The body uses `Transfer-Encoding` and the caller asked for a length
-    /// ([`content_length`]): 411 Length Required.
-    #[error("transfer-encoded body where a content-length was expected")]
-    ChunkedBody,
     /// A chunked body is not well formed.
     #[error("malformed chunked body: {0}")]
     BadChunk(&'static str),
@@ -74,7 +70,6 @@ impl HttpError {
             HttpError::HeadTooLarge | HttpError::TooManyHeaders => 431,
             HttpError::UnsupportedTransferEncoding => 501,
             HttpError::BodyTooLarge => 413,
-            HttpError::ChunkedBody => 411,
         }
     }
 }
@@ -360,7 +355,6 @@ mod tests {
         buf.extend_from_slice(b"{}");
         let h = parse_head(&buf).unwrap().unwrap();
         assert_eq!(h.head_len, n);
-        assert_eq!(content_length(&h), Ok(Some(2)));
         assert_eq!(body_kind(&h), Ok(BodyKind::Length(2)));
     }
 

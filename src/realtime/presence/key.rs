@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 
 use base64::Engine as _;
-use rand::RngCore;
+use rand::Rng;
 use serde_json::Value;
 
 use super::meta::{compact_json, format_erlang_float};
@@ -13,7 +13,7 @@ use super::meta::{compact_json, format_erlang_float};
 /// A fresh `phx_ref`: base64url (no padding) of 12 random bytes, 16 chars.
 /// (The Elixir tracker uses 8 bytes of nanosecond time + 4 bytes of hash and
 /// counter; clients only compare refs for equality.)
-pub fn new_phx_ref(rng: &mut impl RngCore) -> String {
+pub fn new_phx_ref(rng: &mut impl Rng) -> String {
     let mut bytes = [0u8; 12];
     rng.fill_bytes(&mut bytes);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -36,7 +36,7 @@ mod tests;
 
 use std::collections::{BTreeMap, HashMap};
 
-use rand::RngCore;
+use rand::Rng;
 use serde_json::{Map, Value};
 
 use crate::proto::json::write_str_buf;
@@ -149,7 +149,7 @@ impl TopicPresence {
         owner: OwnerId,
         key: &str,
         mut meta: Map<String, Value>,
-        rng: &mut impl RngCore,
+        rng: &mut impl Rng,
     ) -> Option<Diff> {
         // The server writes `phx_ref`/`phx_ref_prev` itself; a client's own
         // keys of those names would follow them as duplicates, and
