@@ -161,14 +161,7 @@ fn rls_tables_deliver_only_rows_the_claims_group_may_see() {
     });
     reg.add(bob);
     ready_all(&mut reg);
-    let mut access: HashMap<Oid, TableAccess> = HashMap::new();
-    let mut t = TableAccess {
-        rls: true,
-        ..TableAccess::default()
-    };
-    t.selectable
-        .insert("authenticated".into(), Rc::from(vec![true, true]));
-    access.insert(rel.oid, t);
+    let access = rls_table(rel.oid);
     let changes = [change];
     let q = reg.plan(&changes, &access, &BuiltinsOnly);
     assert_eq!(q.rows.len(), 2, "one row check per claims group");
@@ -416,6 +409,18 @@ fn equal_claims_share_one_value_and_are_forgotten_when_unused() {
     assert!(reg.claims.is_empty());
 }
 
+/// A table with row level security whose two columns `authenticated` may
+/// select.
+fn rls_table(oid: Oid) -> HashMap<Oid, TableAccess> {
+    let mut t = TableAccess {
+        rls: true,
+        ..TableAccess::default()
+    };
+    t.selectable
+        .insert("authenticated".into(), Rc::from(vec![true, true]));
+    HashMap::from([(oid, t)])
+}
+
 /// `s` with claims of user `who` (role `authenticated`).
 fn as_user(mut s: CdcSub, who: &str) -> CdcSub {
     s.claims = Rc::new(SubClaims {
@@ -471,14 +476,7 @@ fn claims_groups_are_decided_once_and_members_keep_their_filters_and_events() {
     assert_eq!(groups.len(), 2, "two claims values");
     assert!(groups[0].filtered && !groups[1].filtered);
     assert_eq!(index.members(&groups[0]).count(), 3);
-    let mut access: HashMap<Oid, TableAccess> = HashMap::new();
-    let mut t = TableAccess {
-        rls: true,
-        ..TableAccess::default()
-    };
-    t.selectable
-        .insert("authenticated".into(), Rc::from(vec![true, true]));
-    access.insert(rel.oid, t);
+    let access = rls_table(rel.oid);
     let q = reg.plan(&changes, &access, &BuiltinsOnly);
     // Each insert asked once per group; the delete is never checked.
     let mut asked: Vec<(usize, bool)> = q
