@@ -151,28 +151,42 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A token for the test secret, valid for `ttl` seconds.
-pub fn token(role: &str, ttl: i64) -> String {
-    let now = std::time::SystemTime::now()
+/// An HS256 JWT of `claims` under `secret`, built here from RustCrypto's
+/// `hmac` and `sha2` rather than by the server's signing code: a token the
+/// server made for itself would pass a verifier sharing its signer's bug.
+pub fn sign_hs256(secret: &str, claims: &serde_json::Value) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let message = format!(
+        "{}.{}",
+        b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64.encode(claims.to_string())
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(message.as_bytes());
+    format!("{message}.{}", b64.encode(mac.finalize().into_bytes()))
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64;
-    realtime::realtime::auth::sign_hs256(
-        SECRET,
-        &serde_json::json!({"role": role, "exp": now + ttl}),
-    )
+        .as_secs() as i64
+}
+
+/// A token for the test secret, valid for `ttl` seconds.
+pub fn token(role: &str, ttl: i64) -> String {
+    token_with(serde_json::json!({ "role": role }), ttl)
 }
 
 /// A token for the test secret with extra `claims` (`role`, `sub`, ...),
 /// valid for `ttl` seconds.
 pub fn token_with(claims: serde_json::Value, ttl: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
     let mut c = claims;
-    c["exp"] = serde_json::json!(now + ttl);
-    realtime::realtime::auth::sign_hs256(SECRET, &c)
+    c["exp"] = serde_json::json!(now_unix() + ttl);
+    sign_hs256(SECRET, &c)
 }
 
 /// A frame as the client sees it.
