@@ -71,15 +71,15 @@ fn kind3_payload_declared_json_must_be_json() {
         let msg_ref = format!("ok{i}");
         sender.binary(&kind3(&msg_ref, topic, "after", false, marker.as_bytes()));
         assert_eq!(
-            v1.recv(),
-            Some(Frame::Text(format!(
+            v1.expect_frame(),
+            Frame::Text(format!(
                 r#"{{"event":"broadcast","payload":{{"event":"after","payload":{marker},"type":"broadcast"}},"ref":null,"topic":"realtime:room"}}"#
-            ))),
+            )),
             "payload {i}"
         );
         assert_eq!(
-            v2.recv(),
-            Some(kind4(topic, "after", marker.as_bytes())),
+            v2.expect_frame(),
+            kind4(topic, "after", marker.as_bytes()),
             "payload {i}"
         );
         assert_eq!(
@@ -100,14 +100,14 @@ fn kind3_payload_declared_json_must_be_json() {
     want.extend_from_slice(topic.as_bytes());
     want.extend_from_slice(b"e");
     want.extend_from_slice(forged);
-    assert_eq!(v2.recv(), Some(Frame::Binary(want)));
+    assert_eq!(v2.expect_frame(), Frame::Binary(want));
     sender.binary(&kind3("last", topic, "after", false, b"[]"));
     assert_eq!(
-        v1.recv(),
-        Some(Frame::Text(
+        v1.expect_frame(),
+        Frame::Text(
             r#"{"event":"broadcast","payload":{"event":"after","payload":[],"type":"broadcast"},"ref":null,"topic":"realtime:room"}"#
                 .into()
-        ))
+        )
     );
     // The v1 socket is still open and answering.
     v1.text(r#"{"topic":"phoenix","event":"heartbeat","payload":{},"ref":"10"}"#);

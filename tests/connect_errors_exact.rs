@@ -62,7 +62,7 @@ fn every_connect_error_is_exact() {
         ),
         (401, r#"{"error":"Token has expired"}"#.into())
     );
-    let bad_sig = realtime::realtime::auth::sign_hs256(
+    let bad_sig = sign_hs256(
         "another-secret-another-secret-another",
         &serde_json::json!({"role":"anon","exp": 9999999999i64}),
     );
@@ -78,8 +78,7 @@ fn every_connect_error_is_exact() {
             r#"{"error":"Failed to validate JWT signature"}"#.into()
         )
     );
-    let no_role =
-        realtime::realtime::auth::sign_hs256(SECRET, &serde_json::json!({"exp": 9999999999i64}));
+    let no_role = sign_hs256(SECRET, &serde_json::json!({"exp": 9999999999i64}));
     assert_eq!(
         refused(
             &srv,

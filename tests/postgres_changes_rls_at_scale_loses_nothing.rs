@@ -61,7 +61,7 @@ fn subscriber(
     let mut got = Vec::new();
     ws.s.set_read_timeout(Some(QUIET)).unwrap();
     while got.len() < expect.len() {
-        let Some(Frame::Text(t)) = ws.recv() else {
+        let Recv::Frame(Frame::Text(t)) = ws.recv() else {
             break;
         };
         let m: Value = serde_json::from_str(&t).unwrap();

@@ -36,7 +36,19 @@ fn every_committed_row_arrives_across_an_immediate_postgres_restart() {
     );
     db.stop("immediate");
     let during = seen.distinct().len();
-    std::thread::sleep(Duration::from_millis(800));
+    // Down until the server has seen it (its stream failed and subscribers
+    // were told), so the restart is one the server must recover from.
+    let noticed = seen.read(
+        &mut ws,
+        &table,
+        Instant::now() + Duration::from_secs(30),
+        |s| {
+            s.system
+                .iter()
+                .any(|(_, m)| m == "Realtime was unable to connect to the project database")
+        },
+    );
+    assert!(noticed, "the outage went unnoticed: {:?}", seen.system);
     db.start();
 
     writer.join().unwrap();

@@ -46,7 +46,13 @@ fn every_committed_row_arrives_across_a_server_kill_and_restart() {
     );
     assert!(eof, "the socket ends with the server");
     let before = seen.distinct().len();
-    std::thread::sleep(Duration::from_millis(1000));
+    // Down until the writer has committed a good number of rows that only
+    // the slot holds.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.ids(&table).len() < (at_kill + 50).min(total as usize) {
+        assert!(Instant::now() < deadline, "the writer stalled");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let mut srv = Server::start_env(&env);
     let at_restart = db.ids(&table).len();

@@ -109,40 +109,73 @@ fn a_streaming_slot_over_the_lag_cap_is_recreated() {
     let mut ws = subscribe(srv.port, "lag", &table, &mut seen);
     let started = Instant::now();
 
-    // An open transaction with an xid keeps restart_lsn where it began.
+    // An open transaction with an xid keeps restart_lsn where it began. It
+    // stays open until the subscriber hears of the lag, then is cancelled
+    // (its own sleep is only an upper bound).
     let holder = {
         let db = db.clone();
         let table = table.clone();
         std::thread::spawn(move || {
-            db.psql(&format!(
+            db.try_psql(&format!(
                 "begin; insert into public.{table}_scratch values (0, 'held');
-                 select pg_sleep(13); commit;"
+                 select pg_sleep(60); commit;"
             ))
         })
     };
-    std::thread::sleep(Duration::from_millis(500));
+    let holder_pid = format!(
+        "select pid from pg_stat_activity where backend_xid is not null \
+         and query like '%{table}_scratch values (0, ''held'')%' and pid <> pg_backend_pid()"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while db.psql(&holder_pid).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the holding transaction never began"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     db.psql(&format!(
         "insert into public.{table}_scratch select g, repeat(md5(g::text), 40) from generate_series(1, 6000) g"
     ));
 
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let ok = seen.read(&mut ws, &table, deadline, |s| {
-        let i = s
-            .system
+    let lag_error = |s: &Seen| {
+        s.system
             .iter()
-            .position(|(st, m)| st == "error" && m.contains("REPLICATION_MAX_SLOT_LAG_MB"));
-        i.is_some_and(|i| {
-            s.system[i..]
-                .iter()
-                .any(|(_, m)| m == "Subscribed to PostgreSQL")
-        })
-    });
+            .position(|(st, m)| st == "error" && m.contains("REPLICATION_MAX_SLOT_LAG_MB"))
+    };
+    let ok = seen.read(
+        &mut ws,
+        &table,
+        Instant::now() + Duration::from_secs(40),
+        |s| lag_error(s).is_some(),
+    );
     assert!(ok, "{:?}", seen.system);
     assert!(
         started.elapsed() >= Duration::from_secs(9),
         "found by the periodic check"
     );
-    holder.join().unwrap();
+    // A new slot cannot be built while the holder's transaction runs.
+    db.psql(&format!("select pg_cancel_backend(({holder_pid}))"));
+    let cancelled = holder.join().unwrap();
+    assert!(
+        cancelled
+            .as_ref()
+            .is_err_and(|e| e.contains("canceling statement")),
+        "{cancelled:?}"
+    );
+    let ok = seen.read(
+        &mut ws,
+        &table,
+        Instant::now() + Duration::from_secs(40),
+        |s| {
+            lag_error(s).is_some_and(|i| {
+                s.system[i..]
+                    .iter()
+                    .any(|(_, m)| m == "Subscribed to PostgreSQL")
+            })
+        },
+    );
+    assert!(ok, "{:?}", seen.system);
     db.psql(&format!("insert into public.{table} (id) values (5)"));
     assert!(seen.read(
         &mut ws,

@@ -47,7 +47,7 @@ fn batch_and_single_reach_sockets() {
     assert_eq!(s, 202);
     let mut want = vec![4u8, 13, 4, 0, 1];
     want.extend_from_slice(br#"realtime:newsping{"n":2}"#);
-    assert_eq!(v2.recv(), Some(Frame::Binary(want)));
+    assert_eq!(v2.expect_frame(), Frame::Binary(want));
     assert_eq!(
         v1.recv_json()["payload"],
         json!({"event": "ping", "payload": {"n": 2}, "type": "broadcast"})

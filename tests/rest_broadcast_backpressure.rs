@@ -12,21 +12,19 @@ const TOO_MANY: &str =
     r#"{"message":"Too many messages to broadcast, please reduce the batch size"}"#;
 
 /// Reads frames until `n` data frames arrived; stops early (returning
-/// what came, the stopping frame last) on a close, EOF or timeout.
+/// what came, the stopping frame last) on a close frame. The stream ending
+/// or going quiet for the read timeout before that fails the test.
 fn read_n(ws: &mut Ws, n: usize) -> Vec<Frame> {
     let mut got = Vec::with_capacity(n);
     while got.len() < n {
         match ws.recv() {
-            Some(f @ (Frame::Text(_) | Frame::Binary(_))) => got.push(f),
-            Some(Frame::Ping(_) | Frame::Pong(_)) => {}
-            Some(other) => {
+            Recv::Frame(f @ (Frame::Text(_) | Frame::Binary(_))) => got.push(f),
+            Recv::Frame(Frame::Ping(_) | Frame::Pong(_)) => {}
+            Recv::Frame(other) => {
                 got.push(other);
                 break;
             }
-            None => {
-                got.push(Frame::Close(None));
-                break;
-            }
+            end => panic!("{end:?} after {} data frames of {n}", got.len()),
         }
     }
     got
@@ -184,10 +182,10 @@ fn a_batch_over_the_events_budget_gets_the_429_and_delivers_nothing() {
     // The batch was refused whole: the next message is the first one in.
     let (s, _, _) = post_json(&srv, "/api/broadcast/many/events/marker", &t, b"{}");
     assert_eq!(s, 202);
-    assert_eq!(ws.recv(), {
+    assert_eq!(ws.expect_frame(), {
         let mut want = vec![4u8, 13, 6, 0, 1];
         want.extend_from_slice(b"realtime:manymarker{}");
-        Some(Frame::Binary(want))
+        Frame::Binary(want)
     });
 }
 

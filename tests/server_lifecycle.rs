@@ -42,7 +42,7 @@ fn sigterm_sends_server_requested_disconnect_and_closes_1012() {
         ws.recv_json(),
         json!([null, null, "realtime:room", "system", {"extension": "system", "status": "ok", "message": "Server requested disconnect"}])
     );
-    assert_eq!(ws.recv(), Some(Frame::Close(Some(1012))));
+    assert_eq!(ws.expect_frame(), Frame::Close(Some(1012)));
     assert!(status.success(), "exit status {status:?}");
 }
 

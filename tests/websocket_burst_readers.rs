@@ -7,9 +7,9 @@ use serde_json::json;
 use support::*;
 
 /// Sends `msgs` from one client while another reads them back; returns the
-/// payload `i` of every broadcast the reader got, in order, and the frame
-/// that stopped it early, if any.
-fn burst(srv: &Server, msgs: Vec<String>) -> (Vec<u64>, Option<Frame>) {
+/// payload `i` of every broadcast the reader got, in order, and what
+/// stopped it early (another frame, EOF or a timeout), if anything.
+fn burst(srv: &Server, msgs: Vec<String>) -> (Vec<u64>, Option<Recv>) {
     let t = token("anon", 3600);
     let mut reader = Ws::connect(srv.port, "2.0.0", &t);
     let mut sender = Ws::connect(srv.port, "2.0.0", &t);
@@ -27,11 +27,11 @@ fn burst(srv: &Server, msgs: Vec<String>) -> (Vec<u64>, Option<Frame>) {
         let mut got = Vec::with_capacity(n);
         while got.len() < n {
             match reader.recv() {
-                Some(Frame::Text(t)) => {
+                Recv::Frame(Frame::Text(t)) => {
                     let v: serde_json::Value = serde_json::from_str(&t).unwrap();
                     got.push(v[4]["payload"]["i"].as_u64().unwrap());
                 }
-                other => return (got, Some(other.unwrap_or(Frame::Close(None)))),
+                other => return (got, Some(other)),
             }
         }
         (got, None)

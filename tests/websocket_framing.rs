@@ -15,7 +15,7 @@ fn fragmented_text_is_reassembled_around_a_ping() {
     ws.send_raw(0x89, b"hi"); // ping between fragments
     ws.send_raw(0x00, &msg[10..20]); // continuation
     ws.send_raw(0x80, &msg[20..]); // final continuation
-    assert_eq!(ws.recv(), Some(Frame::Pong(b"hi".to_vec())));
+    assert_eq!(ws.expect_frame(), Frame::Pong(b"hi".to_vec()));
     assert_eq!(
         ws.recv_json(),
         json!([null, "1", "phoenix", "phx_reply", {"status": "ok", "response": {}}])
@@ -27,7 +27,7 @@ fn oversize_frame_closes_with_1009() {
     let srv = Server::start(&[("WEBSOCKET_MAX_FRAME_SIZE", "2048")]);
     let mut ws = Ws::connect(srv.port, "2.0.0", &token("anon", 3600));
     ws.send_raw(0x81, &vec![b' '; 4096]);
-    assert_eq!(ws.recv(), Some(Frame::Close(Some(1009))));
+    assert_eq!(ws.expect_frame(), Frame::Close(Some(1009)));
 }
 
 #[test]
@@ -36,7 +36,7 @@ fn unmasked_frame_closes_with_1002() {
     let srv = Server::start(&[]);
     let mut ws = Ws::connect(srv.port, "2.0.0", &token("anon", 3600));
     ws.s.write_all(&[0x81, 0x02, b'{', b'}']).unwrap();
-    assert_eq!(ws.recv(), Some(Frame::Close(Some(1002))));
+    assert_eq!(ws.expect_frame(), Frame::Close(Some(1002)));
 }
 
 #[test]
@@ -53,22 +53,35 @@ fn client_close_is_echoed_and_garbage_is_dropped() {
         "malformed messages are dropped, the socket lives"
     );
     ws.send_raw(0x88, &[0x03, 0xe8]);
-    assert_eq!(ws.recv(), Some(Frame::Close(Some(1000))));
-    assert_eq!(ws.recv(), None);
+    assert_eq!(ws.expect_frame(), Frame::Close(Some(1000)));
+    ws.expect_eof();
 }
 
 #[test]
 fn a_socket_silent_past_the_idle_timeout_is_closed() {
     let srv = Server::start(&[("WEBSOCKET_IDLE_TIMEOUT_MS", "400")]);
+    let started = std::time::Instant::now();
     let mut quiet = Ws::connect(srv.port, "2.0.0", &token("anon", 3600));
     let mut chatty = Ws::connect(srv.port, "2.0.0", &token("anon", 3600));
-    for i in 0..8 {
+    // `chatty` talks every 150 ms, well within the timeout, until the
+    // server ends `quiet`'s stream (without a close frame, as a read
+    // timeout would) or the deadline passes.
+    for i in 0.. {
         chatty.text(&format!(r#"[null,"{i}","phoenix","heartbeat",{{}}]"#));
         assert_eq!(chatty.recv_json()[4]["status"], "ok");
-        std::thread::sleep(std::time::Duration::from_millis(150));
+        match quiet.recv_for(150) {
+            Recv::Eof => break,
+            Recv::Timeout => assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "the silent socket was never closed"
+            ),
+            Recv::Frame(f) => panic!("the silent socket got {f:?}"),
+        }
     }
-    // 1.2 s without a frame from `quiet`: the server has closed it.
-    assert_eq!(quiet.recv_within(1000), None);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(400),
+        "closed before the idle timeout"
+    );
     chatty.text(r#"[null,"x","phoenix","heartbeat",{}]"#);
     assert_eq!(chatty.recv_json()[1], "x", "a socket that talks stays open");
 }

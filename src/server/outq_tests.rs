@@ -65,6 +65,19 @@ fn read_to_eof(mut peer: std::net::TcpStream) -> Vec<u8> {
     all
 }
 
+/// Blocks until the kernel says `fd` takes more bytes (the peer read some),
+/// instead of retrying on a clock; panics after 10 s.
+fn wait_writable(fd: std::os::fd::RawFd) {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, and the count says one.
+    let n = unsafe { libc::poll(&mut p, 1, 10_000) };
+    assert_eq!(n, 1, "the socket never became writable");
+}
+
 fn frame(i: usize, size: usize) -> Bytes {
     let mut p = format!("{i:08}").into_bytes();
     p.resize(size, b'x');
@@ -153,7 +166,7 @@ fn a_full_socket_blocks_and_a_slow_consumer_cut_keeps_frame_boundaries() {
         loop {
             match q.flush_now(&mut tally) {
                 Flushed::Dead => break,
-                Flushed::Blocked => std::thread::sleep(Duration::from_millis(1)),
+                Flushed::Blocked => wait_writable(fd),
                 Flushed::Empty => panic!("a closing queue dies once empty"),
             }
         }

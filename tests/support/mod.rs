@@ -6,7 +6,7 @@
 pub mod pg;
 pub mod proxy;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -153,28 +153,42 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A token for the test secret, valid for `ttl` seconds.
-pub fn token(role: &str, ttl: i64) -> String {
-    let now = std::time::SystemTime::now()
+/// An HS256 JWT of `claims` under `secret`, built here from RustCrypto's
+/// `hmac` and `sha2` rather than by the server's signing code: a token the
+/// server made for itself would pass a verifier sharing its signer's bug.
+pub fn sign_hs256(secret: &str, claims: &serde_json::Value) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let message = format!(
+        "{}.{}",
+        b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
+        b64.encode(claims.to_string())
+    );
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(message.as_bytes());
+    format!("{message}.{}", b64.encode(mac.finalize().into_bytes()))
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64;
-    realtime::realtime::auth::sign_hs256(
-        SECRET,
-        &serde_json::json!({"role": role, "exp": now + ttl}),
-    )
+        .as_secs() as i64
+}
+
+/// A token for the test secret, valid for `ttl` seconds.
+pub fn token(role: &str, ttl: i64) -> String {
+    token_with(serde_json::json!({ "role": role }), ttl)
 }
 
 /// A token for the test secret with extra `claims` (`role`, `sub`, ...),
 /// valid for `ttl` seconds.
 pub fn token_with(claims: serde_json::Value, ttl: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
     let mut c = claims;
-    c["exp"] = serde_json::json!(now + ttl);
-    realtime::realtime::auth::sign_hs256(SECRET, &c)
+    c["exp"] = serde_json::json!(now_unix() + ttl);
+    sign_hs256(SECRET, &c)
 }
 
 /// A frame as the client sees it.
@@ -185,6 +199,16 @@ pub enum Frame {
     Close(Option<u16>),
     Pong(Vec<u8>),
     Ping(Vec<u8>),
+}
+
+/// What one read of the socket gave: a frame, the end of the stream, or
+/// nothing before the deadline. Tests say which they expect, so a socket
+/// the server should have closed cannot pass by staying silent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recv {
+    Frame(Frame),
+    Eof,
+    Timeout,
 }
 
 /// A minimal blocking WebSocket client.
@@ -280,19 +304,30 @@ impl Ws {
         self.send_raw(0x82, b);
     }
 
-    fn fill(&mut self) -> bool {
+    /// Reads more bytes: `None` if some came, else why none did.
+    fn fill(&mut self) -> Option<Recv> {
         let mut tmp = [0u8; 65536];
         match self.s.read(&mut tmp) {
-            Ok(0) | Err(_) => false,
+            Ok(0) => Some(Recv::Eof),
             Ok(n) => {
                 self.buf.extend_from_slice(&tmp[..n]);
-                true
+                None
             }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Some(Recv::Timeout)
+            }
+            // A reset is the server closing the socket too.
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+                Some(Recv::Eof)
+            }
+            Err(e) => panic!("reading the WebSocket: {e}"),
         }
     }
 
-    /// Next frame, or None on EOF/timeout.
-    pub fn recv(&mut self) -> Option<Frame> {
+    /// The next frame, the end of the stream, or a timeout once the
+    /// socket's read timeout (10 s unless changed) passes without a whole
+    /// frame.
+    pub fn recv(&mut self) -> Recv {
         loop {
             if self.buf.len() >= 2 {
                 assert_eq!(self.buf[1] & 0x80, 0, "server frames are never masked");
@@ -311,7 +346,7 @@ impl Ws {
                     let op = self.buf[0] & 0x0f;
                     let payload: Vec<u8> = self.buf[hl..hl + len].to_vec();
                     self.buf.drain(..hl + len);
-                    return Some(match op {
+                    return Recv::Frame(match op {
                         1 => Frame::Text(String::from_utf8(payload).unwrap()),
                         2 => Frame::Binary(payload),
                         8 => Frame::Close(
@@ -324,30 +359,47 @@ impl Ws {
                     });
                 }
             }
-            if !self.fill() {
-                return None;
+            if let Some(end) = self.fill() {
+                return end;
             }
+        }
+    }
+
+    /// The next frame; panics on EOF or timeout.
+    pub fn expect_frame(&mut self) -> Frame {
+        match self.recv() {
+            Recv::Frame(f) => f,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    /// Waits (up to the read timeout) for the server to end the stream
+    /// with nothing sent first; panics on a frame or a timeout.
+    pub fn expect_eof(&mut self) {
+        match self.recv() {
+            Recv::Eof => {}
+            other => panic!("expected the server to close the socket, got {other:?}"),
         }
     }
 
     /// Next text frame parsed as JSON (skipping nothing).
     pub fn recv_json(&mut self) -> serde_json::Value {
         match self.recv() {
-            Some(Frame::Text(t)) => serde_json::from_str(&t).unwrap(),
+            Recv::Frame(Frame::Text(t)) => serde_json::from_str(&t).unwrap(),
             other => panic!("expected a text frame, got {other:?}"),
         }
     }
 
-    /// Waits up to `ms` for a frame; None if nothing arrives.
-    pub fn recv_within(&mut self, ms: u64) -> Option<Frame> {
+    /// [`Ws::recv`] waiting at most `ms` for a whole frame.
+    pub fn recv_for(&mut self, ms: u64) -> Recv {
         self.s
-            .set_read_timeout(Some(Duration::from_millis(ms)))
+            .set_read_timeout(Some(Duration::from_millis(ms.max(1))))
             .unwrap();
-        let f = self.recv();
+        let r = self.recv();
         self.s
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
-        f
+        r
     }
 
     /// Joins `topic` (v2) with `config`, returning the reply.

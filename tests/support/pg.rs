@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{free_port, Ws};
+use super::{free_port, Frame, Recv, Ws};
 
 /// A dev-db cluster: the shared one, or a private instance (stopped when
 /// the `DevDb` that started it drops; clones only use it).
@@ -284,8 +284,8 @@ impl Seen {
             if Instant::now() > deadline {
                 return false;
             }
-            match ws.recv_within(200) {
-                Some(super::Frame::Text(t)) => {
+            match ws.recv_for(200) {
+                Recv::Frame(Frame::Text(t)) => {
                     let m: serde_json::Value = serde_json::from_str(&t).unwrap();
                     if m[3] == "system" {
                         self.system.push((
@@ -300,19 +300,8 @@ impl Seen {
                             .push(m[4]["data"]["record"]["id"].as_i64().unwrap());
                     }
                 }
-                Some(super::Frame::Close(_)) => return false,
-                Some(_) => {}
-                None => {
-                    // Timeout or EOF: tell them apart by trying once more
-                    // with a zero-length peek.
-                    let mut b = [0u8; 1];
-                    ws.s.set_nonblocking(true).unwrap();
-                    let eof = matches!(ws.s.peek(&mut b), Ok(0));
-                    ws.s.set_nonblocking(false).unwrap();
-                    if eof {
-                        return false;
-                    }
-                }
+                Recv::Frame(Frame::Close(_)) | Recv::Eof => return false,
+                Recv::Frame(_) | Recv::Timeout => {}
             }
         }
         true

@@ -415,3 +415,20 @@ fn kid_is_inspected() {
     let err = AuthError::SignerKid("#{x}\n".into());
     assert!(err.join_reason().contains("(kid) \"\\#{x}\\n\","));
 }
+
+/// Every other token here is made with `jsonwebtoken`, the library the
+/// verifier itself uses: this one was made elsewhere (jwt.io's published
+/// HS256 example), so a bug the two share cannot pass unseen.
+#[test]
+fn an_hs256_token_signed_outside_this_code_verifies() {
+    const JWT_IO: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+        eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.\
+        SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+    let v = ClaimValidators::default();
+    let claims = verify_hs(JWT_IO, &["your-256-bit-secret"], &v, NOW).unwrap();
+    assert_eq!(claims["name"], "John Doe");
+    assert_eq!(
+        verify_hs(JWT_IO, &["your-256-bit-secreT"], &v, NOW),
+        Err(AuthError::BadSignature)
+    );
+}
