@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         &serde_json::json!({
             "role": "anon",
             "iss": "realtime",
-            "exp": realtime::server::now_unix() + 3600 * 24,
+            "exp": realtime::server::shard::now_unix() + 3600 * 24,
         }),
     );
     println!(

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::auth::{ClaimValidators, JwtKeys, TokenMemo};
+use super::auth::memo::TokenMemo;
+use super::auth::{ClaimValidators, JwtKeys};
 use super::hub::Hub;
 use super::limits::RateCounter;
 

@@ -11,9 +11,11 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use realtime_shards::ShardStats;
 
+use super::conns::Conn;
+use super::http_api;
 use super::outq::{CloseReason, OutQueue, OutState};
+use super::shard::{now_unix, ShardState};
 use super::sock::SharedStream;
-use super::{http_api, now_unix, ShardState};
 use crate::proto::phoenix::{self, Vsn};
 use crate::proto::{http, ws};
 use crate::realtime::auth;
@@ -27,16 +29,6 @@ const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 /// Bytes a reader may take in without the socket ever making it wait
 /// before it lets the shard write (see [`let_writers_run`]).
 const READ_BURST: u32 = 64 * 1024;
-
-/// A live WebSocket connection, registered on its shard.
-pub struct Conn {
-    /// Protocol state.
-    pub session: RefCell<Session>,
-    /// Write queue.
-    pub out: Rc<OutQueue>,
-    /// Its tenant's state on this shard.
-    pub tenant: Rc<RefCell<Tenant>>,
-}
 
 /// The WebSocket endpoints.
 fn is_ws_path(path: &str) -> bool {

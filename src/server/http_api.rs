@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use realtime_shards::ShardStats;
 
+use super::shard::{now_unix, ShardState};
 use super::sock::SharedStream;
-use super::{now_unix, ShardState};
 use crate::proto::http::{self, RequestHead};
 use crate::proto::phoenix::Encoding;
 use crate::realtime::auth;

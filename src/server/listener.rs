@@ -19,8 +19,9 @@ use glommio::net::{TcpListener, TcpStream};
 use realtime_shards::ShardStats;
 
 use super::connection;
+use super::handoff::Handoff;
+use super::shard::{ShardMsg, ShardState};
 use super::sock::SharedStream;
-use super::{ShardMsg, ShardState};
 use crate::proto::http;
 
 /// First pause after a failed accept; it doubles up to `accept_backoff_max_ms`.
@@ -28,16 +29,6 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
 /// At most one accept-failure warning per this interval; the ones in
 /// between are counted into the next warning.
 const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
-
-/// A socket moving to its tenant's home shard, its head already read.
-pub struct Handoff {
-    /// The socket.
-    pub fd: OwnedFd,
-    /// Its request head.
-    pub head: http::RequestHead,
-    /// Bytes read after the head (a request body, say).
-    pub rest: BytesMut,
-}
 
 /// Accepts until cancelled.
 pub async fn accept_loop(state: Rc<ShardState>, listener: TcpListener) {

@@ -2,6 +2,9 @@
 //! routes sockets to their tenant's home shard, the WebSocket connection
 //! driver, the REST API, shutdown, and the tenant database connections.
 //!
+//! - [`shard`]: the state every driver on a shard shares, and the
+//!   messages between shards; [`conns`] and [`handoff`] hold the plain
+//!   types it keeps, so it depends on no driver.
 //! - [`listener`]: accept, read the request head, hand the socket over.
 //! - [`connection`]: WebSocket upgrade and read loop.
 //! - [`outq`]: the bounded per-socket write queue, and the shard's one
@@ -10,16 +13,21 @@
 //! - [`shutdown`]: signal handling, the drain and the token-expiry sweep.
 //! - [`pgconn`]: a Postgres client connection (startup, authentication,
 //!   simple queries, the replication copy stream).
+//! - [`pgerror`]: the errors of both.
 //! - [`tls`]: TLS to tenant databases (`DB_SSL_MODE`).
 //! - [`replication`]: one logical replication stream per tenant database,
 //!   its subscription checks, RLS row checks and confirmations.
 
 pub mod connection;
+pub mod conns;
+pub mod handoff;
 pub mod http_api;
 pub mod listener;
 pub mod outq;
 pub mod pgconn;
+pub mod pgerror;
 pub mod replication;
+pub mod shard;
 pub mod shutdown;
 pub mod sock;
 pub mod tls;
@@ -33,89 +41,10 @@ use std::time::{Duration, Instant};
 use realtime_shards::{Shard, ShardStats};
 
 use crate::config::Config;
-use crate::realtime::session::{Session, Settings};
-use crate::realtime::tenant::{Directory, Tenant, Tenants};
+use crate::realtime::session::Settings;
+use crate::realtime::tenant::Directory;
 
-/// Messages between shards.
-pub enum ShardMsg {
-    /// A socket whose tenant lives on the receiving shard, with the request
-    /// head the accepting shard read from it.
-    Adopt(Box<listener::Handoff>),
-}
-
-/// Everything one shard owns.
-pub struct ShardState {
-    /// Shard handle: id, mesh, stats table.
-    pub shard: Shard<ShardMsg>,
-    /// Effective configuration.
-    pub config: Arc<Config>,
-    /// Known tenants (shared, read-only).
-    pub directory: Arc<Directory>,
-    /// Handler switches derived from the config.
-    pub settings: Settings,
-    /// Tenants active on this shard.
-    pub tenants: RefCell<Tenants>,
-    /// The sockets' flush list and room waiters (see `outq`).
-    pub writers: Rc<outq::Writers>,
-    /// Live sessions by connection id (for token expiry and shutdown).
-    pub sessions: RefCell<HashMap<u64, Rc<connection::Conn>>>,
-    /// Next connection id.
-    pub next_conn_id: Cell<u64>,
-    /// Next channel id.
-    pub next_channel_id: Cell<u64>,
-    /// (expiry unix seconds, connection id), earliest first; entries may be
-    /// stale and are re-checked when popped.
-    pub expiries: RefCell<BinaryHeap<std::cmp::Reverse<(i64, u64)>>>,
-    /// Set when the server is draining.
-    pub shutting_down: Cell<bool>,
-    /// Monotonic origin for `now_ms`.
-    pub started: Instant,
-}
-
-impl ShardState {
-    /// Milliseconds since the shard started (monotonic).
-    pub fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-
-    /// This shard's counters.
-    pub fn stats(&self) -> &ShardStats {
-        self.shard.my_stats()
-    }
-
-    /// The live state of a tenant whose home is this shard, created on first use.
-    pub fn tenant(&self, id: &str) -> Option<Rc<RefCell<Tenant>>> {
-        if let Some(t) = self.tenants.borrow().get(id) {
-            return Some(t.clone());
-        }
-        let cfg = self.directory.get(id)?.clone();
-        let t = Rc::new(RefCell::new(Tenant::new(cfg, self.now_ms())));
-        self.tenants.borrow_mut().insert(id.to_owned(), t.clone());
-        Some(t)
-    }
-
-    /// Which shard owns `tenant`.
-    pub fn home_of(&self, tenant: &str) -> usize {
-        realtime_shards::home_shard(tenant, self.shard.nr_shards)
-    }
-
-    /// Remembers to check a session's tokens at `exp`.
-    pub fn schedule_expiry(&self, session: &Session) {
-        if let Some(exp) = session.earliest_expiry() {
-            self.expiries
-                .borrow_mut()
-                .push(std::cmp::Reverse((exp, session.id)));
-        }
-    }
-}
-
-/// Wall-clock Unix seconds.
-pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+use shard::{ShardMsg, ShardState};
 
 /// Runs the server until a signal asks it to stop and the drain finishes.
 pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
@@ -173,7 +102,12 @@ async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
         })
         .detach();
     }
-    glommio::spawn_local(outq::flusher(state.clone())).detach();
+    glommio::spawn_local(outq::flusher(
+        state.writers.clone(),
+        state.shard.stats.clone(),
+        state.shard.id,
+    ))
+    .detach();
     glommio::spawn_local(shutdown::expiry_sweeper(state.clone())).detach();
     glommio::spawn_local(shutdown::channelless_sweeper(state.clone())).detach();
     glommio::spawn_local(shutdown::idle_sweeper(state.clone())).detach();

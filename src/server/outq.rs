@@ -23,13 +23,13 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use bytes::{Buf, Bytes};
 use realtime_shards::ShardStats;
 
 use super::sock::SharedStream;
-use super::ShardState;
 use crate::proto::ws;
 use crate::realtime::hub::Outbound;
 
@@ -494,9 +494,9 @@ impl Writers {
 
 /// The shard's flusher: writes every queue put on the flush list, for as
 /// long as the shard runs. One `sendmsg` per socket per pass, counters
-/// folded in once per pass.
-pub async fn flusher(state: Rc<ShardState>) {
-    let writers = state.writers.clone();
+/// folded in once per pass into `stats[shard]`. It takes the shard's
+/// parts rather than its state so this module stays beneath the shard state.
+pub async fn flusher(writers: Rc<Writers>, stats: Arc<[ShardStats]>, shard: usize) {
     let mut listed = Vec::new();
     loop {
         poll_fn(|cx| writers.poll_listed(cx, &mut listed)).await;
@@ -505,19 +505,19 @@ pub async fn flusher(state: Rc<ShardState>) {
             match q.flush_now(&mut tally) {
                 Flushed::Blocked => {
                     q.listing.set(Listing::Blocked);
-                    glommio::spawn_local(drain_blocked(state.clone(), q)).detach();
+                    glommio::spawn_local(drain_blocked(stats.clone(), shard, q)).detach();
                 }
                 Flushed::Empty | Flushed::Dead => q.listing.set(Listing::Idle),
             }
         }
-        add_tally(&state, tally);
+        add_tally(&stats[shard], tally);
     }
 }
 
 /// Owns a queue whose socket buffer filled up: waits until the kernel
 /// takes more (through the stream's own readiness), then writes on until
 /// the queue is empty or dead.
-async fn drain_blocked(state: Rc<ShardState>, q: Rc<OutQueue>) {
+async fn drain_blocked(stats: Arc<[ShardStats]>, shard: usize, q: Rc<OutQueue>) {
     let mut tally = WriteTally::default();
     loop {
         let front = q.queue.borrow().front().cloned();
@@ -537,12 +537,11 @@ async fn drain_blocked(state: Rc<ShardState>, q: Rc<OutQueue>) {
         }
     }
     q.listing.set(Listing::Idle);
-    add_tally(&state, tally);
+    add_tally(&stats[shard], tally);
 }
 
-fn add_tally(state: &ShardState, tally: WriteTally) {
+fn add_tally(stats: &ShardStats, tally: WriteTally) {
     if tally.bytes > 0 {
-        let stats = state.stats();
         ShardStats::add(&stats.messages_out, tally.frames);
         ShardStats::add(&stats.bytes_out, tally.bytes);
     }

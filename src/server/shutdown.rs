@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::connection::with_env;
 use super::outq::{CloseReason, OutState};
-use super::{now_unix, ShardState};
+use super::shard::{now_unix, ShardState};
 
 /// Set by the signal handler (an `Arc` because signal-hook's safe `flag`
 /// API keeps a reference for the life of the process).

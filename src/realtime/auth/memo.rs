@@ -12,7 +12,9 @@
 use std::rc::Rc;
 use std::sync::Arc;
 
-use super::{verify_channel, AuthError, ClaimValidators, Claims, JwtKeys};
+use super::error::AuthError;
+use super::keys::JwtKeys;
+use super::{verify_channel, ClaimValidators, Claims};
 
 /// Entries kept: enough for the few tokens one tenant's joins use at a time
 /// on a shard; a lookup compares at most this many strings.

@@ -14,7 +14,8 @@ use jsonwebtoken::signature::Verifier as _;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
-use super::{AuthError, JwtKeys};
+use super::error::AuthError;
+use super::keys::JwtKeys;
 
 /// Base64url without padding that keeps non-zero trailing bits, as Elixir's
 /// `Base.url_decode64(s, padding: false)` does.

@@ -6,10 +6,10 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::body::{first_char, json_body, Pairs};
-use super::size::external_size_json;
-use super::{
+use super::errors::{
     is_blank, BatchError, FieldErrors, ALREADY_TAKEN, CANT_BE_BLANK, IS_INVALID, PAYLOAD_TOO_LARGE,
 };
+use super::size::external_size_json;
 use crate::proto::json::write_str_buf;
 
 /// One message of a `POST /api/broadcast` body, validated.
@@ -287,8 +287,9 @@ fn empty_object() -> Box<RawValue> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::realtime::rest::errors::{JSON_CONTENT_TYPE, MAX_BODY_BYTES};
+    use crate::realtime::rest::single::parse_single_json;
     use crate::realtime::rest::test_support::{arb_json, MAX};
-    use crate::realtime::rest::{parse_single_json, JSON_CONTENT_TYPE, MAX_BODY_BYTES};
     use proptest::prelude::*;
     use serde_json::json;
     fn err(body: &str) -> BatchError {

@@ -8,7 +8,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{BatchError, MAX_BODY_BYTES};
+use super::errors::{BatchError, MAX_BODY_BYTES};
 use crate::proto::http::media_type;
 
 /// The body text `Plug.Parsers` would decode as JSON, or `None` when it

@@ -4,11 +4,11 @@
 use std::borrow::Cow;
 
 use super::body::{first_char, json_body, Pairs};
-use super::size::external_size_json;
-use super::{
+use super::errors::{
     is_blank, BatchError, FieldErrors, CANT_BE_BLANK, PAYLOAD_TOO_LARGE,
     UNSUPPORTED_MEDIA_TYPE_BODY,
 };
+use super::size::external_size_json;
 use crate::proto::http::{media_type, percent_decode};
 
 /// How the single endpoint reads its body.
@@ -161,8 +161,9 @@ pub fn split_single_path(path: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::realtime::rest::body::is_json_content_type;
+    use crate::realtime::rest::size::{binary_external_size, external_size};
     use crate::realtime::rest::test_support::MAX;
-    use crate::realtime::rest::{binary_external_size, external_size, is_json_content_type};
     use proptest::prelude::*;
     use serde_json::json;
     #[test]

@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use super::keepalive::KeepAlive;
 use crate::proto::pg::pgoutput::Relation;
 use crate::proto::pg::sql::literal;
 use crate::proto::pg::Oid;
@@ -20,7 +21,6 @@ use crate::realtime::cdc::access::{AccessView, Answers, Questions, TableAccess};
 use crate::realtime::cdc::rowcheck::CheckPlan;
 use crate::realtime::postgres_changes::change::Change;
 use crate::server::pgconn::{PgConfig, PgConn, PgError};
-use crate::server::replication::KeepAlive;
 
 /// How long table access is trusted before it is read again. Policies
 /// themselves are evaluated live by every row check; this bounds how long

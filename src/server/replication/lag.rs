@@ -15,19 +15,16 @@
 use std::time::{Duration, Instant};
 
 use super::catalog::literal;
-use super::ReplicationSettings;
+use super::settings::{ReplicationSettings, MB};
 use crate::realtime::frames;
 use crate::server::pgconn::{PgConn, PgError};
-use crate::server::ShardState;
+use crate::server::shard::ShardState;
 
 /// How often a streaming session measures its slot.
 pub const CHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// Attempts, 100 ms apart, to drop a slot still held by a walsender.
 const DROP_TRIES: u32 = 30;
-
-/// Bytes in the cap's unit (MB as Postgres counts them: 2^20).
-pub const MB: u64 = 1 << 20;
 
 /// A slot as `pg_replication_slots` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

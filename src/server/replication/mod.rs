@@ -21,7 +21,9 @@
 pub mod authorize;
 pub mod catalog;
 pub mod confirm;
+pub mod keepalive;
 pub mod lag;
+pub mod settings;
 pub mod silence;
 pub mod start;
 pub mod subscribe;
@@ -33,18 +35,17 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::pgconn::{CopyMsg, PgConfig, PgConn, PgError};
-use super::{now_unix, ShardState};
-use crate::config::Config;
+use super::pgconn::{CopyMsg, PgConn, PgError};
+use super::shard::{with_tenant, ShardState};
 use crate::proto::pg::pgoutput::{self, Message, Relation};
 use crate::proto::pg::relcache::RelCache;
-use crate::proto::pg::replication::{
-    encode_standby_status_update, Lsn, PgTimestamp, ReplicationMessage, StandbyStatusUpdate,
-};
+use crate::proto::pg::replication::{Lsn, PgTimestamp, ReplicationMessage};
 use crate::proto::pg::types::TypeCache;
 use crate::proto::pg::{Oid, PgTimestamp as CommitTime};
 use crate::realtime::postgres_changes::change::Change;
 use authorize::AccessCache;
+use keepalive::{status_update, KeepAlive};
+pub use settings::ReplicationSettings;
 
 /// Most changes held before they are authorised and delivered: a batch
 /// ends at a commit or at this many changes, whichever comes first (a batch
@@ -57,68 +58,6 @@ struct Pending {
     rel: Arc<Relation>,
     pk: Rc<[usize]>,
     commit_time: CommitTime,
-}
-
-/// Where the tenant database is and what to stream from it.
-#[derive(Debug, Clone)]
-pub struct ReplicationSettings {
-    /// Connection for catalog queries.
-    pub sql: PgConfig,
-    /// Connection for the stream (`replication=database`).
-    pub stream: PgConfig,
-    /// Publication streamed (never created here).
-    pub publication: String,
-    /// Permanent logical slot.
-    pub slot: String,
-    /// Status update period.
-    pub status_interval: Duration,
-    /// WAL the slot may retain before it is recreated, in bytes (0: no cap).
-    pub max_slot_lag_bytes: u64,
-    /// Stream silence before a reply is requested ([`silence`]); `None`:
-    /// half of the database's `wal_sender_timeout`.
-    pub idle_timeout: Option<Duration>,
-    /// Connections that check a batch's rows at once (the catalog
-    /// connection and `check_connections - 1` more, opened when needed).
-    pub check_connections: usize,
-}
-
-impl ReplicationSettings {
-    /// Settings of the default tenant, if a database is configured.
-    pub fn from_config(c: &Config) -> Option<Self> {
-        let host = c.db_host.clone()?;
-        let sql = PgConfig {
-            host,
-            port: c.db_port,
-            dbname: c.db_name.clone(),
-            user: c.db_user.clone(),
-            password: c.db_password.clone().unwrap_or_default(),
-            replication: false,
-            application_name: "realtime".into(),
-            timeout: Duration::from_millis(c.db_query_timeout_ms),
-            tls: crate::server::tls::DbTls {
-                mode: c.db_ssl_mode,
-                root_cert: c.db_ssl_root_cert.clone(),
-            },
-        };
-        let stream = PgConfig {
-            replication: true,
-            application_name: "realtime_replication".into(),
-            ..sql.clone()
-        };
-        Some(Self {
-            sql,
-            stream,
-            publication: c.db_publication.clone(),
-            slot: format!("supabase_realtime_replication_slot{}", c.slot_name_suffix),
-            status_interval: Duration::from_millis(c.replication_status_interval_ms),
-            max_slot_lag_bytes: c.replication_max_slot_lag_mb.saturating_mul(lag::MB),
-            check_connections: c.db_check_connections.clamp(1, 16) as usize,
-            idle_timeout: match c.replication_idle_timeout_ms {
-                0 => None,
-                ms => Some(Duration::from_millis(ms)),
-            },
-        })
-    }
 }
 
 /// The driver's state, for logs and health.
@@ -161,16 +100,6 @@ pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSet
         glommio::timer::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
-}
-
-pub(crate) fn with_tenant<R>(
-    state: &ShardState,
-    tenant: &str,
-    f: impl FnOnce(&mut crate::realtime::tenant::Tenant) -> R,
-) -> Option<R> {
-    let t = state.tenant(tenant)?;
-    let mut t = t.borrow_mut();
-    Some(f(&mut t))
 }
 
 async fn step<T>(
@@ -416,43 +345,6 @@ struct BatchDb<'a> {
     sql: &'a mut PgConn,
     checks: &'a mut authorize::CheckPool,
     keep: KeepAlive<'a>,
-}
-
-/// Sends status updates on the stream while a long batch is checked: the
-/// walsender ends a session that sends nothing for `wal_sender_timeout`,
-/// and one that did so in the middle of a large transaction's checks would
-/// retry the same transaction for ever.
-pub struct KeepAlive<'a> {
-    repl: &'a mut PgConn,
-    buf: &'a mut BytesMut,
-    /// Last position received.
-    received: Lsn,
-    /// Last position that may be reported flushed.
-    flushed: Lsn,
-}
-
-impl KeepAlive<'_> {
-    /// One status update (positions unchanged since the batch began).
-    pub async fn ping(&mut self) -> Result<(), PgError> {
-        status_update(self.buf, self.received, self.flushed, false);
-        self.repl.send_copy_data(self.buf).await
-    }
-}
-
-/// Encodes a standby status update into `buf`: `received` written,
-/// `flushed` flushed and applied.
-fn status_update(buf: &mut BytesMut, received: Lsn, flushed: Lsn, reply_requested: bool) {
-    buf.clear();
-    encode_standby_status_update(
-        buf,
-        &StandbyStatusUpdate {
-            write: received,
-            flush: flushed,
-            apply: flushed,
-            client_time: PgTimestamp::from_unix_micros(now_unix() * 1_000_000),
-            reply_requested,
-        },
-    );
 }
 
 /// The relation of an Insert, Update or Delete.

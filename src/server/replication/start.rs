@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::server::ShardState;
+use crate::server::shard::ShardState;
 
 /// How often an idle driver looks for a first subscriber. Joins are rare
 /// next to this, and the check is one hash lookup.

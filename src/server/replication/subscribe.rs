@@ -23,13 +23,13 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::{with_tenant, ReplicationSettings};
+use super::settings::ReplicationSettings;
 use crate::proto::pg::sql::literal;
 use crate::realtime::cdc::CheckJob;
 use crate::realtime::postgres_changes::binding::{Binding, PgErrorText, SubscribeError};
 use crate::realtime::postgres_changes::filter::{trigger, Op};
 use crate::server::pgconn::{PgConn, PgError};
-use crate::server::ShardState;
+use crate::server::shard::{with_tenant, ShardState};
 
 /// Runs the checker for `tenant` until the shard stops.
 pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSettings) {

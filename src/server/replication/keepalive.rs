@@ -1,0 +1,53 @@
+//! Standby status updates: the one encoder, and the handle that lets the
+//! row checks (`authorize`) ping the stream while a long batch is checked.
+//! A leaf beneath the driver so `authorize` need not import it.
+
+use bytes::BytesMut;
+
+use crate::proto::pg::replication::{
+    encode_standby_status_update, Lsn, PgTimestamp, StandbyStatusUpdate,
+};
+use crate::server::pgconn::{PgConn, PgError};
+use crate::server::shard::now_unix;
+
+/// Sends status updates on the stream while a long batch is checked: the
+/// walsender ends a session that sends nothing for `wal_sender_timeout`,
+/// and one that did so in the middle of a large transaction's checks would
+/// retry the same transaction for ever.
+pub struct KeepAlive<'a> {
+    pub(super) repl: &'a mut PgConn,
+    pub(super) buf: &'a mut BytesMut,
+    /// Last position received.
+    pub(super) received: Lsn,
+    /// Last position that may be reported flushed.
+    pub(super) flushed: Lsn,
+}
+
+impl KeepAlive<'_> {
+    /// One status update (positions unchanged since the batch began).
+    pub async fn ping(&mut self) -> Result<(), PgError> {
+        status_update(self.buf, self.received, self.flushed, false);
+        self.repl.send_copy_data(self.buf).await
+    }
+}
+
+/// Encodes a standby status update into `buf`: `received` written,
+/// `flushed` flushed and applied.
+pub(super) fn status_update(
+    buf: &mut BytesMut,
+    received: Lsn,
+    flushed: Lsn,
+    reply_requested: bool,
+) {
+    buf.clear();
+    encode_standby_status_update(
+        buf,
+        &StandbyStatusUpdate {
+            write: received,
+            flush: flushed,
+            apply: flushed,
+            client_time: PgTimestamp::from_unix_micros(now_unix() * 1_000_000),
+            reply_requested,
+        },
+    );
+}
