@@ -3,9 +3,15 @@
 //!
 //! ```text
 //! Connect -> CheckPublication -> CheckSlot (-> CreateSlot) -> Start -> Streaming
-//!    ^                                                                  |
-//!    +------------------------ backoff (capped) <-----------------------+
+//!    ^              |                                                   |
+//!    |              +--> NotConfigured (30 s or a join) --+             |
+//!    +------------------------ backoff (capped) <---------+-------------+
 //! ```
+//!
+//! Failures back off; a missing publication ([`SessionEnd::NotConfigured`])
+//! and a slot to recreate ([`SessionEnd::SlotRecreated`]) are outcomes, not
+//! failures. The stream's bookkeeping is [`stream::Stream`], free of I/O;
+//! this driver performs what it asks for.
 //!
 //! The slot is permanent and START_REPLICATION asks for `0/0`, which for a
 //! logical slot means "from the confirmed position": after a crash or a
