@@ -303,7 +303,7 @@ async fn session(
         };
         // Nobody subscribed: changes are not kept, and commits still
         // confirm them.
-        let anyone = with_tenant(state, tenant, |t| !t.cdc.is_empty()).unwrap_or(false);
+        let anyone = || with_tenant(state, tenant, |t| !t.cdc.is_empty()).unwrap_or(false);
         let asked = match stream.on_copy_data(d, anyone)? {
             Action::Nothing => false,
             Action::Status => true,

@@ -112,10 +112,14 @@ impl Stream {
         }
     }
 
-    /// One CopyData payload. `anyone`: the tenant has a subscriber (a
-    /// change nobody listens to is not kept, and its commit still confirms
-    /// it).
-    pub fn on_copy_data(&mut self, payload: Bytes, anyone: bool) -> Result<Action, PgError> {
+    /// One CopyData payload. `anyone`: whether the tenant has a subscriber,
+    /// asked only for a change (one nobody listens to is not kept, and its
+    /// commit still confirms it).
+    pub fn on_copy_data(
+        &mut self,
+        payload: Bytes,
+        anyone: impl FnOnce() -> bool,
+    ) -> Result<Action, PgError> {
         let msg =
             ReplicationMessage::parse(payload).map_err(|e| PgError::Protocol(e.to_string()))?;
         match msg {
@@ -137,7 +141,7 @@ impl Stream {
                     }
                     Message::Commit(c) => Ok(self.on_commit(c.end_lsn)),
                     Message::Insert(_) | Message::Update(_) | Message::Delete(_) => {
-                        self.on_change(msg, anyone)
+                        self.on_change(msg, anyone())
                     }
                     _ => Ok(Action::Nothing),
                 }

@@ -68,7 +68,7 @@ fn stream(now: Instant) -> Stream {
 
 /// Feeds `payload`, which must succeed.
 fn feed(s: &mut Stream, payload: Bytes) -> Action {
-    s.on_copy_data(payload, true).expect("valid message")
+    s.on_copy_data(payload, || true).expect("valid message")
 }
 
 /// Feeds a Relation and answers its lookup as the driver would.
@@ -146,7 +146,7 @@ fn the_gate_holds_a_confirmed_lsn_before_it_is_reported() {
 fn a_change_for_an_unknown_relation_is_a_protocol_error() {
     let mut s = stream(Instant::now());
     feed(&mut s, xlog(20, begin(7)));
-    match s.on_copy_data(xlog(30, insert("1")), true) {
+    match s.on_copy_data(xlog(30, insert("1")), || true) {
         Err(PgError::Protocol(m)) => {
             assert_eq!(m, format!("change for unknown relation {REL_OID}"))
         }
@@ -158,11 +158,11 @@ fn a_change_for_an_unknown_relation_is_a_protocol_error() {
 fn garbage_is_a_protocol_error() {
     let mut s = stream(Instant::now());
     assert!(matches!(
-        s.on_copy_data(Bytes::from_static(b"x"), true),
+        s.on_copy_data(Bytes::from_static(b"x"), || true),
         Err(PgError::Protocol(_))
     ));
     assert!(matches!(
-        s.on_copy_data(xlog(1, W::tag(b'?')), true),
+        s.on_copy_data(xlog(1, W::tag(b'?')), || true),
         Err(PgError::Protocol(_))
     ));
 }
@@ -201,9 +201,9 @@ fn max_batch_cuts_a_batch_and_a_kept_batch_doubles_the_cut() {
 fn changes_nobody_listens_to_are_not_kept_and_the_commit_confirms_them() {
     let mut s = stream(Instant::now());
     describe(&mut s, 10);
-    s.on_copy_data(xlog(20, begin(7)), false).unwrap();
+    s.on_copy_data(xlog(20, begin(7)), || false).unwrap();
     assert_eq!(
-        s.on_copy_data(xlog(30, insert("1")), false).unwrap(),
+        s.on_copy_data(xlog(30, insert("1")), || false).unwrap(),
         Action::Nothing
     );
     assert!(s.pending_mut().is_empty());
@@ -212,7 +212,7 @@ fn changes_nobody_listens_to_are_not_kept_and_the_commit_confirms_them() {
         committed: true,
     };
     assert_eq!(
-        s.on_copy_data(xlog(40, commit(60)), false).unwrap(),
+        s.on_copy_data(xlog(40, commit(60)), || false).unwrap(),
         Action::Flush(tx)
     );
     s.flushed(tx, true);
