@@ -32,10 +32,6 @@ pub enum PgError {
     /// unusable (a reply may still be in flight) and must be reopened.
     #[error("timeout: {0}")]
     Timeout(String),
-    /// The replication slot must be recreated (lag cap, invalidated):
-    /// the session ends so that it can be dropped.
-    #[error("slot lag: {0}")]
-    SlotLag(String),
 }
 
 impl PgError {

@@ -13,6 +13,32 @@ use std::time::{Duration, Instant};
 
 pub const SECRET: &str = "integration-test-secret-with-at-least-32-chars";
 
+/// A server's log lines, as they arrive.
+#[derive(Clone, Default)]
+pub struct Log(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Log {
+    /// Lines containing every one of `parts`.
+    pub fn count(&self, parts: &[&str]) -> usize {
+        let lines = self.0.lock().unwrap();
+        lines
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .count()
+    }
+
+    /// Waits until `count(parts) >= n`; whether it got there by `deadline`.
+    pub fn wait_for(&self, parts: &[&str], n: usize, deadline: Instant) -> bool {
+        while self.count(parts) < n {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+}
+
 /// A running server, stopped with SIGTERM on drop.
 pub struct Server {
     pub port: u16,
@@ -22,6 +48,28 @@ pub struct Server {
 impl Server {
     /// Starts the server with the test secret, zero backoffs and `env`.
     pub fn start(env: &[(&str, &str)]) -> Server {
+        Server::spawn(env, Stdio::inherit())
+    }
+
+    /// [`Server::start_env`] with its log (stderr) collected line by line.
+    pub fn start_logged(env: &[(String, String)]) -> (Server, Log) {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut s = Server::spawn(&env, Stdio::piped());
+        let err = s.child.as_mut().unwrap().stderr.take().expect("piped");
+        let log = Log::default();
+        let lines = log.0.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{line}");
+                lines.lock().unwrap().push(line);
+            }
+        });
+        (s, log)
+    }
+
+    fn spawn(env: &[(&str, &str)], stderr: Stdio) -> Server {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_realtime"));
         cmd.env_clear()
@@ -32,7 +80,7 @@ impl Server {
             .env("SHARDS", "2")
             .env("LOG_LEVEL", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in env {
             cmd.env(k, v);
         }

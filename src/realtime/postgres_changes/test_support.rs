@@ -25,6 +25,10 @@ impl W {
         self.0.extend_from_slice(&v.to_be_bytes());
         self
     }
+    pub(crate) fn i64(mut self, v: i64) -> W {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
     pub(crate) fn str(mut self, s: &str) -> W {
         self.0.extend_from_slice(s.as_bytes());
         self.0.push(0);
@@ -51,6 +55,10 @@ impl W {
             };
         }
         self
+    }
+    /// The bytes as written (for messages fed to a decoder under test).
+    pub(crate) fn bytes(self) -> Bytes {
+        Bytes::from(self.0)
     }
     pub(crate) fn decode(self) -> Message {
         decode(Bytes::from(self.0)).expect("valid pgoutput message")

@@ -4,8 +4,9 @@
 
 use bytes::BytesMut;
 
+use super::stream::Status;
 use crate::proto::pg::replication::{
-    encode_standby_status_update, Lsn, PgTimestamp, StandbyStatusUpdate,
+    encode_standby_status_update, PgTimestamp, StandbyStatusUpdate,
 };
 use crate::server::pgconn::{PgConn, PgError};
 use crate::server::shard::now_unix;
@@ -17,35 +18,28 @@ use crate::server::shard::now_unix;
 pub struct KeepAlive<'a> {
     pub(super) repl: &'a mut PgConn,
     pub(super) buf: &'a mut BytesMut,
-    /// Last position received.
-    pub(super) received: Lsn,
-    /// Last position that may be reported flushed.
-    pub(super) flushed: Lsn,
+    /// The positions as the batch began.
+    pub(super) status: Status,
 }
 
 impl KeepAlive<'_> {
     /// One status update (positions unchanged since the batch began).
     pub async fn ping(&mut self) -> Result<(), PgError> {
-        status_update(self.buf, self.received, self.flushed, false);
+        status_update(self.buf, self.status, false);
         self.repl.send_copy_data(self.buf).await
     }
 }
 
 /// Encodes a standby status update into `buf`: `received` written,
 /// `flushed` flushed and applied.
-pub(super) fn status_update(
-    buf: &mut BytesMut,
-    received: Lsn,
-    flushed: Lsn,
-    reply_requested: bool,
-) {
+pub(super) fn status_update(buf: &mut BytesMut, st: Status, reply_requested: bool) {
     buf.clear();
     encode_standby_status_update(
         buf,
         &StandbyStatusUpdate {
-            write: received,
-            flush: flushed,
-            apply: flushed,
+            write: st.received,
+            flush: st.flushed,
+            apply: st.flushed,
             client_time: PgTimestamp::from_unix_micros(now_unix() * 1_000_000),
             reply_requested,
         },

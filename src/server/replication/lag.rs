@@ -10,7 +10,8 @@
 //! Checked before each START_REPLICATION ([`enforce_before_start`]) and
 //! every [`CHECK_EVERY`] while streaming ([`LagWatch`]). An active slot
 //! cannot be dropped, so a streaming check that finds the cap exceeded ends
-//! the session ([`PgError::SlotLag`]) and the next session's check drops it.
+//! the session (`SessionEnd::SlotRecreated`) and the next session's check
+//! drops it.
 
 use std::time::{Duration, Instant};
 
@@ -153,30 +154,30 @@ impl Default for LagWatch {
 
 impl LagWatch {
     /// While streaming: every [`CHECK_EVERY`] (`now` is the caller's clock
-    /// reading, taken once per replication message), measures the slot and
-    /// ends the session with [`PgError::SlotLag`] when it must be recreated.
+    /// reading, taken once per replication message), measures the slot;
+    /// `Some(reason)` when it must be recreated, which ends the session.
     pub async fn check(
         &mut self,
         now: Instant,
         tenant: &str,
         sql: &mut PgConn,
         s: &ReplicationSettings,
-    ) -> Result<(), PgError> {
+    ) -> Result<Option<String>, PgError> {
         if now.saturating_duration_since(self.last) < CHECK_EVERY {
-            return Ok(());
+            return Ok(None);
         }
         self.last = now;
         let Some(slot) = slot_state(sql, &s.slot).await? else {
-            return Err(PgError::SlotLag(format!(
+            return Ok(Some(format!(
                 "replication slot {} disappeared while streaming",
                 s.slot
             )));
         };
         match verdict(&slot, s.max_slot_lag_bytes) {
-            None => Ok(()),
+            None => Ok(None),
             Some(why) => {
                 tracing::warn!(tenant, slot = %s.slot, reason = ?why, "slot over its lag cap; restarting the stream to recreate it");
-                Err(PgError::SlotLag(why.message(&s.slot)))
+                Ok(Some(why.message(&s.slot)))
             }
         }
     }

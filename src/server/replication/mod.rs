@@ -3,9 +3,15 @@
 //!
 //! ```text
 //! Connect -> CheckPublication -> CheckSlot (-> CreateSlot) -> Start -> Streaming
-//!    ^                                                                  |
-//!    +------------------------ backoff (capped) <-----------------------+
+//!    ^              |                                                   |
+//!    |              +--> NotConfigured (30 s or a join) --+             |
+//!    +------------------------ backoff (capped) <---------+-------------+
 //! ```
+//!
+//! Failures back off; a missing publication ([`SessionEnd::NotConfigured`])
+//! and a slot to recreate ([`SessionEnd::SlotRecreated`]) are outcomes, not
+//! failures. The stream's bookkeeping is [`stream::Stream`], free of I/O;
+//! this driver performs what it asks for.
 //!
 //! The slot is permanent and START_REPLICATION asks for `0/0`, which for a
 //! logical slot means "from the confirmed position": after a crash or a
@@ -26,39 +32,22 @@ pub mod lag;
 pub mod settings;
 pub mod silence;
 pub mod start;
+pub mod stream;
 pub mod subscribe;
 
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
 use super::pgconn::{CopyMsg, PgConn, PgError};
 use super::shard::{with_tenant, ShardState};
-use crate::proto::pg::pgoutput::{self, Message, Relation};
-use crate::proto::pg::relcache::RelCache;
-use crate::proto::pg::replication::{Lsn, PgTimestamp, ReplicationMessage};
 use crate::proto::pg::types::TypeCache;
-use crate::proto::pg::{Oid, PgTimestamp as CommitTime};
 use crate::realtime::postgres_changes::change::Change;
 use authorize::AccessCache;
 use keepalive::{status_update, KeepAlive};
 pub use settings::ReplicationSettings;
-
-/// Most changes held before they are authorised and delivered: a batch
-/// ends at a commit or at this many changes, whichever comes first (a batch
-/// with rows of RLS tables always waits for its commit; see [`flush`]).
-const MAX_BATCH: usize = 512;
-
-/// A change waiting for its batch to be authorised and delivered.
-struct Pending {
-    msg: Message,
-    rel: Arc<Relation>,
-    pk: Rc<[usize]>,
-    commit_time: CommitTime,
-}
+use stream::{Action, Pending, Stream, Tx};
 
 /// The driver's state, for logs and health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,24 +66,63 @@ pub enum Step {
     Start,
     /// Receiving changes.
     Streaming,
+    /// The database is reachable but not set up to stream (no
+    /// publication): re-checked every [`NOT_CONFIGURED_RECHECK`] or when a
+    /// subscriber joins, not retried as a failure.
+    NotConfigured,
 }
+
+/// How a session ended other than by a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The slot must be recreated (over its lag cap, invalidated, or gone):
+    /// an active slot cannot be dropped, so the session ends and the next
+    /// one drops it at once. Holds the reason.
+    SlotRecreated(String),
+    /// Nothing to stream until the database is set up: holds the reason.
+    NotConfigured(String),
+}
+
+/// How often a driver whose database lacks the publication looks again.
+/// Creating it is an operator's act, rare next to this; a subscriber that
+/// joins meanwhile triggers a look at once.
+pub const NOT_CONFIGURED_RECHECK: Duration = Duration::from_secs(30);
+
+/// What Postgres Changes subscribers are told when the stream goes down.
+const DOWN: &str = "Realtime was unable to connect to the project database";
 
 /// Runs the driver for `tenant` forever (until the shard stops).
 pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSettings) {
     let mut backoff = Duration::from_millis(100);
+    // The reason last logged for a missing setup, so it is logged once.
+    let mut not_configured: Option<String> = None;
     loop {
         match session(&state, &tenant, &settings).await {
-            Ok(()) => backoff = Duration::from_millis(100),
             // The next session drops the slot and tells subscribers.
-            Err(PgError::SlotLag(_)) => backoff = Duration::from_millis(100),
+            Ok(SessionEnd::SlotRecreated(reason)) => {
+                tracing::info!(tenant = %tenant, reason = %reason, "replication session ended to recreate its slot");
+                backoff = Duration::from_millis(100);
+                not_configured = None;
+            }
+            Ok(SessionEnd::NotConfigured(reason)) => {
+                if not_configured.as_deref() != Some(reason.as_str()) {
+                    tracing::warn!(
+                        tenant = %tenant,
+                        step = ?Step::NotConfigured,
+                        recheck_s = NOT_CONFIGURED_RECHECK.as_secs(),
+                        "replication not configured: {reason}"
+                    );
+                }
+                with_tenant(&state, &tenant, |t| t.cdc.set_streaming(false, DOWN));
+                not_configured = Some(reason);
+                backoff = Duration::from_millis(100);
+                start::wait_for_join(&state, &tenant, NOT_CONFIGURED_RECHECK).await;
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(tenant = %tenant, error = %e, retry_in_ms = backoff.as_millis() as u64, "replication stopped");
-                with_tenant(&state, &tenant, |t| {
-                    t.cdc.set_streaming(
-                        false,
-                        "Realtime was unable to connect to the project database",
-                    )
-                });
+                with_tenant(&state, &tenant, |t| t.cdc.set_streaming(false, DOWN));
+                not_configured = None;
             }
         }
         glommio::timer::sleep(backoff).await;
@@ -117,12 +145,14 @@ async fn step<T>(
     r
 }
 
-/// One connected session: returns on any error (the caller backs off).
+/// One connected session: returns on any error (the caller backs off),
+/// or when the slot must be recreated or the database lacks the
+/// publication.
 async fn session(
     state: &Rc<ShardState>,
     tenant: &str,
     s: &ReplicationSettings,
-) -> Result<(), PgError> {
+) -> Result<SessionEnd, PgError> {
     start::wait_for_subscriber(state, tenant).await;
     let mut sql = step(tenant, Step::Connect, PgConn::connect(&s.sql)).await?;
     let mut repl = step(tenant, Step::Connect, PgConn::connect(&s.stream)).await?;
@@ -133,7 +163,7 @@ async fn session(
     )
     .await?;
     if !exists {
-        return Err(PgError::Protocol(format!(
+        return Ok(SessionEnd::NotConfigured(format!(
             "publication `{}` does not exist; create it and add tables (the server never creates it)",
             s.publication
         )));
@@ -162,29 +192,28 @@ async fn session(
     tracing::info!(tenant, slot = %s.slot, "replication streaming");
     with_tenant(state, tenant, |t| t.cdc.set_streaming(true, ""));
 
-    let mut relcache = RelCache::new();
-    let mut primary_keys: HashMap<Oid, Rc<[usize]>> = HashMap::new();
     let mut types = TypeCache::new();
     let mut access = AccessCache::default();
     let mut checks = authorize::CheckPool::new(s.sql.clone(), s.check_connections);
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut next_flush = MAX_BATCH;
-    let mut xid = 0u32;
-    let mut received = Lsn(0);
-    let mut confirmed = Lsn(0);
-    let mut commit_time = PgTimestamp(0);
-    let mut in_tx = false;
-    let mut last_status = Instant::now();
-    let mut status = BytesMut::with_capacity(64);
-    let mut flush_gate = confirm::FlushGate::default();
+    let mut buf = BytesMut::with_capacity(64);
+    let mut stream = Stream::new(
+        s.status_interval,
+        confirm::FlushGate::default(),
+        Instant::now(),
+    );
     let mut lag_watch = lag::LagWatch::default();
     // A reply was requested after `idle` of silence and none came yet.
     let mut probed = false;
     loop {
-        let msg = match silence::recv_within(&mut repl, idle).await? {
-            Some(m) => {
+        let d = match silence::recv_within(&mut repl, idle).await? {
+            Some(CopyMsg::Data(d)) => {
                 probed = false;
-                m
+                d
+            }
+            Some(CopyMsg::Done) => {
+                return Err(PgError::Protocol(
+                    "the server ended the replication stream".into(),
+                ))
             }
             None if probed => return Err(silence::dead(idle)),
             None => {
@@ -194,148 +223,60 @@ async fn session(
                     idle_ms = idle.as_millis() as u64,
                     "replication stream quiet; asking the database for a reply"
                 );
-                let now = Instant::now();
-                status_update(&mut status, received, flush_gate.reportable(now), true);
-                repl.send_copy_data(&status).await?;
-                last_status = now;
+                let st = stream.probe(Instant::now());
+                status_update(&mut buf, st, true);
+                repl.send_copy_data(&buf).await?;
                 continue;
             }
         };
-        let reply_requested = match msg {
-            CopyMsg::Done => {
-                return Err(PgError::Protocol(
-                    "the server ended the replication stream".into(),
-                ))
+        // Nobody subscribed: changes are not kept, and commits still
+        // confirm them.
+        let anyone = || with_tenant(state, tenant, |t| !t.cdc.is_empty()).unwrap_or(false);
+        let asked = match stream.on_copy_data(d, anyone)? {
+            Action::Nothing => false,
+            Action::Status => true,
+            Action::Resolve(rel) => {
+                let oids: Vec<_> = rel.columns.iter().map(|c| c.type_oid).collect();
+                catalog::resolve_types(&mut sql, &mut types, &oids).await?;
+                let pk = catalog::primary_key(&mut sql, &rel).await?;
+                stream.resolved(rel.oid, pk);
+                access.forget(rel.oid);
+                false
             }
-            CopyMsg::Data(d) => match ReplicationMessage::parse(d)
-                .map_err(|e| PgError::Protocol(e.to_string()))?
-            {
-                ReplicationMessage::Keepalive(k) => {
-                    received = received.max(k.end);
-                    if !in_tx {
-                        // Every change before this point has been handled
-                        // and no transaction is half-seen: confirm it, so
-                        // the slot does not pin WAL of unpublished tables.
-                        confirmed = confirmed.max(k.end);
-                    }
-                    k.reply_requested
-                }
-                ReplicationMessage::XLogData(x) => {
-                    received = received.max(x.start);
-                    let msg =
-                        pgoutput::decode(x.data).map_err(|e| PgError::Protocol(e.to_string()))?;
-                    if let Some(oid) = change_relation(&msg) {
-                        let rel = relcache.get(oid).cloned().ok_or_else(|| {
-                            PgError::Protocol(format!("change for unknown relation {}", oid.0))
-                        })?;
-                        // Nobody subscribed: nothing to deliver, and the
-                        // commit still confirms it.
-                        let anyone =
-                            with_tenant(state, tenant, |t| !t.cdc.is_empty()).unwrap_or(false);
-                        if anyone {
-                            let pk = primary_keys
-                                .get(&oid)
-                                .cloned()
-                                .unwrap_or_else(|| Rc::from([]));
-                            pending.push(Pending {
-                                msg,
-                                rel,
-                                pk,
-                                commit_time,
-                            });
-                            if pending.len() >= next_flush {
-                                let tx = Tx {
-                                    xid,
-                                    committed: false,
-                                };
-                                let done = flush(
-                                    state,
-                                    tenant,
-                                    &mut BatchDb {
-                                        sql: &mut sql,
-                                        checks: &mut checks,
-                                        keep: KeepAlive {
-                                            repl: &mut repl,
-                                            buf: &mut status,
-                                            received,
-                                            flushed: flush_gate.reportable(Instant::now()),
-                                        },
-                                    },
-                                    &mut access,
-                                    &mut pending,
-                                    &types,
-                                    tx,
-                                )
-                                .await?;
-                                // Rows of RLS tables wait for the commit;
-                                // try again when twice as many are held.
-                                next_flush = if done { MAX_BATCH } else { next_flush * 2 };
-                            }
-                        }
-                    } else {
-                        match &msg {
-                            Message::Relation(r) => {
-                                let oids: Vec<_> = r.columns.iter().map(|c| c.type_oid).collect();
-                                relcache.apply(&msg);
-                                catalog::resolve_types(&mut sql, &mut types, &oids).await?;
-                                let pk = catalog::primary_key(&mut sql, r).await?;
-                                primary_keys.insert(r.oid, pk.into());
-                                access.forget(r.oid);
-                            }
-                            Message::Type(_) => {
-                                relcache.apply(&msg);
-                            }
-                            Message::Begin(b) => {
-                                commit_time = b.commit_time;
-                                xid = b.xid;
-                                in_tx = true;
-                            }
-                            Message::Commit(c) => {
-                                let tx = Tx {
-                                    xid,
-                                    committed: true,
-                                };
-                                flush(
-                                    state,
-                                    tenant,
-                                    &mut BatchDb {
-                                        sql: &mut sql,
-                                        checks: &mut checks,
-                                        keep: KeepAlive {
-                                            repl: &mut repl,
-                                            buf: &mut status,
-                                            received,
-                                            flushed: flush_gate.reportable(Instant::now()),
-                                        },
-                                    },
-                                    &mut access,
-                                    &mut pending,
-                                    &types,
-                                    tx,
-                                )
-                                .await?;
-                                next_flush = MAX_BATCH;
-                                // Everything of this transaction is in
-                                // subscriber queues: its end may be confirmed.
-                                confirmed = confirmed.max(c.end_lsn);
-                                in_tx = false;
-                            }
-                            _ => {}
-                        }
-                    }
-                    false
-                }
-            },
+            Action::Flush(tx) => {
+                let st = stream.status(Instant::now());
+                let mut db = BatchDb {
+                    sql: &mut sql,
+                    checks: &mut checks,
+                    keep: KeepAlive {
+                        repl: &mut repl,
+                        buf: &mut buf,
+                        status: st,
+                    },
+                };
+                let done = flush(
+                    state,
+                    tenant,
+                    &mut db,
+                    &mut access,
+                    stream.pending_mut(),
+                    &types,
+                    tx,
+                )
+                .await?;
+                stream.flushed(tx, done);
+                false
+            }
         };
         // One clock reading per message serves every timer below.
         let now = Instant::now();
-        flush_gate.fanned_out(confirmed, now);
-        if reply_requested || now.saturating_duration_since(last_status) >= s.status_interval {
-            status_update(&mut status, received, flush_gate.reportable(now), false);
-            repl.send_copy_data(&status).await?;
-            last_status = now;
+        if let Some(st) = stream.report_status(now, asked) {
+            status_update(&mut buf, st, false);
+            repl.send_copy_data(&buf).await?;
         }
-        lag_watch.check(now, tenant, &mut sql, s).await?;
+        if let Some(reason) = lag_watch.check(now, tenant, &mut sql, s).await? {
+            return Ok(SessionEnd::SlotRecreated(reason));
+        }
     }
 }
 
@@ -347,31 +288,12 @@ struct BatchDb<'a> {
     keep: KeepAlive<'a>,
 }
 
-/// The relation of an Insert, Update or Delete.
-fn change_relation(msg: &Message) -> Option<Oid> {
-    match msg {
-        Message::Insert(m) => Some(m.relation),
-        Message::Update(m) => Some(m.relation),
-        Message::Delete(m) => Some(m.relation),
-        _ => None,
-    }
-}
-
-/// The transaction a batch belongs to.
-#[derive(Debug, Clone, Copy)]
-struct Tx {
-    /// Its id (pgoutput's 32-bit xid).
-    xid: u32,
-    /// Its commit has been decoded.
-    committed: bool,
-}
-
 /// Authorises and delivers the pending changes, in order: the tables'
 /// access is refreshed if stale, the batch's questions are answered in one
 /// round trip, then every change is queued to the subscribers it reaches.
 ///
 /// Row checks look the row up in the table, so they need the transaction
-/// committed and visible: before the commit (a batch cut at [`MAX_BATCH`])
+/// committed and visible: before the commit (a batch cut at [`stream::MAX_BATCH`])
 /// a batch that needs them is kept (`Ok(false)`), and at the commit the
 /// check first waits until the transaction is visible to new snapshots
 /// (the walsender may send a commit a moment before the committing

@@ -40,3 +40,21 @@ pub async fn wait_for_subscriber(state: &ShardState, tenant: &str) {
         glommio::timer::sleep(POLL).await;
     }
 }
+
+/// Returns once a subscriber joins `tenant` (their number grows) or after
+/// `max`, whichever comes first: a driver with nothing to stream looks
+/// again then.
+pub async fn wait_for_join(state: &ShardState, tenant: &str, max: Duration) {
+    let count = |state: &ShardState| {
+        state
+            .tenants
+            .borrow()
+            .get(tenant)
+            .map_or(0, |t| t.borrow().cdc.subs.len())
+    };
+    let before = count(state);
+    let until = std::time::Instant::now() + max;
+    while count(state) <= before && std::time::Instant::now() < until {
+        glommio::timer::sleep(POLL).await;
+    }
+}
