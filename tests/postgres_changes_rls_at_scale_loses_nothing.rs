@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::pg::{dev_db_url, drop_slot, psql, server_env};
+use support::pg::{dev_db_url, drop_slot, psql, server_env, subscribed_as};
 use support::*;
 
 /// Users (claims groups) and subscribers per user.
@@ -28,23 +28,6 @@ fn user_id(u: usize) -> String {
     format!("00000000-0000-4000-8000-{u:012}")
 }
 
-/// A socket of `user` (role `authenticated`) joined to `topic` with one
-/// INSERT binding on `table`, once its subscription is ready.
-fn subscribed(port: u16, user: &str, table: &str, topic: &str) -> Ws {
-    let claims = json!({"role": "authenticated", "sub": user});
-    let mut ws = Ws::connect(port, "2.0.0", &token_with(claims, 3600));
-    let binding = json!([{"event": "INSERT", "schema": "public", "table": table}]);
-    let reply = ws.join_v2("1", topic, json!({ "postgres_changes": binding }));
-    assert_eq!(reply[4]["status"], "ok", "{reply}");
-    loop {
-        let m = ws.recv_json();
-        if m[3] == "system" {
-            assert_eq!(m[4]["message"], "Subscribed to PostgreSQL", "{m}");
-            return ws;
-        }
-    }
-}
-
 /// One subscriber: joins with an INSERT binding on `table` as `user`,
 /// reports ready, then collects the ids it receives until it has
 /// `expect.len()` of them or nothing arrives for [`QUIET`].
@@ -55,7 +38,7 @@ fn subscriber(
     ready: mpsc::Sender<()>,
     expect: mpsc::Receiver<BTreeSet<i64>>,
 ) -> (String, Vec<i64>, BTreeSet<i64>) {
-    let mut ws = subscribed(port, &user, &table, "realtime:scale");
+    let mut ws = subscribed_as(port, &user, &table, "realtime:scale");
     ready.send(()).unwrap();
     let expect = expect.recv().unwrap();
     let mut got = Vec::new();
@@ -217,7 +200,7 @@ fn composite_keys_with_hostile_text_are_checked_by_value() {
              alter publication supabase_realtime add table public.{table};"
         ),
     );
-    let mut ws = subscribed(srv.port, "alice", &table, "realtime:keys");
+    let mut ws = subscribed_as(srv.port, "alice", &table, "realtime:keys");
     let keys = [r#"a"b"#, r"back\slash", "it's", "x,y", "{}", "NULL", "é ü"];
     // One transaction: each key twice (n = 1 alice's, n = 2 bob's).
     let values: Vec<String> = keys

@@ -6,8 +6,8 @@
 
 mod support;
 
-use serde_json::{json, Value};
-use support::pg::{dev_db_url, drop_slot, psql, server_env};
+use serde_json::Value;
+use support::pg::{dev_db_url, drop_slot, psql, server_env, subscribed_as};
 use support::*;
 
 /// Users, one subscriber each: enough claims groups for the batch to be
@@ -18,23 +18,6 @@ const FAILING: usize = 3;
 
 fn user_id(u: usize) -> String {
     format!("00000000-0000-4000-8000-{u:012}")
-}
-
-/// A socket of `user` joined with one INSERT binding on `table`, once its
-/// subscription is ready.
-fn subscribed(port: u16, user: &str, table: &str) -> Ws {
-    let claims = json!({"role": "authenticated", "sub": user});
-    let mut ws = Ws::connect(port, "2.0.0", &token_with(claims, 3600));
-    let binding = json!([{"event": "INSERT", "schema": "public", "table": table}]);
-    let reply = ws.join_v2("1", "realtime:gate", json!({ "postgres_changes": binding }));
-    assert_eq!(reply[4]["status"], "ok", "{reply}");
-    loop {
-        let m = ws.recv_json();
-        if m[3] == "system" {
-            assert_eq!(m[4]["message"], "Subscribed to PostgreSQL", "{m}");
-            return ws;
-        }
-    }
 }
 
 /// The next `postgres_changes` row id, passing over system messages.
@@ -81,7 +64,7 @@ fn a_failing_check_on_one_connection_delivers_nothing_until_it_passes() {
         ),
     );
     let mut subs: Vec<Ws> = (0..USERS)
-        .map(|u| subscribed(srv.port, &user_id(u), &t))
+        .map(|u| subscribed_as(srv.port, &user_id(u), &t, "realtime:gate"))
         .collect();
 
     // Row u belongs to user u; one commit.

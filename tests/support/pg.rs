@@ -333,6 +333,28 @@ pub fn subscribe(port: u16, topic: &str, table: &str, seen: &mut Seen) -> Ws {
     ws
 }
 
+/// A socket of `user` (role `authenticated`, claim `sub`) joined to
+/// `topic` with one INSERT binding on `table`, once its subscription is
+/// ready (`Subscribed to PostgreSQL`).
+pub fn subscribed_as(port: u16, user: &str, table: &str, topic: &str) -> Ws {
+    let claims = serde_json::json!({"role": "authenticated", "sub": user});
+    let mut ws = Ws::connect(port, "2.0.0", &super::token_with(claims, 3600));
+    let binding = serde_json::json!([{"event": "INSERT", "schema": "public", "table": table}]);
+    let reply = ws.join_v2(
+        "1",
+        topic,
+        serde_json::json!({ "postgres_changes": binding }),
+    );
+    assert_eq!(reply[4]["status"], "ok", "{reply}");
+    loop {
+        let m = ws.recv_json();
+        if m[3] == "system" {
+            assert_eq!(m[4]["message"], "Subscribed to PostgreSQL", "{m}");
+            return ws;
+        }
+    }
+}
+
 // Free functions over a database URL, for tests that need no private
 // cluster.
 
