@@ -394,6 +394,27 @@ settings! {
     [secret]
     db_password: Option<String> = None, "(unset)", env "DB_PASSWORD";
 
+    /// Key of the legacy at-rest cipher (AES-128-ECB) for tenant secrets in
+    /// the control database: exactly 16 bytes, as the Elixir server's
+    /// `DB_ENC_KEY`. Needed to read values an Elixir deployment wrote
+    /// without GCM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    [secret]
+    db_enc_key: Option<String> = None, "(unset)", env "DB_ENC_KEY";
+
+    /// Key of the AES-256-GCM at-rest cipher: exactly 32 bytes. Values it
+    /// wrote carry a `g1:` prefix and are read whatever `db_enc_write_gcm`
+    /// says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    [secret]
+    db_enc_key_gcm: Option<String> = None, "(unset)", env "DB_ENC_KEY_GCM";
+
+    /// Write new tenant secrets with AES-256-GCM (authenticated, no equal-
+    /// block leak) instead of the legacy cipher. Without `db_enc_key_gcm`
+    /// it falls back to the legacy cipher with a warning at start, as the
+    /// Elixir server does.
+    db_enc_write_gcm: bool = false, "false", env "DB_ENC_WRITE_GCM";
+
     /// TLS to the database: `disable`, `prefer` (TLS when offered, not
     /// verified), `require` (TLS or fail, not verified: the Elixir server's
     /// `ssl_enforced`) or `verify-full` (chain and host name verified).

@@ -124,6 +124,8 @@ fn env_table_has_a_row_per_field_and_matching_defaults() {
         db_host: Some("h".into()),
         db_password: Some("p".into()),
         db_ssl_root_cert: Some("ca.pem".into()),
+        db_enc_key: Some("0123456789abcdef".into()),
+        db_enc_key_gcm: Some("0123456789abcdef0123456789abcdef".into()),
         ..Config::default()
     };
     let fields: HashSet<String> = match serde_json::to_value(&full).unwrap() {
@@ -427,6 +429,13 @@ fn validate_refuses_nonsense() {
             c.self_host_tenant_name = "a.b".into()
         }),
         ("accept_backoff_max_ms", |c| c.accept_backoff_max_ms = 0),
+        ("db_enc_key", |c| {
+            c.db_enc_key = Some("supabaserealtim".into())
+        }),
+        ("db_enc_key_gcm", |c| {
+            c.db_enc_key_gcm = Some("0123456789abcdef".into())
+        }),
+        ("db_check_connections", |c| c.db_check_connections = 0),
         ("connect_error_backoff_ms", |c| {
             c.connect_error_backoff_ms = MAX_DURATION_MS + 1
         }),

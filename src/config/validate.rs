@@ -177,6 +177,17 @@ impl Config {
         positive_duration("accept_backoff_max_ms", self.accept_backoff_max_ms)?;
         duration("connect_error_backoff_ms", self.connect_error_backoff_ms)?;
         positive_duration("db_query_timeout_ms", self.db_query_timeout_ms)?;
+        if let Err(e) = crate::realtime::secrets::SecretKeys::new(
+            self.db_enc_key.as_deref(),
+            self.db_enc_key_gcm.as_deref(),
+            self.db_enc_write_gcm,
+        ) {
+            let field = match e {
+                crate::realtime::secrets::SecretError::EcbKeySize(_) => "db_enc_key",
+                _ => "db_enc_key_gcm",
+            };
+            return Err(invalid(field, e.to_string()));
+        }
         if !(1..=16).contains(&self.db_check_connections) {
             return Err(invalid("db_check_connections", "must be between 1 and 16"));
         }

@@ -12,6 +12,8 @@
 //! - [`frames`]: Phoenix messages framed as server WebSocket frames.
 //! - [`errors`]: the exact join and connect errors clients are told.
 //! - [`rest`]: REST broadcast request bodies.
+//! - [`secrets`]: tenant secrets at rest in the control database (the two
+//!   ciphers an Elixir deployment writes).
 //! - [`postgres_changes`]: Postgres Changes bindings, filters and their
 //!   verdict on a row change, and the bytes a subscriber receives.
 //! - [`cdc`]: a tenant's Postgres Changes subscribers (checked, then
@@ -27,6 +29,7 @@ pub mod limits;
 pub mod postgres_changes;
 pub mod presence;
 pub mod rest;
+pub mod secrets;
 pub mod session;
 pub mod state;
 pub mod tenant;

@@ -87,6 +87,12 @@ async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
         .take_receivers();
     let listener = glommio::net::TcpListener::bind((state.config.bind, state.config.port))?;
     if state.shard.id == 0 {
+        if state.config.db_enc_write_gcm && state.config.db_enc_key_gcm.is_none() {
+            tracing::warn!(
+                "DB_ENC_WRITE_GCM asks for AES-256-GCM but DB_ENC_KEY_GCM is unset: \
+                 new secrets are written with the legacy AES-128-ECB"
+            );
+        }
         tracing::info!(
             addr = %listener.local_addr()?,
             shards = state.shard.nr_shards,
