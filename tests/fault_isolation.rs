@@ -1,16 +1,18 @@
 //! Fault isolation (needs the `fault-injection` feature, which the test
-//! command enables): a panic in one connection's handler or one REST
-//! request is caught at its boundary. The failing socket is closed (1011,
-//! or an empty 500), its teardown runs as on a normal close, and the other
-//! sockets of the same tenant on the same shard (`SHARDS=1`) keep being
-//! served. The reserved name `__panic__` triggers the hook.
+//! command enables): a panic in one connection's handler, one REST request
+//! or one replication stream session is caught at its boundary. The
+//! failing socket is closed (1011, or an empty 500), its teardown runs as
+//! on a normal close, and the other sockets of the same tenant on the same
+//! shard (`SHARDS=1`) keep being served; a replication stream is restarted
+//! with its backoff. The reserved name `__panic__` triggers the hook.
 
 mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support::pg::{dev_db_url, psql, psql_bin, server_env};
 use support::*;
 
 /// `realtime_task_panics_total` for one boundary kind, summed over shards.
@@ -144,4 +146,120 @@ fn a_panicking_rest_request_gets_500_and_the_next_request_is_served() {
 
     assert_eq!(panics(&srv, "request"), 1);
     assert_eq!(panics(&srv, "connection"), 0);
+}
+
+/// Reads `ws` until a `system` message whose text is `message`; the
+/// messages skipped on the way are returned.
+fn until_system(ws: &mut Ws, message: &str, deadline: Instant) -> Vec<serde_json::Value> {
+    let mut skipped = Vec::new();
+    while Instant::now() < deadline {
+        let m = match ws.recv_for(1000) {
+            Recv::Frame(Frame::Text(t)) => serde_json::from_str::<serde_json::Value>(&t).unwrap(),
+            Recv::Timeout => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        };
+        if m[3] == "system" && m[4]["message"] == message {
+            return skipped;
+        }
+        skipped.push(m);
+    }
+    panic!("no system message {message:?} in time; got {skipped:?}");
+}
+
+fn subscribe_table(port: u16, topic: &str, table: &str) -> Ws {
+    let mut ws = Ws::connect(port, "2.0.0", &token("anon", 3600));
+    let binding = json!({"event": "INSERT", "schema": "public", "table": table});
+    let reply = ws.join_v2("1", topic, json!({"postgres_changes": [binding]}));
+    assert_eq!(reply[4]["status"], "ok", "{reply}");
+    until_system(
+        &mut ws,
+        SUBSCRIBED,
+        Instant::now() + Duration::from_secs(30),
+    );
+    ws
+}
+
+const SUBSCRIBED: &str = "Subscribed to PostgreSQL";
+const DOWN: &str = "Realtime was unable to connect to the project database";
+
+#[test]
+fn a_panicking_replication_stream_is_restarted_and_resumes() {
+    let url = dev_db_url();
+    let pid = std::process::id();
+    let poisoned = format!("__panic__{pid}");
+    let plain = format!("fi_plain_{pid}");
+    let suffix = format!("_fi{pid}");
+    psql(
+        &url,
+        &format!(
+            "create table public.{poisoned} (id int primary key);
+             create table public.{plain} (id int primary key);
+             alter publication supabase_realtime add table public.{poisoned}, public.{plain};"
+        ),
+    );
+    let _cleanup = Cleanup {
+        url: url.clone(),
+        sql: format!(
+            "alter publication supabase_realtime drop table public.{poisoned}, public.{plain};
+             drop table public.{poisoned}, public.{plain};
+             select pg_drop_replication_slot(slot_name) from pg_replication_slots
+             where slot_name = 'supabase_realtime_replication_slot{suffix}';"
+        ),
+    };
+    let mut env = server_env(&url, &suffix);
+    env.push(("SHARDS".into(), "1".into()));
+    let (mut srv, log) = Server::start_logged(&env);
+    let mut watcher = subscribe_table(srv.port, "realtime:plain", &plain);
+    let victim = subscribe_table(srv.port, "realtime:poisoned", &poisoned);
+
+    // Delivering this change panics inside the stream's session.
+    psql(&url, &format!("insert into public.{poisoned} values (1)"));
+    until_system(&mut watcher, DOWN, Instant::now() + Duration::from_secs(30));
+    assert!(panics(&srv, "stream") >= 1);
+    assert!(log.count(&["task panicked", "stream", "realtime-dev"]) >= 1);
+    // The process and its sockets live on: the shard still answers here.
+    assert_eq!(srv.http("GET", "/api/ping", &[], b"").0, 200);
+
+    // Once the poisoned table has no subscriber the restarted stream gets
+    // past that row and resumes for the others.
+    victim.s.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(victim);
+    until_system(
+        &mut watcher,
+        SUBSCRIBED,
+        Instant::now() + Duration::from_secs(30),
+    );
+    psql(&url, &format!("insert into public.{plain} values (7)"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "the insert never arrived");
+        let m = match watcher.recv_for(1000) {
+            Recv::Frame(Frame::Text(t)) => serde_json::from_str::<serde_json::Value>(&t).unwrap(),
+            Recv::Timeout => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        };
+        if m[3] == "postgres_changes" {
+            assert_eq!(m[4]["data"]["table"], plain.as_str());
+            assert_eq!(m[4]["data"]["record"], json!({"id": 7}));
+            break;
+        }
+    }
+    assert_eq!(panics(&srv, "connection") + panics(&srv, "request"), 0);
+    srv.stop();
+}
+
+/// Drops the test's tables and slot when the test ends, passed or failed
+/// (the server is stopped first: an active slot cannot be dropped).
+struct Cleanup {
+    url: String,
+    sql: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        // Errors ignored: this may run while a failed test unwinds.
+        let _ = std::process::Command::new(psql_bin())
+            .args([self.url.as_str(), "-qAt", "-c", self.sql.as_str()])
+            .output();
+    }
 }

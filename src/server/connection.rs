@@ -478,7 +478,9 @@ fn dispatch(
             // Inside the tenant's borrow on purpose: the test proves a
             // panic here leaves it released.
             #[cfg(feature = "fault-injection")]
-            if let phoenix::InPayload::Json(p) = &inbound.payload {
+            if let (phoenix::InPayload::Json(p), "broadcast") =
+                (&inbound.payload, inbound.event.as_ref())
+            {
                 fault::inject("connection handler", p.get().as_bytes());
             }
             session.handle(env, inbound)
