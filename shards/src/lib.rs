@@ -65,6 +65,12 @@ pub struct ShardStats {
     pub http_requests: AtomicU64,
     /// Failed `accept` calls (descriptor limit and the like).
     pub accept_failures: AtomicU64,
+    /// Panics caught at a WebSocket connection's boundary.
+    pub panics_connection: AtomicU64,
+    /// Panics caught at a REST request's boundary.
+    pub panics_request: AtomicU64,
+    /// Panics caught at a replication stream session's boundary.
+    pub panics_stream: AtomicU64,
 }
 
 impl ShardStats {

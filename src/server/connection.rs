@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use realtime_shards::ShardStats;
 
 use super::conns::Conn;
+use super::fault::{self, Boundary};
 use super::http_api;
 use super::outq::{CloseReason, OutQueue, OutState};
 use super::shard::{now_unix, ShardState};
@@ -43,7 +44,12 @@ pub async fn serve(
     buf: BytesMut,
 ) {
     if is_ws_path(&head.path) {
-        websocket(state, stream, head, buf).await;
+        let st = state.clone();
+        // A panic before the session task exists (the connect checks): the
+        // socket is dropped, so closed, and nothing was registered yet.
+        if let Err(msg) = fault::caught(websocket(state, stream, head, buf)).await {
+            fault::record(&st, Boundary::Connection, "", &msg);
+        }
     } else {
         http_api::serve(state, stream, head, buf).await;
     }
@@ -203,10 +209,19 @@ fn session_task(
     async move {
         let out = conn.out.clone();
         let id = conn.session.borrow().id;
-        read_loop(&state, &stream, &conn, &mut buf).await;
+        if let Err(msg) = fault::caught(read_loop(&state, &stream, &conn, &mut buf)).await {
+            fault::record(&state, Boundary::Connection, &tenant_id(&conn), &msg);
+            out.close_with(1011, CloseReason::Panicked);
+        }
 
-        // Leave everything, then let the flusher write what is queued.
-        with_env(&state, &conn, |session, env| session.close(env));
+        // Leave everything, then let the flusher write what is queued. The
+        // same teardown after a caught panic (see `fault`).
+        let closed =
+            fault::caught_sync(|| with_env(&state, &conn, |session, env| session.close(env)));
+        if let Err(msg) = closed {
+            fault::record(&state, Boundary::Connection, &tenant_id(&conn), &msg);
+            out.kill();
+        }
         if out.state() == OutState::Open {
             // The client went away: nothing queued can reach it.
             out.kill();
@@ -241,6 +256,14 @@ fn session_task(
         state.sessions.borrow_mut().remove(&id);
         ShardStats::gauge(&state.stats().connections, -1);
     }
+}
+
+/// The connection's tenant id, for a panic's log line.
+fn tenant_id(conn: &Conn) -> String {
+    conn.tenant
+        .try_borrow()
+        .map(|t| t.config.external_id.to_string())
+        .unwrap_or_default()
 }
 
 /// Runs `f` with the session and a handler environment, then folds the
@@ -451,7 +474,17 @@ fn dispatch(
     decoded: Result<phoenix::Inbound<'_>, phoenix::DecodeError>,
 ) -> Flow {
     match decoded {
-        Ok(inbound) => with_env(state, conn, |session, env| session.handle(env, inbound)),
+        Ok(inbound) => with_env(state, conn, |session, env| {
+            // Inside the tenant's borrow on purpose: the test proves a
+            // panic here leaves it released.
+            #[cfg(feature = "fault-injection")]
+            if let (phoenix::InPayload::Json(p), "broadcast") =
+                (&inbound.payload, inbound.event.as_ref())
+            {
+                fault::inject("connection handler", p.get().as_bytes());
+            }
+            session.handle(env, inbound)
+        }),
         Err(e) => {
             // Malformed messages are dropped and the socket kept, as the
             // Elixir server does (logged as MalformedWebSocketMessage).

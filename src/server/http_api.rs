@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use realtime_shards::ShardStats;
 
+use super::fault::{self, Boundary};
 use super::shard::{now_unix, ShardState};
 use super::sock::SharedStream;
 use crate::proto::http::{self, RequestHead};
@@ -157,16 +158,31 @@ pub async fn serve(
                 }
             }
         };
-        let resp = match route(&state, &head, &body) {
-            Routed::Answer(resp) => resp,
-            Routed::Broadcast {
-                tenant,
-                messages,
-                resp,
-            } => {
-                drop(body);
-                deliver(&state, &tenant, messages).await;
-                resp
+        let handled = fault::caught(async {
+            match route(&state, &head, &body) {
+                Routed::Answer(resp) => resp,
+                Routed::Broadcast {
+                    tenant,
+                    messages,
+                    resp,
+                } => {
+                    deliver(&state, &tenant, messages).await;
+                    resp
+                }
+            }
+        })
+        .await;
+        drop(body);
+        let resp = match handled {
+            Ok(resp) => resp,
+            Err(msg) => {
+                // What the request did before it panicked stays done (each
+                // message is queued whole or not at all); the client gets
+                // an empty 500 and the socket closes.
+                let tenant = tenant_of(&state, &head).unwrap_or_default();
+                fault::record(&state, Boundary::Request, &tenant, &msg);
+                let _ = stream.write_all(&http::response(500, None, &[], b"")).await;
+                return;
             }
         };
         let close = head
@@ -368,6 +384,11 @@ async fn deliver(state: &ShardState, tenant_id: &str, messages: Vec<Broadcast>) 
             };
             let full = {
                 let mut tenant = tenant.borrow_mut();
+                // Inside the tenant's borrow on purpose (see `fault`).
+                #[cfg(feature = "fault-injection")]
+                if let BroadcastBody::User { event, .. } = &m.body {
+                    fault::inject("request handler", event.as_bytes());
+                }
                 match tenant.hub.fanout_if_room(&m.topic, &m.outgoing(), None) {
                     Ok(n) => {
                         tenant.events.add(1 + n, state.now_ms());
@@ -542,6 +563,27 @@ fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (i, s) in state.shard.stats.iter().enumerate() {
             let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", get(s));
+        }
+    }
+    // One series per boundary kind (see `fault`); the tenant is in the log
+    // line, not a label, so the series count stays fixed.
+    let name = "realtime_task_panics_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Panics caught at a connection, request or stream boundary.\n# TYPE {name} counter"
+    );
+    for (i, s) in state.shard.stats.iter().enumerate() {
+        for (kind, n) in [
+            (Boundary::Connection, &s.panics_connection),
+            (Boundary::Request, &s.panics_request),
+            (Boundary::Stream, &s.panics_stream),
+        ] {
+            let _ = writeln!(
+                out,
+                "{name}{{shard=\"{i}\",kind=\"{}\"}} {}",
+                kind.as_str(),
+                n.load(Ordering::Relaxed)
+            );
         }
     }
     Resp {

@@ -7,6 +7,8 @@
 //!   types it keeps, so it depends on no driver.
 //! - [`listener`]: accept, read the request head, hand the socket over.
 //! - [`connection`]: WebSocket upgrade and read loop.
+//! - [`fault`]: where a panic in one tenant's work is caught, and the rule
+//!   that keeps shared state whole after it.
 //! - [`outq`]: the bounded per-socket write queue, and the shard's one
 //!   flusher that writes every queue with vectored sends.
 //! - [`http_api`]: REST broadcast, health, ping, metrics.
@@ -20,6 +22,7 @@
 
 pub mod connection;
 pub mod conns;
+pub mod fault;
 pub mod handoff;
 pub mod http_api;
 pub mod listener;

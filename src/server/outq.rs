@@ -59,6 +59,8 @@ pub enum CloseReason {
     JoinRefused,
     /// The server is draining.
     ShuttingDown,
+    /// The connection's handler panicked (1011, see `fault`).
+    Panicked,
 }
 
 impl CloseReason {
@@ -71,6 +73,7 @@ impl CloseReason {
             CloseReason::Server => "closed by the server",
             CloseReason::JoinRefused => "join refused; socket disconnected",
             CloseReason::ShuttingDown => "server shutting down",
+            CloseReason::Panicked => "handler panicked",
         }
     }
 }

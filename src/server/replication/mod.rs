@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use super::fault::{self, Boundary};
 use super::pgconn::{CopyMsg, PgConn, PgError};
 use super::shard::{with_tenant, ShardState};
 use crate::proto::pg::types::TypeCache;
@@ -97,7 +98,19 @@ pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSet
     // The reason last logged for a missing setup, so it is logged once.
     let mut not_configured: Option<String> = None;
     loop {
-        match session(&state, &tenant, &settings).await {
+        // A panic ends the session as a failure does, restarted below with
+        // the same backoff (see `fault`): its connections are dropped
+        // with it, and the subscribers told the stream is down.
+        let ended = match fault::caught(session(&state, &tenant, &settings)).await {
+            Ok(ended) => ended,
+            Err(msg) => {
+                fault::record(&state, Boundary::Stream, &tenant, &msg);
+                Err(PgError::Protocol(format!(
+                    "the stream's handler panicked: {msg}"
+                )))
+            }
+        };
+        match ended {
             // The next session drops the slot and tells subscribers.
             Ok(SessionEnd::SlotRecreated(reason)) => {
                 tracing::info!(tenant = %tenant, reason = %reason, "replication session ended to recreate its slot");
@@ -335,6 +348,15 @@ async fn flush(
             _ => Default::default(),
         };
         let queued = with_tenant(state, tenant, |t| {
+            // Inside the tenant's borrow on purpose (see `fault`). Only a
+            // change someone subscribes to, so a restarted stream gets past
+            // the poisoned row once its subscriber is gone.
+            #[cfg(feature = "fault-injection")]
+            for c in &changes {
+                if needs.iter().any(|(oid, _)| *oid == c.rel.oid) {
+                    fault::inject("replication delivery", c.rel.name.as_bytes());
+                }
+            }
             t.cdc.deliver(&changes, access, types, &answers)
         })
         .unwrap_or(0);
