@@ -42,14 +42,8 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     match event.as_str() {
         "track" => {
             let Some(meta) = payload.get("payload").and_then(Value::as_object).cloned() else {
-                let reason = frames::reason_json("Presence track payload must be a map");
-                session.reply(
-                    join_ref.as_ref(),
-                    msg.msg_ref.as_ref(),
-                    topic,
-                    "error",
-                    &reason,
-                );
+                let reason = "Presence track payload must be a map";
+                reply_error(session, &join_ref, &msg, topic, reason);
                 return Flow::Continue;
             };
             // The Elixir rule measures the decoded term (`external_size`).
@@ -68,16 +62,8 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             let held = session.channels.presence_bytes();
             let ch = session.channels.get_mut(topic).expect("checked above");
             if held - ch.presence_bytes + bytes > limits.max_presence_bytes_per_client {
-                let reason = frames::reason_json(&presence_per_client_exceeded(
-                    limits.max_presence_bytes_per_client,
-                ));
-                session.reply(
-                    join_ref.as_ref(),
-                    msg.msg_ref.as_ref(),
-                    topic,
-                    "error",
-                    &reason,
-                );
+                let reason = presence_per_client_exceeded(limits.max_presence_bytes_per_client);
+                reply_error(session, &join_ref, &msg, topic, &reason);
                 return Flow::Continue;
             }
             ch.presence_enabled = true;
@@ -121,4 +107,22 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
 /// over `max` bytes.
 pub fn presence_per_client_exceeded(max: u64) -> String {
     format!("Presence of this connection would exceed {max} bytes")
+}
+
+/// An `error` reply to `msg` whose response is `{"reason": reason}`.
+fn reply_error(
+    session: &Session,
+    join_ref: &Option<crate::proto::phoenix::Ref>,
+    msg: &Inbound<'_>,
+    topic: &str,
+    reason: &str,
+) {
+    let response = frames::reason_json(reason);
+    session.reply(
+        join_ref.as_ref(),
+        msg.msg_ref.as_ref(),
+        topic,
+        "error",
+        &response,
+    );
 }
