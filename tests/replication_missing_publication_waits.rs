@@ -67,6 +67,9 @@ fn a_missing_publication_is_reported_once_and_streams_once_created() {
         "the stream started only after {:?}",
         started.elapsed()
     );
+    // The server wrote the check's line before the stream started; the
+    // log is read by another thread, so wait for it to arrive here.
+    assert!(log.wait_for(&check, checks + 1, soon()), "no look at all");
     assert_eq!(
         log.count(&check),
         checks + 1,
