@@ -1,6 +1,8 @@
 //! Tenants: their immutable settings and the per-shard state their home
 //! shard keeps for them.
 
+pub mod row;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::rc::Rc;
