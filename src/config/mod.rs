@@ -394,6 +394,24 @@ settings! {
     [secret]
     db_password: Option<String> = None, "(unset)", env "DB_PASSWORD";
 
+    /// Keep tenants in a control database (the `_realtime` schema, created
+    /// by the server's migrations when missing) at `db_host` and manage
+    /// them with the admin API `/api/tenants`. Off: the one tenant of the
+    /// environment (`self_host_tenant_name`), whose database is `db_host`.
+    control_db: bool = false, "false", env "CONTROL_DB";
+
+    /// Write the tenant `self_host_tenant_name` into the control database at
+    /// start (replacing any tenant of that name), with `api_jwt_secret` and
+    /// `db_*` as its database: the self-hosted Supabase setup. Implies
+    /// `control_db`.
+    seed_self_host: bool = false, "false", env "SEED_SELF_HOST";
+
+    /// SQL run on every new connection to the control database, before
+    /// anything else (self-hosted Supabase sets `SET search_path TO
+    /// _realtime`). The server qualifies its own names, so it is optional.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    db_after_connect_query: Option<String> = None, "(unset)", env "DB_AFTER_CONNECT_QUERY";
+
     /// Key of the legacy at-rest cipher (AES-128-ECB) for tenant secrets in
     /// the control database: exactly 16 bytes, as the Elixir server's
     /// `DB_ENC_KEY`. Needed to read values an Elixir deployment wrote
@@ -576,6 +594,12 @@ impl Config {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         }
+    }
+
+    /// Whether tenants live in the control database (`control_db`, or
+    /// `seed_self_host`, which needs one).
+    pub fn uses_control_db(&self) -> bool {
+        self.control_db || self.seed_self_host
     }
 
     /// The configuration as a TOML document that [`load_from`] accepts back.

@@ -126,6 +126,7 @@ fn env_table_has_a_row_per_field_and_matching_defaults() {
         db_ssl_root_cert: Some("ca.pem".into()),
         db_enc_key: Some("0123456789abcdef".into()),
         db_enc_key_gcm: Some("0123456789abcdef0123456789abcdef".into()),
+        db_after_connect_query: Some("select 1".into()),
         ..Config::default()
     };
     let fields: HashSet<String> = match serde_json::to_value(&full).unwrap() {
@@ -612,5 +613,25 @@ fn readme_documents_every_setting() {
             readme.contains(&row),
             "README.md has no configuration row for {env}"
         );
+    }
+}
+
+#[test]
+fn a_control_database_needs_its_host() {
+    for (field, env) in [
+        ("control_db", "CONTROL_DB"),
+        ("seed_self_host", "SEED_SELF_HOST"),
+    ] {
+        let only = |k: &str| (k == env).then(|| "true".to_owned());
+        let err = load_args(&[], &only).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(field) || text.contains(env), "{text}");
+        assert!(text.contains("DB_HOST"), "{text}");
+        let with_host = |k: &str| match k {
+            "DB_HOST" => Some("db".to_owned()),
+            k if k == env => Some("true".to_owned()),
+            _ => None,
+        };
+        assert!(load_args(&[], &with_host).unwrap().config.uses_control_db());
     }
 }

@@ -188,6 +188,17 @@ impl Config {
             };
             return Err(invalid(field, e.to_string()));
         }
+        if self.uses_control_db() && self.db_host.is_none() {
+            let field = if self.control_db {
+                "control_db"
+            } else {
+                "seed_self_host"
+            };
+            return Err(invalid(
+                field,
+                "needs the control database's host in db_host (DB_HOST)",
+            ));
+        }
         if !(1..=16).contains(&self.db_check_connections) {
             return Err(invalid("db_check_connections", "must be between 1 and 16"));
         }

@@ -172,7 +172,11 @@ async fn worker(
             match conn::ws_connect(&env.ep, a.vsn, idx, &mut rd, env.connect_timeout).await {
                 Ok(sock) => {
                     bump(&c.connects, 1);
-                    conn = Some(Conn { sock, rd });
+                    conn = Some(Conn {
+                        sock,
+                        rd,
+                        early_system: None,
+                    });
                     on_conn = 0;
                 }
                 Err(e) => {

@@ -151,6 +151,10 @@ pub struct Conn {
     pub sock: Rc<Socket>,
     /// Its read state.
     pub rd: Reader,
+    /// The first `system` message (ok, text) that arrived while joining:
+    /// it can share a read with the join reply, so the join must keep it
+    /// for whoever waits for it next.
+    pub early_system: Option<(bool, String)>,
 }
 
 /// Sleeps until setup slot `local_idx` of an executor opening `rate`
@@ -270,7 +274,11 @@ pub async fn open_and_join(
         }
     };
     bump(&c.connects, 1);
-    let mut conn = Conn { sock, rd };
+    let mut conn = Conn {
+        sock,
+        rd,
+        early_system: None,
+    };
     let joined = match env.target {
         Target::Realtime => join_all(ctx, &mut conn, topics, cfg, env.connect_timeout).await,
         peer => attach_peer(ctx, &mut conn, peer, topics, env.connect_timeout).await,
@@ -308,16 +316,21 @@ pub async fn join_all(
     }
     conn.sock.write_all(&out).await.map_err(|e| e.to_string())?;
     let mut failure = None;
+    let early = &mut conn.early_system;
     let wait = async {
         while !waiting.is_empty() {
             let mut on = |f: Frame<'_>| {
                 let Frame::Text(t) = f else { return };
+                let control = phx::control(vsn, t);
+                if let Control::System { ok, message } = &control {
+                    early.get_or_insert((*ok, message.to_string()));
+                }
                 if let Control::Reply {
                     topic,
                     msg_ref: Some(r),
                     ok,
                     response,
-                } = phx::control(vsn, t)
+                } = control
                 {
                     if waiting.get(&r) == Some(&topic) {
                         waiting.remove(&r);
@@ -460,7 +473,7 @@ pub type Held = Rc<RefCell<Vec<Rc<Socket>>>>;
 /// Moves a set-up connection's reads to a receiver thread; `held` keeps
 /// the socket open until the executor ends (after the receivers stopped).
 pub fn hand_off(tx: &std::sync::mpsc::Sender<Handoff>, conn: Conn, role: Role, held: &Held) {
-    let Conn { sock, rd } = conn;
+    let Conn { sock, rd, .. } = conn;
     let _ = tx.send(Handoff {
         fd: sock.raw_fd(),
         rd,

@@ -550,7 +550,17 @@ async fn exec(
 /// to PostgreSQL"); an error status fails the subscriber.
 async fn subscribed(ctx: &ExecCtx, conn: &mut Conn, limit: Duration) -> Result<(), String> {
     let vsn = conn.sock.vsn;
+    let early = conn.early_system.take().map(|(ok, message)| {
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("postgres_changes refused: {message}"))
+        }
+    });
     let wait = async {
+        if let Some(r) = early {
+            return r;
+        }
         loop {
             let mut got = None;
             let mut on = |f: Frame<'_>| {
