@@ -126,6 +126,8 @@ pub enum ConnectError {
     TooManyConnectedUsers,
     /// The tenant's joins per second are over the limit.
     TooManyJoinsPerSecond,
+    /// Anything else, e.g. the control database could not be read.
+    Internal,
 }
 
 impl ConnectError {
@@ -137,6 +139,7 @@ impl ConnectError {
             ConnectError::TenantNotFound => 404,
             ConnectError::Token(e) => e.connect_error().0,
             ConnectError::TooManyConnectedUsers | ConnectError::TooManyJoinsPerSecond => 429,
+            ConnectError::Internal => 500,
         }
     }
 
@@ -152,6 +155,7 @@ impl ConnectError {
             ConnectError::Token(e) => e.connect_error().1,
             ConnectError::TooManyConnectedUsers => "Too many connected users".into(),
             ConnectError::TooManyJoinsPerSecond => "Too many joins per second".into(),
+            ConnectError::Internal => "Error connecting to Realtime".into(),
         })
     }
 }

@@ -129,6 +129,7 @@ fn connect_samples() -> Vec<ConnectError> {
         ConnectError::TenantSuspended,
         ConnectError::TooManyConnectedUsers,
         ConnectError::TooManyJoinsPerSecond,
+        ConnectError::Internal,
     ];
     v.extend(auth_samples().into_iter().map(ConnectError::Token));
     for e in &v {
@@ -139,7 +140,8 @@ fn connect_samples() -> Vec<ConnectError> {
             | ConnectError::TenantSuspended
             | ConnectError::Token(_)
             | ConnectError::TooManyConnectedUsers
-            | ConnectError::TooManyJoinsPerSecond => {}
+            | ConnectError::TooManyJoinsPerSecond
+            | ConnectError::Internal => {}
         }
     }
     v

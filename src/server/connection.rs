@@ -17,6 +17,7 @@ use super::http_api;
 use super::outq::{CloseReason, OutQueue, OutState};
 use super::shard::{now_unix, ShardState};
 use super::sock::SharedStream;
+use super::tenants::{self, Resolved};
 use crate::proto::phoenix::{self, Vsn};
 use crate::proto::{http, ws};
 use crate::realtime::auth;
@@ -81,7 +82,10 @@ struct Accepted {
     key: Vec<u8>,
 }
 
-fn check_connect(state: &ShardState, head: &http::RequestHead) -> Result<Accepted, Refusal> {
+async fn check_connect(
+    state: &Rc<ShardState>,
+    head: &http::RequestHead,
+) -> Result<Accepted, Refusal> {
     let key = match http::check_upgrade(head) {
         Ok(key) => key.to_vec(),
         Err(r) => {
@@ -106,11 +110,15 @@ fn check_connect(state: &ShardState, head: &http::RequestHead) -> Result<Accepte
         .header("host")
         .and_then(|h| std::str::from_utf8(h).ok())
         .unwrap_or("");
-    let tenant_id = state.directory.tenant_id_for_host(host);
-    let Some(tenant) = state.tenant(&tenant_id) else {
-        return Err(ConnectError::TenantNotFound.into());
+    let tenant_id = tenants::id_for_host(state, host);
+    let cfg = match tenants::resolve(state, &tenant_id).await {
+        Resolved::Found(cfg) => cfg,
+        Resolved::NotFound => return Err(ConnectError::TenantNotFound.into()),
+        Resolved::Unavailable(e) => {
+            tracing::warn!(tenant = %tenant_id, error = %e, "tenant lookup failed; connect refused");
+            return Err(ConnectError::Internal.into());
+        }
     };
-    let cfg = tenant.borrow().config.clone();
     if cfg.suspended {
         return Err(ConnectError::TenantSuspended.into());
     }
@@ -118,6 +126,10 @@ fn check_connect(state: &ShardState, head: &http::RequestHead) -> Result<Accepte
     if let Err(e) = auth::verify(&token, &cfg.jwt, &cfg.validators, now_unix()) {
         return Err(ConnectError::Token(e).into());
     }
+    let tenant = tenants::activate(state, &cfg);
+    // The live state may hold newer settings than the lookup (a change
+    // went by): its limits are the ones that count.
+    let cfg = tenant.borrow().config.clone();
     {
         let mut t = tenant.borrow_mut();
         if t.nr_users >= cfg.limits.max_concurrent_users {
@@ -142,7 +154,7 @@ async fn websocket(
     head: http::RequestHead,
     buf: BytesMut,
 ) {
-    let accepted = match check_connect(&state, &head) {
+    let accepted = match check_connect(&state, &head).await {
         Ok(a) => a,
         Err(r) => {
             let resp = match r.error {

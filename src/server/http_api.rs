@@ -21,6 +21,7 @@ use realtime_shards::ShardStats;
 use super::fault::{self, Boundary};
 use super::shard::{now_unix, ShardState};
 use super::sock::SharedStream;
+use super::tenants::{self, Resolved};
 use crate::proto::http::{self, RequestHead};
 use crate::proto::phoenix::Encoding;
 use crate::realtime::auth;
@@ -159,6 +160,9 @@ pub async fn serve(
             }
         };
         let handled = fault::caught(async {
+            if let Some(refused) = prepare_tenant(&state, &head).await {
+                return refused;
+            }
             match route(&state, &head, &body) {
                 Routed::Answer(resp) => resp,
                 Routed::Broadcast {
@@ -202,12 +206,7 @@ pub async fn serve(
 }
 
 fn route(state: &ShardState, head: &RequestHead, body: &[u8]) -> Routed {
-    // Behind Supabase's gateway the REST API is `/realtime/v1/api/*`, and
-    // realtime-js derives that URL from its socket URL: serve both.
-    let path = match head.path.strip_prefix("/realtime/v1") {
-        Some(p) if p.starts_with("/api/") => p,
-        _ => head.path.as_str(),
-    };
+    let path = route_path(head);
     match (head.method.as_str(), path) {
         ("GET", "/healthcheck") => Resp {
             status: 200,
@@ -247,13 +246,48 @@ fn route(state: &ShardState, head: &RequestHead, body: &[u8]) -> Routed {
     }
 }
 
-fn tenant_of(state: &ShardState, head: &RequestHead) -> Option<String> {
-    let host = head
-        .header("host")
+/// The path the routes match: behind Supabase's gateway the REST API is
+/// `/realtime/v1/api/*`, and realtime-js derives that URL from its socket
+/// URL, so both are served.
+fn route_path(head: &RequestHead) -> &str {
+    match head.path.strip_prefix("/realtime/v1") {
+        Some(p) if p.starts_with("/api/") => p,
+        _ => head.path.as_str(),
+    }
+}
+
+fn host(head: &RequestHead) -> &str {
+    head.header("host")
         .and_then(|h| std::str::from_utf8(h).ok())
-        .unwrap_or("");
-    let id = state.directory.tenant_id_for_host(host);
-    state.directory.get(&id).map(|_| id.into_owned())
+        .unwrap_or("")
+}
+
+/// Makes the Host's tenant active on this shard for the routes that serve
+/// a tenant (its settings may have to be read from the control database
+/// first). `Some` is the answer when they cannot be read.
+async fn prepare_tenant(state: &Rc<ShardState>, head: &RequestHead) -> Option<Resp> {
+    let path = route_path(head);
+    if path != "/api/ping" && !path.starts_with("/api/broadcast") {
+        return None;
+    }
+    let id = tenants::id_for_host(state, host(head));
+    match tenants::resolve(state, &id).await {
+        Resolved::Found(cfg) => {
+            tenants::activate(state, &cfg);
+            None
+        }
+        Resolved::NotFound => None,
+        Resolved::Unavailable(e) => {
+            tracing::warn!(tenant = %id, error = %e, "tenant lookup failed; request refused");
+            Some(Resp::message(500, "Error reading tenant"))
+        }
+    }
+}
+
+/// The Host's tenant, if it is active here (see [`prepare_tenant`]).
+fn tenant_of(state: &ShardState, head: &RequestHead) -> Option<String> {
+    let id = tenants::id_for_host(state, host(head));
+    state.tenant(&id).map(|_| id)
 }
 
 /// Tenant lookup, authentication and the rate-limit plug shared by the

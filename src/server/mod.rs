@@ -22,6 +22,7 @@
 
 pub mod connection;
 pub mod conns;
+pub mod control_conn;
 pub mod fault;
 pub mod handoff;
 pub mod http_api;
@@ -33,6 +34,7 @@ pub mod replication;
 pub mod shard;
 pub mod shutdown;
 pub mod sock;
+pub mod tenants;
 pub mod tls;
 
 use std::cell::{Cell, RefCell};
@@ -60,13 +62,18 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
         let config = config.clone();
         let directory = directory.clone();
         async move {
+            let control = control_conn::Pool::new(&config);
             let state = Rc::new(ShardState {
+                control,
                 settings: Settings {
                     channel_error_backoff_ms: config.channel_error_backoff_ms,
                 },
                 shard,
                 config,
                 directory,
+                catalog: RefCell::new(HashMap::new()),
+                catalog_epoch: Cell::new(0),
+                tenant_tasks: RefCell::new(HashMap::new()),
                 tenants: RefCell::new(HashMap::new()),
                 writers: Rc::default(),
                 sessions: RefCell::new(HashMap::new()),
@@ -120,16 +127,15 @@ async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
     glommio::spawn_local(shutdown::expiry_sweeper(state.clone())).detach();
     glommio::spawn_local(shutdown::channelless_sweeper(state.clone())).detach();
     glommio::spawn_local(shutdown::idle_sweeper(state.clone())).detach();
-    let tenant = state.config.self_host_tenant_name.clone();
-    if state.home_of(&tenant) == state.shard.id {
-        if let Some(settings) = replication::ReplicationSettings::from_config(&state.config) {
-            glommio::spawn_local(replication::subscribe::run(
-                state.clone(),
-                tenant.clone(),
-                settings.clone(),
-            ))
-            .detach();
-            glommio::spawn_local(replication::run(state.clone(), tenant, settings)).detach();
+    // Without a control database the environment's tenant is active from
+    // the start on its home shard, so its replication stream waits there
+    // for a first subscriber as before.
+    if !state.config.uses_control_db() {
+        let id = state.config.self_host_tenant_name.clone();
+        if state.home_of(&id) == state.shard.id {
+            if let Some(cfg) = state.directory.get(&id).cloned() {
+                tenants::activate(&state, &cfg);
+            }
         }
     }
     let accept = glommio::spawn_local(listener::accept_loop(state.clone(), listener));
@@ -150,6 +156,7 @@ fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
             ShardStats::add(&state.stats().handoffs_in, 1);
             glommio::spawn_local(listener::adopt(state.clone(), *handoff)).detach();
         }
+        ShardMsg::TenantChanged { id, change } => tenants::on_change(state, &id, change),
     }
 }
 

@@ -61,6 +61,8 @@ pub enum CloseReason {
     ShuttingDown,
     /// The connection's handler panicked (1011, see `fault`).
     Panicked,
+    /// Its tenant changed or went (1012, see `tenants`).
+    TenantChanged,
 }
 
 impl CloseReason {
@@ -74,6 +76,7 @@ impl CloseReason {
             CloseReason::JoinRefused => "join refused; socket disconnected",
             CloseReason::ShuttingDown => "server shutting down",
             CloseReason::Panicked => "handler panicked",
+            CloseReason::TenantChanged => "tenant changed or removed",
         }
     }
 }

@@ -16,13 +16,35 @@ use super::handoff::Handoff;
 use super::outq::Writers;
 use crate::config::Config;
 use crate::realtime::session::{Session, Settings};
-use crate::realtime::tenant::{Directory, Tenant, Tenants};
+use crate::realtime::tenant::{Directory, Tenant, TenantConfig, Tenants};
 
 /// Messages between shards.
 pub enum ShardMsg {
     /// A socket whose tenant lives on the receiving shard, with the request
     /// head the accepting shard read from it.
     Adopt(Box<Handoff>),
+    /// A tenant was created, changed or removed: forget what is cached of
+    /// it, and act on its live state (see `tenants`).
+    TenantChanged {
+        /// The tenant's external id.
+        id: String,
+        /// What follows for its sockets and connections.
+        change: TenantChange,
+    },
+}
+
+/// What a change to a tenant means for its live state on a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantChange {
+    /// Settings changed (limits, switches that keep sockets): the live
+    /// state takes the new settings, sockets stay.
+    Updated,
+    /// Keys, `private_only` or `suspend` changed, or the tenant was deleted
+    /// or reloaded: every socket is told `Server requested disconnect` and
+    /// closed with 1012, its database work stops, its state goes.
+    Disconnect,
+    /// Close its database connections only; they reopen when needed.
+    Shutdown,
 }
 
 /// Everything one shard owns.
@@ -31,8 +53,22 @@ pub struct ShardState {
     pub shard: Shard<ShardMsg>,
     /// Effective configuration.
     pub config: Arc<Config>,
-    /// Known tenants (shared, read-only).
+    /// The tenants of the environment and the config file (shared,
+    /// read-only); empty but for the bare-host default with a control
+    /// database.
     pub directory: Arc<Directory>,
+    /// Connections to the control database (none without one).
+    pub control: super::control_conn::Pool,
+    /// What this shard knows of tenants, by external id: their settings,
+    /// or that there is no such tenant. Filled on first use, emptied per
+    /// tenant by [`ShardMsg::TenantChanged`].
+    pub catalog: RefCell<HashMap<String, Option<Arc<TenantConfig>>>>,
+    /// Bumped by every tenant change, so a lookup that was under way
+    /// across one does not cache what it read before it.
+    pub catalog_epoch: Cell<u64>,
+    /// Tasks working for a tenant whose home is this shard (its
+    /// replication stream and subscription checker), stopped with it.
+    pub tenant_tasks: RefCell<HashMap<String, Vec<glommio::task::JoinHandle<()>>>>,
     /// Handler switches derived from the config.
     pub settings: Settings,
     /// Tenants active on this shard.
@@ -65,15 +101,10 @@ impl ShardState {
         self.shard.my_stats()
     }
 
-    /// The live state of a tenant whose home is this shard, created on first use.
+    /// The live state of a tenant active on this shard (see
+    /// `tenants::activate` for how it becomes active).
     pub fn tenant(&self, id: &str) -> Option<Rc<RefCell<Tenant>>> {
-        if let Some(t) = self.tenants.borrow().get(id) {
-            return Some(t.clone());
-        }
-        let cfg = self.directory.get(id)?.clone();
-        let t = Rc::new(RefCell::new(Tenant::new(cfg, self.now_ms())));
-        self.tenants.borrow_mut().insert(id.to_owned(), t.clone());
-        Some(t)
+        self.tenants.borrow().get(id).cloned()
     }
 
     /// Which shard owns `tenant`.
@@ -99,8 +130,8 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// Runs `f` on the live state of `tenant` on this shard (created on first
-/// use); `None` if the tenant is unknown.
+/// Runs `f` on the live state of `tenant` on this shard; `None` if the
+/// tenant is not active here.
 pub(crate) fn with_tenant<R>(
     state: &ShardState,
     tenant: &str,

@@ -71,6 +71,14 @@ pub struct TenantConfig {
     pub has_database: bool,
 }
 
+impl TenantConfig {
+    /// Whether `other` streams from a different database than `self`, so
+    /// the tenant's database work must start again.
+    pub fn database_differs(&self, other: &TenantConfig) -> bool {
+        self.has_database != other.has_database
+    }
+}
+
 /// The tenants this server knows, shared read-only by all shards.
 #[derive(Debug, Default)]
 pub struct Directory {

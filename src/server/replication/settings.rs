@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::realtime::tenant::TenantConfig;
 use crate::server::pgconn::PgConfig;
 use crate::server::tls::DbTls;
 
@@ -34,6 +35,14 @@ pub struct ReplicationSettings {
 }
 
 impl ReplicationSettings {
+    /// Settings of `tenant`'s database, if it has one.
+    pub fn for_tenant(c: &Config, tenant: &TenantConfig) -> Option<Self> {
+        if !tenant.has_database || tenant.external_id != c.self_host_tenant_name {
+            return None;
+        }
+        Self::from_config(c)
+    }
+
     /// Settings of the default tenant, if a database is configured.
     pub fn from_config(c: &Config) -> Option<Self> {
         let host = c.db_host.clone()?;
