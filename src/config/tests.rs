@@ -632,6 +632,12 @@ fn a_control_database_needs_its_host() {
             k if k == env => Some("true".to_owned()),
             _ => None,
         };
-        assert!(load_args(&[], &with_host).unwrap().config.uses_control_db());
+        let err = load_args(&[], &with_host).unwrap_err().to_string();
+        assert!(err.contains("DB_ENC_KEY"), "{err}");
+        let with_key = |k: &str| match k {
+            "DB_ENC_KEY" => Some("supabaserealtime".to_owned()),
+            k => with_host(k),
+        };
+        assert!(load_args(&[], &with_key).unwrap().config.uses_control_db());
     }
 }

@@ -199,6 +199,13 @@ impl Config {
                 "needs the control database's host in db_host (DB_HOST)",
             ));
         }
+        if self.uses_control_db() && self.db_enc_key.is_none() && self.db_enc_key_gcm.is_none() {
+            return Err(invalid(
+                "db_enc_key",
+                "a control database keeps tenant secrets encrypted: set DB_ENC_KEY \
+                 (16 bytes) or DB_ENC_KEY_GCM (32 bytes)",
+            ));
+        }
         if !(1..=16).contains(&self.db_check_connections) {
             return Err(invalid("db_check_connections", "must be between 1 and 16"));
         }

@@ -160,13 +160,17 @@ fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
     }
 }
 
-/// The tenant directory when no tenant store is configured: the single
-/// self-hosted tenant, keyed by `SELF_HOST_TENANT_NAME`, with the API secret.
+/// The tenant directory: without a control database the single
+/// self-hosted tenant, keyed by `SELF_HOST_TENANT_NAME`, with the API
+/// secret; with one, only the bare-host default's name.
 pub fn directory_from_config(config: &Config) -> Result<Directory, String> {
     use crate::realtime::auth::{ClaimValidators, JwtKeys};
     use crate::realtime::tenant::{Limits, TenantConfig};
     let validators = ClaimValidators::parse(&config.jwt_claim_validators)
         .map_err(|e| format!("JWT_CLAIM_VALIDATORS: {e}"))?;
+    if config.uses_control_db() {
+        return Ok(Directory::default_only(&config.self_host_tenant_name));
+    }
     Ok(Directory::single(TenantConfig {
         external_id: config.self_host_tenant_name.clone(),
         jwt: JwtKeys {

@@ -99,6 +99,15 @@ impl Directory {
         }
     }
 
+    /// A directory with no tenants of its own: tenants come from the
+    /// control database, and bare hosts name `default_tenant`.
+    pub fn default_only(default_tenant: &str) -> Self {
+        Self {
+            tenants: HashMap::new(),
+            default_tenant: Some(default_tenant.to_owned()),
+        }
+    }
+
     /// The tenant id a request's Host names (PROTOCOL 1.3), before lookup.
     /// Lower-cased: host names are case-insensitive, and Cowboy hands the
     /// Elixir server a lower-cased host, so `ABC.example` is tenant `abc`.

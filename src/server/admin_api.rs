@@ -1,0 +1,407 @@
+//! The admin API, `/api/tenants` (PROTOCOL 7.2): list, create or update,
+//! show, delete, reload, shutdown and health of tenants kept in the
+//! control database.
+//!
+//! Every route checks the `Authorization: Bearer` token first (HS-signed
+//! with `API_JWT_SECRET` or `API_JWT_SECRET_NEXT`, not blocklisted; else
+//! an empty 403). Validation and the JSON shapes are the domain's
+//! (`realtime::tenant::record`); this module reads and writes the store,
+//! then tells every shard what changed, and only answers once they have
+//! been told: a client that sees the answer and reconnects meets the new
+//! settings.
+
+use std::rc::Rc;
+
+use serde_json::json;
+
+use super::control::store;
+use super::http_api::Resp;
+use super::pgconn::PgError;
+use super::shard::{now_unix, ShardState, TenantChange};
+use super::tenants;
+use crate::proto::http::RequestHead;
+use crate::realtime::auth;
+use crate::realtime::secrets::SecretKeys;
+use crate::realtime::tenant::record::{self, TenantDefaults, TenantRecord};
+
+/// An admin route, parsed from method and path.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    List,
+    Create,
+    Show(&'a str),
+    Update(&'a str),
+    Delete(&'a str),
+    Reload(&'a str),
+    Shutdown(&'a str),
+    Health(&'a str),
+}
+
+/// Whether `path` belongs to the admin API.
+pub fn is_admin_path(path: &str) -> bool {
+    path == "/api/tenants" || path.starts_with("/api/tenants/")
+}
+
+fn parse<'a>(method: &str, path: &'a str) -> Option<Route<'a>> {
+    let rest = path.strip_prefix("/api/tenants")?;
+    if rest.is_empty() {
+        return match method {
+            "GET" => Some(Route::List),
+            "POST" => Some(Route::Create),
+            _ => None,
+        };
+    }
+    let rest = rest.strip_prefix('/')?;
+    let (id, action) = match rest.split_once('/') {
+        Some((id, action)) => (id, Some(action)),
+        None => (rest, None),
+    };
+    if id.is_empty() {
+        return None;
+    }
+    match (method, action) {
+        ("GET", None) => Some(Route::Show(id)),
+        ("PUT" | "PATCH", None) => Some(Route::Update(id)),
+        ("DELETE", None) => Some(Route::Delete(id)),
+        ("POST", Some("reload")) => Some(Route::Reload(id)),
+        ("POST", Some("shutdown")) => Some(Route::Shutdown(id)),
+        ("GET", Some("health")) => Some(Route::Health(id)),
+        _ => None,
+    }
+}
+
+/// The admin token check of the Elixir router: exactly `Bearer <token>`,
+/// the token URL-decoded and stripped of whitespace, not blocklisted, and
+/// HS-verified by one of the API secrets.
+fn authorized(state: &ShardState, head: &RequestHead) -> bool {
+    let Some(value) = head
+        .header("authorization")
+        .and_then(|h| std::str::from_utf8(h).ok())
+    else {
+        return false;
+    };
+    let Some(raw) = value.strip_prefix("Bearer ") else {
+        return false;
+    };
+    let token = auth::clean_token(raw);
+    if state.config.api_token_blocklist.iter().any(|b| *b == token) {
+        return false;
+    }
+    let mut secrets = vec![state.config.api_jwt_secret.as_str()];
+    if let Some(next) = &state.config.api_jwt_secret_next {
+        secrets.push(next);
+    }
+    secrets.retain(|s| !s.is_empty());
+    auth::verify_hs(&token, &secrets, &Default::default(), now_unix()).is_ok()
+}
+
+/// Serves an admin request (`is_admin_path` was true).
+pub async fn serve(state: &Rc<ShardState>, head: &RequestHead, path: &str, body: &[u8]) -> Resp {
+    let Some(route) = parse(&head.method, path) else {
+        return Resp::message(404, "not found");
+    };
+    if !authorized(state, head) {
+        return Resp::empty(403);
+    }
+    if !state.config.uses_control_db() {
+        return Resp::message(
+            503,
+            "tenants are kept in a control database: start the server with CONTROL_DB=true",
+        );
+    }
+    let id = match route_id(&route) {
+        Some(id) => match percent_decode(id) {
+            Some(id) => Some(id),
+            None => return Resp::message(404, "not found"),
+        },
+        None => None,
+    };
+    let result = match route {
+        Route::List => list(state).await,
+        Route::Create => create(state, body).await,
+        Route::Show(_) => show(state, id.as_deref().unwrap_or_default()).await,
+        Route::Update(_) => update(state, id.as_deref().unwrap_or_default(), body).await,
+        Route::Delete(_) => delete(state, id.as_deref().unwrap_or_default()).await,
+        Route::Reload(_) => {
+            act(state, id.as_deref().unwrap_or_default(), TenantChange::Disconnect).await
+        }
+        Route::Shutdown(_) => {
+            act(state, id.as_deref().unwrap_or_default(), TenantChange::Shutdown).await
+        }
+        Route::Health(_) => health(state, id.as_deref().unwrap_or_default()).await,
+    };
+    result.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "admin request failed on the control database");
+        Resp::message(500, "control database error")
+    })
+}
+
+fn route_id<'a>(r: &Route<'a>) -> Option<&'a str> {
+    match r {
+        Route::List | Route::Create => None,
+        Route::Show(id)
+        | Route::Update(id)
+        | Route::Delete(id)
+        | Route::Reload(id)
+        | Route::Shutdown(id)
+        | Route::Health(id) => Some(id),
+    }
+}
+
+/// `%XX` escapes of a path segment decoded; `None` if they do not make
+/// UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn keys(state: &ShardState) -> SecretKeys {
+    SecretKeys::new(
+        state.config.db_enc_key.as_deref(),
+        state.config.db_enc_key_gcm.as_deref(),
+        state.config.db_enc_write_gcm,
+    )
+    .expect("validated with the config")
+}
+
+fn nonce() -> [u8; 12] {
+    rand::random()
+}
+
+fn new_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let mut b = b;
+    // Version 4, variant 1.
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Now, as the store writes timestamps (UTC, whole seconds).
+fn now_text() -> String {
+    let secs = now_unix();
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Reads tenant `id` from the store, decrypted.
+async fn load(state: &ShardState, id: &str) -> Result<Option<TenantRecord>, PgError> {
+    let row = state.control.with(async |c| store::get(c, id).await).await?;
+    match row {
+        None => Ok(None),
+        Some(row) => record::from_row(row, &keys(state))
+            .map(Some)
+            .map_err(|e| PgError::Protocol(e.to_string())),
+    }
+}
+
+fn data(v: serde_json::Value) -> Resp {
+    Resp::json(200, json!({ "data": v }).to_string())
+}
+
+async fn list(state: &Rc<ShardState>) -> Result<Resp, PgError> {
+    let rows = state.control.with(async |c| store::list(c).await).await?;
+    let keys = keys(state);
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let r = record::from_row(row, &keys).map_err(|e| PgError::Protocol(e.to_string()))?;
+        out.push(record::view(&r));
+    }
+    Ok(data(serde_json::Value::Array(out)))
+}
+
+async fn show(state: &Rc<ShardState>, id: &str) -> Result<Resp, PgError> {
+    Ok(match load(state, id).await? {
+        Some(r) => data(record::view(&r)),
+        None => Resp::message(404, "not found"),
+    })
+}
+
+/// `POST /api/tenants`: the body must be a valid new tenant; then it is
+/// the upsert of its `external_id`.
+async fn create(state: &Rc<ShardState>, body: &[u8]) -> Result<Resp, PgError> {
+    let defaults = TenantDefaults::from_config(&state.config);
+    let fresh = match record::apply_params(None, body, &defaults, new_id, &now_text()) {
+        Ok(r) => r,
+        Err(invalid) => return Ok(Resp::json(invalid.status, invalid.body)),
+    };
+    update(state, &fresh.external_id.clone(), body).await
+}
+
+/// `PUT|PATCH /api/tenants/:id`: creates the tenant (named after the path)
+/// or changes it; a change to its keys, `private_only` or `suspend`
+/// disconnects its sockets.
+async fn update(state: &Rc<ShardState>, id: &str, body: &[u8]) -> Result<Resp, PgError> {
+    let defaults = TenantDefaults::from_config(&state.config);
+    let existing = load(state, id).await?;
+    let next = match &existing {
+        Some(old) => record::apply_params(Some(old), body, &defaults, new_id, &now_text()),
+        None => record::apply_params_for_new(id, body, &defaults, new_id, &now_text()),
+    };
+    let next = match next {
+        Ok(r) => r,
+        Err(invalid) => return Ok(Resp::json(invalid.status, invalid.body)),
+    };
+    let row = record::to_row(&next, &keys(state), nonce);
+    let (stored, created) = state
+        .control
+        .with(async |c| store::upsert(c, &row).await)
+        .await?;
+    let stored =
+        record::from_row(stored, &keys(state)).map_err(|e| PgError::Protocol(e.to_string()))?;
+    let change = match &existing {
+        Some(old) if record::needs_disconnect(old, &stored) => TenantChange::Disconnect,
+        // A new tenant may be remembered as missing: forgetting it is all.
+        _ => TenantChange::Updated,
+    };
+    tenants::announce(state, &stored.external_id, change).await;
+    let mut resp = Resp::json(
+        if created { 201 } else { 200 },
+        json!({ "data": record::view(&stored) }).to_string(),
+    );
+    resp.headers
+        .push(("location", format!("/api/tenants/{}", stored.external_id)));
+    Ok(resp)
+}
+
+/// `DELETE /api/tenants/:id`: 204 whether or not it existed. The record
+/// goes first, so sockets that reconnect after the disconnect find no
+/// tenant.
+async fn delete(state: &Rc<ShardState>, id: &str) -> Result<Resp, PgError> {
+    let removed = state.control.with(async |c| store::delete(c, id).await).await?;
+    if removed {
+        tenants::announce(state, id, TenantChange::Disconnect).await;
+    }
+    Ok(Resp::empty(204))
+}
+
+/// `reload` (disconnect everything) and `shutdown` (database connections
+/// only): 204, or 404 for an unknown tenant.
+async fn act(state: &Rc<ShardState>, id: &str, change: TenantChange) -> Result<Resp, PgError> {
+    if load(state, id).await?.is_none() {
+        return Ok(Resp::message(404, "not found"));
+    }
+    tenants::announce(state, id, change).await;
+    Ok(Resp::empty(204))
+}
+
+/// `GET /api/tenants/:id/health`, from what this shard sees of the tenant.
+async fn health(state: &Rc<ShardState>, id: &str) -> Result<Resp, PgError> {
+    let Some(r) = load(state, id).await? else {
+        return Ok(Resp::message(404, "not found"));
+    };
+    let (users, streaming) = state.tenant(id).map_or((0, false), |t| {
+        let t = t.borrow();
+        (t.nr_users, t.cdc.is_streaming())
+    });
+    let has_db = r.extensions.iter().any(|e| e.kind == "postgres_cdc_rls");
+    let healthy = !has_db || streaming || users == 0;
+    Ok(data(json!({
+        "healthy": healthy,
+        "db_connected": streaming,
+        "replication_connected": streaming,
+        "connected_cluster": users,
+        "region": record::region(&r),
+        "node": node_name(state),
+    })))
+}
+
+fn node_name(state: &ShardState) -> String {
+    format!("realtime@{}:{}", state.config.bind, state.config.port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(parse("GET", "/api/tenants"), Some(Route::List));
+        assert_eq!(parse("POST", "/api/tenants"), Some(Route::Create));
+        assert_eq!(parse("GET", "/api/tenants/a"), Some(Route::Show("a")));
+        assert_eq!(parse("PATCH", "/api/tenants/a"), Some(Route::Update("a")));
+        assert_eq!(parse("PUT", "/api/tenants/a"), Some(Route::Update("a")));
+        assert_eq!(parse("DELETE", "/api/tenants/a"), Some(Route::Delete("a")));
+        assert_eq!(
+            parse("POST", "/api/tenants/a/reload"),
+            Some(Route::Reload("a"))
+        );
+        assert_eq!(
+            parse("POST", "/api/tenants/a/shutdown"),
+            Some(Route::Shutdown("a"))
+        );
+        assert_eq!(
+            parse("GET", "/api/tenants/a/health"),
+            Some(Route::Health("a"))
+        );
+        assert_eq!(parse("DELETE", "/api/tenants"), None);
+        assert_eq!(parse("GET", "/api/tenants/"), None);
+        assert_eq!(parse("GET", "/api/tenants/a/other"), None);
+        assert_eq!(parse("GET", "/api/tenantsx"), None);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Db").as_deref(), Some("a-b"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        assert_eq!(percent_decode("bad%zz"), None);
+        assert_eq!(percent_decode("cut%2"), Some("cut%2".into()));
+        assert_eq!(percent_decode("%ff"), None);
+    }
+
+    #[test]
+    fn timestamps_are_civil_utc() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_429), (2025, 12, 9));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn ids_are_v4_uuids() {
+        let id = new_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+    }
+}

@@ -1,0 +1,92 @@
+//! Before any shard serves: the control database brought to the schema
+//! the Elixir server's last migration leaves, and, with `SEED_SELF_HOST`,
+//! the self-hosted tenant written into it. Runs on a short-lived executor
+//! of its own, so shards never see a half-migrated store.
+
+use std::time::Duration;
+
+use super::control::{migrate, store};
+use super::control_conn;
+use super::pgconn::{PgConn, PgError};
+use crate::config::Config;
+use crate::realtime::secrets::SecretKeys;
+use crate::realtime::tenant::record;
+
+/// Attempts before giving up on an unreachable control database.
+const ATTEMPTS: u32 = 6;
+
+/// Migrates (and seeds) the control database, retrying with backoff while
+/// it is unreachable. An error means the server must not start.
+pub fn prepare(config: &Config) -> Result<(), String> {
+    if !config.uses_control_db() {
+        return Ok(());
+    }
+    let config = config.clone();
+    glommio::LocalExecutorBuilder::default()
+        .name("control-setup")
+        .spawn(move || async move { prepare_with_retries(&config).await })
+        .map_err(|e| format!("cannot start the control-database executor: {e}"))?
+        .join()
+        .map_err(|e| format!("control-database setup stopped: {e}"))?
+}
+
+async fn prepare_with_retries(config: &Config) -> Result<(), String> {
+    let mut backoff = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match prepare_once(config).await {
+            Ok(()) => return Ok(()),
+            // The database answered and said no: retrying will not help.
+            Err(e @ PgError::Db { .. }) => return Err(format!("control database: {e}")),
+            Err(e) if attempt >= ATTEMPTS => {
+                return Err(format!(
+                    "control database unreachable after {ATTEMPTS} attempts: {e}"
+                ))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, retry_in_ms = backoff.as_millis() as u64, "control database not ready");
+                glommio::timer::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+        }
+    }
+}
+
+async fn prepare_once(config: &Config) -> Result<(), PgError> {
+    let pg = control_conn::settings(config)
+        .ok_or_else(|| PgError::Protocol("no control database host".into()))?;
+    let mut conn = PgConn::connect(&pg).await?;
+    if let Some(q) = &config.db_after_connect_query {
+        conn.simple_query(q).await?;
+    }
+    let applied = migrate::run(&mut conn).await?;
+    if applied > 0 {
+        tracing::info!(applied, "control database migrated");
+    }
+    if config.seed_self_host {
+        seed(config, &mut conn).await?;
+    }
+    conn.terminate().await;
+    Ok(())
+}
+
+/// Writes the self-hosted tenant (`SELF_HOST_TENANT_NAME`, its database
+/// the `DB_*` settings), replacing one of that name.
+async fn seed(config: &Config, conn: &mut PgConn) -> Result<(), PgError> {
+    let keys = SecretKeys::new(
+        config.db_enc_key.as_deref(),
+        config.db_enc_key_gcm.as_deref(),
+        config.db_enc_write_gcm,
+    )
+    .map_err(|e| PgError::Protocol(e.to_string()))?;
+    let record = record::seed_record(config);
+    let row = record::to_row(&record, &keys, rand::random);
+    let (_, created) = store::upsert(conn, &row).await?;
+    tracing::info!(
+        tenant = %config.self_host_tenant_name,
+        created,
+        "self-hosted tenant seeded"
+    );
+    Ok(())
+}
