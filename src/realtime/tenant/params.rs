@@ -387,6 +387,44 @@ pub fn apply_params(
     Ok(rec)
 }
 
+/// The `external_id` a `POST /api/tenants` body names, to look the stored
+/// tenant up before [`apply_params`] (the Elixir server upserts by it).
+/// `None` when the body has no usable one; `apply_params` then says why.
+pub fn requested_external_id(body: &[u8]) -> Option<String> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    match cast_string(v.get("tenant")?.get("external_id")?) {
+        Ok(Some(id)) => Some(id),
+        _ => None,
+    }
+}
+
+/// Whether an update must disconnect the tenant's sockets (`Server
+/// requested disconnect`, close 1012): its keys, `private_only` or
+/// `suspend` changed. The Elixir server also disconnects when a request
+/// merely repeats the same `jwt_secret` (it compares against the
+/// ciphertext); here only a real change does.
+pub fn needs_disconnect(old: &TenantRecord, new: &TenantRecord) -> bool {
+    old.jwt_secret != new.jwt_secret
+        || old.jwt_jwks != new.jwt_jwks
+        || old.private_only != new.private_only
+        || old.suspend != new.suspend
+}
+
+/// Whether an update must restart the tenant's database connections and
+/// replication: its extensions' settings, keys or `suspend` changed.
+pub fn needs_db_restart(old: &TenantRecord, new: &TenantRecord) -> bool {
+    let settings = |r: &TenantRecord| -> Vec<(String, Map<String, Value>)> {
+        r.extensions
+            .iter()
+            .map(|e| (e.kind.clone(), e.settings.clone()))
+            .collect()
+    };
+    settings(old) != settings(new)
+        || old.jwt_secret != new.jwt_secret
+        || old.jwt_jwks != new.jwt_jwks
+        || old.suspend != new.suspend
+}
+
 /// Casts one known field into `rec`; a bad value adds its error and
 /// leaves the field as it was.
 fn cast_field(

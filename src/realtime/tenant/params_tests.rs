@@ -408,6 +408,43 @@ fn put_creates_under_the_path_id_and_updates_only_what_it_names() {
     assert!(rec.extensions.is_empty());
 }
 
+#[test]
+fn post_looks_up_by_the_body_id_and_updates_say_what_to_restart() {
+    let b = body(created_attrs());
+    assert_eq!(requested_external_id(&b).as_deref(), Some("tenant-a"));
+    assert_eq!(
+        requested_external_id(&body(json!({"external_id": 5}))),
+        None
+    );
+    assert_eq!(requested_external_id(b"{"), None);
+    let stored = created();
+    let limits = put(
+        Some(&stored),
+        "tenant-a",
+        json!({"max_joins_per_second": 1}),
+    )
+    .unwrap();
+    assert!(!needs_disconnect(&stored, &limits) && !needs_db_restart(&stored, &limits));
+    // Repeating the same secret and extensions changes nothing at run time.
+    let same = put(Some(&stored), "tenant-a", attrs()).unwrap();
+    assert!(!needs_disconnect(&stored, &same) && !needs_db_restart(&stored, &same));
+    for change in [
+        json!({"jwt_secret": "other"}),
+        json!({"jwt_jwks": {"keys": []}}),
+        json!({"private_only": true}),
+        json!({"suspend": true}),
+    ] {
+        let new = put(Some(&stored), "tenant-a", change.clone()).unwrap();
+        assert!(needs_disconnect(&stored, &new), "{change}");
+    }
+    let only_private = put(Some(&stored), "tenant-a", json!({"private_only": true})).unwrap();
+    assert!(!needs_db_restart(&stored, &only_private));
+    let mut moved = attrs();
+    moved["extensions"][0]["settings"]["db_port"] = json!("7000");
+    let new = put(Some(&stored), "tenant-a", moved).unwrap();
+    assert!(needs_db_restart(&stored, &new) && !needs_disconnect(&stored, &new));
+}
+
 fn any_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
