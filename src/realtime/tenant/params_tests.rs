@@ -482,3 +482,17 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Arbitrary bytes, and bodies cut short anywhere: a tenant, 400 or
+    /// 422, never a panic.
+    #[test]
+    fn arbitrary_bodies_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256), cut in 0usize..400) {
+        let whole = body(created_attrs());
+        for b in [&bytes[..], &whole[..cut.min(whole.len())]] {
+            if let Err(inv) = apply_params(None, None, b, &defaults(), ids(), NOW) {
+                prop_assert!(inv.status == 400 || inv.status == 422, "{}", inv);
+            }
+        }
+    }
+}
