@@ -164,7 +164,9 @@ fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
 /// self-hosted tenant, keyed by `SELF_HOST_TENANT_NAME`, with the API
 /// secret; with one, only the bare-host default's name.
 pub fn directory_from_config(config: &Config) -> Result<Directory, String> {
+    use crate::config::SslMode;
     use crate::realtime::auth::{ClaimValidators, JwtKeys};
+    use crate::realtime::tenant::record::{TenantDb, DEFAULT_SLOT};
     use crate::realtime::tenant::{Limits, TenantConfig};
     let validators = ClaimValidators::parse(&config.jwt_claim_validators)
         .map_err(|e| format!("JWT_CLAIM_VALIDATORS: {e}"))?;
@@ -195,5 +197,18 @@ pub fn directory_from_config(config: &Config) -> Result<Directory, String> {
         private_only: config.private_only,
         presence_enabled: config.presence_enabled,
         has_database: config.db_host.is_some(),
+        db: config.db_host.as_ref().map(|host| TenantDb {
+            host: host.clone(),
+            port: config.db_port,
+            name: config.db_name.clone(),
+            user: config.db_user.clone(),
+            password: config.db_password.clone().unwrap_or_default(),
+            publication: config.db_publication.clone(),
+            slot_name: DEFAULT_SLOT.to_owned(),
+            ssl_enforced: matches!(config.db_ssl_mode, SslMode::Require | SslMode::VerifyFull),
+            region: None,
+            db_pool: None,
+            subscriber_pool_size: None,
+        }),
     }))
 }

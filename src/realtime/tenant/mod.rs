@@ -1,6 +1,8 @@
 //! Tenants: their immutable settings and the per-shard state their home
 //! shard keeps for them.
 
+pub mod params;
+pub mod record;
 pub mod row;
 
 use std::borrow::Cow;
@@ -69,6 +71,9 @@ pub struct TenantConfig {
     pub presence_enabled: bool,
     /// A tenant database is configured (Postgres Changes are served).
     pub has_database: bool,
+    /// Where that database is (from the tenant's CDC extension, or the
+    /// `DB_*` settings for the environment's tenant).
+    pub db: Option<record::TenantDb>,
 }
 
 impl TenantConfig {
