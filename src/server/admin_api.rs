@@ -22,7 +22,9 @@ use super::tenants;
 use crate::proto::http::RequestHead;
 use crate::realtime::auth;
 use crate::realtime::secrets::SecretKeys;
+use crate::realtime::tenant::params::{self, apply_params};
 use crate::realtime::tenant::record::{self, TenantDefaults, TenantRecord};
+use crate::realtime::tenant::row::{self, TenantRow};
 
 /// An admin route, parsed from method and path.
 #[derive(Debug, PartialEq, Eq)]
@@ -181,58 +183,28 @@ fn nonce() -> [u8; 12] {
 }
 
 fn new_id() -> String {
-    let b: [u8; 16] = rand::random();
-    let mut b = b;
-    // Version 4, variant 1.
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    row::uuid_v4(rand::random())
 }
 
 /// Now, as the store writes timestamps (UTC, whole seconds).
 fn now_text() -> String {
-    let secs = now_unix();
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    row::timestamp_text(now_unix())
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+fn protocol(e: impl std::fmt::Display) -> PgError {
+    PgError::Protocol(e.to_string())
 }
 
-/// Reads tenant `id` from the store, decrypted.
-async fn load(state: &ShardState, id: &str) -> Result<Option<TenantRecord>, PgError> {
+/// Reads tenant `id` from the store: the row as stored (what the views
+/// render) and the record decrypted.
+async fn load(state: &ShardState, id: &str) -> Result<Option<(TenantRow, TenantRecord)>, PgError> {
     let row = state.control.with(async |c| store::get(c, id).await).await?;
     match row {
         None => Ok(None),
-        Some(row) => record::from_row(row, &keys(state))
-            .map(Some)
-            .map_err(|e| PgError::Protocol(e.to_string())),
+        Some(row) => {
+            let rec = TenantRecord::from_row(row.clone(), &keys(state)).map_err(protocol)?;
+            Ok(Some((row, rec)))
+        }
     }
 }
 
@@ -242,63 +214,63 @@ fn data(v: serde_json::Value) -> Resp {
 
 async fn list(state: &Rc<ShardState>) -> Result<Resp, PgError> {
     let rows = state.control.with(async |c| store::list(c).await).await?;
-    let keys = keys(state);
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let r = record::from_row(row, &keys).map_err(|e| PgError::Protocol(e.to_string()))?;
-        out.push(record::view(&r));
-    }
+    let out: Vec<_> = rows.iter().map(record::view).collect();
     Ok(data(serde_json::Value::Array(out)))
 }
 
 async fn show(state: &Rc<ShardState>, id: &str) -> Result<Resp, PgError> {
     Ok(match load(state, id).await? {
-        Some(r) => data(record::view(&r)),
+        Some((row, _)) => data(record::view(&row)),
         None => Resp::message(404, "not found"),
     })
 }
 
-/// `POST /api/tenants`: the body must be a valid new tenant; then it is
-/// the upsert of its `external_id`.
+/// `POST /api/tenants`: the upsert of the body's `external_id`.
 async fn create(state: &Rc<ShardState>, body: &[u8]) -> Result<Resp, PgError> {
-    let defaults = TenantDefaults::from_config(&state.config);
-    let fresh = match record::apply_params(None, body, &defaults, new_id, &now_text()) {
-        Ok(r) => r,
-        Err(invalid) => return Ok(Resp::json(invalid.status, invalid.body)),
+    let existing = match params::requested_external_id(body) {
+        Some(id) => load(state, &id).await?,
+        None => None,
     };
-    update(state, &fresh.external_id.clone(), body).await
+    upsert(state, existing, None, body).await
 }
 
-/// `PUT|PATCH /api/tenants/:id`: creates the tenant (named after the path)
-/// or changes it; a change to its keys, `private_only` or `suspend`
-/// disconnects its sockets.
+/// `PUT|PATCH /api/tenants/:id`: creates the tenant under the path's name
+/// or changes it.
 async fn update(state: &Rc<ShardState>, id: &str, body: &[u8]) -> Result<Resp, PgError> {
-    let defaults = TenantDefaults::from_config(&state.config);
     let existing = load(state, id).await?;
-    let next = match &existing {
-        Some(old) => record::apply_params(Some(old), body, &defaults, new_id, &now_text()),
-        None => record::apply_params_for_new(id, body, &defaults, new_id, &now_text()),
-    };
-    let next = match next {
+    upsert(state, existing, Some(id), body).await
+}
+
+/// Validates, stores and announces a tenant; a change to its keys,
+/// `private_only` or `suspend` disconnects its sockets.
+async fn upsert(
+    state: &Rc<ShardState>,
+    existing: Option<(TenantRow, TenantRecord)>,
+    path_id: Option<&str>,
+    body: &[u8],
+) -> Result<Resp, PgError> {
+    let defaults = TenantDefaults::from_config(&state.config);
+    let old = existing.as_ref().map(|(_, r)| r);
+    let next = match apply_params(old, path_id, body, &defaults, new_id, &now_text()) {
         Ok(r) => r,
         Err(invalid) => return Ok(Resp::json(invalid.status, invalid.body)),
     };
-    let row = record::to_row(&next, &keys(state), nonce);
-    let (stored, created) = state
+    let row = next.to_row(&keys(state), nonce).map_err(protocol)?;
+    let (stored_row, created) = state
         .control
         .with(async |c| store::upsert(c, &row).await)
         .await?;
-    let stored =
-        record::from_row(stored, &keys(state)).map_err(|e| PgError::Protocol(e.to_string()))?;
-    let change = match &existing {
-        Some(old) if record::needs_disconnect(old, &stored) => TenantChange::Disconnect,
-        // A new tenant may be remembered as missing: forgetting it is all.
+    let stored = TenantRecord::from_row(stored_row.clone(), &keys(state)).map_err(protocol)?;
+    let change = match old {
+        Some(old) if params::needs_disconnect(old, &stored) => TenantChange::Disconnect,
+        // New, or settings that keep sockets. A new tenant may be
+        // remembered as missing somewhere: forgetting that is all it needs.
         _ => TenantChange::Updated,
     };
     tenants::announce(state, &stored.external_id, change).await;
     let mut resp = Resp::json(
         if created { 201 } else { 200 },
-        json!({ "data": record::view(&stored) }).to_string(),
+        json!({ "data": record::view(&stored_row) }).to_string(),
     );
     resp.headers
         .push(("location", format!("/api/tenants/{}", stored.external_id)));
@@ -328,21 +300,21 @@ async fn act(state: &Rc<ShardState>, id: &str, change: TenantChange) -> Result<R
 
 /// `GET /api/tenants/:id/health`, from what this shard sees of the tenant.
 async fn health(state: &Rc<ShardState>, id: &str) -> Result<Resp, PgError> {
-    let Some(r) = load(state, id).await? else {
+    let Some((_, rec)) = load(state, id).await? else {
         return Ok(Resp::message(404, "not found"));
     };
     let (users, streaming) = state.tenant(id).map_or((0, false), |t| {
         let t = t.borrow();
         (t.nr_users, t.cdc.is_streaming())
     });
-    let has_db = r.extensions.iter().any(|e| e.kind == "postgres_cdc_rls");
-    let healthy = !has_db || streaming || users == 0;
+    let cdc = rec.cdc_extension();
+    let region = cdc.and_then(|e| e.settings.get("region").cloned());
     Ok(data(json!({
-        "healthy": healthy,
+        "healthy": cdc.is_none() || streaming || users == 0,
         "db_connected": streaming,
         "replication_connected": streaming,
         "connected_cluster": users,
-        "region": record::region(&r),
+        "region": region,
         "node": node_name(state),
     })))
 }
@@ -388,20 +360,5 @@ mod tests {
         assert_eq!(percent_decode("bad%zz"), None);
         assert_eq!(percent_decode("cut%2"), Some("cut%2".into()));
         assert_eq!(percent_decode("%ff"), None);
-    }
-
-    #[test]
-    fn timestamps_are_civil_utc() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_429), (2025, 12, 9));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-    }
-
-    #[test]
-    fn ids_are_v4_uuids() {
-        let id = new_id();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
     }
 }

@@ -10,7 +10,9 @@ use super::control_conn;
 use super::pgconn::{PgConn, PgError};
 use crate::config::Config;
 use crate::realtime::secrets::SecretKeys;
-use crate::realtime::tenant::record;
+use super::shard::now_unix;
+use crate::realtime::tenant::record::{self, TenantDefaults};
+use crate::realtime::tenant::row;
 
 /// Attempts before giving up on an unreachable control database.
 const ATTEMPTS: u32 = 6;
@@ -80,8 +82,12 @@ async fn seed(config: &Config, conn: &mut PgConn) -> Result<(), PgError> {
         config.db_enc_write_gcm,
     )
     .map_err(|e| PgError::Protocol(e.to_string()))?;
-    let record = record::seed_record(config);
-    let row = record::to_row(&record, &keys, rand::random);
+    let defaults = TenantDefaults::from_config(config);
+    let now = row::timestamp_text(now_unix());
+    let record = record::seed_record(config, &defaults, || row::uuid_v4(rand::random()), &now);
+    let row = record
+        .to_row(&keys, rand::random)
+        .map_err(|e| PgError::Protocol(e.to_string()))?;
     let (_, created) = store::upsert(conn, &row).await?;
     tracing::info!(
         tenant = %config.self_host_tenant_name,

@@ -80,7 +80,7 @@ impl TenantConfig {
     /// Whether `other` streams from a different database than `self`, so
     /// the tenant's database work must start again.
     pub fn database_differs(&self, other: &TenantConfig) -> bool {
-        self.has_database != other.has_database
+        self.db != other.db
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{Config, SslMode};
 use crate::realtime::tenant::TenantConfig;
 use crate::server::pgconn::PgConfig;
 use crate::server::tls::DbTls;
@@ -35,12 +35,37 @@ pub struct ReplicationSettings {
 }
 
 impl ReplicationSettings {
-    /// Settings of `tenant`'s database, if it has one.
+    /// Settings of `tenant`'s database, if it has one: the `DB_*` settings
+    /// for the environment's tenant, else its CDC extension's.
     pub fn for_tenant(c: &Config, tenant: &TenantConfig) -> Option<Self> {
-        if !tenant.has_database || tenant.external_id != c.self_host_tenant_name {
-            return None;
+        if !c.uses_control_db() {
+            if tenant.external_id != c.self_host_tenant_name {
+                return None;
+            }
+            return Self::from_config(c);
         }
-        Self::from_config(c)
+        let db = tenant.db.as_ref()?;
+        let mut s = Self::from_config(c)?;
+        s.sql.host = db.host.clone();
+        s.sql.port = db.port;
+        s.sql.dbname = db.name.clone();
+        s.sql.user = db.user.clone();
+        s.sql.password = db.password.clone();
+        // `ssl_enforced` asks for TLS without verifying it, as the Elixir
+        // server does; otherwise TLS is used when the database offers it.
+        s.sql.tls.mode = if db.ssl_enforced {
+            SslMode::Require
+        } else {
+            SslMode::Prefer
+        };
+        s.stream = PgConfig {
+            replication: true,
+            application_name: "realtime_replication".into(),
+            ..s.sql.clone()
+        };
+        s.publication = db.publication.clone();
+        s.slot = format!("{}{}", db.slot_name, c.slot_name_suffix);
+        Some(s)
     }
 
     /// Settings of the default tenant, if a database is configured.
