@@ -8,81 +8,9 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::pg::{dev_db_url, parts, psql};
+use support::control::*;
+use support::pg::psql;
 use support::*;
-
-/// The admin API's secret in these tests (the server's `API_JWT_SECRET`).
-const ADMIN: &str = SECRET;
-
-/// A database of its own on the dev cluster, dropped at the end.
-struct ControlDb {
-    admin_url: String,
-    name: String,
-}
-
-impl ControlDb {
-    fn create(tag: &str) -> Self {
-        let admin_url = dev_db_url();
-        let name = format!("rt_ctl_{}_{tag}", std::process::id());
-        psql(&admin_url, &format!("drop database if exists {name} with (force)"));
-        psql(&admin_url, &format!("create database {name}"));
-        Self { admin_url, name }
-    }
-
-    fn url(&self) -> String {
-        let (base, _) = self.admin_url.rsplit_once('/').unwrap();
-        format!("{base}/{}", self.name)
-    }
-
-    /// Server environment with this database as the control database.
-    fn env(&self) -> Vec<(String, String)> {
-        let (host, port, pw) = parts(&self.admin_url);
-        [
-            ("CONTROL_DB", "true".to_owned()),
-            ("DB_HOST", host),
-            ("DB_PORT", port),
-            ("DB_NAME", self.name.clone()),
-            ("DB_USER", "postgres".into()),
-            ("DB_PASSWORD", pw),
-            ("DB_ENC_KEY", "0123456789abcdef".into()),
-            ("SHARDS", "2".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
-    }
-}
-
-impl Drop for ControlDb {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(support::pg::psql_bin())
-            .args([
-                self.admin_url.as_str(),
-                "-qAt",
-                "-c",
-                &format!("drop database if exists {} with (force)", self.name),
-            ])
-            .output();
-    }
-}
-
-fn admin_token() -> String {
-    sign_hs256(ADMIN, &json!({"role": "service_role", "iat": 1_700_000_000}))
-}
-
-/// An admin request; returns (status, head, body as JSON or Null).
-fn admin(srv: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, String, Value) {
-    let auth = format!("Bearer {}", admin_token());
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let (status, head, bytes) = srv.http(
-        method,
-        path,
-        &[("authorization", &auth), ("content-type", "application/json")],
-        body.as_bytes(),
-    );
-    let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, head, v)
-}
 
 fn tenant_body(id: &str, secret: &str) -> Value {
     json!({"tenant": {"name": id, "external_id": id, "jwt_secret": secret}})
@@ -165,13 +93,27 @@ fn the_admin_api_answers_every_route_with_its_status_and_shape() {
     let (status, _, body) = admin(&srv, "GET", "/api/tenants", None);
     assert_eq!((status, body), (200, json!({"data": []})));
 
-    let (status, head, body) = admin(&srv, "POST", "/api/tenants", Some(tenant_body("acme", "s1-secret-of-thirty-two-bytes-xx")));
+    let (status, head, body) = admin(
+        &srv,
+        "POST",
+        "/api/tenants",
+        Some(tenant_body("acme", "s1-secret-of-thirty-two-bytes-xx")),
+    );
     assert_eq!(status, 201, "{body}");
-    assert!(head.to_ascii_lowercase().contains("location: /api/tenants/acme"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("location: /api/tenants/acme"),
+        "{head}"
+    );
     assert_eq!(body["data"]["external_id"], "acme");
     assert!(body["data"].get("jwt_secret").is_none(), "{body}");
     // The same body again updates.
-    let (status, _, _) = admin(&srv, "POST", "/api/tenants", Some(tenant_body("acme", "s1-secret-of-thirty-two-bytes-xx")));
+    let (status, _, _) = admin(
+        &srv,
+        "POST",
+        "/api/tenants",
+        Some(tenant_body("acme", "s1-secret-of-thirty-two-bytes-xx")),
+    );
     assert_eq!(status, 200);
 
     let (status, _, body) = admin(&srv, "GET", "/api/tenants/acme", None);
@@ -181,12 +123,22 @@ fn the_admin_api_answers_every_route_with_its_status_and_shape() {
     assert_eq!((status, body), (404, json!({"message": "not found"})));
 
     // Invalid: no external_id.
-    let (status, _, body) = admin(&srv, "POST", "/api/tenants", Some(json!({"tenant": {"jwt_secret": "x"}})));
+    let (status, _, body) = admin(
+        &srv,
+        "POST",
+        "/api/tenants",
+        Some(json!({"tenant": {"jwt_secret": "x"}})),
+    );
     assert_eq!(status, 422, "{body}");
     assert!(body["errors"]["external_id"].is_array(), "{body}");
 
     // PUT creates under the path's name.
-    let (status, _, body) = admin(&srv, "PUT", "/api/tenants/beta", Some(json!({"tenant": {"jwt_secret": "s-beta-secret-thirty-two-bytes-x"}})));
+    let (status, _, body) = admin(
+        &srv,
+        "PUT",
+        "/api/tenants/beta",
+        Some(json!({"tenant": {"jwt_secret": "s-beta-secret-thirty-two-bytes-x"}})),
+    );
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["data"]["external_id"], "beta");
     let (_, _, body) = admin(&srv, "GET", "/api/tenants", None);
@@ -194,20 +146,36 @@ fn the_admin_api_answers_every_route_with_its_status_and_shape() {
 
     let (status, _, body) = admin(&srv, "GET", "/api/tenants/acme/health", None);
     assert_eq!(status, 200);
-    for key in ["healthy", "db_connected", "replication_connected", "connected_cluster", "region", "node"] {
+    for key in [
+        "healthy",
+        "db_connected",
+        "replication_connected",
+        "connected_cluster",
+        "region",
+        "node",
+    ] {
         assert!(body["data"].get(key).is_some(), "{key} missing: {body}");
     }
     assert_eq!(admin(&srv, "GET", "/api/tenants/nope/health", None).0, 404);
     assert_eq!(admin(&srv, "POST", "/api/tenants/acme/reload", None).0, 204);
     assert_eq!(admin(&srv, "POST", "/api/tenants/nope/reload", None).0, 404);
-    assert_eq!(admin(&srv, "POST", "/api/tenants/acme/shutdown", None).0, 204);
-    assert_eq!(admin(&srv, "POST", "/api/tenants/nope/shutdown", None).0, 404);
+    assert_eq!(
+        admin(&srv, "POST", "/api/tenants/acme/shutdown", None).0,
+        204
+    );
+    assert_eq!(
+        admin(&srv, "POST", "/api/tenants/nope/shutdown", None).0,
+        404
+    );
 
     assert_eq!(admin(&srv, "DELETE", "/api/tenants/acme", None).0, 204);
     assert_eq!(admin(&srv, "DELETE", "/api/tenants/acme", None).0, 204);
     assert_eq!(admin(&srv, "GET", "/api/tenants/acme", None).0, 404);
     // Stored in the control database, as the Elixir server stores it.
-    let stored = psql(&db.url(), "select external_id from _realtime.tenants order by 1");
+    let stored = psql(
+        &db.url(),
+        "select external_id from _realtime.tenants order by 1",
+    );
     assert_eq!(stored.trim(), "beta");
 }
 
@@ -215,13 +183,25 @@ fn the_admin_api_answers_every_route_with_its_status_and_shape() {
 fn tenants_are_picked_by_host_and_never_hear_each_other() {
     let db = ControlDb::create("iso");
     let srv = Server::start_env(&db.env());
-    let (sa, sb) = ("secret-a-of-thirty-two-bytes-xxx", "secret-b-of-thirty-two-bytes-xxx");
-    assert_eq!(admin(&srv, "POST", "/api/tenants", Some(tenant_body("ta", sa))).0, 201);
-    assert_eq!(admin(&srv, "POST", "/api/tenants", Some(tenant_body("tb", sb))).0, 201);
+    let (sa, sb) = (
+        "secret-a-of-thirty-two-bytes-xxx",
+        "secret-b-of-thirty-two-bytes-xxx",
+    );
+    assert_eq!(
+        admin(&srv, "POST", "/api/tenants", Some(tenant_body("ta", sa))).0,
+        201
+    );
+    assert_eq!(
+        admin(&srv, "POST", "/api/tenants", Some(tenant_body("tb", sb))).0,
+        201
+    );
 
     // Unknown host, and a token of the other tenant.
     let (status, body) = connect(&srv, "tc", sa).err().expect("no such tenant");
-    assert_eq!((status, body.as_str()), (404, r#"{"error":"Tenant not found"}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (404, r#"{"error":"Tenant not found"}"#)
+    );
     let (status, _) = connect(&srv, "ta", sb).err().expect("wrong secret");
     assert_eq!(status, 401);
 
@@ -247,7 +227,10 @@ fn tenants_are_picked_by_host_and_never_hear_each_other() {
 fn a_changed_or_removed_tenant_disconnects_exactly_its_sockets() {
     let db = ControlDb::create("life");
     let srv = Server::start_env(&db.env());
-    let (sa, sb) = ("secret-a-of-thirty-two-bytes-xxx", "secret-b-of-thirty-two-bytes-xxx");
+    let (sa, sb) = (
+        "secret-a-of-thirty-two-bytes-xxx",
+        "secret-b-of-thirty-two-bytes-xxx",
+    );
     admin(&srv, "POST", "/api/tenants", Some(tenant_body("ta", sa)));
     admin(&srv, "POST", "/api/tenants", Some(tenant_body("tb", sb)));
     let topic = "realtime:room";
@@ -257,7 +240,12 @@ fn a_changed_or_removed_tenant_disconnects_exactly_its_sockets() {
     join(&mut b, topic);
 
     // A limit changes live: nobody is disconnected.
-    let (status, _, body) = admin(&srv, "PATCH", "/api/tenants/ta", Some(json!({"tenant": {"max_concurrent_users": 7}})));
+    let (status, _, body) = admin(
+        &srv,
+        "PATCH",
+        "/api/tenants/ta",
+        Some(json!({"tenant": {"max_concurrent_users": 7}})),
+    );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["max_concurrent_users"], 7);
     alive(&mut a);
@@ -265,7 +253,12 @@ fn a_changed_or_removed_tenant_disconnects_exactly_its_sockets() {
     // The secret changes: ta's socket goes, tb's stays, the new secret
     // is what connects now.
     let s2 = "secret-a2-of-thirty-two-bytes-xx";
-    let (status, _, _) = admin(&srv, "PATCH", "/api/tenants/ta", Some(json!({"tenant": {"jwt_secret": s2}})));
+    let (status, _, _) = admin(
+        &srv,
+        "PATCH",
+        "/api/tenants/ta",
+        Some(json!({"tenant": {"jwt_secret": s2}})),
+    );
     assert_eq!(status, 200);
     expect_disconnect(&mut a, topic);
     alive(&mut b);
@@ -274,11 +267,24 @@ fn a_changed_or_removed_tenant_disconnects_exactly_its_sockets() {
     join(&mut a, topic);
 
     // Suspended: disconnected, then refused with 403.
-    admin(&srv, "PATCH", "/api/tenants/ta", Some(json!({"tenant": {"suspend": true}})));
+    admin(
+        &srv,
+        "PATCH",
+        "/api/tenants/ta",
+        Some(json!({"tenant": {"suspend": true}})),
+    );
     expect_disconnect(&mut a, topic);
     let (status, body) = connect(&srv, "ta", s2).err().expect("suspended");
-    assert_eq!((status, body.as_str()), (403, r#"{"error":"Realtime was disabled for this tenant"}"#));
-    admin(&srv, "PATCH", "/api/tenants/ta", Some(json!({"tenant": {"suspend": false}})));
+    assert_eq!(
+        (status, body.as_str()),
+        (403, r#"{"error":"Realtime was disabled for this tenant"}"#)
+    );
+    admin(
+        &srv,
+        "PATCH",
+        "/api/tenants/ta",
+        Some(json!({"tenant": {"suspend": false}})),
+    );
 
     // Reload disconnects; delete disconnects and the tenant is gone.
     let mut a = connect(&srv, "ta", s2).unwrap();
@@ -293,6 +299,9 @@ fn a_changed_or_removed_tenant_disconnects_exactly_its_sockets() {
     alive(&mut b);
     // A tenant created after a lookup found nothing is found at once: the
     // create is announced to every shard, not waited out.
-    assert_eq!(admin(&srv, "POST", "/api/tenants", Some(tenant_body("ta", sa))).0, 201);
+    assert_eq!(
+        admin(&srv, "POST", "/api/tenants", Some(tenant_body("ta", sa))).0,
+        201
+    );
     assert!(connect(&srv, "ta", sa).is_ok());
 }

@@ -74,6 +74,8 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                 catalog: RefCell::new(HashMap::new()),
                 catalog_epoch: Cell::new(0),
                 tenant_tasks: RefCell::new(HashMap::new()),
+                pending_acks: RefCell::new(HashMap::new()),
+                next_ticket: Cell::new(0),
                 tenants: RefCell::new(HashMap::new()),
                 writers: Rc::default(),
                 sessions: RefCell::new(HashMap::new()),
@@ -156,7 +158,16 @@ fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
             ShardStats::add(&state.stats().handoffs_in, 1);
             glommio::spawn_local(listener::adopt(state.clone(), *handoff)).detach();
         }
-        ShardMsg::TenantChanged { id, change } => tenants::on_change(state, &id, change),
+        ShardMsg::TenantChanged {
+            id,
+            change,
+            config,
+            reply_to,
+        } => {
+            tenants::on_change(state, &id, change, config);
+            tenants::acknowledge(state, reply_to);
+        }
+        ShardMsg::Done(ticket) => tenants::acknowledged(state, ticket),
     }
 }
 

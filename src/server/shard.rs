@@ -30,7 +30,13 @@ pub enum ShardMsg {
         id: String,
         /// What follows for its sockets and connections.
         change: TenantChange,
+        /// Its settings now; `None` if it is gone or only acted upon.
+        config: Option<Arc<TenantConfig>>,
+        /// The announcing shard and its ticket, to answer [`ShardMsg::Done`].
+        reply_to: (usize, u64),
     },
+    /// A shard has acted on the announcement with this ticket.
+    Done(u64),
 }
 
 /// What a change to a tenant means for its live state on a shard.
@@ -66,6 +72,11 @@ pub struct ShardState {
     /// Bumped by every tenant change, so a lookup that was under way
     /// across one does not cache what it read before it.
     pub catalog_epoch: Cell<u64>,
+    /// Announcements of this shard still waiting for other shards: ticket
+    /// -> (shards yet to answer, the announcer's waker).
+    pub pending_acks: RefCell<HashMap<u64, (usize, Option<std::task::Waker>)>>,
+    /// Next announcement ticket.
+    pub next_ticket: Cell<u64>,
     /// Tasks working for a tenant whose home is this shard (its
     /// replication stream and subscription checker), stopped with it.
     pub tenant_tasks: RefCell<HashMap<String, Vec<glommio::task::JoinHandle<()>>>>,

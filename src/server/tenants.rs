@@ -13,6 +13,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 use super::outq::CloseReason;
 use super::replication;
@@ -121,26 +123,116 @@ fn stop_database_work(state: &ShardState, id: &str) -> bool {
     true
 }
 
-/// Tells every shard, this one included, that tenant `id` changed.
-pub async fn announce(state: &Rc<ShardState>, id: &str, change: TenantChange) {
-    for target in 0..state.shard.nr_shards {
-        if target == state.shard.id {
-            on_change(state, id, change);
-            continue;
-        }
+/// Longest an announcement waits for the other shards to act on it. A
+/// shard is never busy that long (its work is cut into short steps), so
+/// only one that is stopping is waited out.
+const ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// Tells every shard, this one included, that tenant `id` changed, with
+/// its settings now (`None`: gone, or only acted upon), and returns once
+/// each has acted on it: whoever hears the admin API's answer and
+/// reconnects meets the new settings on every shard.
+pub async fn announce(
+    state: &Rc<ShardState>,
+    id: &str,
+    change: TenantChange,
+    config: Option<Arc<TenantConfig>>,
+) {
+    let others = state.shard.nr_shards - 1;
+    let ticket = state.next_ticket.get();
+    state.next_ticket.set(ticket + 1);
+    if others > 0 {
+        state
+            .pending_acks
+            .borrow_mut()
+            .insert(ticket, (others, None));
+    }
+    on_change(state, id, change, config.clone());
+    for target in (0..state.shard.nr_shards).filter(|&t| t != state.shard.id) {
         let msg = ShardMsg::TenantChanged {
             id: id.to_owned(),
             change,
+            config: config.clone(),
+            reply_to: (state.shard.id, ticket),
         };
-        // A shard that is gone (shutting down) has nothing left to forget.
-        let _ = state.shard.send_to(target, msg).await;
+        // A shard that is gone (stopping) has nothing left to act on.
+        if state.shard.send_to(target, msg).await.is_err() {
+            acknowledged(state, ticket);
+        }
+    }
+    let all_done = std::future::poll_fn(|cx| {
+        let mut acks = state.pending_acks.borrow_mut();
+        match acks.get_mut(&ticket) {
+            None => Poll::Ready(()),
+            Some((_, waker)) => {
+                *waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    });
+    let in_time = futures_lite::future::or(
+        async {
+            all_done.await;
+            true
+        },
+        async {
+            glommio::timer::sleep(ACK_WAIT).await;
+            false
+        },
+    )
+    .await;
+    if !in_time {
+        state.pending_acks.borrow_mut().remove(&ticket);
+        tracing::warn!(
+            tenant = id,
+            "a shard did not confirm a tenant change in time"
+        );
     }
 }
 
-/// Acts on a change to tenant `id` on this shard.
-pub fn on_change(state: &Rc<ShardState>, id: &str, change: TenantChange) {
+/// Answers an announcement from another shard.
+pub fn acknowledge(state: &Rc<ShardState>, (origin, ticket): (usize, u64)) {
+    let st = state.clone();
+    glommio::spawn_local(async move {
+        let _ = st.shard.send_to(origin, ShardMsg::Done(ticket)).await;
+    })
+    .detach();
+}
+
+/// One more shard has acted on announcement `ticket`.
+pub fn acknowledged(state: &ShardState, ticket: u64) {
+    let mut acks = state.pending_acks.borrow_mut();
+    let Some((left, waker)) = acks.get_mut(&ticket) else {
+        return;
+    };
+    *left -= 1;
+    if *left == 0 {
+        if let Some(w) = waker.take() {
+            w.wake();
+        }
+        acks.remove(&ticket);
+    }
+}
+
+/// Acts on a change to tenant `id` on this shard. The catalog takes the
+/// new settings only where it already knew the tenant (present or
+/// missing): the rest read them on first use.
+pub fn on_change(
+    state: &Rc<ShardState>,
+    id: &str,
+    change: TenantChange,
+    config: Option<Arc<TenantConfig>>,
+) {
     state.catalog_epoch.set(state.catalog_epoch.get() + 1);
-    state.catalog.borrow_mut().remove(id);
+    {
+        let mut catalog = state.catalog.borrow_mut();
+        match (&config, catalog.get_mut(id)) {
+            (Some(cfg), Some(entry)) => *entry = Some(cfg.clone()),
+            _ => {
+                catalog.remove(id);
+            }
+        }
+    }
     match change {
         TenantChange::Disconnect => disconnect(state, id),
         TenantChange::Shutdown => {
@@ -153,29 +245,17 @@ pub fn on_change(state: &Rc<ShardState>, id: &str, change: TenantChange) {
             }
         }
         TenantChange::Updated => {
-            if state.tenant(id).is_some() {
-                let st = state.clone();
-                let id = id.to_owned();
-                glommio::spawn_local(async move { refresh(&st, &id).await }).detach();
+            if let Some(cfg) = config {
+                take_settings(state, id, cfg);
             }
         }
     }
 }
 
-/// An active tenant whose settings changed without a disconnect takes its
-/// new settings: limits and switches apply from the next message on. If
-/// its database moved, its database work starts again there.
-async fn refresh(state: &Rc<ShardState>, id: &str) {
-    let cfg = match resolve(state, id).await {
-        Resolved::Found(cfg) => cfg,
-        // Gone meanwhile: its own change message does the rest.
-        Resolved::NotFound => return,
-        Resolved::Unavailable(e) => {
-            tracing::warn!(tenant = id, error = %e, "tenant changed but its new settings could not be read; sockets are closed so they reconnect with them");
-            disconnect(state, id);
-            return;
-        }
-    };
+/// An active tenant whose settings changed without a disconnect takes the
+/// new ones: limits and switches apply from the next message on. If its
+/// database moved, its database work starts again there.
+fn take_settings(state: &Rc<ShardState>, id: &str, cfg: Arc<TenantConfig>) {
     let Some(t) = state.tenant(id) else { return };
     let moved = {
         let mut t = t.borrow_mut();
