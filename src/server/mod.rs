@@ -17,11 +17,13 @@
 //!   simple queries, the replication copy stream).
 //! - [`pgerror`]: the errors of both.
 //! - [`tls`]: TLS to tenant databases (`DB_SSL_MODE`).
+//! - [`control`]: the control database (tenants), its migrations.
 //! - [`replication`]: one logical replication stream per tenant database,
 //!   its subscription checks, RLS row checks and confirmations.
 
 pub mod connection;
 pub mod conns;
+pub mod control;
 pub mod fault;
 pub mod handoff;
 pub mod http_api;
