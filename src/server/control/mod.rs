@@ -5,9 +5,13 @@
 //! - [`migrations`]: the schema's history, step by step, under the Elixir
 //!   server's version numbers.
 //! - [`migrate`]: applies the missing steps, one server at a time.
+//! - [`store`]: reads and writes tenant rows
+//!   ([`TenantRow`](crate::realtime::tenant::row::TenantRow)), every value
+//!   a bound parameter.
 
 pub mod migrate;
 pub mod migrations;
+pub mod store;
 
 use std::time::Duration;
 
