@@ -183,3 +183,29 @@ fn the_data_steps_of_an_old_schema_run_as_the_elixir_ones_did() {
     db.psql("delete from _realtime.tenants");
     assert_eq!(db.psql("select count(*) from _realtime.extensions"), "0");
 }
+
+#[test]
+fn an_up_to_date_database_needs_no_create_privilege() {
+    let db = TestDb::new();
+    db.load("control_elixir_full.sql");
+    // A role that may use the schema (and take Ecto's lock) but create
+    // nothing, as an operator may give a server that never migrates.
+    let role = format!("{}_user", db.name);
+    db.psql(&format!(
+        "create role {role} login password 'pw';
+         grant usage on schema _realtime to {role};
+         grant select, update on _realtime.schema_migrations to {role}"
+    ));
+    let mut cfg = db.config();
+    cfg.user = role.clone();
+    cfg.password = "pw".into();
+    let m = run(move || async move {
+        let mut c = PgConn::connect(&cfg).await.unwrap();
+        let m = migrate(&mut c).await.map_err(|e| e.to_string());
+        c.terminate().await;
+        m
+    });
+    db.psql(&format!("drop owned by {role}"));
+    let _ = db.db.try_psql(&format!("drop role {role}"));
+    assert_eq!(m, Ok(Migrated::default()));
+}

@@ -53,18 +53,34 @@ async fn run(conn: &mut PgConn, steps: &[Migration]) -> Result<Migrated, Control
     let key = LOCK_KEY.to_string();
     conn.query("select pg_advisory_xact_lock($1::bigint)", &[Some(&key)])
         .await?;
-    // The table as Ecto creates it, in the schema the Elixir server's
-    // search_path points at.
-    conn.simple_query(
-        "create schema if not exists _realtime;
-         create table if not exists _realtime.schema_migrations (
-             version bigint,
-             inserted_at timestamp(0),
-             primary key (version)
-         );
-         lock table _realtime.schema_migrations in share update exclusive mode",
-    )
-    .await?;
+    // Created only when missing: `create ... if not exists` checks the
+    // privilege to create before it checks existence, and a role that may
+    // use an existing schema need not be allowed to create one.
+    let present = conn
+        .query(
+            "select (select count(*) from pg_namespace where nspname = '_realtime')::text,
+                    (to_regclass('_realtime.schema_migrations') is not null)::text",
+            &[],
+        )
+        .await?;
+    let row = present.rows.first().map(Vec::as_slice).unwrap_or_default();
+    if row.first().and_then(|v| v.as_deref()) == Some("0") {
+        conn.simple_query("create schema _realtime").await?;
+    }
+    if row.get(1).and_then(|v| v.as_deref()) != Some("true") {
+        // The table as Ecto creates it, in the schema the Elixir server's
+        // search_path points at.
+        conn.simple_query(
+            "create table _realtime.schema_migrations (
+                 version bigint,
+                 inserted_at timestamp(0),
+                 primary key (version)
+             )",
+        )
+        .await?;
+    }
+    conn.simple_query("lock table _realtime.schema_migrations in share update exclusive mode")
+        .await?;
     let done = conn
         .query("select version::text from _realtime.schema_migrations", &[])
         .await?;
