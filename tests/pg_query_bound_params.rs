@@ -207,3 +207,25 @@ fn bound_statements_inside_a_transaction() {
         c.terminate().await;
     });
 }
+
+#[test]
+fn a_statement_past_the_deadline_times_out_and_abandons_the_connection() {
+    run(|| async {
+        let mut cfg = config();
+        cfg.timeout = Duration::from_millis(300);
+        let mut c = PgConn::connect(&cfg).await.unwrap();
+        let t0 = std::time::Instant::now();
+        let e = c
+            .query("select pg_sleep($1::float8)", &[Some("5")])
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "timeout: no answer to query within 300 ms");
+        assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+        // The late reply would be read as the next statement's: refused.
+        let e = c.query("select 1", &[]).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "timeout: connection abandoned after an earlier timeout"
+        );
+    });
+}

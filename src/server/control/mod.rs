@@ -71,3 +71,33 @@ pub async fn connect(
     }
     Ok(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SslMode;
+
+    #[test]
+    fn the_connection_comes_from_the_db_settings() {
+        assert!(pg_config(&Config::default()).is_none());
+        let c = Config {
+            db_host: Some("db.internal".into()),
+            db_port: 6543,
+            db_name: "control".into(),
+            db_user: "admin".into(),
+            db_password: Some("pw".into()),
+            db_ssl_mode: SslMode::Require,
+            db_query_timeout_ms: 1234,
+            ..Config::default()
+        };
+        let p = pg_config(&c).unwrap();
+        assert_eq!(
+            (p.host.as_str(), p.port, p.dbname.as_str(), p.user.as_str()),
+            ("db.internal", 6543, "control", "admin")
+        );
+        assert_eq!(p.password, "pw");
+        assert!(!p.replication);
+        assert_eq!(p.tls.mode, SslMode::Require);
+        assert_eq!(p.timeout, Duration::from_millis(1234));
+    }
+}
