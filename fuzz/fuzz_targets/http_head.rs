@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use realtime::proto::http::{
-    body_kind, check_upgrade, host_tenant, host_tenant_lowercase, parse_head,
-    request_line_received, query_param, HttpError, MAX_HEAD_BYTES,
+    body_kind, check_upgrade, host_tenant, host_tenant_lowercase, parse_head, query_param,
+    request_line_received, HttpError, MAX_HEAD_BYTES,
 };
 
 fuzz_target!(|data: &[u8]| {

@@ -8,7 +8,9 @@ use realtime::realtime::postgres_changes::binding::parse_binding;
 use realtime::realtime::postgres_changes::filter::parse_filters;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(s) = std::str::from_utf8(data) else { return };
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
     match parse_filters(s) {
         Ok(filters) => {
             for f in &filters {

@@ -54,7 +54,9 @@ fn assert_spliced(template: &str, sql: &str, a: Option<&str>, b: &str) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let mut parts = text.splitn(3, '\n');
     let filter = parts.next().unwrap_or("");
     let row = parts.next().unwrap_or("");
@@ -63,7 +65,9 @@ fuzz_target!(|data: &[u8]| {
     // A filter as the client wrote it, and one on a hostile column name.
     let on_column = format!("{name}=like.{row}");
     for text in [filter, on_column.as_str()] {
-        let Ok(filters) = parse_filters(text) else { continue };
+        let Ok(filters) = parse_filters(text) else {
+            continue;
+        };
         for f in &filters {
             let value = f.value.as_str();
             for lhs in [Some(row), None] {
@@ -85,7 +89,10 @@ fuzz_target!(|data: &[u8]| {
         None => assert!(name.contains('\0')),
         Some(q) => {
             for conforming in [true, false] {
-                assert_eq!(read_literal(&q, conforming), Some((name.to_owned(), q.len())));
+                assert_eq!(
+                    read_literal(&q, conforming),
+                    Some((name.to_owned(), q.len()))
+                );
             }
         }
     }

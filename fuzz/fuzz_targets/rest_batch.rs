@@ -11,11 +11,13 @@ fuzz_target!(|data: &[u8]| {
     match parse_batch(data, 4096) {
         Ok(messages) => {
             for m in messages {
-                let v: serde_json::Value = serde_json::from_str(m.payload.get()).expect("payload is JSON");
+                let v: serde_json::Value =
+                    serde_json::from_str(m.payload.get()).expect("payload is JSON");
                 assert!(v.is_object(), "payload must be an object");
                 let mut out = Vec::new();
                 m.encode_broadcast_payload(&mut out);
-                serde_json::from_slice::<serde_json::Value>(&out).expect("broadcast payload is JSON");
+                serde_json::from_slice::<serde_json::Value>(&out)
+                    .expect("broadcast payload is JSON");
             }
         }
         Err(e) => {

@@ -7,7 +7,12 @@ use libfuzzer_sys::fuzz_target;
 use realtime::realtime::rest::{parse_single_json, split_single_path};
 
 fuzz_target!(|data: &[u8]| {
-    for ct in [None, Some("application/json"), Some("application/octet-stream"), Some("text/plain")] {
+    for ct in [
+        None,
+        Some("application/json"),
+        Some("application/octet-stream"),
+        Some("text/plain"),
+    ] {
         if let Ok(p) = parse_single_json(ct, data) {
             serde_json::from_slice::<serde_json::Value>(&p.payload).expect("payload is JSON");
         }

@@ -11,16 +11,17 @@
 //! settings.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use serde_json::json;
 
 use super::control::store;
 use super::http_api::Resp;
-use super::pgconn::PgError;
+use super::control::ControlError;
 use super::shard::{now_unix, ShardState, TenantChange};
 use super::tenants;
 use crate::proto::http::RequestHead;
-use crate::realtime::auth;
+use crate::realtime::auth::{self, ClaimValidators};
 use crate::realtime::secrets::SecretKeys;
 use crate::realtime::tenant::params::{self, apply_params};
 use crate::realtime::tenant::record::{self, TenantDefaults, TenantRecord};
@@ -98,7 +99,7 @@ fn authorized(state: &ShardState, head: &RequestHead) -> bool {
 }
 
 /// Serves an admin request (`is_admin_path` was true).
-pub async fn serve(state: &Rc<ShardState>, head: &RequestHead, path: &str, body: &[u8]) -> Resp {
+pub(super) async fn serve(state: &Rc<ShardState>, head: &RequestHead, path: &str, body: &[u8]) -> Resp {
     let Some(route) = parse(&head.method, path) else {
         return Resp::message(404, "not found");
     };
@@ -191,13 +192,13 @@ fn now_text() -> String {
     row::timestamp_text(now_unix())
 }
 
-fn protocol(e: impl std::fmt::Display) -> PgError {
-    PgError::Protocol(e.to_string())
+fn protocol(e: impl std::fmt::Display) -> ControlError {
+    ControlError::Row(e.to_string())
 }
 
 /// Reads tenant `id` from the store: the row as stored (what the views
 /// render) and the record decrypted.
-async fn load(state: &ShardState, id: &str) -> Result<Option<(TenantRow, TenantRecord)>, PgError> {
+async fn load(state: &ShardState, id: &str) -> Result<Option<(TenantRow, TenantRecord)>, ControlError> {
     let row = state.control.with(async |c| store::get(c, id).await).await?;
     match row {
         None => Ok(None),
@@ -212,13 +213,13 @@ fn data(v: serde_json::Value) -> Resp {
     Resp::json(200, json!({ "data": v }).to_string())
 }
 
-async fn list(state: &Rc<ShardState>) -> Result<Resp, PgError> {
+async fn list(state: &Rc<ShardState>) -> Result<Resp, ControlError> {
     let rows = state.control.with(async |c| store::list(c).await).await?;
     let out: Vec<_> = rows.iter().map(record::view).collect();
     Ok(data(serde_json::Value::Array(out)))
 }
 
-async fn show(state: &Rc<ShardState>, id: &str) -> Result<Resp, PgError> {
+async fn show(state: &Rc<ShardState>, id: &str) -> Result<Resp, ControlError> {
     Ok(match load(state, id).await? {
         Some((row, _)) => data(record::view(&row)),
         None => Resp::message(404, "not found"),
@@ -226,7 +227,7 @@ async fn show(state: &Rc<ShardState>, id: &str) -> Result<Resp, PgError> {
 }
 
 /// `POST /api/tenants`: the upsert of the body's `external_id`.
-async fn create(state: &Rc<ShardState>, body: &[u8]) -> Result<Resp, PgError> {
+async fn create(state: &Rc<ShardState>, body: &[u8]) -> Result<Resp, ControlError> {
     let existing = match params::requested_external_id(body) {
         Some(id) => load(state, &id).await?,
         None => None,
@@ -236,7 +237,7 @@ async fn create(state: &Rc<ShardState>, body: &[u8]) -> Result<Resp, PgError> {
 
 /// `PUT|PATCH /api/tenants/:id`: creates the tenant under the path's name
 /// or changes it.
-async fn update(state: &Rc<ShardState>, id: &str, body: &[u8]) -> Result<Resp, PgError> {
+async fn update(state: &Rc<ShardState>, id: &str, body: &[u8]) -> Result<Resp, ControlError> {
     let existing = load(state, id).await?;
     upsert(state, existing, Some(id), body).await
 }
@@ -248,7 +249,7 @@ async fn upsert(
     existing: Option<(TenantRow, TenantRecord)>,
     path_id: Option<&str>,
     body: &[u8],
-) -> Result<Resp, PgError> {
+) -> Result<Resp, ControlError> {
     let defaults = TenantDefaults::from_config(&state.config);
     let old = existing.as_ref().map(|(_, r)| r);
     let next = match apply_params(old, path_id, body, &defaults, new_id, &now_text()) {
@@ -267,7 +268,10 @@ async fn upsert(
         // remembered as missing somewhere: forgetting that is all it needs.
         _ => TenantChange::Updated,
     };
-    tenants::announce(state, &stored.external_id, change).await;
+    let validators = ClaimValidators::parse(&state.config.jwt_claim_validators)
+        .map_err(|e| protocol(format!("JWT_CLAIM_VALIDATORS: {e}")))?;
+    let config = record::to_config(&stored, &defaults, validators).map_err(protocol)?;
+    tenants::announce(state, &stored.external_id, change, Some(Arc::new(config))).await;
     let mut resp = Resp::json(
         if created { 201 } else { 200 },
         json!({ "data": record::view(&stored_row) }).to_string(),
@@ -280,26 +284,26 @@ async fn upsert(
 /// `DELETE /api/tenants/:id`: 204 whether or not it existed. The record
 /// goes first, so sockets that reconnect after the disconnect find no
 /// tenant.
-async fn delete(state: &Rc<ShardState>, id: &str) -> Result<Resp, PgError> {
+async fn delete(state: &Rc<ShardState>, id: &str) -> Result<Resp, ControlError> {
     let removed = state.control.with(async |c| store::delete(c, id).await).await?;
     if removed {
-        tenants::announce(state, id, TenantChange::Disconnect).await;
+        tenants::announce(state, id, TenantChange::Disconnect, None).await;
     }
     Ok(Resp::empty(204))
 }
 
 /// `reload` (disconnect everything) and `shutdown` (database connections
 /// only): 204, or 404 for an unknown tenant.
-async fn act(state: &Rc<ShardState>, id: &str, change: TenantChange) -> Result<Resp, PgError> {
+async fn act(state: &Rc<ShardState>, id: &str, change: TenantChange) -> Result<Resp, ControlError> {
     if load(state, id).await?.is_none() {
         return Ok(Resp::message(404, "not found"));
     }
-    tenants::announce(state, id, change).await;
+    tenants::announce(state, id, change, None).await;
     Ok(Resp::empty(204))
 }
 
 /// `GET /api/tenants/:id/health`, from what this shard sees of the tenant.
-async fn health(state: &Rc<ShardState>, id: &str) -> Result<Resp, PgError> {
+async fn health(state: &Rc<ShardState>, id: &str) -> Result<Resp, ControlError> {
     let Some((_, rec)) = load(state, id).await? else {
         return Ok(Resp::message(404, "not found"));
     };

@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use super::control::{migrate, store};
-use super::control_conn;
-use super::pgconn::{PgConn, PgError};
+use super::control::{self, migrate, store, ControlError};
+use super::pgconn::PgError;
 use crate::config::Config;
+use crate::server::pgconn::PgConn;
 use crate::realtime::secrets::SecretKeys;
 use super::shard::now_unix;
 use crate::realtime::tenant::record::{self, TenantDefaults};
@@ -39,7 +39,9 @@ async fn prepare_with_retries(config: &Config) -> Result<(), String> {
         match prepare_once(config).await {
             Ok(()) => return Ok(()),
             // The database answered and said no: retrying will not help.
-            Err(e @ PgError::Db { .. }) => return Err(format!("control database: {e}")),
+            Err(e @ (ControlError::Pg(PgError::Db { .. }) | ControlError::Migration { .. })) => {
+                return Err(e.to_string())
+            }
             Err(e) if attempt >= ATTEMPTS => {
                 return Err(format!(
                     "control database unreachable after {ATTEMPTS} attempts: {e}"
@@ -55,16 +57,16 @@ async fn prepare_with_retries(config: &Config) -> Result<(), String> {
     }
 }
 
-async fn prepare_once(config: &Config) -> Result<(), PgError> {
-    let pg = control_conn::settings(config)
+async fn prepare_once(config: &Config) -> Result<(), ControlError> {
+    let pg = control::pg_config(config)
         .ok_or_else(|| PgError::Protocol("no control database host".into()))?;
-    let mut conn = PgConn::connect(&pg).await?;
-    if let Some(q) = &config.db_after_connect_query {
-        conn.simple_query(q).await?;
+    let mut conn = control::connect(&pg, config.db_after_connect_query.as_deref()).await?;
+    let migrated = migrate::migrate(&mut conn).await?;
+    if !migrated.applied.is_empty() {
+        tracing::info!(applied = ?migrated.applied, "control database migrated");
     }
-    let applied = migrate::run(&mut conn).await?;
-    if applied > 0 {
-        tracing::info!(applied, "control database migrated");
+    if !migrated.unknown.is_empty() {
+        tracing::warn!(versions = ?migrated.unknown, "the control database has migrations this server does not know (a newer server ran them); left alone");
     }
     if config.seed_self_host {
         seed(config, &mut conn).await?;
@@ -75,19 +77,19 @@ async fn prepare_once(config: &Config) -> Result<(), PgError> {
 
 /// Writes the self-hosted tenant (`SELF_HOST_TENANT_NAME`, its database
 /// the `DB_*` settings), replacing one of that name.
-async fn seed(config: &Config, conn: &mut PgConn) -> Result<(), PgError> {
+async fn seed(config: &Config, conn: &mut PgConn) -> Result<(), ControlError> {
     let keys = SecretKeys::new(
         config.db_enc_key.as_deref(),
         config.db_enc_key_gcm.as_deref(),
         config.db_enc_write_gcm,
     )
-    .map_err(|e| PgError::Protocol(e.to_string()))?;
+    .map_err(|e| ControlError::Row(e.to_string()))?;
     let defaults = TenantDefaults::from_config(config);
     let now = row::timestamp_text(now_unix());
     let record = record::seed_record(config, &defaults, || row::uuid_v4(rand::random()), &now);
     let row = record
         .to_row(&keys, rand::random)
-        .map_err(|e| PgError::Protocol(e.to_string()))?;
+        .map_err(|e| ControlError::Row(e.to_string()))?;
     let (_, created) = store::upsert(conn, &row).await?;
     tracing::info!(
         tenant = %config.self_host_tenant_name,

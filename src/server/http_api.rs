@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use realtime_shards::ShardStats;
 
+use super::admin_api;
 use super::fault::{self, Boundary};
 use super::shard::{now_unix, ShardState};
 use super::sock::SharedStream;
@@ -33,15 +34,15 @@ use crate::realtime::rest;
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// A response ready to write.
-struct Resp {
-    status: u16,
-    content_type: Option<&'static str>,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
+pub(super) struct Resp {
+    pub(super) status: u16,
+    pub(super) content_type: Option<&'static str>,
+    pub(super) headers: Vec<(&'static str, String)>,
+    pub(super) body: Vec<u8>,
 }
 
 impl Resp {
-    fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
+    pub(super) fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
         Self {
             status,
             content_type: Some("application/json"),
@@ -50,14 +51,14 @@ impl Resp {
         }
     }
 
-    fn message(status: u16, message: &str) -> Self {
+    pub(super) fn message(status: u16, message: &str) -> Self {
         Self::json(
             status,
             serde_json::json!({ "message": message }).to_string(),
         )
     }
 
-    fn empty(status: u16) -> Self {
+    pub(super) fn empty(status: u16) -> Self {
         Self {
             status,
             content_type: None,
@@ -160,6 +161,10 @@ pub async fn serve(
             }
         };
         let handled = fault::caught(async {
+            let path = route_path(&head);
+            if admin_api::is_admin_path(path) {
+                return admin_api::serve(&state, &head, path, &body).await;
+            }
             if let Some(refused) = prepare_tenant(&state, &head).await {
                 return refused;
             }

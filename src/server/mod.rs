@@ -17,12 +17,15 @@
 //!   simple queries, the replication copy stream).
 //! - [`pgerror`]: the errors of both.
 //! - [`tls`]: TLS to tenant databases (`DB_SSL_MODE`).
+//! - [`control`]: the control database (tenants), its migrations.
 //! - [`replication`]: one logical replication stream per tenant database,
 //!   its subscription checks, RLS row checks and confirmations.
 
 pub mod connection;
 pub mod conns;
-pub mod control_conn;
+pub mod admin_api;
+pub mod bootstrap;
+pub mod control;
 pub mod fault;
 pub mod handoff;
 pub mod http_api;
@@ -55,6 +58,7 @@ use shard::{ShardMsg, ShardState};
 pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
     shutdown::raise_memlock_limit();
     shutdown::install_signal_handlers()?;
+    bootstrap::prepare(&config).map_err(std::io::Error::other)?;
     let config = Arc::new(config);
     let directory = Arc::new(directory);
     let nr = config.nr_shards();
@@ -62,7 +66,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
         let config = config.clone();
         let directory = directory.clone();
         async move {
-            let control = control_conn::Pool::new(&config);
+            let control = control::pool::Pool::new(&config);
             let state = Rc::new(ShardState {
                 control,
                 settings: Settings {

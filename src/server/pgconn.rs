@@ -1,5 +1,6 @@
 //! A Postgres connection on a glommio socket: startup, password
-//! authentication (cleartext, md5, SCRAM-SHA-256), simple queries, and the
+//! authentication (cleartext, md5, SCRAM-SHA-256), simple queries, queries
+//! with bound parameters (the extended protocol), and the
 //! CopyBoth stream of a logical replication connection.
 //!
 //! Message framing and SCRAM come from `postgres-protocol`; the streaming
@@ -18,6 +19,8 @@ use postgres_protocol::message::{backend, frontend};
 
 pub use super::pgerror::PgError;
 use super::tls::{self, DbTls, PgStream};
+pub use crate::proto::pg::extended::Rows;
+use crate::proto::pg::extended::{self, Reply, Step};
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -43,17 +46,6 @@ pub struct PgConfig {
     pub timeout: Duration,
     /// TLS mode and trusted roots.
     pub tls: DbTls,
-}
-
-/// Result rows of one statement of a simple query, as text.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Rows {
-    /// Column names.
-    pub columns: Vec<String>,
-    /// Values; `None` is SQL NULL.
-    pub rows: Vec<Vec<Option<String>>>,
-    /// Command tag (`SELECT 1`, `INSERT 0 1`, ...).
-    pub tag: String,
 }
 
 /// One message of a CopyBoth stream.
@@ -244,6 +236,49 @@ impl PgConn {
                     return Err(PgError::Protocol(
                         "unexpected message in simple query".into(),
                     ))
+                }
+            }
+        }
+    }
+
+    /// Runs one statement with `params` bound as text (`None` is NULL),
+    /// within the connection's deadline. A value is never part of the
+    /// statement's text, so it cannot change what the statement does. An
+    /// error from the server leaves the connection usable (the reply is read
+    /// through ReadyForQuery); a NUL byte in `sql` or a value is refused
+    /// before anything is sent.
+    pub async fn query(&mut self, sql: &str, params: &[Option<&str>]) -> Result<Rows, PgError> {
+        self.usable()?;
+        extended::encode_query(sql, params, &mut self.wbuf)
+            .map_err(|e| PgError::Param(e.to_string()))?;
+        let r = within(self.timeout, "query", self.query_inner()).await;
+        // A reply cut off or garbled leaves the stream at an unknown place.
+        if matches!(r, Err(PgError::Protocol(_) | PgError::Io(_))) {
+            self.broken = true;
+        }
+        self.note(r)
+    }
+
+    async fn query_inner(&mut self) -> Result<Rows, PgError> {
+        self.flush().await?;
+        let mut reply = Reply::new();
+        loop {
+            let (tag, body) = self.next_frame().await?;
+            match reply
+                .feed(tag, &body)
+                .map_err(|e| PgError::Protocol(e.to_string()))?
+            {
+                Step::More => {}
+                Step::Param(name, value) => {
+                    self.params.insert(name, value);
+                }
+                Step::Done(Ok(rows)) => return Ok(rows),
+                Step::Done(Err(e)) => {
+                    return Err(PgError::Db {
+                        severity: e.severity,
+                        code: e.code,
+                        message: e.message,
+                    })
                 }
             }
         }
@@ -470,28 +505,11 @@ fn db_error(e: &backend::ErrorResponseBody) -> PgError {
 }
 
 fn parse_error_body(body: &[u8]) -> PgError {
-    let mut severity = String::new();
-    let mut code = String::new();
-    let mut message = String::new();
-    let mut rest = body;
-    while let Some((&t, tail)) = rest.split_first() {
-        if t == 0 {
-            break;
-        }
-        let end = tail.iter().position(|&b| b == 0).unwrap_or(tail.len());
-        let v = String::from_utf8_lossy(&tail[..end]).into_owned();
-        match t {
-            b'S' => severity = v,
-            b'C' => code = v,
-            b'M' => message = v,
-            _ => {}
-        }
-        rest = tail.get(end + 1..).unwrap_or(&[]);
-    }
+    let e = extended::parse_error_fields(body);
     PgError::Db {
-        severity,
-        code,
-        message,
+        severity: e.severity,
+        code: e.code,
+        message: e.message,
     }
 }
 

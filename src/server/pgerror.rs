@@ -28,6 +28,10 @@ pub enum PgError {
     /// The server broke the protocol.
     #[error("protocol: {0}")]
     Protocol(String),
+    /// A statement or parameter that cannot be sent (a NUL byte, too many
+    /// parameters); nothing was sent and the connection is still usable.
+    #[error("cannot send: {0}")]
+    Param(String),
     /// The database did not answer within the deadline; the connection is
     /// unusable (a reply may still be in flight) and must be reopened.
     #[error("timeout: {0}")]

@@ -64,7 +64,7 @@ pub struct ShardState {
     /// database.
     pub directory: Arc<Directory>,
     /// Connections to the control database (none without one).
-    pub control: super::control_conn::Pool,
+    pub control: super::control::pool::Pool,
     /// What this shard knows of tenants, by external id: their settings,
     /// or that there is no such tenant. Filled on first use, emptied per
     /// tenant by [`ShardMsg::TenantChanged`].

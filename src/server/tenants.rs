@@ -16,9 +16,13 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use super::control::store;
 use super::outq::CloseReason;
 use super::replication;
 use super::shard::{ShardMsg, ShardState, TenantChange};
+use crate::realtime::auth::ClaimValidators;
+use crate::realtime::secrets::SecretKeys;
+use crate::realtime::tenant::record::{self, TenantDefaults, TenantRecord};
 use crate::realtime::tenant::{Tenant, TenantConfig};
 
 /// The outcome of looking a tenant up.
@@ -298,10 +302,29 @@ pub fn disconnect(state: &Rc<ShardState>, id: &str) {
     }
 }
 
-/// Reads tenant `id` from the control database.
+/// Reads tenant `id` from the control database: its stored row,
+/// decrypted and turned into a shard's settings.
 async fn control_lookup(
-    _state: &Rc<ShardState>,
-    _id: &str,
+    state: &Rc<ShardState>,
+    id: &str,
 ) -> Result<Option<Arc<TenantConfig>>, String> {
-    Err("the control database is not wired in yet".into())
+    let row = state
+        .control
+        .with(async |c| store::get(c, id).await)
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some(row) = row else { return Ok(None) };
+    let c = &state.config;
+    let keys = SecretKeys::new(
+        c.db_enc_key.as_deref(),
+        c.db_enc_key_gcm.as_deref(),
+        c.db_enc_write_gcm,
+    )
+    .map_err(|e| e.to_string())?;
+    let rec = TenantRecord::from_row(row, &keys).map_err(|e| e.to_string())?;
+    let validators = ClaimValidators::parse(&c.jwt_claim_validators)
+        .map_err(|e| format!("JWT_CLAIM_VALIDATORS: {e}"))?;
+    let cfg = record::to_config(&rec, &TenantDefaults::from_config(c), validators)
+        .map_err(|e| e.to_string())?;
+    Ok(Some(Arc::new(cfg)))
 }

@@ -10,6 +10,8 @@
 //!   the message, never copied.
 //! - [`relcache`]: relations and type names announced by Relation and Type
 //!   messages, keyed by OID.
+//! - [`extended`]: one statement with bound parameters (the extended
+//!   query protocol): the request's bytes and the reply's reader.
 //! - [`sql`]: quoting text into SQL, correct whatever
 //!   `standard_conforming_strings` says.
 //! - [`types`]: built-in type table and the [`TypeResolver`] hook for
@@ -22,6 +24,7 @@
 
 use std::fmt;
 
+pub mod extended;
 pub mod jsonb;
 pub mod pgoutput;
 pub mod relcache;

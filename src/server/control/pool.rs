@@ -4,13 +4,12 @@
 //! burst of unknown hosts cannot open a connection each.
 
 use std::cell::RefCell;
-use std::time::Duration;
 
 use glommio::sync::Semaphore;
 
-use super::pgconn::{PgConfig, PgConn, PgError};
+use super::ControlError;
 use crate::config::Config;
-use crate::server::tls::DbTls;
+use crate::server::pgconn::{PgConfig, PgConn, PgError};
 
 /// Connections one shard may hold to the control database.
 pub const PER_SHARD: u64 = 2;
@@ -31,7 +30,7 @@ impl Pool {
     /// The pool for `config`'s control database (none unless it uses one).
     pub fn new(config: &Config) -> Self {
         Self {
-            cfg: config.uses_control_db().then(|| settings(config)).flatten(),
+            cfg: config.uses_control_db().then(|| super::pg_config(config)).flatten(),
             after_connect: config.db_after_connect_query.clone(),
             idle: RefCell::new(Vec::new()),
             permits: Semaphore::new(PER_SHARD),
@@ -43,12 +42,10 @@ impl Pool {
     /// connection's state in the protocol is then unknown).
     pub async fn with<T>(
         &self,
-        f: impl AsyncFnOnce(&mut PgConn) -> Result<T, PgError>,
-    ) -> Result<T, PgError> {
+        f: impl AsyncFnOnce(&mut PgConn) -> Result<T, ControlError>,
+    ) -> Result<T, ControlError> {
         let Some(cfg) = &self.cfg else {
-            return Err(PgError::Protocol(
-                "no control database is configured".into(),
-            ));
+            return Err(PgError::Protocol("no control database is configured".into()).into());
         };
         let _permit = self
             .permits
@@ -58,40 +55,15 @@ impl Pool {
         let idle = self.idle.borrow_mut().pop();
         let mut conn = match idle {
             Some(c) => c,
-            None => self.open(cfg).await?,
+            None => super::connect(cfg, self.after_connect.as_deref()).await?,
         };
         let result = f(&mut conn).await;
         match &result {
-            Ok(_) | Err(PgError::Db { .. }) => self.idle.borrow_mut().push(conn),
+            Ok(_) | Err(ControlError::Pg(PgError::Db { .. })) | Err(ControlError::Row(_)) => {
+                self.idle.borrow_mut().push(conn)
+            }
             Err(_) => conn.terminate().await,
         }
         result
     }
-
-    async fn open(&self, cfg: &PgConfig) -> Result<PgConn, PgError> {
-        let mut conn = PgConn::connect(cfg).await?;
-        if let Some(q) = &self.after_connect {
-            conn.simple_query(q).await?;
-        }
-        Ok(conn)
-    }
-}
-
-/// The control database's connection settings: the `DB_*` variables, as
-/// the Elixir server reads them for its own repository.
-pub fn settings(c: &Config) -> Option<PgConfig> {
-    Some(PgConfig {
-        host: c.db_host.clone()?,
-        port: c.db_port,
-        dbname: c.db_name.clone(),
-        user: c.db_user.clone(),
-        password: c.db_password.clone().unwrap_or_default(),
-        replication: false,
-        application_name: "realtime_control".into(),
-        timeout: Duration::from_millis(c.db_query_timeout_ms),
-        tls: DbTls {
-            mode: c.db_ssl_mode,
-            root_cert: c.db_ssl_root_cert.clone(),
-        },
-    })
 }

@@ -1,0 +1,211 @@
+//! The control database's migrations against the dev cluster, each test in
+//! a database of its own: from nothing (twice), over a schema the Elixir
+//! server migrated fully (nothing to do, nothing touched), over an older
+//! Elixir schema (only the missing versions), two runners at once, and the
+//! data steps of a very old schema.
+
+mod control_support;
+mod support;
+
+use control_support::TestDb;
+use realtime::server::control::migrate::{migrate, migrate_steps, Migrated};
+use realtime::server::control::migrations::MIGRATIONS;
+use realtime::server::pgconn::{PgConfig, PgConn};
+
+fn run<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
+    f: impl FnOnce() -> F + Send + 'static,
+) -> T {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(1 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+fn migrate_once(cfg: PgConfig) -> Migrated {
+    run(move || async move {
+        let mut c = PgConn::connect(&cfg).await.unwrap();
+        let m = migrate(&mut c).await.unwrap();
+        c.terminate().await;
+        m
+    })
+}
+
+fn all_versions() -> Vec<i64> {
+    MIGRATIONS.iter().map(|m| m.version).collect()
+}
+
+#[test]
+fn from_nothing_then_again_is_a_no_op() {
+    let db = TestDb::new();
+    let m = migrate_once(db.config());
+    assert_eq!(m.applied, all_versions());
+    assert!(m.unknown.is_empty());
+    let catalog = db.catalog();
+    let data = db.data();
+    assert_eq!(data.lines().count(), 33, "{data}");
+    let m = migrate_once(db.config());
+    assert_eq!(m, Migrated::default());
+    assert_eq!(db.catalog(), catalog);
+    assert_eq!(db.data(), data);
+    // Recorded as Ecto records them: whole seconds, UTC.
+    assert_eq!(
+        db.psql(
+            "select count(*) from _realtime.schema_migrations
+             where inserted_at = date_trunc('second', inserted_at)
+               and inserted_at > (now() at time zone 'utc') - interval '1 minute'"
+        ),
+        "33"
+    );
+}
+
+#[test]
+fn ours_from_nothing_has_the_shape_the_elixir_server_leaves() {
+    let ours = TestDb::new();
+    migrate_once(ours.config());
+    let elixir = TestDb::new();
+    elixir.load("control_elixir_full.sql");
+    let (a, b) = (ours.catalog(), elixir.catalog());
+    assert!(a.lines().count() > 40, "{a}");
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_fully_migrated_elixir_database_is_left_untouched() {
+    let db = TestDb::new();
+    db.load("control_elixir_full.sql");
+    let (catalog, data) = (db.catalog(), db.data());
+    assert!(data.contains("realtime-dev"), "{data}");
+    let m = migrate_once(db.config());
+    assert_eq!(m, Migrated::default());
+    assert_eq!(db.catalog(), catalog);
+    assert_eq!(db.data(), data);
+}
+
+#[test]
+fn an_older_elixir_database_gets_only_the_missing_versions() {
+    let db = TestDb::new();
+    db.load("control_elixir_2024.sql");
+    let before = db.psql("select string_agg(version::text || ' ' || inserted_at::text, ',' order by version) from _realtime.schema_migrations");
+    let m = migrate_once(db.config());
+    assert_eq!(m.applied, all_versions()[21..].to_vec());
+    assert_eq!(m.applied.len(), 12);
+    let full = TestDb::new();
+    full.load("control_elixir_full.sql");
+    assert_eq!(db.catalog(), full.catalog());
+    // The old versions' rows are as they were.
+    assert_eq!(
+        db.psql("select string_agg(version::text || ' ' || inserted_at::text, ',' order by version) from _realtime.schema_migrations where version <= 20241106103258"),
+        before
+    );
+    // The tenant kept its values; each new column took the default it had
+    // when added (a later default change does not touch existing rows).
+    assert_eq!(
+        db.psql(
+            "select name, max_concurrent_users, max_events_per_second, suspend, private_only,
+                    migrations_ran, broadcast_adapter, max_presence_events_per_second,
+                    max_payload_size_in_kb, presence_enabled, feature_flags,
+                    gcm_migrated_at is null, updated_at
+             from _realtime.tenants"
+        ),
+        "realtime-dev|250|150|t|t|0|phoenix|10000|3000|f|{}|t|2024-02-03 04:05:06"
+    );
+    assert_eq!(
+        db.psql("select count(*) from _realtime.extensions where type = 'postgres_cdc_rls'"),
+        "1"
+    );
+    // And a second run finds nothing to do.
+    assert_eq!(migrate_once(db.config()), Migrated::default());
+}
+
+#[test]
+fn two_runners_at_once_apply_each_version_once() {
+    let db = TestDb::new();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let runners: Vec<_> = (0..2)
+        .map(|_| {
+            let cfg = db.config();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                run(move || async move {
+                    let mut c = PgConn::connect(&cfg).await.unwrap();
+                    barrier.wait();
+                    let m = migrate(&mut c).await;
+                    c.terminate().await;
+                    m.map_err(|e| e.to_string())
+                })
+            })
+        })
+        .collect();
+    let mut applied: Vec<usize> = runners
+        .into_iter()
+        .map(|t| t.join().unwrap().unwrap().applied.len())
+        .collect();
+    applied.sort_unstable();
+    assert_eq!(applied, [0, 33]);
+    assert_eq!(
+        db.psql("select count(*), count(distinct version) from _realtime.schema_migrations"),
+        "33|33"
+    );
+}
+
+#[test]
+fn the_data_steps_of_an_old_schema_run_as_the_elixir_ones_did() {
+    let db = TestDb::new();
+    // The schema as of spring 2022: tenants and extensions only.
+    let cfg = db.config();
+    let m = run(move || async move {
+        let mut c = PgConn::connect(&cfg).await.unwrap();
+        let m = migrate_steps(&mut c, &MIGRATIONS[..2]).await.unwrap();
+        c.terminate().await;
+        m
+    });
+    assert_eq!(m.applied, all_versions()[..2].to_vec());
+    db.psql(
+        "insert into _realtime.tenants (id, name, external_id, jwt_secret, inserted_at, updated_at)
+         values ('00000000-0000-0000-0000-000000000001', 'old', 'old', 's', '2022-01-01', '2022-01-01');
+         insert into _realtime.extensions (id, type, settings, tenant_external_id, inserted_at, updated_at)
+         values ('00000000-0000-0000-0000-000000000002', 'postgres', '{\"poll_interval\": 100}', 'old', '2022-01-01', '2022-01-01')",
+    );
+    let m = migrate_once(db.config());
+    assert_eq!(m.applied, all_versions()[2..].to_vec());
+    assert_eq!(
+        db.psql(
+            "select t.max_events_per_second, t.max_concurrent_users, e.type, e.settings
+             from _realtime.tenants t join _realtime.extensions e on e.tenant_external_id = t.external_id"
+        ),
+        // The settings rename ran while the type was still `postgres`, so
+        // (as on the Elixir server) it left them alone.
+        "1000|10000|postgres_cdc_rls|{\"poll_interval\": 100}"
+    );
+    // Deleting the tenant takes its extensions with it.
+    db.psql("delete from _realtime.tenants");
+    assert_eq!(db.psql("select count(*) from _realtime.extensions"), "0");
+}
+
+#[test]
+fn an_up_to_date_database_needs_no_create_privilege() {
+    let db = TestDb::new();
+    db.load("control_elixir_full.sql");
+    // A role that may use the schema (and take Ecto's lock) but create
+    // nothing, as an operator may give a server that never migrates.
+    let role = format!("{}_user", db.name);
+    db.psql(&format!(
+        "create role {role} login password 'pw';
+         grant usage on schema _realtime to {role};
+         grant select, update on _realtime.schema_migrations to {role}"
+    ));
+    let mut cfg = db.config();
+    cfg.user = role.clone();
+    cfg.password = "pw".into();
+    let m = run(move || async move {
+        let mut c = PgConn::connect(&cfg).await.unwrap();
+        let m = migrate(&mut c).await.map_err(|e| e.to_string());
+        c.terminate().await;
+        m
+    });
+    db.psql(&format!("drop owned by {role}"));
+    let _ = db.db.try_psql(&format!("drop role {role}"));
+    assert_eq!(m, Ok(Migrated::default()));
+}
