@@ -16,8 +16,8 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::control::store;
-use super::http_api::Resp;
 use super::control::ControlError;
+use super::http_api::Resp;
 use super::shard::{now_unix, ShardState, TenantChange};
 use super::tenants;
 use crate::proto::http::RequestHead;
@@ -87,7 +87,7 @@ fn authorized(state: &ShardState, head: &RequestHead) -> bool {
         return false;
     };
     let token = auth::clean_token(raw);
-    if state.config.api_token_blocklist.iter().any(|b| *b == token) {
+    if state.config.api_token_blocklist.contains(&token) {
         return false;
     }
     let mut secrets = vec![state.config.api_jwt_secret.as_str()];
@@ -99,7 +99,12 @@ fn authorized(state: &ShardState, head: &RequestHead) -> bool {
 }
 
 /// Serves an admin request (`is_admin_path` was true).
-pub(super) async fn serve(state: &Rc<ShardState>, head: &RequestHead, path: &str, body: &[u8]) -> Resp {
+pub(super) async fn serve(
+    state: &Rc<ShardState>,
+    head: &RequestHead,
+    path: &str,
+    body: &[u8],
+) -> Resp {
     let Some(route) = parse(&head.method, path) else {
         return Resp::message(404, "not found");
     };
@@ -126,10 +131,20 @@ pub(super) async fn serve(state: &Rc<ShardState>, head: &RequestHead, path: &str
         Route::Update(_) => update(state, id.as_deref().unwrap_or_default(), body).await,
         Route::Delete(_) => delete(state, id.as_deref().unwrap_or_default()).await,
         Route::Reload(_) => {
-            act(state, id.as_deref().unwrap_or_default(), TenantChange::Disconnect).await
+            act(
+                state,
+                id.as_deref().unwrap_or_default(),
+                TenantChange::Disconnect,
+            )
+            .await
         }
         Route::Shutdown(_) => {
-            act(state, id.as_deref().unwrap_or_default(), TenantChange::Shutdown).await
+            act(
+                state,
+                id.as_deref().unwrap_or_default(),
+                TenantChange::Shutdown,
+            )
+            .await
         }
         Route::Health(_) => health(state, id.as_deref().unwrap_or_default()).await,
     };
@@ -198,8 +213,14 @@ fn protocol(e: impl std::fmt::Display) -> ControlError {
 
 /// Reads tenant `id` from the store: the row as stored (what the views
 /// render) and the record decrypted.
-async fn load(state: &ShardState, id: &str) -> Result<Option<(TenantRow, TenantRecord)>, ControlError> {
-    let row = state.control.with(async |c| store::get(c, id).await).await?;
+async fn load(
+    state: &ShardState,
+    id: &str,
+) -> Result<Option<(TenantRow, TenantRecord)>, ControlError> {
+    let row = state
+        .control
+        .with(async |c| store::get(c, id).await)
+        .await?;
     match row {
         None => Ok(None),
         Some(row) => {
@@ -285,7 +306,10 @@ async fn upsert(
 /// goes first, so sockets that reconnect after the disconnect find no
 /// tenant.
 async fn delete(state: &Rc<ShardState>, id: &str) -> Result<Resp, ControlError> {
-    let removed = state.control.with(async |c| store::delete(c, id).await).await?;
+    let removed = state
+        .control
+        .with(async |c| store::delete(c, id).await)
+        .await?;
     if removed {
         tenants::announce(state, id, TenantChange::Disconnect, None).await;
     }

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use super::control::{self, migrate, store, ControlError};
 use super::pgconn::PgError;
-use crate::config::Config;
-use crate::server::pgconn::PgConn;
-use crate::realtime::secrets::SecretKeys;
 use super::shard::now_unix;
+use crate::config::Config;
+use crate::realtime::secrets::SecretKeys;
 use crate::realtime::tenant::record::{self, TenantDefaults};
 use crate::realtime::tenant::row;
+use crate::server::pgconn::PgConn;
 
 /// Attempts before giving up on an unreachable control database.
 const ATTEMPTS: u32 = 6;

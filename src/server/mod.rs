@@ -21,10 +21,10 @@
 //! - [`replication`]: one logical replication stream per tenant database,
 //!   its subscription checks, RLS row checks and confirmations.
 
-pub mod connection;
-pub mod conns;
 pub mod admin_api;
 pub mod bootstrap;
+pub mod connection;
+pub mod conns;
 pub mod control;
 pub mod fault;
 pub mod handoff;

@@ -30,7 +30,10 @@ impl Pool {
     /// The pool for `config`'s control database (none unless it uses one).
     pub fn new(config: &Config) -> Self {
         Self {
-            cfg: config.uses_control_db().then(|| super::pg_config(config)).flatten(),
+            cfg: config
+                .uses_control_db()
+                .then(|| super::pg_config(config))
+                .flatten(),
             after_connect: config.db_after_connect_query.clone(),
             idle: RefCell::new(Vec::new()),
             permits: Semaphore::new(PER_SHARD),
