@@ -7,32 +7,10 @@
 
 mod support;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::control::*;
 use support::pg::psql;
 use support::*;
-
-fn tenant_body(id: &str, secret: &str) -> Value {
-    json!({"tenant": {"name": id, "external_id": id, "jwt_secret": secret}})
-}
-
-fn client_token(secret: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    sign_hs256(secret, &json!({"role": "anon", "exp": exp}))
-}
-
-/// A vsn 2.0.0 socket to tenant `id` (Host `<id>.localhost`).
-fn connect(srv: &Server, id: &str, secret: &str) -> Result<Ws, (u16, String)> {
-    let path = format!(
-        "/socket/websocket?apikey={}&vsn=2.0.0",
-        client_token(secret)
-    );
-    Ws::try_connect(srv.port, &path, &format!("{id}.localhost"), &[])
-}
 
 fn join(ws: &mut Ws, topic: &str) {
     let reply = ws.join_v2(

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::pg::{dev_db_url, parts, psql, psql_bin};
-use super::{sign_hs256, Server, SECRET};
+use super::{sign_hs256, Server, Ws, SECRET};
 
 /// The admin API's secret in these tests (the server's `API_JWT_SECRET`).
 pub const ADMIN: &str = SECRET;
@@ -85,4 +85,27 @@ pub fn admin(srv: &Server, method: &str, path: &str, body: Option<Value>) -> (u1
     );
     let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     (status, head, v)
+}
+
+pub fn tenant_body(id: &str, secret: &str) -> Value {
+    json!({"tenant": {"name": id, "external_id": id, "jwt_secret": secret}})
+}
+
+pub fn client_token(secret: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    sign_hs256(secret, &json!({"role": "anon", "exp": exp}))
+}
+
+/// A vsn 2.0.0 socket to tenant `id` (Host `<id>.localhost`) with an
+/// `anon` token signed with `secret`.
+pub fn connect(srv: &Server, id: &str, secret: &str) -> Result<Ws, (u16, String)> {
+    let path = format!(
+        "/socket/websocket?apikey={}&vsn=2.0.0",
+        client_token(secret)
+    );
+    Ws::try_connect(srv.port, &path, &format!("{id}.localhost"), &[])
 }
