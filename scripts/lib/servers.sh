@@ -87,7 +87,7 @@ start_servers() {
         echo "servers.conf: $name: $value" >&2
         return 1
       fi
-      envs+=("$value")
+      envs+=("${value//%20/ }")
     done
     if [[ -n $missing ]]; then
       echo "not starting $name: servers.conf names unset variable(s)${missing}" >&2

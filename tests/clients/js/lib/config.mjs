@@ -33,7 +33,7 @@ function parse(text) {
     const missing = []
     for (const item of kv) {
       const i = item.indexOf('=')
-      env[item.slice(0, i)] = expand(item.slice(i + 1), missing)
+      env[item.slice(0, i)] = expand(item.slice(i + 1), missing).replaceAll('%20', ' ')
     }
     const override = process.env[`RT_${name.toUpperCase()}_PORT`]
     out[name] = { name, port: Number(override || port), env, missing }
