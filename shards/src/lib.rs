@@ -37,7 +37,7 @@ pub fn home_shard(tenant: &str, nr_shards: usize) -> usize {
 ///
 /// The rows sit side by side in one slice, so each is aligned (and thereby
 /// padded) to 128 bytes: two cache lines, because x86's adjacent-line
-/// prefetcher pulls lines in pairs. Unpadded, 88-byte rows straddle lines
+/// prefetcher pulls lines in pairs. Unpadded, rows of under 128 bytes straddle lines
 /// and every increment on one core would evict its neighbour's row from the
 /// other core's cache (false sharing).
 #[derive(Debug, Default)]
@@ -71,6 +71,10 @@ pub struct ShardStats {
     pub panics_request: AtomicU64,
     /// Panics caught at a replication stream session's boundary.
     pub panics_stream: AtomicU64,
+    /// Tenants with live state on this shard (gauge).
+    pub tenants_active: AtomicI64,
+    /// Tasks working for tenants' databases on this shard (gauge).
+    pub tenant_tasks: AtomicI64,
 }
 
 impl ShardStats {

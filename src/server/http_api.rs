@@ -533,7 +533,7 @@ fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
         &'static str,
         fn(&ShardStats) -> i64,
     );
-    let series: [Series; 11] = [
+    let series: [Series; 13] = [
         (
             "realtime_connections",
             "gauge",
@@ -596,6 +596,18 @@ fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
             "counter",
             "Failed accepts (descriptor limit); the listener backs off meanwhile.",
             |s| s.accept_failures.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_tenants_active",
+            "gauge",
+            "Tenants with live state (sockets, topics, counters) on a shard.",
+            |s| s.tenants_active.load(Ordering::Relaxed),
+        ),
+        (
+            "realtime_tenant_database_tasks",
+            "gauge",
+            "Tasks working for tenant databases (replication streams, subscription checkers).",
+            |s| s.tenant_tasks.load(Ordering::Relaxed),
         ),
     ];
     for (name, kind, help, get) in series {

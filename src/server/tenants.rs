@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use realtime_shards::ShardStats;
+
 use super::control::store;
 use super::outq::CloseReason;
 use super::replication;
@@ -24,6 +26,10 @@ use crate::realtime::auth::ClaimValidators;
 use crate::realtime::secrets::SecretKeys;
 use crate::realtime::tenant::record::{self, TenantDefaults, TenantRecord};
 use crate::realtime::tenant::{Tenant, TenantConfig};
+
+/// Entries a shard's catalog holds before it forgets the hosts it found
+/// no tenant for (tenants that exist are never forgotten this way).
+const CATALOG_CAP: usize = 65_536;
 
 /// The outcome of looking a tenant up.
 pub enum Resolved {
@@ -65,10 +71,14 @@ pub async fn resolve(state: &Rc<ShardState>, id: &str) -> Resolved {
         if state.catalog_epoch.get() != epoch {
             continue;
         }
-        state
-            .catalog
-            .borrow_mut()
-            .insert(id.to_owned(), found.clone());
+        let mut catalog = state.catalog.borrow_mut();
+        if found.is_none() && catalog.len() >= CATALOG_CAP {
+            // Hosts that name no tenant cost an entry each; a flood of
+            // made-up names must not grow the shard without bound.
+            catalog.retain(|_, entry| entry.is_some());
+        }
+        catalog.insert(id.to_owned(), found.clone());
+        drop(catalog);
         return match found {
             Some(cfg) => Resolved::Found(cfg),
             None => Resolved::NotFound,
@@ -87,6 +97,7 @@ pub fn activate(state: &Rc<ShardState>, cfg: &Arc<TenantConfig>) -> Rc<RefCell<T
         .tenants
         .borrow_mut()
         .insert(cfg.external_id.clone(), t.clone());
+    ShardStats::gauge(&state.stats().tenants_active, 1);
     start_database_work(state, cfg);
     t
 }
@@ -109,6 +120,7 @@ fn start_database_work(state: &Rc<ShardState>, cfg: &TenantConfig) {
     .detach();
     let stream =
         glommio::spawn_local(replication::run(state.clone(), id.clone(), settings)).detach();
+    ShardStats::gauge(&state.stats().tenant_tasks, 2);
     state
         .tenant_tasks
         .borrow_mut()
@@ -124,6 +136,7 @@ fn stop_database_work(state: &ShardState, id: &str) -> bool {
     for t in &tasks {
         t.cancel();
     }
+    ShardStats::gauge(&state.stats().tenant_tasks, -(tasks.len() as i64));
     true
 }
 
@@ -284,6 +297,7 @@ pub fn disconnect(state: &Rc<ShardState>, id: &str) {
     let Some(tenant) = state.tenants.borrow_mut().remove(id) else {
         return;
     };
+    ShardStats::gauge(&state.stats().tenants_active, -1);
     let conns: Vec<_> = state
         .sessions
         .borrow()
