@@ -268,3 +268,54 @@ impl Drop for Cleanup {
             .output();
     }
 }
+
+#[test]
+fn a_panic_in_one_tenants_connection_leaves_the_other_tenant_on_the_shard_serving() {
+    use support::control::{admin, connect, tenant_body, ControlDb};
+    let db = ControlDb::create("fault2");
+    let mut env = db.env();
+    env.retain(|(k, _)| k != "SHARDS");
+    env.push(("SHARDS".into(), "1".into()));
+    let (srv, log) = Server::start_logged(&env);
+    let (sa, sb) = (
+        "fault-tenant-a-secret-of-32bytes",
+        "fault-tenant-b-secret-of-32bytes",
+    );
+    for (id, secret) in [("ta", sa), ("tb", sb)] {
+        let (status, _, body) = admin(&srv, "POST", "/api/tenants", Some(tenant_body(id, secret)));
+        assert_eq!(status, 201, "{body}");
+    }
+    let room = |ws: &mut Ws| {
+        let r = ws.join_v2("1", "realtime:room", json!({}));
+        assert_eq!(r[4]["status"], "ok", "{r}");
+    };
+    let mut victim = connect(&srv, "ta", sa).unwrap();
+    let mut a_watch = connect(&srv, "ta", sa).unwrap();
+    let mut b_send = connect(&srv, "tb", sb).unwrap();
+    let mut b_watch = connect(&srv, "tb", sb).unwrap();
+    for ws in [&mut victim, &mut a_watch, &mut b_send, &mut b_watch] {
+        room(ws);
+    }
+
+    broadcast(&mut victim, "3", "__panic__");
+    assert_eq!(victim.expect_frame(), Frame::Close(Some(1011)));
+    let line = ["task panicked", "ta", "connection"];
+    assert!(log.wait_for(&line, 1, Instant::now() + Duration::from_secs(10)));
+
+    // The other tenant on the same shard, and the victim's own tenant,
+    // keep serving.
+    broadcast(&mut b_send, "4", "b-after");
+    let got = b_watch.recv_json();
+    assert_eq!(
+        (got[3].as_str(), got[4]["event"].as_str()),
+        (Some("broadcast"), Some("b-after"))
+    );
+    broadcast(&mut a_watch, "5", "a-after");
+    let mut a_late = connect(&srv, "ta", sa).unwrap();
+    room(&mut a_late);
+    broadcast(&mut a_watch, "6", "a-late");
+    let got = a_late.recv_json();
+    assert_eq!(got[4]["event"], "a-late", "{got}");
+    assert_eq!(panics(&srv, "connection"), 1);
+    assert_eq!(log.count(&["task panicked", "tb"]), 0);
+}
