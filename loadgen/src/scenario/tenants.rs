@@ -437,3 +437,34 @@ fn measure_patch(
         reply_ms,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_close_times() {
+        let t = PatchTiming {
+            sockets: 5,
+            close_ms: vec![1.0, 2.0, 3.0, 4.0, 10.0],
+            reply_ms: 0.5,
+        };
+        assert_eq!((t.pct(0.0), t.pct(50.0), t.pct(100.0)), (1.0, 3.0, 10.0));
+        let none = PatchTiming {
+            close_ms: Vec::new(),
+            ..t
+        };
+        assert!(none.pct(50.0).is_nan());
+    }
+
+    #[test]
+    fn batch_rate_counts_successes_only() {
+        let b = Batch {
+            ok: 300,
+            failed: 2,
+            errors: vec!["x".into()],
+            secs: 1.5,
+        };
+        assert_eq!(b.rate(), 200.0);
+    }
+}
