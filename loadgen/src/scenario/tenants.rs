@@ -45,15 +45,22 @@ impl Admin {
         }
     }
 
-    /// Sends one request; returns the status. Reconnects once if the
-    /// server had closed the kept-alive connection.
+    /// Sends one request; returns the status. Sends it again on a new
+    /// connection only if a kept-alive one failed (the server may have
+    /// closed it while idle); a fresh connection's failure is the answer.
     pub fn request(&mut self, method: &str, path: &str, body: &str) -> Result<u16, String> {
+        let reused = self.stream.is_some();
         match self.try_request(method, path, body) {
             Ok(s) => Ok(s),
-            Err(_) => {
+            Err(e) => {
                 self.stream = None;
-                self.try_request(method, path, body)
-                    .map_err(|e| format!("{method} {path}: {e}"))
+                if !reused {
+                    return Err(format!("{method} {path}: {e}"));
+                }
+                self.try_request(method, path, body).map_err(|e| {
+                    self.stream = None;
+                    format!("{method} {path}: {e}")
+                })
             }
         }
     }
