@@ -177,10 +177,100 @@ pub struct ConnectArgs {
     #[arg(long, value_parser = parse_vsn, default_value = "2")]
     #[serde(skip)]
     pub vsn: Vsn,
+    /// Tenants and the admin API.
+    #[command(flatten)]
+    pub tenants: TenantArgs,
     /// Common options.
     #[command(flatten)]
     #[serde(skip)]
     pub common: Common,
+}
+
+/// `connect`'s tenant options (a server with a control database).
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct TenantArgs {
+    /// Spread the connections over this many tenants: connection i sends
+    /// `Host: {prefix}{i % N}.localhost` (0: every connection uses --host).
+    #[arg(long, default_value_t = 0)]
+    pub tenants: u64,
+    /// Prefix of the tenant names (`{prefix}{n}`).
+    #[arg(long, default_value = "t")]
+    pub tenant_prefix: String,
+    /// The tenants' JWT secret (every tenant has the same one); connections
+    /// sign their token with it. Default: --secret.
+    #[arg(long)]
+    #[serde(skip)]
+    pub tenant_secret: Option<String>,
+    /// Create the --tenants tenants through the admin API first (creates/s).
+    #[arg(long)]
+    pub create_tenants: bool,
+    /// Delete the --tenants tenants through the admin API at the end (deletes/s).
+    #[arg(long)]
+    pub delete_tenants: bool,
+    /// Admin API requests in flight at once (one keep-alive connection each).
+    #[arg(long, default_value_t = 8)]
+    pub admin_concurrency: u64,
+    /// The server's API_JWT_SECRET (signs the admin API's bearer token).
+    #[arg(
+        long,
+        default_value = "super-secret-jwt-token-with-at-least-32-characters-long"
+    )]
+    #[serde(skip)]
+    pub admin_secret: String,
+    /// After the hold, for each K listed: create tenant `{prefix}patch{K}`,
+    /// open K sockets to it, PATCH its jwt_secret and time each socket's
+    /// close 1012 from the PATCH (then delete it). E.g. `1,100`.
+    #[arg(long, value_delimiter = ',')]
+    pub patch_sockets: Vec<u64>,
+    /// RSS per connection of a run with the same connections on one tenant
+    /// (bytes): the report subtracts it to give the memory per tenant.
+    #[arg(long)]
+    pub baseline_rss_per_conn: Option<f64>,
+}
+
+impl TenantArgs {
+    /// No tenants, no admin API (the command line's defaults).
+    pub fn none() -> TenantArgs {
+        TenantArgs {
+            tenants: 0,
+            tenant_prefix: "t".into(),
+            tenant_secret: None,
+            create_tenants: false,
+            delete_tenants: false,
+            admin_concurrency: 8,
+            admin_secret: String::new(),
+            patch_sockets: Vec::new(),
+            baseline_rss_per_conn: None,
+        }
+    }
+
+    /// Whether the run talks to the admin API at all.
+    pub fn uses_admin(&self) -> bool {
+        (self.tenants > 0 && (self.create_tenants || self.delete_tenants))
+            || !self.patch_sockets.is_empty()
+    }
+
+    /// Refuses combinations that cannot mean anything.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tenants == 0 && (self.create_tenants || self.delete_tenants) {
+            return Err("--create-tenants / --delete-tenants need --tenants N".into());
+        }
+        if self.admin_concurrency == 0 {
+            return Err("--admin-concurrency must be at least 1".into());
+        }
+        if self.patch_sockets.contains(&0) {
+            return Err("--patch-sockets: every count must be at least 1".into());
+        }
+        // The name becomes the first label of a Host header.
+        let ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if self.tenant_prefix.is_empty() || !self.tenant_prefix.chars().all(ok) {
+            return Err(format!(
+                "--tenant-prefix {:?}: letters, digits, '-' and '_' only",
+                self.tenant_prefix
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `broadcast`.
@@ -442,6 +532,64 @@ pub struct SmokeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn connect(args: &[&str]) -> Result<ConnectArgs, clap::Error> {
+        let mut v = vec!["realtime-loadgen", "connect"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v)?.scenario {
+            Scenario::Connect(a) => Ok(a),
+            _ => panic!("not connect"),
+        }
+    }
+
+    #[test]
+    fn connect_tenant_options() {
+        let a = connect(&[]).unwrap();
+        assert_eq!(a.tenants.tenants, 0);
+        assert_eq!(a.tenants.tenant_prefix, "t");
+        assert!(!a.tenants.uses_admin());
+        assert!(a.tenants.validate().is_ok());
+
+        let a = connect(&[
+            "--tenants",
+            "50",
+            "--tenant-prefix",
+            "lg-",
+            "--tenant-secret",
+            "s3cret",
+            "--create-tenants",
+            "--delete-tenants",
+            "--admin-secret",
+            "adm",
+            "--admin-concurrency",
+            "4",
+            "--patch-sockets",
+            "1,100",
+            "--baseline-rss-per-conn",
+            "12000",
+        ])
+        .unwrap();
+        let t = &a.tenants;
+        assert_eq!((t.tenants, t.tenant_prefix.as_str()), (50, "lg-"));
+        assert_eq!(t.tenant_secret.as_deref(), Some("s3cret"));
+        assert!(t.create_tenants && t.delete_tenants);
+        assert_eq!((t.admin_secret.as_str(), t.admin_concurrency), ("adm", 4));
+        assert_eq!(t.patch_sockets, vec![1, 100]);
+        assert_eq!(t.baseline_rss_per_conn, Some(12000.0));
+        assert!(t.uses_admin());
+        assert!(t.validate().is_ok());
+        // Secrets stay out of the report's parameters.
+        let p = serde_json::to_string(&a).unwrap();
+        assert!(!p.contains("s3cret") && !p.contains("\"adm\""), "{p}");
+
+        let bad = |args: &[&str]| connect(args).unwrap().tenants.validate().unwrap_err();
+        assert!(bad(&["--create-tenants"]).contains("need --tenants"));
+        assert!(bad(&["--tenants", "2", "--admin-concurrency", "0"]).contains("at least 1"));
+        assert!(bad(&["--patch-sockets", "0"]).contains("at least 1"));
+        assert!(bad(&["--tenants", "2", "--tenant-prefix", "a.b"]).contains("letters"));
+        assert!(connect(&["--tenants", "-1"]).is_err());
+        assert!(connect(&["--patch-sockets", "x"]).is_err());
+    }
 
     #[test]
     fn postgres_changes_rls_options() {

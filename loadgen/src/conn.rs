@@ -56,6 +56,11 @@ pub struct Endpoint {
     /// Whether the server speaks Phoenix (adds `apikey` and `vsn` to the
     /// path); peers get the bare path.
     pub phoenix: bool,
+    /// Spread connections over this many tenants (0: every connection
+    /// uses `host`): connection `idx` names `{tenant_prefix}{idx % tenants}.localhost`.
+    pub tenants: u64,
+    /// Prefix of the tenant names when `tenants > 0`.
+    pub tenant_prefix: String,
 }
 
 impl Endpoint {
@@ -67,6 +72,19 @@ impl Endpoint {
         format!("{}?apikey={}&vsn={}", self.path, self.apikey, vsn.as_str())
     }
 
+    /// The `Host` header of connection number `idx`: the server takes the
+    /// tenant from its first label.
+    pub fn host_for(&self, idx: u64) -> std::borrow::Cow<'_, str> {
+        if self.tenants == 0 {
+            return self.host.as_str().into();
+        }
+        format!(
+            "{}.localhost",
+            tenant_name(&self.tenant_prefix, idx % self.tenants)
+        )
+        .into()
+    }
+
     /// The source address connection number `idx` binds to, if any.
     pub fn source_for(&self, idx: u64) -> Option<Ipv4Addr> {
         (self.source_addrs > 0).then(|| {
@@ -74,6 +92,11 @@ impl Endpoint {
             Ipv4Addr::from(0x7f00_0000 | n)
         })
     }
+}
+
+/// The external id of tenant number `n`.
+pub fn tenant_name(prefix: &str, n: u64) -> String {
+    format!("{prefix}{n}")
 }
 
 /// `sockaddr_in` for `a`.
@@ -392,7 +415,7 @@ pub async fn ws_connect(
         let sock = Socket::connect_tcp(ep, idx, vsn)
             .await
             .map_err(ConnectError::Io)?;
-        let req = wire::upgrade_request(&ep.host, &ep.ws_path(vsn));
+        let req = wire::upgrade_request(&ep.host_for(idx), &ep.ws_path(vsn));
         sock.write_all(&req).await.map_err(ConnectError::Io)?;
         let mut head = Vec::new();
         loop {
@@ -588,6 +611,8 @@ mod tests {
             apikey: "k".into(),
             source_addrs: 0,
             phoenix: true,
+            tenants: 0,
+            tenant_prefix: "t".into(),
         };
         assert_eq!(ep.source_for(5), None);
         ep.source_addrs = 3;
@@ -595,5 +620,24 @@ mod tests {
         assert_eq!(ep.source_for(2), Some(Ipv4Addr::new(127, 0, 0, 3)));
         assert_eq!(ep.source_for(3), Some(Ipv4Addr::new(127, 0, 0, 1)));
         assert_eq!(ep.ws_path(Vsn::V2), "/socket/websocket?apikey=k&vsn=2.0.0");
+    }
+
+    #[test]
+    fn tenants_spread_connections_over_host_names() {
+        let mut ep = Endpoint {
+            addr: SocketAddrV4::new(Ipv4Addr::LOCALHOST, 4000),
+            host: "127.0.0.1:4000".into(),
+            path: "/socket/websocket".into(),
+            apikey: "k".into(),
+            source_addrs: 0,
+            phoenix: true,
+            tenants: 0,
+            tenant_prefix: "lg".into(),
+        };
+        assert_eq!(ep.host_for(7), "127.0.0.1:4000");
+        ep.tenants = 3;
+        assert_eq!(ep.host_for(0), "lg0.localhost");
+        assert_eq!(ep.host_for(4), "lg1.localhost");
+        assert_eq!(ep.host_for(5), "lg2.localhost");
     }
 }

@@ -5,7 +5,9 @@
 #                         step "postgres (scripts/dev-db)"; exports DEV_DB_URL
 #                         (read by the Rust Postgres tests), DEV_DB_HOST,
 #                         DEV_DB_PORT and DEV_DB_PASSWORD (substituted into
-#                         tests/clients/servers.conf). Returns 1 if it failed.
+#                         tests/clients/servers.conf), and DEV_CONTROL_DB, a
+#                         fresh empty database for the `tenants` instance's
+#                         control database. Returns 1 if it failed.
 #   stop_dev_db           stops the cluster if start_dev_db started it; one
 #                         that was already running (a developer's) is left
 #                         alone. Safe to call twice, and from an EXIT trap.
@@ -30,6 +32,16 @@ start_dev_db() {
     WHERE slot_name LIKE 'supabase_realtime_replication_slot%_clients_pg%' AND NOT active" >/dev/null 2>&1 || true
   export DEV_DB_URL=$url
   export DEV_DB_PASSWORD=${BASH_REMATCH[1]} DEV_DB_HOST=${BASH_REMATCH[2]} DEV_DB_PORT=${BASH_REMATCH[3]}
+  # The `tenants` server instance keeps its tenants in a control database of
+  # its own (servers.conf), created empty on every run: tenants left by an
+  # earlier run would make the admin API's creates conflict, and no other
+  # instance may share its `_realtime` schema.
+  if scripts/dev-db sql "DROP DATABASE IF EXISTS rt_ctl_clients WITH (FORCE)" >/dev/null 2>&1 &&
+    scripts/dev-db sql "CREATE DATABASE rt_ctl_clients" >/dev/null 2>&1; then
+    export DEV_CONTROL_DB=rt_ctl_clients
+  else
+    echo "start_dev_db: could not create the control database rt_ctl_clients" >&2
+  fi
   echo "dev db: $DEV_DB_HOST:$DEV_DB_PORT"
 }
 

@@ -127,6 +127,8 @@ impl Env {
                 apikey: token.clone(),
                 source_addrs,
                 phoenix: c.target == Target::Realtime,
+                tenants: 0,
+                tenant_prefix: String::new(),
             },
             join_token: (!c.no_join_token).then(|| token.clone()),
             token,

@@ -16,6 +16,7 @@ mod recvlogical;
 pub mod rest;
 pub mod smoke;
 mod stepped;
+mod tenants;
 
 pub use env::Env;
 

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::{Env, EXIT_ERROR, EXIT_FAIL, EXIT_PASS};
-use crate::cli::{BroadcastArgs, ConnectArgs, SmokeArgs};
+use crate::cli::{BroadcastArgs, ConnectArgs, SmokeArgs, TenantArgs};
 use crate::phx::Proto;
 use crate::report::Thresholds;
 use crate::sched::Schedule;
@@ -66,6 +66,7 @@ pub fn run(a: &SmokeArgs) -> i32 {
         ramp_rate: Some(200.0),
         hold: 1,
         vsn: realtime::proto::phoenix::Vsn::V1,
+        tenants: TenantArgs::none(),
         common,
     };
     let conn = match super::connect::measure(&env, &c) {
