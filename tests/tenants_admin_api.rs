@@ -283,3 +283,78 @@ fn a_changed_or_removed_tenant_disconnects_exactly_its_sockets() {
     );
     assert!(connect(&srv, "ta", sa).is_ok());
 }
+
+/// Drops what a test put on the dev database, even when it fails.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(support::pg::psql_bin())
+            .args([support::pg::dev_db_url().as_str(), "-qAt", "-c", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn a_tenant_with_a_database_streams_it_and_its_slot_goes_with_it() {
+    let db = ControlDb::create("slot");
+    let srv = Server::start_env(&db.env());
+    let dev = support::pg::dev_db_url();
+    let (host, port, pw) = support::pg::parts(&dev);
+    let pid = std::process::id();
+    let table = format!("tenant_slot_{pid}");
+    let slot = format!("supabase_realtime_replication_slot_tenant{pid}");
+    let _cleanup = Cleanup(format!(
+        "drop table if exists public.{table};
+         select pg_drop_replication_slot(slot_name) from pg_replication_slots
+         where slot_name = '{slot}' and not active;"
+    ));
+    psql(
+        &dev,
+        &format!(
+            "create table public.{table} (id int primary key);
+             alter publication supabase_realtime add table public.{table};"
+        ),
+    );
+    let secret = "tenant-with-db-secret-of-32-byte";
+    let body = json!({"tenant": {
+        "external_id": "tpg", "name": "tpg", "jwt_secret": secret,
+        "extensions": [{"type": "postgres_cdc_rls", "settings": {
+            "db_host": host, "db_port": port, "db_name": "postgres",
+            "db_user": "postgres", "db_password": pw, "region": "local",
+            "slot_name": slot, "ssl_enforced": false,
+        }}],
+    }});
+    let (status, _, created) = admin(&srv, "POST", "/api/tenants", Some(body));
+    assert_eq!(status, 201, "{created}");
+    // The view never shows the password.
+    let settings = &created["data"]["extensions"][0]["settings"];
+    assert!(settings.get("db_password").is_none(), "{created}");
+
+    let topic = "realtime:rows";
+    let mut ws = connect(&srv, "tpg", secret).unwrap();
+    let binding = json!({"event": "INSERT", "schema": "public", "table": table});
+    let reply = ws.join_v2("1", topic, json!({"postgres_changes": [binding]}));
+    assert_eq!(reply[4]["status"], "ok", "{reply}");
+    let m = ws.recv_json();
+    assert_eq!(m[4]["message"], "Subscribed to PostgreSQL", "{m}");
+    psql(&dev, &format!("insert into public.{table} values (42)"));
+    let m = ws.recv_json();
+    assert_eq!(m[3], "postgres_changes", "{m}");
+    assert_eq!(m[4]["data"]["record"]["id"], 42, "{m}");
+    let slots = |n: &str| {
+        psql(
+            &dev,
+            &format!("select count(*) from pg_replication_slots where slot_name = '{n}'"),
+        )
+    };
+    assert_eq!(slots(&slot).trim(), "1");
+
+    assert_eq!(admin(&srv, "DELETE", "/api/tenants/tpg", None).0, 204);
+    expect_disconnect(&mut ws, topic);
+    assert_eq!(
+        slots(&slot).trim(),
+        "0",
+        "the deleted tenant's slot is gone"
+    );
+}

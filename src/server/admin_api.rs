@@ -18,6 +18,8 @@ use serde_json::json;
 use super::control::store;
 use super::control::ControlError;
 use super::http_api::Resp;
+use super::replication::settings::ReplicationSettings;
+use super::replication::teardown;
 use super::shard::{now_unix, ShardState, TenantChange};
 use super::tenants;
 use crate::proto::http::RequestHead;
@@ -304,16 +306,45 @@ async fn upsert(
 
 /// `DELETE /api/tenants/:id`: 204 whether or not it existed. The record
 /// goes first, so sockets that reconnect after the disconnect find no
-/// tenant.
+/// tenant; then its stream stops (with the disconnect) and its permanent
+/// slot is dropped from its database, as the Elixir server does.
 async fn delete(state: &Rc<ShardState>, id: &str) -> Result<Resp, ControlError> {
+    let existing = load(state, id).await?;
     let removed = state
         .control
         .with(async |c| store::delete(c, id).await)
         .await?;
     if removed {
         tenants::announce(state, id, TenantChange::Disconnect, None).await;
+        if let Some((_, rec)) = existing {
+            drop_slot(state, &rec).await;
+        }
     }
     Ok(Resp::empty(204))
+}
+
+/// Drops a deleted tenant's slot; failures are logged with the slot's
+/// name (the tenant is gone either way).
+async fn drop_slot(state: &ShardState, rec: &TenantRecord) {
+    let defaults = TenantDefaults::from_config(&state.config);
+    let Ok(cfg) = record::to_config(rec, &defaults, ClaimValidators::default()) else {
+        return;
+    };
+    let Some(settings) = ReplicationSettings::for_tenant(&state.config, &cfg) else {
+        return;
+    };
+    match teardown::drop_slot(&settings).await {
+        Ok(true) => {
+            tracing::info!(tenant = %rec.external_id, slot = %settings.slot, "replication slot dropped")
+        }
+        Ok(false) => {}
+        Err(e) => tracing::warn!(
+            tenant = %rec.external_id,
+            slot = %settings.slot,
+            error = %e,
+            "could not drop the deleted tenant's replication slot; drop it by hand or it holds WAL"
+        ),
+    }
 }
 
 /// `reload` (disconnect everything) and `shutdown` (database connections

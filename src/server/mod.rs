@@ -78,6 +78,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                 catalog: RefCell::new(HashMap::new()),
                 catalog_epoch: Cell::new(0),
                 tenant_tasks: RefCell::new(HashMap::new()),
+                lookups: RefCell::new(HashMap::new()),
                 pending_acks: RefCell::new(HashMap::new()),
                 next_ticket: Cell::new(0),
                 tenants: RefCell::new(HashMap::new()),

@@ -72,6 +72,9 @@ pub struct ShardState {
     /// Bumped by every tenant change, so a lookup that was under way
     /// across one does not cache what it read before it.
     pub catalog_epoch: Cell<u64>,
+    /// Control-database lookups under way, by tenant id: later askers
+    /// wait for the first instead of asking again.
+    pub lookups: RefCell<HashMap<String, Rc<LookupWait>>>,
     /// Announcements of this shard still waiting for other shards: ticket
     /// -> (shards yet to answer, the announcer's waker).
     pub pending_acks: RefCell<HashMap<u64, (usize, Option<std::task::Waker>)>>,
@@ -99,6 +102,35 @@ pub struct ShardState {
     pub shutting_down: Cell<bool>,
     /// Monotonic origin for `now_ms`.
     pub started: Instant,
+}
+
+/// Whoever waits for a lookup another task is making.
+#[derive(Default)]
+pub struct LookupWait {
+    done: Cell<bool>,
+    wakers: RefCell<Vec<std::task::Waker>>,
+}
+
+impl LookupWait {
+    /// Wakes every waiter.
+    pub fn finish(&self) {
+        self.done.set(true);
+        for w in self.wakers.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Resolves once [`LookupWait::finish`] ran.
+    pub async fn finished(&self) {
+        std::future::poll_fn(|cx| {
+            if self.done.get() {
+                return std::task::Poll::Ready(());
+            }
+            self.wakers.borrow_mut().push(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await
+    }
 }
 
 impl ShardState {

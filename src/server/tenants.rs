@@ -21,7 +21,7 @@ use realtime_shards::ShardStats;
 use super::control::store;
 use super::outq::CloseReason;
 use super::replication;
-use super::shard::{ShardMsg, ShardState, TenantChange};
+use super::shard::{LookupWait, ShardMsg, ShardState, TenantChange};
 use crate::realtime::auth::ClaimValidators;
 use crate::realtime::secrets::SecretKeys;
 use crate::realtime::tenant::record::{self, TenantDefaults, TenantRecord};
@@ -47,6 +47,34 @@ pub fn id_for_host(state: &ShardState, host: &str) -> String {
     state.directory.tenant_id_for_host(host).into_owned()
 }
 
+/// The lookup of one tenant under way on a shard; dropped (done, failed
+/// or cancelled with its socket), it wakes whoever waits for it.
+struct Leader<'a> {
+    state: &'a ShardState,
+    id: String,
+}
+
+impl<'a> Leader<'a> {
+    fn new(state: &'a ShardState, id: &str) -> Self {
+        state
+            .lookups
+            .borrow_mut()
+            .insert(id.to_owned(), Rc::new(LookupWait::default()));
+        Self {
+            state,
+            id: id.to_owned(),
+        }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        if let Some(wait) = self.state.lookups.borrow_mut().remove(&self.id) {
+            wait.finish();
+        }
+    }
+}
+
 /// The settings of tenant `id`: from the catalog, or else from where
 /// tenants are kept, then remembered.
 pub async fn resolve(state: &Rc<ShardState>, id: &str) -> Resolved {
@@ -59,6 +87,15 @@ pub async fn resolve(state: &Rc<ShardState>, id: &str) -> Resolved {
         }
         let epoch = state.catalog_epoch.get();
         let found = if state.config.uses_control_db() {
+            // Many sockets of one tenant arrive together (a reconnect
+            // wave): one of them reads the store, the others wait for it
+            // and then find the catalog filled.
+            let existing = state.lookups.borrow().get(id).cloned();
+            if let Some(wait) = existing {
+                wait.finished().await;
+                continue;
+            }
+            let _leader = Leader::new(state, id);
             match control_lookup(state, id).await {
                 Ok(found) => found,
                 Err(e) => return Resolved::Unavailable(e),

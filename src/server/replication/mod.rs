@@ -34,6 +34,7 @@ pub mod silence;
 pub mod start;
 pub mod stream;
 pub mod subscribe;
+pub mod teardown;
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
