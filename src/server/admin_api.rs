@@ -17,9 +17,9 @@ use serde_json::json;
 
 use super::control::store;
 use super::control::ControlError;
-use super::http_api::Resp;
 use super::replication::settings::ReplicationSettings;
 use super::replication::teardown;
+use super::resp::Resp;
 use super::shard::{now_unix, ShardState, TenantChange};
 use super::tenants;
 use crate::proto::http::RequestHead;
@@ -101,12 +101,7 @@ fn authorized(state: &ShardState, head: &RequestHead) -> bool {
 }
 
 /// Serves an admin request (`is_admin_path` was true).
-pub(super) async fn serve(
-    state: &Rc<ShardState>,
-    head: &RequestHead,
-    path: &str,
-    body: &[u8],
-) -> Resp {
+pub async fn serve(state: &Rc<ShardState>, head: &RequestHead, path: &str, body: &[u8]) -> Resp {
     let Some(route) = parse(&head.method, path) else {
         return Resp::message(404, "not found");
     };

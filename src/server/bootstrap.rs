@@ -10,7 +10,8 @@ use super::pgconn::PgError;
 use super::shard::now_unix;
 use crate::config::Config;
 use crate::realtime::secrets::SecretKeys;
-use crate::realtime::tenant::record::{self, TenantDefaults};
+use crate::realtime::tenant::params;
+use crate::realtime::tenant::record::TenantDefaults;
 use crate::realtime::tenant::row;
 use crate::server::pgconn::PgConn;
 
@@ -86,7 +87,7 @@ async fn seed(config: &Config, conn: &mut PgConn) -> Result<(), ControlError> {
     .map_err(|e| ControlError::Row(e.to_string()))?;
     let defaults = TenantDefaults::from_config(config);
     let now = row::timestamp_text(now_unix());
-    let record = record::seed_record(config, &defaults, || row::uuid_v4(rand::random()), &now);
+    let record = params::seed_record(config, &defaults, || row::uuid_v4(rand::random()), &now);
     let row = record
         .to_row(&keys, rand::random)
         .map_err(|e| ControlError::Row(e.to_string()))?;

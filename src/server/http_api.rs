@@ -20,6 +20,7 @@ use realtime_shards::ShardStats;
 
 use super::admin_api;
 use super::fault::{self, Boundary};
+use super::resp::Resp;
 use super::shard::{now_unix, ShardState};
 use super::sock::SharedStream;
 use super::tenants::{self, Resolved};
@@ -32,41 +33,6 @@ use crate::realtime::rest;
 /// Largest request body accepted, decoded size for a chunked one (a batch of
 /// maximum-size payloads is refused by the payload limit long before this).
 const MAX_BODY: usize = 16 * 1024 * 1024;
-
-/// A response ready to write.
-pub(super) struct Resp {
-    pub(super) status: u16,
-    pub(super) content_type: Option<&'static str>,
-    pub(super) headers: Vec<(&'static str, String)>,
-    pub(super) body: Vec<u8>,
-}
-
-impl Resp {
-    pub(super) fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
-        Self {
-            status,
-            content_type: Some("application/json"),
-            headers: Vec::new(),
-            body: body.into(),
-        }
-    }
-
-    pub(super) fn message(status: u16, message: &str) -> Self {
-        Self::json(
-            status,
-            serde_json::json!({ "message": message }).to_string(),
-        )
-    }
-
-    pub(super) fn empty(status: u16) -> Self {
-        Self {
-            status,
-            content_type: None,
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
-    }
-}
 
 /// What a request asks of the shard.
 enum Routed {

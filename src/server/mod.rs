@@ -34,6 +34,7 @@ pub mod outq;
 pub mod pgconn;
 pub mod pgerror;
 pub mod replication;
+pub mod resp;
 pub mod shard;
 pub mod shutdown;
 pub mod sock;
@@ -182,7 +183,8 @@ fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
 pub fn directory_from_config(config: &Config) -> Result<Directory, String> {
     use crate::config::SslMode;
     use crate::realtime::auth::{ClaimValidators, JwtKeys};
-    use crate::realtime::tenant::record::{TenantDb, DEFAULT_SLOT};
+    use crate::realtime::tenant::record::DEFAULT_SLOT;
+    use crate::realtime::tenant::TenantDb;
     use crate::realtime::tenant::{Limits, TenantConfig};
     let validators = ClaimValidators::parse(&config.jwt_claim_validators)
         .map_err(|e| format!("JWT_CLAIM_VALIDATORS: {e}"))?;

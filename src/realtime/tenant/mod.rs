@@ -73,7 +73,28 @@ pub struct TenantConfig {
     pub has_database: bool,
     /// Where that database is (from the tenant's CDC extension, or the
     /// `DB_*` settings for the environment's tenant).
-    pub db: Option<record::TenantDb>,
+    pub db: Option<TenantDb>,
+}
+
+/// Where a tenant's database is, from its CDC extension: what the
+/// replication and authorization code connects with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantDb {
+    pub host: String,
+    pub port: u16,
+    pub name: String,
+    pub user: String,
+    pub password: String,
+    pub publication: String,
+    pub slot_name: String,
+    /// TLS required (certificate not verified). Absent means true, as the
+    /// Elixir server reads it.
+    pub ssl_enforced: bool,
+    pub region: Option<String>,
+    /// Authorization pool size (`db_pool`).
+    pub db_pool: Option<u64>,
+    /// Subscription pool size (`subcriber_pool_size`, spelled as stored).
+    pub subscriber_pool_size: Option<u64>,
 }
 
 impl TenantConfig {

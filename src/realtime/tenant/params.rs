@@ -29,6 +29,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::record::{ExtensionRecord, TenantDefaults, TenantRecord, CDC_RLS, LEGACY_CDC};
+use crate::config::Config;
 
 /// A refused admin API request: the exact status and JSON body to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -585,6 +586,62 @@ fn extension(item: &Map<String, Value>, now: &str) -> (ExtensionRecord, Errors) 
         updated_at: now.to_owned(),
     };
     (ext, errs)
+}
+
+/// The tenant `SEED_SELF_HOST=true` writes: named after
+/// `SELF_HOST_TENANT_NAME`, the API's JWT secret and JWKS, and one CDC
+/// extension pointing at the `DB_*` database (`host.docker.internal` and
+/// `postgres` where `DB_HOST`/`DB_PASSWORD` are unset, as upstream seeds).
+pub fn seed_record(
+    config: &Config,
+    defaults: &TenantDefaults,
+    mut id: impl FnMut() -> String,
+    now: &str,
+) -> TenantRecord {
+    let name = config.self_host_tenant_name.clone();
+    let mut settings = cdc_default_settings();
+    for (k, v) in [
+        ("db_name", Value::from(config.db_name.clone())),
+        (
+            "db_host",
+            Value::from(
+                config
+                    .db_host
+                    .clone()
+                    .unwrap_or_else(|| "host.docker.internal".into()),
+            ),
+        ),
+        ("db_user", Value::from(config.db_user.clone())),
+        (
+            "db_password",
+            Value::from(
+                config
+                    .db_password
+                    .clone()
+                    .unwrap_or_else(|| "postgres".into()),
+            ),
+        ),
+        ("db_port", Value::from(config.db_port.to_string())),
+        ("region", Value::from("us-east-1")),
+        ("poll_interval_ms", Value::from(100)),
+        ("poll_max_record_bytes", Value::from(1_048_576)),
+        ("ssl_enforced", Value::from(false)),
+    ] {
+        settings.insert(k.to_owned(), v);
+    }
+    let mut rec = new_record(id(), defaults, now);
+    rec.name = Some(name.clone());
+    rec.external_id = name;
+    rec.jwt_secret = (!config.api_jwt_secret.is_empty()).then(|| config.api_jwt_secret.clone());
+    rec.jwt_jwks = config.api_jwt_jwks.clone();
+    rec.extensions = vec![ExtensionRecord {
+        id: id(),
+        kind: CDC_RLS.to_owned(),
+        settings,
+        inserted_at: now.to_owned(),
+        updated_at: now.to_owned(),
+    }];
+    rec
 }
 
 #[cfg(test)]

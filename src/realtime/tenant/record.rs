@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 
 use super::row::{ExtensionRow, TenantRow};
-use super::{Limits, TenantConfig};
+use super::{Limits, TenantConfig, TenantDb};
 use crate::config::Config;
 use crate::realtime::auth::{ClaimValidators, JwtKeys};
 use crate::realtime::secrets::{SecretError, SecretKeys};
@@ -317,27 +317,6 @@ impl TenantDefaults {
     }
 }
 
-/// Where a tenant's database is, from its CDC extension: what the
-/// replication and authorization code connects with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TenantDb {
-    pub host: String,
-    pub port: u16,
-    pub name: String,
-    pub user: String,
-    pub password: String,
-    pub publication: String,
-    pub slot_name: String,
-    /// TLS required (certificate not verified). Absent means true, as the
-    /// Elixir server reads it.
-    pub ssl_enforced: bool,
-    pub region: Option<String>,
-    /// Authorization pool size (`db_pool`).
-    pub db_pool: Option<u64>,
-    /// Subscription pool size (`subcriber_pool_size`, spelled as stored).
-    pub subscriber_pool_size: Option<u64>,
-}
-
 /// A count in the settings: a JSON integer or a string of digits (the API
 /// lets clients send either).
 fn setting_count(v: Option<&Value>) -> Option<u64> {
@@ -496,62 +475,6 @@ pub fn view(row: &TenantRow) -> Value {
         "client_presence_window_ms": row.client_presence_window_ms,
         "presence_enabled": row.presence_enabled,
     })
-}
-
-/// The tenant `SEED_SELF_HOST=true` writes: named after
-/// `SELF_HOST_TENANT_NAME`, the API's JWT secret and JWKS, and one CDC
-/// extension pointing at the `DB_*` database (`host.docker.internal` and
-/// `postgres` where `DB_HOST`/`DB_PASSWORD` are unset, as upstream seeds).
-pub fn seed_record(
-    config: &Config,
-    defaults: &TenantDefaults,
-    mut id: impl FnMut() -> String,
-    now: &str,
-) -> TenantRecord {
-    let name = config.self_host_tenant_name.clone();
-    let mut settings = super::params::cdc_default_settings();
-    for (k, v) in [
-        ("db_name", Value::from(config.db_name.clone())),
-        (
-            "db_host",
-            Value::from(
-                config
-                    .db_host
-                    .clone()
-                    .unwrap_or_else(|| "host.docker.internal".into()),
-            ),
-        ),
-        ("db_user", Value::from(config.db_user.clone())),
-        (
-            "db_password",
-            Value::from(
-                config
-                    .db_password
-                    .clone()
-                    .unwrap_or_else(|| "postgres".into()),
-            ),
-        ),
-        ("db_port", Value::from(config.db_port.to_string())),
-        ("region", Value::from("us-east-1")),
-        ("poll_interval_ms", Value::from(100)),
-        ("poll_max_record_bytes", Value::from(1_048_576)),
-        ("ssl_enforced", Value::from(false)),
-    ] {
-        settings.insert(k.to_owned(), v);
-    }
-    let mut rec = super::params::new_record(id(), defaults, now);
-    rec.name = Some(name.clone());
-    rec.external_id = name;
-    rec.jwt_secret = (!config.api_jwt_secret.is_empty()).then(|| config.api_jwt_secret.clone());
-    rec.jwt_jwks = config.api_jwt_jwks.clone();
-    rec.extensions = vec![ExtensionRecord {
-        id: id(),
-        kind: CDC_RLS.to_owned(),
-        settings,
-        inserted_at: now.to_owned(),
-        updated_at: now.to_owned(),
-    }];
-    rec
 }
 
 #[cfg(test)]
