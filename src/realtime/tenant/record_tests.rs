@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::realtime::auth::ClaimValidators;
+use crate::realtime::tenant::params::seed_record;
 
 const ECB_KEY: &str = "supabaserealtime";
 const GCM_KEY: &str = "0123456789abcdef0123456789abcdef";

@@ -81,7 +81,7 @@ pub fn uuid_v4(mut b: [u8; 16]) -> String {
 
 /// Unix seconds as a `timestamp(0)` prints them (UTC).
 pub fn timestamp_text(unix: i64) -> String {
-    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
+    let (y, m, d) = crate::proto::pg::replication::civil_from_days(unix.div_euclid(86_400));
     let rem = unix.rem_euclid(86_400);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
@@ -89,20 +89,6 @@ pub fn timestamp_text(unix: i64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's days-to-civil).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]
