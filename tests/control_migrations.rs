@@ -7,21 +7,10 @@
 mod control_support;
 mod support;
 
-use control_support::TestDb;
+use control_support::{run, TestDb};
 use realtime::server::control::migrate::{migrate, migrate_steps, Migrated};
 use realtime::server::control::migrations::MIGRATIONS;
 use realtime::server::pgconn::{PgConfig, PgConn};
-
-fn run<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
-    f: impl FnOnce() -> F + Send + 'static,
-) -> T {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(1 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
-}
 
 fn migrate_once(cfg: PgConfig) -> Migrated {
     run(move || async move {

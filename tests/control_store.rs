@@ -7,22 +7,11 @@
 mod control_support;
 mod support;
 
-use control_support::TestDb;
+use control_support::{run, TestDb};
 use realtime::realtime::tenant::row::{ExtensionRow, TenantRow};
 use realtime::server::control::{self, migrate::migrate, store};
 use realtime::server::pgconn::{PgConfig, PgConn};
 use serde_json::{json, Value};
-
-fn run<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
-    f: impl FnOnce() -> F + Send + 'static,
-) -> T {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(1 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
-}
 
 /// A connection to a migrated database, opened as the server opens it. The
 /// after-connect query points search_path nowhere: every name must carry

@@ -139,3 +139,15 @@ select format('constraint %s %s %s %s', c.relname, k.conname, k.contype,
     join pg_namespace n on n.oid = c.relnamespace
     where n.nspname = '_realtime'
 order by 1";
+
+/// Runs `f` on a glommio executor of its own and returns its output.
+pub fn run<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
+    f: impl FnOnce() -> F + Send + 'static,
+) -> T {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(1 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
