@@ -358,3 +358,175 @@ fn a_tenant_with_a_database_streams_it_and_its_slot_goes_with_it() {
         "the deleted tenant's slot is gone"
     );
 }
+
+#[test]
+fn bad_admin_requests_get_a_4xx_and_change_nothing() {
+    let db = ControlDb::create("bad");
+    let srv = Server::start_env(&db.env());
+    let secret = "s-kept-secret-of-thirty-two-byte";
+    assert_eq!(
+        admin(
+            &srv,
+            "POST",
+            "/api/tenants",
+            Some(tenant_body("kept", secret))
+        )
+        .0,
+        201
+    );
+    let stored = || {
+        psql(
+            &db.url(),
+            "select external_id, name, jwt_secret, jwt_jwks::text, max_concurrent_users,
+                    max_events_per_second, private_only, suspend
+               from _realtime.tenants order by 1",
+        )
+    };
+    let before = stored();
+    let kept = |attrs: serde_json::Value| {
+        let mut t = json!({"external_id": "kept", "jwt_secret": secret});
+        for (k, v) in attrs.as_object().unwrap() {
+            t[k] = v.clone();
+        }
+        json!({ "tenant": t })
+    };
+
+    // Wrong types, unknown keys, an invalid JWKS: 422 with Ecto's error
+    // shape, on an update of the existing tenant and on a new one.
+    for (attrs, field) in [
+        (
+            json!({"max_concurrent_users": "many"}),
+            "max_concurrent_users",
+        ),
+        (json!({"private_only": "yes"}), "private_only"),
+        (json!({"suspend": 1}), "suspend"),
+        (json!({"max_tenants": 3}), "max_tenants"),
+        (json!({"jwt_jwks": {"keys": "k"}}), "jwt_jwks"),
+        (
+            json!({"jwt_jwks": {"keys": [{"kid": "no kty"}]}}),
+            "jwt_jwks",
+        ),
+        (json!({"extensions": "cdc"}), "extensions"),
+    ] {
+        for path in ["/api/tenants", "/api/tenants/kept"] {
+            let method = if path == "/api/tenants" {
+                "POST"
+            } else {
+                "PATCH"
+            };
+            let (status, _, body) = admin(&srv, method, path, Some(kept(attrs.clone())));
+            assert_eq!(status, 422, "{method} {attrs}: {body}");
+            assert!(body["errors"][field].is_array(), "{attrs}: {body}");
+        }
+        let mut fresh = kept(attrs.clone());
+        fresh["tenant"]["external_id"] = json!("fresh");
+        let (status, _, body) = admin(&srv, "POST", "/api/tenants", Some(fresh));
+        assert_eq!(status, 422, "{attrs}: {body}");
+    }
+
+    // Not JSON, and JSON without the tenant object: 400.
+    let auth = format!("Bearer {}", admin_token());
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    for body in [&b"{\"tenant\": {"[..], b"[1,2]", b"\xff\xfe", b""] {
+        let (status, _, _) = srv.http("POST", "/api/tenants", &headers, body);
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(body));
+    }
+
+    // A body over the 16 MiB limit is refused from its length alone.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST /api/tenants HTTP/1.1\r\nhost: localhost\r\nauthorization: {auth}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        16 * 1024 * 1024 + 1
+    );
+    use std::io::{Read, Write};
+    s.write_all(head.as_bytes()).unwrap();
+    let mut reply = [0u8; 12];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply[9..12], b"413", "{}", String::from_utf8_lossy(&reply));
+
+    assert_eq!(stored(), before);
+    let (_, _, body) = admin(&srv, "GET", "/api/tenants", None);
+    assert_eq!(body["data"].as_array().unwrap().len(), 1, "{body}");
+    assert!(connect(&srv, "fresh", secret).is_err());
+    let mut ws = connect(&srv, "kept", secret).unwrap();
+    alive(&mut ws);
+}
+
+/// A tenant whose home is not the shard the admin requests (Host
+/// `localhost`) land on.
+fn tenant_homed_away_from_the_default(nr_shards: usize) -> String {
+    let default_home = realtime_shards::home_shard("realtime-dev", nr_shards);
+    (0..)
+        .map(|i| format!("away{i}"))
+        .find(|id| realtime_shards::home_shard(id, nr_shards) != default_home)
+        .unwrap()
+}
+
+#[test]
+fn a_tenants_health_is_what_its_home_shard_sees() {
+    let db = ControlDb::create("health");
+    let srv = Server::start_env(&db.env());
+    let id = tenant_homed_away_from_the_default(2);
+    let secret = "s-away-secret-of-thirty-two-byte";
+    assert_eq!(
+        admin(&srv, "POST", "/api/tenants", Some(tenant_body(&id, secret))).0,
+        201
+    );
+    let health = || admin(&srv, "GET", &format!("/api/tenants/{id}/health"), None);
+    assert_eq!(health().2["data"]["connected_cluster"], 0);
+    let mut a = connect(&srv, &id, secret).unwrap();
+    let mut b = connect(&srv, &id, secret).unwrap();
+    join(&mut a, "realtime:h");
+    join(&mut b, "realtime:h");
+    let (status, _, body) = health();
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["connected_cluster"], 2, "{body}");
+    assert_eq!(body["data"]["healthy"], true, "{body}");
+}
+
+#[test]
+fn concurrent_first_connects_to_a_tenant_read_its_record_once_per_shard() {
+    let db = ControlDb::create("coal");
+    let srv = Server::start_env(&db.env());
+    let secret = "s-coal-secret-of-thirty-two-byte";
+    assert_eq!(
+        admin(
+            &srv,
+            "POST",
+            "/api/tenants",
+            Some(tenant_body("wave", secret))
+        )
+        .0,
+        201
+    );
+    let before = srv.metric("realtime_tenant_lookups_total");
+    // A reconnect wave: every handshake written before any is answered.
+    let path = format!(
+        "/socket/websocket?apikey={}&vsn=2.0.0",
+        client_token(secret)
+    );
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nhost: wave.localhost\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    );
+    let mut streams = Vec::new();
+    for _ in 0..64 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", srv.port)).unwrap();
+        std::io::Write::write_all(&mut s, head.as_bytes()).unwrap();
+        streams.push(s);
+    }
+    let mut sockets: Vec<Ws> = streams
+        .into_iter()
+        .map(|s| Ws::finish_handshake(s).expect("upgraded"))
+        .collect();
+    let reads = srv.metric("realtime_tenant_lookups_total") - before;
+    assert!(
+        (1..=2).contains(&reads),
+        "{reads} control-database reads for 64 concurrent connects on 2 shards"
+    );
+    alive(&mut sockets[63]);
+}

@@ -75,6 +75,8 @@ pub struct ShardStats {
     pub tenants_active: AtomicI64,
     /// Tasks working for tenants' databases on this shard (gauge).
     pub tenant_tasks: AtomicI64,
+    /// Tenant records read from the control database.
+    pub tenant_lookups: AtomicU64,
 }
 
 impl ShardStats {

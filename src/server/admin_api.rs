@@ -20,7 +20,7 @@ use super::control::ControlError;
 use super::replication::settings::ReplicationSettings;
 use super::replication::teardown;
 use super::resp::Resp;
-use super::shard::{now_unix, ShardState, TenantChange};
+use super::shard::{now_unix, ShardState, TenantChange, TenantView};
 use super::tenants;
 use crate::proto::http::RequestHead;
 use crate::realtime::auth::{self, ClaimValidators};
@@ -352,15 +352,12 @@ async fn act(state: &Rc<ShardState>, id: &str, change: TenantChange) -> Result<R
     Ok(Resp::empty(204))
 }
 
-/// `GET /api/tenants/:id/health`, from what this shard sees of the tenant.
+/// `GET /api/tenants/:id/health`, from what the tenant's home shard sees.
 async fn health(state: &Rc<ShardState>, id: &str) -> Result<Resp, ControlError> {
     let Some((_, rec)) = load(state, id).await? else {
         return Ok(Resp::message(404, "not found"));
     };
-    let (users, streaming) = state.tenant(id).map_or((0, false), |t| {
-        let t = t.borrow();
-        (t.nr_users, t.cdc.is_streaming())
-    });
+    let TenantView { users, streaming } = tenants::view(state, id).await;
     let cdc = rec.cdc_extension();
     let region = cdc.and_then(|e| e.settings.get("region").cloned());
     Ok(data(json!({

@@ -499,7 +499,7 @@ fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
         &'static str,
         fn(&ShardStats) -> i64,
     );
-    let series: [Series; 13] = [
+    let series: [Series; 14] = [
         (
             "realtime_connections",
             "gauge",
@@ -574,6 +574,12 @@ fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
             "gauge",
             "Tasks working for tenant databases (replication streams, subscription checkers).",
             |s| s.tenant_tasks.load(Ordering::Relaxed),
+        ),
+        (
+            "realtime_tenant_lookups_total",
+            "counter",
+            "Tenant records read from the control database (one per tenant and shard at a time).",
+            |s| s.tenant_lookups.load(Ordering::Relaxed) as i64,
         ),
     ];
     for (name, kind, help, get) in series {

@@ -81,6 +81,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                 tenant_tasks: RefCell::new(HashMap::new()),
                 lookups: RefCell::new(HashMap::new()),
                 pending_acks: RefCell::new(HashMap::new()),
+                pending_views: RefCell::new(HashMap::new()),
                 next_ticket: Cell::new(0),
                 tenants: RefCell::new(HashMap::new()),
                 writers: Rc::default(),
@@ -174,6 +175,8 @@ fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
             tenants::acknowledge(state, reply_to);
         }
         ShardMsg::Done(ticket) => tenants::acknowledged(state, ticket),
+        ShardMsg::ViewTenant { id, reply_to } => tenants::answer_view(state, &id, reply_to),
+        ShardMsg::Viewed(ticket, view) => tenants::viewed(state, ticket, view),
     }
 }
 

@@ -37,6 +37,24 @@ pub enum ShardMsg {
     },
     /// A shard has acted on the announcement with this ticket.
     Done(u64),
+    /// What does the tenant's home shard see of it (admin API `health`)?
+    ViewTenant {
+        /// The tenant's external id.
+        id: String,
+        /// The asking shard and its ticket, to answer [`ShardMsg::Viewed`].
+        reply_to: (usize, u64),
+    },
+    /// The answer to [`ShardMsg::ViewTenant`] with this ticket.
+    Viewed(u64, TenantView),
+}
+
+/// A tenant's live state as its home shard sees it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TenantView {
+    /// Connections with a joined channel.
+    pub users: u64,
+    /// Its replication stream is streaming.
+    pub streaming: bool,
 }
 
 /// What a change to a tenant means for its live state on a shard.
@@ -78,7 +96,10 @@ pub struct ShardState {
     /// Announcements of this shard still waiting for other shards: ticket
     /// -> (shards yet to answer, the announcer's waker).
     pub pending_acks: RefCell<HashMap<u64, (usize, Option<std::task::Waker>)>>,
-    /// Next announcement ticket.
+    /// Questions of this shard to a tenant's home shard still unanswered:
+    /// ticket -> (the answer once it came, the asker's waker).
+    pub pending_views: RefCell<HashMap<u64, (Option<TenantView>, Option<std::task::Waker>)>>,
+    /// Next announcement or question ticket.
     pub next_ticket: Cell<u64>,
     /// Tasks working for a tenant whose home is this shard (its
     /// replication stream and subscription checker), stopped with it.

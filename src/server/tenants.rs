@@ -21,7 +21,7 @@ use realtime_shards::ShardStats;
 use super::control::store;
 use super::outq::CloseReason;
 use super::replication;
-use super::shard::{LookupWait, ShardMsg, ShardState, TenantChange};
+use super::shard::{LookupWait, ShardMsg, ShardState, TenantChange, TenantView};
 use crate::realtime::auth::ClaimValidators;
 use crate::realtime::secrets::SecretKeys;
 use crate::realtime::tenant::record::{self, TenantDefaults, TenantRecord};
@@ -244,6 +244,90 @@ pub async fn announce(
     }
 }
 
+/// What tenant `id`'s home shard sees of it: asked of that shard when it
+/// is another one; a default view (no users, not streaming) when it does
+/// not answer within [`ACK_WAIT`].
+pub async fn view(state: &Rc<ShardState>, id: &str) -> TenantView {
+    let home = state.home_of(id);
+    if home == state.shard.id {
+        return local_view(state, id);
+    }
+    let ticket = state.next_ticket.get();
+    state.next_ticket.set(ticket + 1);
+    state
+        .pending_views
+        .borrow_mut()
+        .insert(ticket, (None, None));
+    let msg = ShardMsg::ViewTenant {
+        id: id.to_owned(),
+        reply_to: (state.shard.id, ticket),
+    };
+    if state.shard.send_to(home, msg).await.is_err() {
+        state.pending_views.borrow_mut().remove(&ticket);
+        return TenantView::default();
+    }
+    let answer = std::future::poll_fn(|cx| {
+        let mut views = state.pending_views.borrow_mut();
+        match views.get_mut(&ticket) {
+            Some((Some(v), _)) => {
+                let v = *v;
+                views.remove(&ticket);
+                Poll::Ready(v)
+            }
+            Some((None, waker)) => {
+                *waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            None => Poll::Ready(TenantView::default()),
+        }
+    });
+    let timeout = async {
+        glommio::timer::sleep(ACK_WAIT).await;
+        state.pending_views.borrow_mut().remove(&ticket);
+        tracing::warn!(
+            tenant = id,
+            home,
+            "a tenant's home shard did not answer in time"
+        );
+        TenantView::default()
+    };
+    futures_lite::future::or(answer, timeout).await
+}
+
+fn local_view(state: &ShardState, id: &str) -> TenantView {
+    state.tenant(id).map_or_else(TenantView::default, |t| {
+        let t = t.borrow();
+        TenantView {
+            users: t.nr_users,
+            streaming: t.cdc.is_streaming(),
+        }
+    })
+}
+
+/// Answers another shard's [`ShardMsg::ViewTenant`].
+pub fn answer_view(state: &Rc<ShardState>, id: &str, (origin, ticket): (usize, u64)) {
+    let view = local_view(state, id);
+    let st = state.clone();
+    glommio::spawn_local(async move {
+        let _ = st
+            .shard
+            .send_to(origin, ShardMsg::Viewed(ticket, view))
+            .await;
+    })
+    .detach();
+}
+
+/// The answer to question `ticket` came.
+pub fn viewed(state: &ShardState, ticket: u64, view: TenantView) {
+    let mut views = state.pending_views.borrow_mut();
+    if let Some((answer, waker)) = views.get_mut(&ticket) {
+        *answer = Some(view);
+        if let Some(w) = waker.take() {
+            w.wake();
+        }
+    }
+}
+
 /// Answers an announcement from another shard.
 pub fn acknowledge(state: &Rc<ShardState>, (origin, ticket): (usize, u64)) {
     let st = state.clone();
@@ -359,6 +443,7 @@ async fn control_lookup(
     state: &Rc<ShardState>,
     id: &str,
 ) -> Result<Option<Arc<TenantConfig>>, String> {
+    ShardStats::add(&state.stats().tenant_lookups, 1);
     let row = state
         .control
         .with(async |c| store::get(c, id).await)
