@@ -6,6 +6,16 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read once at its start (`_RJEM_MALLOC_CONF` in the
+/// environment still overrides them). A background thread returns freed
+/// pages to the system after the decay time (10 s), one thread for the whole process: without it, pages are
+/// purged only from inside allocation calls, so a shard that went quiet
+/// after a burst (a reconnect wave, thousands of new tenants) keeps its
+/// peak resident for ever (perf/DECISIONS.md, "Tenants per process").
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8; 48] = b"background_thread:true,max_background_threads:1\0";
+
 fn main() -> ExitCode {
     let loaded = match realtime::config::load() {
         Ok(l) => l,

@@ -48,6 +48,10 @@ pub enum ShardMsg {
     Viewed(u64, TenantView),
 }
 
+/// A question to a tenant's home shard: its answer once it came, and the
+/// asker's waker.
+pub type PendingView = (Option<TenantView>, Option<std::task::Waker>);
+
 /// A tenant's live state as its home shard sees it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TenantView {
@@ -98,7 +102,7 @@ pub struct ShardState {
     pub pending_acks: RefCell<HashMap<u64, (usize, Option<std::task::Waker>)>>,
     /// Questions of this shard to a tenant's home shard still unanswered:
     /// ticket -> (the answer once it came, the asker's waker).
-    pub pending_views: RefCell<HashMap<u64, (Option<TenantView>, Option<std::task::Waker>)>>,
+    pub pending_views: RefCell<HashMap<u64, PendingView>>,
     /// Next announcement or question ticket.
     pub next_ticket: Cell<u64>,
     /// Tasks working for a tenant whose home is this shard (its
