@@ -36,12 +36,12 @@ pub struct ReplicationSettings {
 
 impl ReplicationSettings {
     /// Settings of `tenant`'s database, if it has one: the `DB_*` settings
-    /// for the environment's tenant, else its CDC extension's.
+    /// for the environment's tenant, else its CDC extension's (a tenant of
+    /// the control database or of the config file).
     pub fn for_tenant(c: &Config, tenant: &TenantConfig) -> Option<Self> {
-        if !c.uses_control_db() {
-            if tenant.external_id != c.self_host_tenant_name {
-                return None;
-            }
+        // The config file's tenants never take the environment's tenant's
+        // id (refused at start), so the id tells them apart.
+        if !c.uses_control_db() && tenant.external_id == c.self_host_tenant_name {
             return Self::from_config(c);
         }
         let db = tenant.db.as_ref()?;
