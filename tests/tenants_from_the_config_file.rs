@@ -12,7 +12,7 @@ use std::process::Command;
 
 use serde_json::json;
 use support::control::{client_token, connect};
-use support::pg::{dev_db_url, parts, psql};
+use support::pg::{dev_db_url, parts, psql, psql_bin};
 use support::*;
 
 const SECRET_A: &str = "file-tenant-a-secret-of-32-bytes-x";
@@ -83,7 +83,9 @@ fn next_event(ws: &mut Ws) -> String {
 #[test]
 fn file_tenants_are_picked_by_host_and_keep_their_secrets_limits_and_messages_apart() {
     let file = ConfigFile::new("two", &two_tenants());
-    let srv = Server::start_with_args(&["--config", file.path()], &[]);
+    // One shard: both tenants live side by side on it, so nothing but
+    // their being two tenants keeps them apart.
+    let srv = Server::start_with_args(&["--config", file.path()], &[("SHARDS", "1")]);
 
     // Each tenant takes its own secret only; an unknown Host is no tenant.
     assert_eq!(connect(&srv, "filea", SECRET_B).err().unwrap().0, 401);
@@ -153,20 +155,79 @@ fn file_tenants_are_picked_by_host_and_keep_their_secrets_limits_and_messages_ap
     assert_eq!(join(&mut b1, "2", "realtime:other")[4]["status"], "ok");
 }
 
+/// A published table and the slot a test's tenant streams it through,
+/// both removed when dropped, even after a failed assertion.
+struct Published {
+    url: String,
+    table: String,
+    slot: String,
+}
+
+impl Published {
+    fn new(tag: &str) -> Self {
+        let url = dev_db_url();
+        let pid = std::process::id();
+        let p = Self {
+            table: format!("{tag}_pc_{pid}"),
+            slot: format!("{tag}_slot_{pid}"),
+            url,
+        };
+        psql(
+            &p.url,
+            &format!(
+                "create table public.{t} (id int primary key, title text);
+                 alter publication supabase_realtime add table public.{t};",
+                t = p.table
+            ),
+        );
+        p
+    }
+}
+
+/// `psql` that never panics (a panic in `drop` while unwinding aborts).
+fn psql_quiet(url: &str, sql: &str) -> String {
+    Command::new(psql_bin())
+        .args([url, "-qAt", "-c", sql])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        psql_quiet(
+            &self.url,
+            &format!(
+                "alter publication supabase_realtime drop table public.{t}; drop table public.{t};",
+                t = self.table
+            ),
+        );
+        // The server is gone; its walsender lets the slot go as soon as
+        // it notices.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let drop_slot = format!(
+            "select count(pg_drop_replication_slot(slot_name)) from pg_replication_slots \
+             where slot_name = '{}' and not active",
+            self.slot
+        );
+        let left = format!(
+            "select count(*) from pg_replication_slots where slot_name = '{}'",
+            self.slot
+        );
+        while psql_quiet(&self.url, &drop_slot).trim() == "0"
+            && psql_quiet(&self.url, &left).trim() != "0"
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
 #[test]
 fn a_file_tenant_with_a_database_streams_postgres_changes() {
-    let url = dev_db_url();
-    let pid = std::process::id();
-    let table = format!("file_tenant_pc_{pid}");
-    let slot = format!("file_tenant_slot_{pid}");
-    psql(
-        &url,
-        &format!(
-            "create table public.{table} (id int primary key, title text);
-             alter publication supabase_realtime add table public.{table};"
-        ),
-    );
-    let (host, port, pw) = parts(&url);
+    let db = Published::new("file_tenant");
+    let (url, table, slot) = (&db.url, &db.table, &db.slot);
+    let (host, port, pw) = parts(url);
     let file = ConfigFile::new(
         "pg",
         &format!(
@@ -196,7 +257,7 @@ ssl_enforced = false
     assert_eq!(sys[4]["message"], "Subscribed to PostgreSQL", "{sys}");
 
     psql(
-        &url,
+        url,
         &format!("insert into public.{table} (id, title) values (1, 'milk')"),
     );
     let m = loop {
@@ -211,14 +272,6 @@ ssl_enforced = false
     assert_eq!(m[4]["data"]["record"], json!({"id": 1, "title": "milk"}));
 
     srv.stop();
-    psql(
-        &url,
-        &format!(
-            "alter publication supabase_realtime drop table public.{table};
-             drop table public.{table};
-             select pg_drop_replication_slot('{slot}');"
-        ),
-    );
 }
 
 /// Runs the binary with `args` and an empty environment: (status, stdout,

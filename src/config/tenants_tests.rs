@@ -117,7 +117,8 @@ fn runtime(config: &Config, rec: &TenantRecord) -> TenantConfig {
 #[test]
 fn two_tables_become_two_tenants_with_the_server_defaults_for_what_they_leave_out() {
     let toml = format!(
-        "max_channels_per_client = 50\nprivate_only = true\n\n{}\n{}\n{}",
+        "max_channels_per_client = 50\nprivate_only = true\nmax_payload_size_in_kb = 40\n\
+         max_presence_events_per_second = 30\n\n{}\n{}\n{}",
         table(
             "acme",
             &format!("max_channels_per_client = 2\nsuspend = true\n{DB}")
@@ -193,6 +194,15 @@ fn two_tables_become_two_tenants_with_the_server_defaults_for_what_they_leave_ou
         )
     );
     let gamma = runtime(&config, &recs[2]);
+    // The two limits whose record column defaults (3000 kB, 1000/s) are
+    // not read from the server's settings take the server's too.
+    assert_eq!(
+        (
+            gamma.limits.max_payload_size_in_kb,
+            gamma.limits.max_presence_events_per_second
+        ),
+        (40, 30)
+    );
     assert_eq!(
         gamma.jwt.jwks,
         Some(json!({"keys": [{"kty": "oct", "k": "eA"}]})),
