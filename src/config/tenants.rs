@@ -85,8 +85,11 @@ pub const DB_KEYS: [&str; 9] = [
     "region",
 ];
 
+/// Where a limit is kept in a record.
+type LimitField = fn(&mut TenantRecord) -> &mut Option<i64>;
+
 /// The limits among [`TENANT_KEYS`], each with its record field.
-const LIMITS: [(&str, fn(&mut TenantRecord) -> &mut Option<i64>); 9] = [
+const LIMITS: [(&str, LimitField); 9] = [
     ("max_concurrent_users", |r| &mut r.max_concurrent_users),
     ("max_events_per_second", |r| &mut r.max_events_per_second),
     ("max_presence_events_per_second", |r| {
@@ -245,7 +248,7 @@ fn one(
             "ssl_enforced" if !value.is_bool() => {
                 return Err(err(key, "must be true or false".into()))
             }
-            "publication" | "region" if !value.as_str().is_some_and(|s| !s.is_empty()) => {
+            "publication" | "region" if value.as_str().is_none_or(str::is_empty) => {
                 return Err(err(key, "must be a non-empty string".into()))
             }
             "slot_name" if !value.as_str().is_some_and(slot_name_ok) => {
