@@ -174,7 +174,7 @@ fn two_tables_become_two_tenants_with_the_server_defaults_for_what_they_leave_ou
     assert!(beta.db.is_none() && !beta.has_database);
     // Every limit left out is the server's, not the record's column
     // default (3000 kB, 1000 presence events/s).
-    let d = Config::default();
+    let d = &config;
     assert_eq!(
         (
             beta.limits.max_concurrent_users,
