@@ -17,7 +17,8 @@
 //!   one flusher per shard that writes them (`server::outq`), the REST API,
 //!   shutdown, and the tenant database side: the Postgres client
 //!   (`server::pgconn`, TLS in `server::tls`) and the replication driver.
-//! - [`config`]: layered configuration (defaults < TOML < env < CLI).
+//! - [`config`]: layered configuration (defaults < TOML < env < CLI), and
+//!   the TOML file's `[[tenants]]`.
 //!
 //! The executor pool, tenant-to-shard routing and the cross-shard mesh live in
 //! the `realtime-shards` crate.

@@ -56,6 +56,17 @@ fn main() -> ExitCode {
         config.port,
         config.nr_shards()
     );
+    let from_file: Vec<&str> = config
+        .tenants
+        .iter()
+        .filter_map(|t| t.get("external_id")?.as_str())
+        .collect();
+    if !from_file.is_empty() {
+        println!(
+            "realtime: tenants from the config file (Host <id>.<domain>): {}",
+            from_file.join(", ")
+        );
+    }
     println!("realtime: example token (role anon, valid 24 h): {example}");
     println!(
         "realtime: try  websocat 'ws://{}:{}/socket/websocket?apikey={example}&vsn=2.0.0'",

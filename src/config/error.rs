@@ -1,6 +1,6 @@
 //! Why a configuration could not be loaded.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A configuration that could not be loaded or is not usable. Every variant
 /// names the setting (environment variable, flag, file or field) and says why;
@@ -64,4 +64,65 @@ pub enum ConfigError {
         /// Why the value was refused.
         reason: String,
     },
+    /// A `[[tenants]]` table of the config file is not usable, or tenants
+    /// from the file clash with the rest of the configuration.
+    #[error("{}", tenant_text(.file.as_deref(), *.number, .external_id.as_deref(), .field, .reason))]
+    Tenant {
+        /// The config file, once [`super::load_from`] knows it.
+        file: Option<PathBuf>,
+        /// Which `[[tenants]]` table, counting from 1 in file order; `None`
+        /// when the error is about the tables as a whole.
+        number: Option<usize>,
+        /// Its `external_id`, when it has a readable one.
+        external_id: Option<String>,
+        /// The key (or server-wide setting) at fault.
+        field: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// The error with the config file named, where it is about the file's
+    /// tenants.
+    pub(super) fn in_file(self, path: Option<PathBuf>) -> Self {
+        match self {
+            ConfigError::Tenant {
+                file: None,
+                number,
+                external_id,
+                field,
+                reason,
+            } => ConfigError::Tenant {
+                file: path,
+                number,
+                external_id,
+                field,
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
+/// `config file F: [[tenants]] #2 ("acme"): `field`: reason`.
+fn tenant_text(
+    file: Option<&Path>,
+    number: Option<usize>,
+    external_id: Option<&str>,
+    field: &str,
+    reason: &str,
+) -> String {
+    let mut text = match file {
+        Some(f) => format!("config file {}: [[tenants]]", f.display()),
+        None => "config [[tenants]]".to_owned(),
+    };
+    if let Some(n) = number {
+        text.push_str(&format!(" #{n}"));
+    }
+    if let Some(id) = external_id {
+        text.push_str(&format!(" ({id:?})"));
+    }
+    text.push_str(&format!(": `{field}`: {reason}"));
+    text
 }

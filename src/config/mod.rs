@@ -12,9 +12,12 @@
 
 mod error;
 mod ssl_mode;
+pub mod tenants;
 mod validate;
 mod value;
 
+#[cfg(test)]
+mod tenants_tests;
 #[cfg(test)]
 mod tests;
 
@@ -74,11 +77,16 @@ macro_rules! settings {
                 $(#[serde($($serde)*)])*
                 pub $field: $ty,
             )+
+            /// The config file's `[[tenants]]` tables, served beside the
+            /// environment's tenant without a control database ([`tenants`]).
+            /// Only a file sets them: no variable, no flag.
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            pub tenants: Vec<toml::Table>,
         }
 
         impl Default for Config {
             fn default() -> Self {
-                Self { $($field: $default,)+ }
+                Self { $($field: $default,)+ tenants: Vec::new() }
             }
         }
 
@@ -159,6 +167,7 @@ macro_rules! settings {
                         out.$field = Setting::redact(&self.$field);
                     }
                 )+
+                out.tenants = tenants::redacted(&self.tenants);
                 out
             }
         }
@@ -169,6 +178,7 @@ macro_rules! settings {
                 let shown = self.redacted();
                 f.debug_struct("Config")
                     $(.field(stringify!($field), &shown.$field))+
+                    .field("tenants", &shown.tenants)
                     .finish()
             }
         }
@@ -530,7 +540,8 @@ pub fn load() -> Result<Loaded, ConfigError> {
 }
 
 /// Loads the configuration: defaults, then the TOML file named by `--config`,
-/// then the variables `env` returns, then the other flags; then validates it.
+/// then the variables `env` returns, then the other flags; then validates it
+/// (the file's `[[tenants]]` against the final server-wide settings).
 /// `args` starts with the program name, like `std::env::args_os()`.
 pub fn load_from(
     args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
@@ -539,20 +550,24 @@ pub fn load_from(
     let matches = command().try_get_matches_from(args)?;
     let mut cli = Cli::from_arg_matches(&matches)?;
 
-    let mut config = match cli.config.take() {
+    let file = cli.config.take();
+    let mut config = match &file {
         Some(path) => {
-            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ReadFile {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
                 path: path.clone(),
                 source,
             })?;
-            toml::from_str(&text).map_err(|source| ConfigError::ParseFile { path, source })?
+            toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+                path: path.clone(),
+                source,
+            })?
         }
         None => Config::default(),
     };
     config.apply_env(env)?;
     let check_only = cli.check;
     config.apply_cli(cli)?;
-    config.validate()?;
+    config.validate().map_err(|e| e.in_file(file))?;
     Ok(Loaded { config, check_only })
 }
 

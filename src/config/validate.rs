@@ -93,7 +93,7 @@ fn non_empty_secret(field: &'static str, value: &Option<String>) -> Result<(), C
 }
 
 /// Number of keys in a JWKS, or why it is not one.
-fn jwks_keys(jwks: &Value) -> Result<usize, String> {
+pub(super) fn jwks_keys(jwks: &Value) -> Result<usize, String> {
     let keys = jwks
         .get("keys")
         .and_then(Value::as_array)
@@ -286,6 +286,6 @@ impl Config {
                  critical, alert, emergency",
             ));
         }
-        Ok(())
+        super::tenants::check(self)
     }
 }

@@ -180,13 +180,14 @@ fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
     }
 }
 
-/// The tenant directory: without a control database the single
-/// self-hosted tenant, keyed by `SELF_HOST_TENANT_NAME`, with the API
-/// secret; with one, only the bare-host default's name.
+/// The tenant directory: without a control database the self-hosted
+/// tenant, keyed by `SELF_HOST_TENANT_NAME`, with the API secret, and the
+/// config file's `[[tenants]]` beside it; with one, only the bare-host
+/// default's name.
 pub fn directory_from_config(config: &Config) -> Result<Directory, String> {
     use crate::config::SslMode;
     use crate::realtime::auth::{ClaimValidators, JwtKeys};
-    use crate::realtime::tenant::record::DEFAULT_SLOT;
+    use crate::realtime::tenant::record::{self, TenantDefaults, DEFAULT_SLOT};
     use crate::realtime::tenant::TenantDb;
     use crate::realtime::tenant::{Limits, TenantConfig};
     let validators = ClaimValidators::parse(&config.jwt_claim_validators)
@@ -194,13 +195,14 @@ pub fn directory_from_config(config: &Config) -> Result<Directory, String> {
     if config.uses_control_db() {
         return Ok(Directory::default_only(&config.self_host_tenant_name));
     }
-    Ok(Directory::single(TenantConfig {
+    let defaults = TenantDefaults::from_config(config);
+    let mut directory = Directory::single(TenantConfig {
         external_id: config.self_host_tenant_name.clone(),
         jwt: JwtKeys {
             secret: (!config.api_jwt_secret.is_empty()).then(|| config.api_jwt_secret.clone()),
             jwks: config.api_jwt_jwks.clone(),
         },
-        validators,
+        validators: validators.clone(),
         limits: Limits {
             max_concurrent_users: config.max_concurrent_users,
             max_events_per_second: config.max_events_per_second,
@@ -231,5 +233,12 @@ pub fn directory_from_config(config: &Config) -> Result<Directory, String> {
             db_pool: None,
             subscriber_pool_size: None,
         }),
-    }))
+    });
+    let from_file = crate::config::tenants::file_tenants(config).map_err(|e| e.to_string())?;
+    for rec in &from_file {
+        let cfg =
+            record::to_config(rec, &defaults, validators.clone()).map_err(|e| e.to_string())?;
+        directory = directory.with(cfg);
+    }
+    Ok(directory)
 }

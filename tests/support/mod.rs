@@ -49,13 +49,18 @@ pub struct Server {
 impl Server {
     /// Starts the server with the test secret, zero backoffs and `env`.
     pub fn start(env: &[(&str, &str)]) -> Server {
-        Server::spawn(env, Stdio::inherit())
+        Server::spawn(&[], env, Stdio::inherit())
+    }
+
+    /// [`Server::start`] with command-line arguments (`--config FILE`, ...).
+    pub fn start_with_args(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::spawn(args, env, Stdio::inherit())
     }
 
     /// [`Server::start_env`] with its log (stderr) collected line by line.
     pub fn start_logged(env: &[(String, String)]) -> (Server, Log) {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut s = Server::spawn(&env, Stdio::piped());
+        let mut s = Server::spawn(&[], &env, Stdio::piped());
         let err = s.child.as_mut().unwrap().stderr.take().expect("piped");
         let log = Log::default();
         let lines = log.0.clone();
@@ -70,10 +75,11 @@ impl Server {
         (s, log)
     }
 
-    fn spawn(env: &[(&str, &str)], stderr: Stdio) -> Server {
+    fn spawn(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_realtime"));
-        cmd.env_clear()
+        cmd.args(args)
+            .env_clear()
             .env("PORT", port.to_string())
             .env("API_JWT_SECRET", SECRET)
             .env("CONNECT_ERROR_BACKOFF_MS", "0")

@@ -125,6 +125,15 @@ impl Directory {
         }
     }
 
+    /// The directory with `config` added beside its tenants (the config
+    /// file's tenants beside the environment's); one of the same id is
+    /// replaced.
+    pub fn with(mut self, config: TenantConfig) -> Self {
+        self.tenants
+            .insert(config.external_id.clone(), Arc::new(config));
+        self
+    }
+
     /// A directory with no tenants of its own: tenants come from the
     /// control database, and bare hosts name `default_tenant`.
     pub fn default_only(default_tenant: &str) -> Self {

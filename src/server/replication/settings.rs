@@ -36,17 +36,18 @@ pub struct ReplicationSettings {
 
 impl ReplicationSettings {
     /// Settings of `tenant`'s database, if it has one: the `DB_*` settings
-    /// for the environment's tenant, else its CDC extension's.
+    /// for the environment's tenant, else its CDC extension's (a tenant of
+    /// the control database or of the config file).
     pub fn for_tenant(c: &Config, tenant: &TenantConfig) -> Option<Self> {
-        if !c.uses_control_db() {
-            if tenant.external_id != c.self_host_tenant_name {
-                return None;
-            }
+        // The config file's tenants never take the environment's tenant's
+        // id (refused at start), so the id tells them apart.
+        if !c.uses_control_db() && tenant.external_id == c.self_host_tenant_name {
             return Self::from_config(c);
         }
         let db = tenant.db.as_ref()?;
-        let mut s = Self::from_config(c)?;
-        s.sql.host = db.host.clone();
+        // Not `from_config`: a file tenant's database is there without
+        // `DB_HOST`.
+        let mut s = Self::server_wide(c, db.host.clone());
         s.sql.port = db.port;
         s.sql.dbname = db.name.clone();
         s.sql.user = db.user.clone();
@@ -71,6 +72,11 @@ impl ReplicationSettings {
     /// Settings of the default tenant, if a database is configured.
     pub fn from_config(c: &Config) -> Option<Self> {
         let host = c.db_host.clone()?;
+        Some(Self::server_wide(c, host))
+    }
+
+    /// The `DB_*` and replication settings, with the database at `host`.
+    fn server_wide(c: &Config, host: String) -> Self {
         let sql = PgConfig {
             host,
             port: c.db_port,
@@ -90,7 +96,7 @@ impl ReplicationSettings {
             application_name: "realtime_replication".into(),
             ..sql.clone()
         };
-        Some(Self {
+        Self {
             sql,
             stream,
             publication: c.db_publication.clone(),
@@ -102,6 +108,6 @@ impl ReplicationSettings {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
             },
-        })
+        }
     }
 }
