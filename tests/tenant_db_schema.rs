@@ -359,3 +359,52 @@ fn the_environment_tenant_migrates_on_activation_and_gets_its_partitions() {
         "5"
     );
 }
+
+/// The Postgres Changes objects are there for an Elixir server the
+/// database goes back to: the filter trigger refuses an unknown column,
+/// and apply_rls sends a change to the subscriptions whose filters pass
+/// and, with row level security on, whose role's policy lets it see the
+/// row.
+#[test]
+fn the_elixir_pollers_functions_filter_and_check_rls() {
+    let db = new_db();
+    migrate_once(db.config()).unwrap();
+    let change = |action: &str, done: bool| {
+        json!({"action": action, "schema": "public", "table": "todos",
+            "timestamp": "2026-12-07 10:00:00.123+00",
+            "pk": [{"name": "id", "type": "integer", "typeoid": 23}],
+            "columns": [{"name": "id", "type": "integer", "typeoid": 23, "value": 1},
+                        {"name": "done", "type": "boolean", "typeoid": 16, "value": done}],
+            "identity": [{"name": "id", "type": "integer", "typeoid": 23, "value": 1}]})
+        .to_string()
+    };
+    let visible = |wal: &str| {
+        db.psql(&format!(
+            "select string_agg(right(id::text, 1), ',' order by id) from realtime.apply_rls('{wal}')
+             cross join lateral unnest(subscription_ids) id"
+        ))
+    };
+    db.psql(
+        "create table public.todos (id int primary key, done bool);
+         grant select on public.todos to anon, authenticated;
+         insert into realtime.subscription (subscription_id, entity, filters, claims) values
+         ('00000000-0000-0000-0000-000000000001', 'public.todos',
+          array[('done', 'eq', 'true', false)::realtime.user_defined_filter], '{\"role\": \"anon\"}'),
+         ('00000000-0000-0000-0000-000000000002', 'public.todos', '{}', '{\"role\": \"authenticated\"}')",
+    );
+    let bad = db.db.try_psql(
+        "insert into realtime.subscription (subscription_id, entity, filters, claims) values
+         (gen_random_uuid(), 'public.todos',
+          array[('nope', 'eq', '1', false)::realtime.user_defined_filter], '{\"role\": \"anon\"}')",
+    );
+    assert!(bad.unwrap_err().contains("invalid column for filter nope"));
+    assert_eq!(visible(&change("I", true)), "1,2");
+    assert_eq!(visible(&change("U", false)), "2");
+    db.psql(
+        "alter table public.todos enable row level security;
+         create policy anon_sees on public.todos for select to anon using (true);
+         insert into public.todos values (1, true)",
+    );
+    // authenticated has no policy: row level security hides the row.
+    assert_eq!(visible(&change("I", true)), "1");
+}
