@@ -48,6 +48,13 @@ fn new_db() -> TestDb {
     db
 }
 
+/// A database of its own with the schema this server installs.
+fn migrated_db() -> TestDb {
+    let db = new_db();
+    migrate_once(db.config()).unwrap();
+    db
+}
+
 fn migrate_once(cfg: PgConfig) -> Result<Migrated, String> {
     run(move || async move { tenant_db::migrate(&cfg).await.map_err(|e| e.to_string()) })
 }
@@ -109,8 +116,7 @@ fn catalog(db: &TestDb) -> String {
 /// The shape a fresh database gets from this server, and a database
 /// laid down as the Elixir server's last migration leaves it.
 fn fresh_shape_and_elixir_db() -> (String, TestDb) {
-    let fresh = new_db();
-    migrate_once(fresh.config()).unwrap();
+    let fresh = migrated_db();
     let db = new_db();
     load_elixir_full(&db);
     (catalog(&fresh), db)
@@ -219,8 +225,7 @@ fn missing_roles_are_named_and_nothing_is_applied() {
 
 #[test]
 fn send_topic_and_broadcast_changes_write_messages() {
-    let db = new_db();
-    migrate_once(db.config()).unwrap();
+    let db = migrated_db();
     let cfg = db.config();
     run(move || async move { tenant_db::maintain_once(&cfg).await.unwrap() });
     db.psql("select realtime.send('{\"a\":1}', 'ev', 'room:1', true)");
@@ -272,8 +277,7 @@ fn send_topic_and_broadcast_changes_write_messages() {
 
 #[test]
 fn partitions_cover_yesterday_to_today_plus_three_and_old_ones_go() {
-    let db = new_db();
-    migrate_once(db.config()).unwrap();
+    let db = migrated_db();
     db.psql(
         "create table realtime.messages_2020_01_01 partition of realtime.messages
              for values from ('2020-01-01') to ('2020-01-02')",
@@ -367,8 +371,7 @@ fn the_environment_tenant_migrates_on_activation_and_gets_its_partitions() {
 /// row.
 #[test]
 fn the_elixir_pollers_functions_filter_and_check_rls() {
-    let db = new_db();
-    migrate_once(db.config()).unwrap();
+    let db = migrated_db();
     let change = |action: &str, done: bool| {
         json!({"action": action, "schema": "public", "table": "todos",
             "timestamp": "2026-12-07 10:00:00.123+00",

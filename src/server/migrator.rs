@@ -55,8 +55,6 @@ pub const fn versions_of<const N: usize>(steps: &[Migration]) -> [i64; N] {
 /// A schema's history and where it is kept.
 #[derive(Debug, Clone, Copy)]
 pub struct History<'a> {
-    /// What the schema is, for errors ("control database", "tenant database").
-    pub what: &'static str,
     /// Schema of the bookkeeping table (created with it if missing).
     pub schema: &'static str,
     /// Key of the transaction-scoped advisory lock a run holds.
@@ -129,14 +127,6 @@ pub enum MigrateError {
         /// The version a database must hold (with all before it).
         oldest: i64,
     },
-}
-
-impl MigrateError {
-    /// Whether the database answered and said no, so retrying soon will
-    /// not help (as opposed to a connection that failed).
-    pub fn is_refusal(&self) -> bool {
-        !matches!(self, MigrateError::Pg(e) if !matches!(e, PgError::Db { .. }))
-    }
 }
 
 /// Applies every missing step of `history`.

@@ -16,7 +16,6 @@ const VERSIONS: [i64; MIGRATIONS.len()] = migrator::versions_of(MIGRATIONS);
 
 /// The control database's history: `_realtime.schema_migrations`.
 pub const HISTORY: History<'static> = History {
-    what: "control database",
     schema: "_realtime",
     lock_key: LOCK_KEY,
     versions: &VERSIONS,

@@ -166,7 +166,6 @@ pub const ROLES: &[&str] = &[
 
 /// The tenant database's history: `realtime.schema_migrations`.
 pub const HISTORY: History<'static> = History {
-    what: "tenant database",
     schema: "realtime",
     lock_key: LOCK_KEY,
     versions: VERSIONS,
