@@ -17,7 +17,7 @@
 //! The SQL lives in `sql/`, one file per group of objects; a step that
 //! replaces a function shares the function's file with the baseline, which
 //! is right because a step is the function's final form (no later step
-//! changes it again: [`tests::steps_are_final_forms`] is the reminder).
+//! changes it again: the test `steps_are_final_forms` is the reminder).
 //!
 //! Never edit a shipped step's effect: add a version.
 

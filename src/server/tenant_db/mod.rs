@@ -30,7 +30,10 @@ use crate::server::replication::ReplicationSettings;
 use crate::server::shard::{now_unix, ShardState};
 
 /// The schema state of tenant `id`, on its home shard (`None` elsewhere,
-/// and for tenants without a database or not active).
+/// and for tenants without a database or not active). Sockets live on
+/// their tenant's home shard (the listener hands them over), so a join
+/// reads it here; another shard would ask the home shard (as the admin
+/// API's health does with `tenants::view`).
 pub fn schema_state(state: &ShardState, id: &str) -> Option<SchemaState> {
     state.tenant_schemas.borrow().get(id).cloned()
 }
