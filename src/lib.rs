@@ -16,7 +16,10 @@
 //!   WebSocket connection's read loop, the per-socket write queues and the
 //!   one flusher per shard that writes them (`server::outq`), the REST API,
 //!   shutdown, and the tenant database side: the Postgres client
-//!   (`server::pgconn`, TLS in `server::tls`) and the replication driver.
+//!   (`server::pgconn`, TLS in `server::tls`), the replication driver, and
+//!   the `realtime` schema in tenant databases (`server::tenant_db`: its
+//!   migrations through the runner the control database uses too,
+//!   `server::migrator`, and the daily message partitions).
 //! - [`config`]: layered configuration (defaults < TOML < env < CLI), and
 //!   the TOML file's `[[tenants]]`.
 //!

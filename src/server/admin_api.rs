@@ -21,6 +21,7 @@ use super::replication::settings::ReplicationSettings;
 use super::replication::teardown;
 use super::resp::Resp;
 use super::shard::{now_unix, ShardState, TenantChange, TenantView};
+use super::tenant_db;
 use super::tenants;
 use crate::proto::http::RequestHead;
 use crate::realtime::auth::{self, ClaimValidators};
@@ -28,6 +29,7 @@ use crate::realtime::secrets::SecretKeys;
 use crate::realtime::tenant::params::{self, apply_params};
 use crate::realtime::tenant::record::{self, TenantDefaults, TenantRecord};
 use crate::realtime::tenant::row::{self, TenantRow};
+use crate::realtime::tenant::TenantConfig;
 
 /// An admin route, parsed from method and path.
 #[derive(Debug, PartialEq, Eq)]
@@ -289,6 +291,9 @@ async fn upsert(
     let validators = ClaimValidators::parse(&state.config.jwt_claim_validators)
         .map_err(|e| protocol(format!("JWT_CLAIM_VALIDATORS: {e}")))?;
     let config = record::to_config(&stored, &defaults, validators).map_err(protocol)?;
+    if created {
+        migrate_new(state, &stored.external_id, &config).await;
+    }
     tenants::announce(state, &stored.external_id, change, Some(Arc::new(config))).await;
     let mut resp = Resp::json(
         if created { 201 } else { 200 },
@@ -297,6 +302,26 @@ async fn upsert(
     resp.headers
         .push(("location", format!("/api/tenants/{}", stored.external_id)));
     Ok(resp)
+}
+
+/// A new tenant's database gets the `realtime` schema before the answer,
+/// as on the Elixir server, within the run's deadline. A failure does not
+/// undo the creation (the row is stored, the answer is still 201): it is
+/// logged, and the tenant's first activation migrates again, with retries.
+async fn migrate_new(state: &ShardState, id: &str, cfg: &TenantConfig) {
+    let Some(pg) = tenant_db::pg_config(&state.config, cfg) else {
+        return;
+    };
+    let started = std::time::Instant::now();
+    match tenant_db::migrate(&pg).await {
+        Ok(m) => tenant_db::log_migrated(id, &m, started),
+        Err(e) => tracing::warn!(
+            tenant = %id,
+            duration_ms = started.elapsed().as_millis() as u64,
+            error = %e,
+            "MigrationsFailedToRun: the new tenant's database was not migrated; its activation tries again"
+        ),
+    }
 }
 
 /// `DELETE /api/tenants/:id`: 204 whether or not it existed. The record

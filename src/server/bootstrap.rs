@@ -40,7 +40,7 @@ async fn prepare_with_retries(config: &Config) -> Result<(), String> {
         match prepare_once(config).await {
             Ok(()) => return Ok(()),
             // The database answered and said no: retrying will not help.
-            Err(e @ (ControlError::Pg(PgError::Db { .. }) | ControlError::Migration { .. })) => {
+            Err(e @ (ControlError::Pg(PgError::Db { .. }) | ControlError::Migration(_))) => {
                 return Err(e.to_string())
             }
             Err(e) if attempt >= ATTEMPTS => {

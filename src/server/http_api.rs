@@ -572,7 +572,7 @@ fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
         (
             "realtime_tenant_database_tasks",
             "gauge",
-            "Tasks working for tenant databases (replication streams, subscription checkers).",
+            "Tasks working for tenant databases (replication streams, subscription checkers, schema and partition upkeep).",
             |s| s.tenant_tasks.load(Ordering::Relaxed),
         ),
         (

@@ -18,6 +18,10 @@
 //! - [`pgerror`]: the errors of both.
 //! - [`tls`]: TLS to tenant databases (`DB_SSL_MODE`).
 //! - [`control`]: the control database (tenants), its migrations.
+//! - [`migrator`]: the one migration runner both schemas use (versions,
+//!   baseline, advisory lock, Ecto's bookkeeping).
+//! - [`tenant_db`]: the `realtime` schema in each tenant's database: its
+//!   migrations, when they run, the daily `realtime.messages` partitions.
 //! - [`replication`]: one logical replication stream per tenant database,
 //!   its subscription checks, RLS row checks and confirmations.
 
@@ -30,6 +34,7 @@ pub mod fault;
 pub mod handoff;
 pub mod http_api;
 pub mod listener;
+pub mod migrator;
 pub mod outq;
 pub mod pgconn;
 pub mod pgerror;
@@ -38,6 +43,7 @@ pub mod resp;
 pub mod shard;
 pub mod shutdown;
 pub mod sock;
+pub mod tenant_db;
 pub mod tenants;
 pub mod tls;
 
@@ -79,6 +85,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                 catalog: RefCell::new(HashMap::new()),
                 catalog_epoch: Cell::new(0),
                 tenant_tasks: RefCell::new(HashMap::new()),
+                tenant_schemas: RefCell::new(HashMap::new()),
                 lookups: RefCell::new(HashMap::new()),
                 pending_acks: RefCell::new(HashMap::new()),
                 pending_views: RefCell::new(HashMap::new()),

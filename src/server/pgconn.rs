@@ -358,6 +358,22 @@ impl PgConn {
         self.stream.is_tls()
     }
 
+    /// Runs `body` in a transaction: committed if it succeeds, rolled
+    /// back (and its error returned) if not.
+    pub async fn transaction<T, E: From<PgError>>(
+        &mut self,
+        body: impl AsyncFnOnce(&mut PgConn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.simple_query("begin").await?;
+        let r = body(self).await;
+        let end = if r.is_ok() { "commit" } else { "rollback" };
+        match (r, self.simple_query(end).await) {
+            (Ok(v), Ok(_)) => Ok(v),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e.into()),
+        }
+    }
+
     /// Says goodbye.
     pub async fn terminate(mut self) {
         if self.broken {

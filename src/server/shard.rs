@@ -108,6 +108,9 @@ pub struct ShardState {
     /// Tasks working for a tenant whose home is this shard (its
     /// replication stream and subscription checker), stopped with it.
     pub tenant_tasks: RefCell<HashMap<String, Vec<glommio::task::JoinHandle<()>>>>,
+    /// Where the `realtime` schema of each home tenant with a database
+    /// stands (see `tenant_db`), for joins that need it.
+    pub tenant_schemas: RefCell<HashMap<String, crate::realtime::tenant::schema::SchemaState>>,
     /// Handler switches derived from the config.
     pub settings: Settings,
     /// Tenants active on this shard.

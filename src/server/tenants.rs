@@ -22,6 +22,7 @@ use super::control::store;
 use super::outq::CloseReason;
 use super::replication;
 use super::shard::{LookupWait, ShardMsg, ShardState, TenantChange, TenantView};
+use super::tenant_db;
 use crate::realtime::auth::ClaimValidators;
 use crate::realtime::secrets::SecretKeys;
 use crate::realtime::tenant::record::{self, TenantDefaults, TenantRecord};
@@ -140,7 +141,9 @@ pub fn activate(state: &Rc<ShardState>, cfg: &Arc<TenantConfig>) -> Rc<RefCell<T
 }
 
 /// Starts the replication stream and subscription checker of a tenant
-/// with a database, on its home shard (they wait for a first subscriber).
+/// with a database, on its home shard (they wait for a first subscriber),
+/// and its schema task (migrations, then partitions), which nothing waits
+/// for.
 fn start_database_work(state: &Rc<ShardState>, cfg: &TenantConfig) {
     let id = cfg.external_id.clone();
     if state.home_of(&id) != state.shard.id {
@@ -157,16 +160,18 @@ fn start_database_work(state: &Rc<ShardState>, cfg: &TenantConfig) {
     .detach();
     let stream =
         glommio::spawn_local(replication::run(state.clone(), id.clone(), settings)).detach();
-    ShardStats::gauge(&state.stats().tenant_tasks, 2);
-    state
-        .tenant_tasks
-        .borrow_mut()
-        .insert(id, vec![checker, stream]);
+    let mut tasks = vec![checker, stream];
+    if let Some(pg) = tenant_db::pg_config(&state.config, cfg) {
+        tasks.push(glommio::spawn_local(tenant_db::run(state.clone(), id.clone(), pg)).detach());
+    }
+    ShardStats::gauge(&state.stats().tenant_tasks, tasks.len() as i64);
+    state.tenant_tasks.borrow_mut().insert(id, tasks);
 }
 
 /// Stops the database work of tenant `id` on this shard: its tasks are
 /// cancelled, which drops (closes) their connections.
 fn stop_database_work(state: &ShardState, id: &str) -> bool {
+    state.tenant_schemas.borrow_mut().remove(id);
     let Some(tasks) = state.tenant_tasks.borrow_mut().remove(id) else {
         return false;
     };

@@ -61,22 +61,31 @@ impl TestDb {
     /// Runs an SQL file of `tests/fixtures` in one transaction.
     pub fn load(&self, fixture: &str) {
         let path = format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"));
-        let out = Command::new(psql_bin())
-            .args([
-                &self.db.url,
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-q",
-                "-1",
-                "-f",
-                &path,
-            ])
+        self.load_sql(&std::fs::read_to_string(&path).expect(&path), fixture);
+    }
+
+    /// Runs `sql` (any number of statements) in one transaction; `what`
+    /// names it in a failure.
+    pub fn load_sql(&self, sql: &str, what: &str) {
+        use std::io::Write;
+        let mut child = Command::new(psql_bin())
+            .args([&self.db.url, "-v", "ON_ERROR_STOP=1", "-q", "-1", "-f", "-"])
             .env("PGCONNECT_TIMEOUT", "5")
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .expect("psql");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(sql.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().expect("psql");
         assert!(
             out.status.success(),
-            "load {fixture}: {}",
+            "load {what}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }

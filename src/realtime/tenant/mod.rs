@@ -4,6 +4,7 @@
 pub mod params;
 pub mod record;
 pub mod row;
+pub mod schema;
 
 use std::borrow::Cow;
 use std::collections::HashMap;

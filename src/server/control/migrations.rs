@@ -13,21 +13,8 @@
 //! Never edit a step that has shipped: add a new one. A database holding a
 //! version means that step's effect is there, whoever applied it.
 
-/// One migration: its version and the SQL that applies it (one or more
-/// statements, run inside the migration transaction).
-#[derive(Debug, Clone, Copy)]
-pub struct Migration {
-    /// Version as recorded in `schema_migrations`.
-    pub version: i64,
-    /// The Elixir migration's name, for logs.
-    pub name: &'static str,
-    /// Statements.
-    pub sql: &'static str,
-}
-
-const fn m(version: i64, name: &'static str, sql: &'static str) -> Migration {
-    Migration { version, name, sql }
-}
+use crate::server::migrator::m;
+pub use crate::server::migrator::Migration;
 
 /// Every migration, oldest first.
 pub const MIGRATIONS: &[Migration] = &[

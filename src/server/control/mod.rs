@@ -18,6 +18,7 @@ pub mod store;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::server::migrator::MigrateError;
 use crate::server::pgconn::{PgConfig, PgConn, PgError};
 use crate::server::tls::DbTls;
 
@@ -27,19 +28,22 @@ pub enum ControlError {
     /// The connection or a statement failed.
     #[error("control database: {0}")]
     Pg(#[from] PgError),
-    /// A migration step failed; nothing of the run was kept.
-    #[error("control database migration {version} ({name}): {source}")]
-    Migration {
-        /// The step's version.
-        version: i64,
-        /// The step's name.
-        name: &'static str,
-        /// Why.
-        source: PgError,
-    },
+    /// A migration run failed; nothing of it was kept.
+    #[error("control database: {0}")]
+    Migration(MigrateError),
     /// A row did not have the shape the schema promises.
     #[error("control database: unexpected row: {0}")]
     Row(String),
+}
+
+impl From<MigrateError> for ControlError {
+    fn from(e: MigrateError) -> Self {
+        match e {
+            MigrateError::Pg(e) => ControlError::Pg(e),
+            MigrateError::Row(r) => ControlError::Row(r),
+            e => ControlError::Migration(e),
+        }
+    }
 }
 
 /// Connection settings of the control database: the `db_*` fields, TLS per

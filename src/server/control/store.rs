@@ -107,14 +107,8 @@ pub async fn list(conn: &mut PgConn) -> Result<Vec<TenantRow>, ControlError> {
 /// any other `None` is written as NULL. An empty `feature_flags` keeps the
 /// stored flags (`{}` on insert).
 pub async fn upsert(conn: &mut PgConn, row: &TenantRow) -> Result<(TenantRow, bool), ControlError> {
-    conn.simple_query("begin").await?;
-    let r = upsert_in_transaction(conn, row).await;
-    let end = if r.is_ok() { "commit" } else { "rollback" };
-    match (r, conn.simple_query(end).await) {
-        (Ok(v), Ok(_)) => Ok(v),
-        (Err(e), _) => Err(e),
-        (Ok(_), Err(e)) => Err(e.into()),
-    }
+    conn.transaction(async |c| upsert_in_transaction(c, row).await)
+        .await
 }
 
 /// Deletes the tenant and (by the foreign key's cascade) its extensions.
