@@ -20,6 +20,8 @@
 //! - [`control`]: the control database (tenants), its migrations.
 //! - [`replication`]: one logical replication stream per tenant database,
 //!   its subscription checks, RLS row checks and confirmations.
+//! - [`rls`]: the RLS checks of private channels on `realtime.messages`;
+//!   [`rls_pool`]: each tenant's authorization connections they borrow.
 
 pub mod admin_api;
 pub mod bootstrap;
@@ -35,6 +37,8 @@ pub mod pgconn;
 pub mod pgerror;
 pub mod replication;
 pub mod resp;
+pub mod rls;
+pub mod rls_pool;
 pub mod shard;
 pub mod shutdown;
 pub mod sock;
@@ -79,6 +83,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                 catalog: RefCell::new(HashMap::new()),
                 catalog_epoch: Cell::new(0),
                 tenant_tasks: RefCell::new(HashMap::new()),
+                auth_pools: RefCell::new(HashMap::new()),
                 lookups: RefCell::new(HashMap::new()),
                 pending_acks: RefCell::new(HashMap::new()),
                 next_ticket: Cell::new(0),

@@ -83,6 +83,10 @@ pub struct ShardState {
     /// Tasks working for a tenant whose home is this shard (its
     /// replication stream and subscription checker), stopped with it.
     pub tenant_tasks: RefCell<HashMap<String, Vec<glommio::task::JoinHandle<()>>>>,
+    /// Authorization pools of the tenants whose home is this shard (the
+    /// RLS checks of private channels), made on first use, dropped with
+    /// the tenant's database work.
+    pub auth_pools: RefCell<HashMap<String, Rc<super::rls_pool::AuthPool>>>,
     /// Handler switches derived from the config.
     pub settings: Settings,
     /// Tenants active on this shard.

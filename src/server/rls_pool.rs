@@ -1,0 +1,145 @@
+//! A tenant's authorization connections: a small pool on its home shard
+//! that the RLS checks of private channels borrow (see `rls`). A leaf the
+//! shard state can hold without knowing the checks.
+//!
+//! Connections open on first need, up to the tenant's `db_pool`, and stay
+//! open while the tenant is active here; the pool goes with the tenant's
+//! database work (a changed or deleted tenant, see `tenants`), and a
+//! connection borrowed then is closed when its check returns it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use super::pgconn::{PgConfig, PgConn};
+use crate::realtime::authz::AuthError;
+
+/// The pool of one tenant on its home shard.
+pub struct AuthPool {
+    /// Where the database is; `timeout` bounds every step of a check and
+    /// the wait for a free connection.
+    pub cfg: PgConfig,
+    /// Connections at most.
+    size: usize,
+    /// Open connections nobody uses.
+    idle: RefCell<Vec<PgConn>>,
+    /// Connections lent out or being opened.
+    busy: Cell<usize>,
+    /// Checks waiting for a connection, first come first served.
+    waiters: RefCell<VecDeque<Waker>>,
+    /// Set when the tenant's database work stopped: nothing is kept.
+    closed: Cell<bool>,
+}
+
+/// A borrowed connection; dropped, it goes back to the pool if the check
+/// said it is clean ([`Lease::keep`]), else it is closed.
+pub struct Lease {
+    pool: Rc<AuthPool>,
+    /// The connection (taken out only on drop).
+    pub conn: Option<PgConn>,
+    keep: bool,
+}
+
+impl Lease {
+    /// The connection ended its last transaction cleanly: reuse it.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let pool = &self.pool;
+        pool.busy.set(pool.busy.get().saturating_sub(1));
+        if let (true, Some(c), false) = (self.keep, self.conn.take(), pool.closed.get()) {
+            pool.idle.borrow_mut().push(c);
+        }
+        pool.wake_one();
+    }
+}
+
+impl AuthPool {
+    /// A pool of at most `size` connections to `cfg`'s database.
+    pub fn new(cfg: PgConfig, size: usize) -> Rc<AuthPool> {
+        Rc::new(AuthPool {
+            cfg,
+            size: size.max(1),
+            idle: RefCell::new(Vec::new()),
+            busy: Cell::new(0),
+            waiters: RefCell::new(VecDeque::new()),
+            closed: Cell::new(false),
+        })
+    }
+
+    /// The tenant's database work stopped: idle connections close now,
+    /// borrowed ones when returned.
+    pub fn close(&self) {
+        self.closed.set(true);
+        self.idle.borrow_mut().clear();
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    fn wake_one(&self) {
+        if let Some(w) = self.waiters.borrow_mut().pop_front() {
+            w.wake();
+        }
+    }
+
+    /// Lends a connection: an idle one, a new one while under the size,
+    /// else the first one returned within the deadline
+    /// (`IncreaseConnectionPool` otherwise). A connection that cannot be
+    /// opened is `DatabaseUnavailable`.
+    pub async fn acquire(self: &Rc<Self>) -> Result<Lease, AuthError> {
+        let waited = futures_lite::future::or(async { Some(self.turn().await) }, async {
+            glommio::timer::sleep(self.cfg.timeout).await;
+            None
+        })
+        .await;
+        let reuse = match waited {
+            None => return Err(AuthError::IncreaseConnectionPool),
+            Some(None) => return Err(unavailable("the tenant's database work stopped")),
+            Some(Some(c)) => c,
+        };
+        // The slot is counted from here: a lease releases it on drop.
+        let mut lease = Lease {
+            pool: self.clone(),
+            conn: reuse,
+            keep: false,
+        };
+        if lease.conn.is_none() {
+            match PgConn::connect(&self.cfg).await {
+                Ok(c) => lease.conn = Some(c),
+                Err(e) => return Err(unavailable(&e.to_string())),
+            }
+        }
+        Ok(lease)
+    }
+
+    /// Waits for a slot: `Some(Some(conn))` an idle connection, `Some(None)`
+    /// room to open one, `None` the pool closed. The slot is counted busy.
+    async fn turn(&self) -> Option<Option<PgConn>> {
+        std::future::poll_fn(|cx| {
+            if self.closed.get() {
+                return Poll::Ready(None);
+            }
+            if let Some(c) = self.idle.borrow_mut().pop() {
+                self.busy.set(self.busy.get() + 1);
+                return Poll::Ready(Some(Some(c)));
+            }
+            if self.busy.get() < self.size {
+                self.busy.set(self.busy.get() + 1);
+                return Poll::Ready(Some(None));
+            }
+            self.waiters.borrow_mut().push_back(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+fn unavailable(why: &str) -> AuthError {
+    AuthError::DatabaseUnavailable(why.to_owned())
+}
