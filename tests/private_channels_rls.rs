@@ -366,6 +366,16 @@ fn hostile_topic_names_are_only_bound_parameters() {
         ("2", "room:allowed' or '1'='1"),
         ("3", "$1) or true; --"),
         ("4", "nul\u{0}byte"),
+        // Each would drop the table if spliced into the probe INSERT or
+        // the set_config call of a simple query.
+        (
+            "5",
+            "x', 'broadcast', now(), now()); commit; drop table realtime.messages cascade; --",
+        ),
+        (
+            "6",
+            "x', true); commit; drop table realtime.messages cascade; select ('",
+        ),
     ] {
         assert_refused(
             &join_private(&mut ws, jr, name, json!({})),
@@ -373,9 +383,14 @@ fn hostile_topic_names_are_only_bound_parameters() {
         );
     }
     assert_eq!(
+        db.sql("select to_regclass('realtime.messages') is not null"),
+        "t\n",
+        "the table is still there"
+    );
+    assert_eq!(
         db.sql("select count(*) from realtime.messages"),
         "0\n",
-        "the table is there and the probes were rolled back"
+        "the probes were rolled back"
     );
     assert_ok(&join_private(&mut ws, "5", "room:allowed", json!({})));
 }
