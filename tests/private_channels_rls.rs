@@ -6,7 +6,9 @@
 
 mod support;
 use serde_json::{json, Value};
-use support::rls::TenantDb;
+use support::control::{admin, connect, ControlDb};
+use support::pg::{dev_db_url, parts};
+use support::rls::{SchemaDb, TenantDb};
 use support::*;
 
 /// Policies of the cases below.
@@ -411,4 +413,40 @@ fn an_unreachable_tenant_database_refuses_private_joins_only() {
         "UnableToConnectToProject: Realtime was unable to connect to the project database",
     );
     assert_ok(&ws.join_v2("2", "realtime:room:allowed", json!({})));
+}
+
+#[test]
+fn a_tenant_whose_database_moves_is_checked_on_the_new_one() {
+    let anon_read = "create policy anon_read on realtime.messages for select to anon \
+                     using (realtime.topic() = 'room:anon');";
+    let first = SchemaDb::create("move_a", true, anon_read);
+    let second = SchemaDb::create("move_b", true, "");
+    let ctl = ControlDb::create("privmove");
+    let srv = Server::start_env(&ctl.env());
+    let (host, port, pw) = parts(&dev_db_url());
+    let extensions = |db: &str| {
+        json!([{"type": "postgres_cdc_rls", "settings": {
+            "db_host": host, "db_port": port, "db_name": db, "db_user": "postgres",
+            "db_password": pw, "region": "local", "slot_name": format!("slot_{db}"),
+            "ssl_enforced": false,
+        }}])
+    };
+    let secret = "private-tenant-secret-of-32-byte";
+    let body = json!({"tenant": {"external_id": "tpriv", "name": "tpriv", "jwt_secret": secret,
+        "extensions": extensions(&first.name)}});
+    let (status, _, created) = admin(&srv, "POST", "/api/tenants", Some(body));
+    assert_eq!(status, 201, "{created}");
+    let mut ws = connect(&srv, "tpriv", secret).unwrap();
+    assert_ok(&join_private(&mut ws, "1", "room:anon", json!({})));
+
+    // The database moves to one where nothing is allowed: the next check
+    // runs there, not on a connection kept from before.
+    let patch = json!({"tenant": {"extensions": extensions(&second.name)}});
+    let (status, _, patched) = admin(&srv, "PATCH", "/api/tenants/tpriv", Some(patch));
+    assert_eq!(status, 200, "{patched}");
+    let mut ws = connect(&srv, "tpriv", secret).unwrap();
+    assert_refused(
+        &join_private(&mut ws, "1", "room:anon", json!({})),
+        &unauthorized("room:anon"),
+    );
 }

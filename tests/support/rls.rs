@@ -50,23 +50,21 @@ pub fn install_messages_schema(url: &str) {
     );
 }
 
-/// A database of the dev cluster made for one test (dropped with it), and
-/// a server whose tenant database it is.
-pub struct TenantDb {
-    /// URL of the test's database.
+/// A database of the dev cluster made for one test (dropped with it),
+/// holding [`install_messages_schema`] and the test's policies.
+pub struct SchemaDb {
+    /// Its URL.
     pub url: String,
     /// Its name.
     pub name: String,
     /// The cluster's `postgres` database, to create and drop it.
     admin: String,
-    /// The server.
-    pub srv: Server,
 }
 
-impl TenantDb {
+impl SchemaDb {
     /// Creates database `rls_<tag>_<pid>` with [`install_messages_schema`]
-    /// and `setup` (policies), then starts a server on it.
-    pub fn start(tag: &str, setup: &str) -> TenantDb {
+    /// (unless `schema` is false) and `setup` (policies).
+    pub fn create(tag: &str, schema: bool, setup: &str) -> SchemaDb {
         let admin = dev_db_url();
         let name = format!("rls_{tag}_{}", std::process::id());
         psql(
@@ -75,37 +73,23 @@ impl TenantDb {
         );
         psql(&admin, &format!("create database {name}"));
         let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-        install_messages_schema(&url);
+        if schema {
+            install_messages_schema(&url);
+        }
         if !setup.is_empty() {
             psql(&url, setup);
         }
-        let (host, port, pw) = parts(&admin);
-        let env = vec![
-            ("DB_HOST".to_owned(), host),
-            ("DB_PORT".to_owned(), port),
-            ("DB_NAME".to_owned(), name.clone()),
-            ("DB_USER".to_owned(), "postgres".to_owned()),
-            ("DB_PASSWORD".to_owned(), pw),
-            ("SLOT_NAME_SUFFIX".to_owned(), format!("_{name}")),
-        ];
-        let srv = Server::start_env(&env);
-        TenantDb {
-            url,
-            name,
-            admin,
-            srv,
-        }
+        SchemaDb { url, name, admin }
     }
 
-    /// Runs `sql` in the test's database.
+    /// Runs `sql` in it.
     pub fn sql(&self, sql: &str) -> String {
         psql(&self.url, sql)
     }
 }
 
-impl Drop for TenantDb {
+impl Drop for SchemaDb {
     fn drop(&mut self) {
-        self.srv.stop();
         let _ = std::process::Command::new(super::pg::psql_bin())
             .args([
                 &self.admin,
@@ -114,5 +98,36 @@ impl Drop for TenantDb {
                 &format!("drop database if exists {} with (force)", self.name),
             ])
             .output();
+    }
+}
+
+/// A [`SchemaDb`] and a server whose (environment) tenant database it is.
+pub struct TenantDb {
+    /// The server (declared first: stopped before the database drops).
+    pub srv: Server,
+    /// The database.
+    pub db: SchemaDb,
+}
+
+impl TenantDb {
+    /// Creates the database with `setup`, then starts a server on it.
+    pub fn start(tag: &str, setup: &str) -> TenantDb {
+        let db = SchemaDb::create(tag, true, setup);
+        let (host, port, pw) = parts(&db.admin);
+        let env = vec![
+            ("DB_HOST".to_owned(), host),
+            ("DB_PORT".to_owned(), port),
+            ("DB_NAME".to_owned(), db.name.clone()),
+            ("DB_USER".to_owned(), "postgres".to_owned()),
+            ("DB_PASSWORD".to_owned(), pw),
+            ("SLOT_NAME_SUFFIX".to_owned(), format!("_{}", db.name)),
+        ];
+        let srv = Server::start_env(&env);
+        TenantDb { srv, db }
+    }
+
+    /// Runs `sql` in the test's database.
+    pub fn sql(&self, sql: &str) -> String {
+        self.db.sql(sql)
     }
 }
