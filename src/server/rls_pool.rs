@@ -143,3 +143,106 @@ impl AuthPool {
 fn unavailable(why: &str) -> AuthError {
     AuthError::DatabaseUnavailable(why.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::config::SslMode;
+    use crate::server::tls::DbTls;
+
+    fn on_executor<T: Send + 'static, F: std::future::Future<Output = T> + 'static>(
+        f: impl FnOnce() -> F + Send + 'static,
+    ) -> T {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    /// A pool of one connection to a port nobody listens on.
+    fn pool(timeout_ms: u64) -> Rc<AuthPool> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        AuthPool::new(
+            PgConfig {
+                host: "127.0.0.1".into(),
+                port,
+                dbname: "x".into(),
+                user: "x".into(),
+                password: String::new(),
+                replication: false,
+                application_name: "test".into(),
+                timeout: Duration::from_millis(timeout_ms),
+                tls: DbTls {
+                    mode: SslMode::Disable,
+                    root_cert: None,
+                },
+            },
+            1,
+        )
+    }
+
+    /// Holds the pool's only slot, as a check in progress does.
+    async fn hold(p: &Rc<AuthPool>) -> Lease {
+        assert!(matches!(p.turn().await, Some(None)), "a free slot");
+        Lease {
+            pool: p.clone(),
+            conn: None,
+            keep: false,
+        }
+    }
+
+    #[test]
+    fn a_pool_busy_past_its_deadline_says_increase_connection_pool() {
+        let (waited, outcome) = on_executor(|| async {
+            let p = pool(100);
+            let _held = hold(&p).await;
+            let started = Instant::now();
+            let r = p.acquire().await.err();
+            (started.elapsed(), r)
+        });
+        assert_eq!(outcome, Some(AuthError::IncreaseConnectionPool));
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+    }
+
+    #[test]
+    fn a_returned_slot_goes_to_the_waiter_and_a_dead_database_is_unavailable() {
+        let outcome = on_executor(|| async {
+            let p = pool(5_000);
+            let held = hold(&p).await;
+            let waiter = {
+                let p = p.clone();
+                glommio::spawn_local(async move { p.acquire().await.err() })
+            };
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            drop(held);
+            let r = waiter.await;
+            // Its slot is given back when the open fails.
+            assert_eq!(p.busy.get(), 0);
+            r
+        });
+        assert!(
+            matches!(outcome, Some(AuthError::DatabaseUnavailable(_))),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn a_closed_pool_keeps_nothing_and_lends_nothing() {
+        let outcome = on_executor(|| async {
+            let p = pool(5_000);
+            p.close();
+            p.acquire().await.err()
+        });
+        assert!(
+            matches!(outcome, Some(AuthError::DatabaseUnavailable(_))),
+            "{outcome:?}"
+        );
+    }
+}
