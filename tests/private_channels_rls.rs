@@ -357,6 +357,15 @@ fn failing_policies_and_a_missing_partition_give_exact_errors_and_the_server_kee
     db.sql("alter table realtime.messages attach partition realtime.messages_today \
             for values from ((now() at time zone 'utc')::date - 1) to ((now() at time zone 'utc')::date + 2)");
     assert_ok(&join_private(&mut ws, "5", "room:allowed", json!({})));
+    // Its pooled connections are ended under it (a restart, an operator):
+    // the next check opens a new one rather than failing.
+    let ended = db.sql(&format!(
+        "select count(pg_terminate_backend(pid)) from pg_stat_activity \
+         where application_name = 'realtime_rls' and datname = '{}'",
+        db.db.name
+    ));
+    assert_ne!(ended.trim(), "0", "a pooled connection was there to end");
+    assert_ok(&join_private(&mut ws, "6", "room:readonly", json!({})));
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use super::pgconn::{PgConn, PgError};
 use super::replication::ReplicationSettings;
-use super::rls_pool::AuthPool;
+use super::rls_pool::{AuthPool, Lease};
 use super::shard::ShardState;
 use crate::realtime::authz::{AuthAnswer, AuthContext, AuthError, AuthRequest, Policies};
 use crate::realtime::tenant::TenantConfig;
@@ -59,11 +59,55 @@ pub fn close_pool(state: &ShardState, tenant: &str) {
     }
 }
 
-/// Answers `req` on `pool`, within the pool's deadline.
+/// Answers `req` on `pool`, within the pool's deadline. A connection
+/// that waited in the pool and turns out dead at its first statement (the
+/// database restarted, its backend was terminated) is closed and the check
+/// runs once more on a new one.
 pub async fn check(pool: &Rc<AuthPool>, req: &AuthRequest) -> AuthAnswer {
-    let mut lease = pool.acquire().await?;
+    let lease = pool.acquire().await?;
+    if !lease.reused {
+        return attempt(pool, lease, req).await.map_err(|f| f.error);
+    }
+    match attempt(pool, lease, req).await {
+        Err(Failure { stale: true, .. }) => {
+            let lease = pool.acquire().await?;
+            attempt(pool, lease, req).await.map_err(|f| f.error)
+        }
+        other => other.map_err(|f| f.error),
+    }
+}
+
+/// Why a check decided nothing, and what that says of its connection.
+struct Failure {
+    error: AuthError,
+    /// The connection is outside any transaction and may be reused.
+    clean: bool,
+    /// The connection was dead before the check began.
+    stale: bool,
+}
+
+impl Failure {
+    fn new(error: AuthError, clean: bool) -> Failure {
+        Failure {
+            error,
+            clean,
+            stale: false,
+        }
+    }
+}
+
+/// One try of `req` on `lease`'s connection, which goes back to the pool
+/// only if clean.
+async fn attempt(
+    pool: &AuthPool,
+    mut lease: Lease,
+    req: &AuthRequest,
+) -> Result<Policies, Failure> {
     let Some(conn) = lease.conn.as_mut() else {
-        return Err(AuthError::DatabaseUnavailable("no connection".into()));
+        return Err(Failure::new(
+            AuthError::DatabaseUnavailable("no connection".into()),
+            false,
+        ));
     };
     let timeout = pool.cfg.timeout;
     let ran = futures_lite::future::or(async { Some(run(conn, req).await) }, async {
@@ -72,26 +116,28 @@ pub async fn check(pool: &Rc<AuthPool>, req: &AuthRequest) -> AuthAnswer {
     })
     .await;
     match ran {
-        None => Err(AuthError::DatabaseUnavailable(format!(
-            "the policy check took over {} ms",
-            timeout.as_millis()
-        ))),
+        None => Err(Failure::new(
+            AuthError::DatabaseUnavailable(format!(
+                "the policy check took over {} ms",
+                timeout.as_millis()
+            )),
+            false,
+        )),
         Some(Ok(p)) => {
             lease.keep();
             Ok(p)
         }
-        Some(Err((e, clean))) => {
-            if clean {
+        Some(Err(f)) => {
+            if f.clean {
                 lease.keep();
             }
-            Err(e)
+            Err(f)
         }
     }
 }
 
-/// The answer, or the error with whether the connection is still clean
-/// (outside any transaction).
-async fn run(conn: &mut PgConn, req: &AuthRequest) -> Result<Policies, (AuthError, bool)> {
+/// The answer, or why not.
+async fn run(conn: &mut PgConn, req: &AuthRequest) -> Result<Policies, Failure> {
     let mut p = Policies::default();
     if let Some(presence) = req.read {
         begin(conn).await?;
@@ -106,25 +152,33 @@ async fn run(conn: &mut PgConn, req: &AuthRequest) -> Result<Policies, (AuthErro
     Ok(p)
 }
 
-async fn begin(conn: &mut PgConn) -> Result<(), (AuthError, bool)> {
+async fn begin(conn: &mut PgConn) -> Result<(), Failure> {
     match conn.simple_query("BEGIN").await {
         Ok(_) => Ok(()),
-        // BEGIN itself failing leaves no transaction only if the server
-        // said so; anything else, the connection is not trusted again.
-        Err(e) => Err((map_error(&e), false)),
+        // Not trusted again. A socket that fails at once was dead already.
+        Err(e) => Err(Failure {
+            error: map_error(&e),
+            clean: false,
+            stale: match &e {
+                PgError::Io(_) | PgError::Protocol(_) => true,
+                // The backend was ended (57P01 and the like) while idle.
+                PgError::Db { severity, .. } => severity == "FATAL",
+                _ => false,
+            },
+        }),
     }
 }
 
 /// Ends the check's transaction: nothing a check does stays.
-async fn rollback(conn: &mut PgConn, r: Result<(), PgError>) -> Result<(), (AuthError, bool)> {
+async fn rollback(conn: &mut PgConn, r: Result<(), PgError>) -> Result<(), Failure> {
     let clean = conn.simple_query("ROLLBACK").await.is_ok();
     match r {
         Ok(()) if clean => Ok(()),
-        Ok(()) => Err((
+        Ok(()) => Err(Failure::new(
             AuthError::DatabaseUnavailable("the check's rollback failed".into()),
             false,
         )),
-        Err(e) => Err((map_error(&e), clean)),
+        Err(e) => Err(Failure::new(map_error(&e), clean)),
     }
 }
 

@@ -38,6 +38,9 @@ pub struct Lease {
     pool: Rc<AuthPool>,
     /// The connection (taken out only on drop).
     pub conn: Option<PgConn>,
+    /// It was idle in the pool (it may have died meanwhile), not opened
+    /// for this lease.
+    pub reused: bool,
     keep: bool,
 }
 
@@ -106,6 +109,7 @@ impl AuthPool {
         // The slot is counted from here: a lease releases it on drop.
         let mut lease = Lease {
             pool: self.clone(),
+            reused: reuse.is_some(),
             conn: reuse,
             keep: false,
         };
@@ -194,6 +198,7 @@ mod tests {
         Lease {
             pool: p.clone(),
             conn: None,
+            reused: false,
             keep: false,
         }
     }
