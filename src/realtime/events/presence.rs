@@ -5,6 +5,9 @@
 //! the first track (with presence read, if the join did not ask it), kept
 //! once granted; a refused track is answered `{"status":"error",
 //! "response":{}}` and asks again next time, as the Elixir server does.
+//! The check comes before the per-channel presence limiter counts the
+//! track (the track is handled again once it is answered, and counted
+//! then); the Elixir server counts first.
 
 use serde_json::Value;
 
