@@ -11,15 +11,17 @@
 //!   verification, channel events (one file each under `realtime::events`),
 //!   presence state and diffs, the per-topic subscriber registry that fans a
 //!   message out as shared bytes, and Postgres Changes: bindings, filters
-//!   and the fan-out of decoded row changes.
+//!   and the fan-out of decoded row changes; private channels ask the
+//!   tenant database their RLS questions through `realtime::authz`.
 //! - [`server`]: the glommio drivers. Listener and socket handoff, the
 //!   WebSocket connection's read loop, the per-socket write queues and the
 //!   one flusher per shard that writes them (`server::outq`), the REST API,
 //!   shutdown, and the tenant database side: the Postgres client
-//!   (`server::pgconn`, TLS in `server::tls`), the replication driver, and
-//!   the `realtime` schema in tenant databases (`server::tenant_db`: its
-//!   migrations through the runner the control database uses too,
-//!   `server::migrator`, and the daily message partitions).
+//!   (`server::pgconn`, TLS in `server::tls`), the replication driver, the
+//!   private channels' RLS checks (`server::rls`), and the `realtime`
+//!   schema in tenant databases (`server::tenant_db`: its migrations through
+//!   the runner the control database uses too, `server::migrator`, and the
+//!   daily message partitions).
 //! - [`config`]: layered configuration (defaults < TOML < env < CLI), and
 //!   the TOML file's `[[tenants]]`.
 //!

@@ -89,14 +89,7 @@ impl Topic {
                 Mix::Half => Vsn::V1,
             };
             let out: Rc<dyn Outbound> = q.clone();
-            hub.subscribe(
-                TOPIC,
-                Sub {
-                    channel: i as u64,
-                    vsn,
-                    out,
-                },
-            );
+            hub.subscribe(TOPIC, Sub::public(i as u64, vsn, out));
             queues.push(q);
         }
         Topic { hub, queues }

@@ -35,9 +35,19 @@ pub enum JoinError {
     ChannelRateLimitReached,
     /// The channel token was refused.
     Token(AuthError),
-    /// A private channel: its policies live in a tenant database this
-    /// server does not connect to yet.
+    /// A private channel whose policies could not be read: the tenant has
+    /// no database, or it could not be reached.
     UnableToConnectToProject,
+    /// A private channel whose read policies allow neither broadcast nor
+    /// presence, or raised (`RlsPolicyError`): holds the sub-topic.
+    Unauthorized(Box<str>),
+    /// The read check was cancelled (statement timeout): the database's
+    /// message.
+    QueryCanceled(String),
+    /// The tenant's `realtime.messages` has no partition for today.
+    MissingPartition,
+    /// The tenant's authorization connections all stayed busy.
+    IncreaseConnectionPool,
 }
 
 impl JoinError {
@@ -55,6 +65,10 @@ impl JoinError {
             JoinError::ClientJoinRateLimitReached => "ClientJoinRateLimitReached",
             JoinError::ChannelRateLimitReached => "ChannelRateLimitReached",
             JoinError::UnableToConnectToProject => "UnableToConnectToProject",
+            JoinError::Unauthorized(_) => "Unauthorized",
+            JoinError::QueryCanceled(_) => "QueryCanceled",
+            JoinError::MissingPartition => "MissingPartition",
+            JoinError::IncreaseConnectionPool => "IncreaseConnectionPool",
             JoinError::Token(e) => match e {
                 AuthError::Expired { .. } | AuthError::MissingClaims | AuthError::ExpInvalid => {
                     "InvalidJWTToken"
@@ -84,6 +98,12 @@ impl JoinError {
             JoinError::UnableToConnectToProject => {
                 "Realtime was unable to connect to the project database".into()
             }
+            JoinError::Unauthorized(topic) => super::authz::unauthorized(topic),
+            JoinError::QueryCanceled(m) => m.clone(),
+            JoinError::MissingPartition => {
+                "Realtime was unable to find the expected messages partition".into()
+            }
+            JoinError::IncreaseConnectionPool => "Please increase your connection pool size".into(),
             JoinError::Token(e) => match self.code() {
                 Some(_) => e.to_string(),
                 None => "Unknown Error on Channel".into(),

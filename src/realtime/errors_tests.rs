@@ -62,9 +62,14 @@ fn code_spans(cell: &str) -> Vec<String> {
     spans
 }
 
-/// Sample values are 7 and kid `k`; the README writes `N` and `"<kid>"`.
+/// Sample values are 7, kid `k`, topic `TOPIC` and database message
+/// `DBMSG`; the README writes `N`, `"<kid>"`, `<sub-topic>` and
+/// `<database message>`.
 fn as_listed(text: &str) -> String {
-    text.replace('7', "N").replace("\"k\"", "\"<kid>\"")
+    text.replace('7', "N")
+        .replace("\"k\"", "\"<kid>\"")
+        .replace("TOPIC", "<sub-topic>")
+        .replace("DBMSG", "<database message>")
 }
 
 fn auth_samples() -> Vec<AuthError> {
@@ -100,6 +105,10 @@ fn join_samples() -> Vec<JoinError> {
         JoinError::ClientJoinRateLimitReached,
         JoinError::ChannelRateLimitReached,
         JoinError::UnableToConnectToProject,
+        JoinError::Unauthorized("TOPIC".into()),
+        JoinError::QueryCanceled("DBMSG".into()),
+        JoinError::MissingPartition,
+        JoinError::IncreaseConnectionPool,
     ];
     v.extend(auth_samples().into_iter().map(JoinError::Token));
     // No wildcard: a new variant fails to compile until it has a sample.
@@ -115,7 +124,11 @@ fn join_samples() -> Vec<JoinError> {
             | JoinError::ClientJoinRateLimitReached
             | JoinError::ChannelRateLimitReached
             | JoinError::Token(_)
-            | JoinError::UnableToConnectToProject => {}
+            | JoinError::UnableToConnectToProject
+            | JoinError::Unauthorized(_)
+            | JoinError::QueryCanceled(_)
+            | JoinError::MissingPartition
+            | JoinError::IncreaseConnectionPool => {}
         }
     }
     v

@@ -54,6 +54,62 @@ pub struct Sub {
     pub vsn: Vsn,
     /// Its connection's queue.
     pub out: Rc<dyn Outbound>,
+    /// It may receive broadcasts: always on a public topic, on a private
+    /// one only with the broadcast read policy.
+    pub broadcast_read: bool,
+    /// It may receive `presence_diff`s: always on a public topic, on a
+    /// private one only with the presence read policy.
+    pub presence_read: bool,
+}
+
+impl Sub {
+    /// A subscriber of a public topic: it receives everything.
+    pub fn public(channel: ChannelId, vsn: Vsn, out: Rc<dyn Outbound>) -> Sub {
+        Sub {
+            channel,
+            vsn,
+            out,
+            broadcast_read: true,
+            presence_read: true,
+        }
+    }
+
+    /// Whether this subscriber may receive `msg`.
+    fn reads(&self, msg: &Outgoing<'_>) -> bool {
+        match msg {
+            Outgoing::Json {
+                event: "presence_diff",
+                ..
+            } => self.presence_read,
+            Outgoing::Json {
+                event: "broadcast", ..
+            }
+            | Outgoing::User { .. }
+            | Outgoing::Kind0 { .. } => self.broadcast_read,
+            Outgoing::Json { .. } => true,
+        }
+    }
+}
+
+/// Which topic of a tenant: its client name (`realtime:<name>`) and
+/// whether it is the private one. Public and private topics of the same
+/// name are disjoint (PROTOCOL 3.1): nothing sent on one reaches the
+/// other. A plain `&str` names the public topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicKey<'a> {
+    /// `realtime:<name>` as clients join it.
+    pub topic: &'a str,
+    /// The private namespace.
+    pub private: bool,
+}
+
+impl<'a> From<&'a str> for TopicKey<'a> {
+    fn from(topic: &'a str) -> Self {
+        TopicKey {
+            topic,
+            private: false,
+        }
+    }
 }
 
 /// A topic: its subscribers and its presence state.
@@ -100,65 +156,113 @@ pub enum Outgoing<'a> {
 }
 
 /// All topics of one tenant on its home shard, keyed by the client topic
-/// (`realtime:<name>`).
+/// (`realtime:<name>`), public and private apart.
 #[derive(Default)]
 pub struct Hub {
     topics: HashMap<Box<str>, Topic>,
+    /// Private topics: a separate map, so no key of one can name the other.
+    private: HashMap<Box<str>, Topic>,
 }
 
 impl Hub {
-    /// Adds a subscriber to `topic`.
-    pub fn subscribe(&mut self, topic: &str, sub: Sub) {
-        match self.topics.get_mut(topic) {
+    fn space(&self, private: bool) -> &HashMap<Box<str>, Topic> {
+        if private {
+            &self.private
+        } else {
+            &self.topics
+        }
+    }
+
+    fn space_mut(&mut self, private: bool) -> &mut HashMap<Box<str>, Topic> {
+        if private {
+            &mut self.private
+        } else {
+            &mut self.topics
+        }
+    }
+
+    /// Adds a subscriber to a topic.
+    pub fn subscribe<'k>(&mut self, key: impl Into<TopicKey<'k>>, sub: Sub) {
+        let key = key.into();
+        let space = self.space_mut(key.private);
+        match space.get_mut(key.topic) {
             Some(t) => t.subs.push(sub),
             None => {
                 let mut t = Topic::default();
                 t.subs.push(sub);
-                self.topics.insert(topic.into(), t);
+                space.insert(key.topic.into(), t);
             }
         }
     }
 
-    /// Removes a channel from `topic`; the topic goes when nothing is left.
-    pub fn unsubscribe(&mut self, topic: &str, channel: ChannelId) {
-        if let Some(t) = self.topics.get_mut(topic) {
+    /// Removes a channel from a topic; the topic goes when nothing is left.
+    pub fn unsubscribe<'k>(&mut self, key: impl Into<TopicKey<'k>>, channel: ChannelId) {
+        let key = key.into();
+        let space = self.space_mut(key.private);
+        if let Some(t) = space.get_mut(key.topic) {
             if let Some(i) = t.subs.iter().position(|s| s.channel == channel) {
                 t.subs.swap_remove(i);
             }
             if t.subs.is_empty() && t.presence.is_empty() {
-                self.topics.remove(topic);
+                space.remove(key.topic);
+            }
+        }
+    }
+
+    /// Sets what a subscriber of a topic may read (its policies changed).
+    pub fn set_reads<'k>(
+        &mut self,
+        key: impl Into<TopicKey<'k>>,
+        channel: ChannelId,
+        broadcast: bool,
+        presence: bool,
+    ) {
+        let key = key.into();
+        if let Some(t) = self.space_mut(key.private).get_mut(key.topic) {
+            if let Some(s) = t.subs.iter_mut().find(|s| s.channel == channel) {
+                s.broadcast_read = broadcast;
+                s.presence_read = presence;
             }
         }
     }
 
     /// A topic, if anyone is on it.
-    pub fn topic(&self, topic: &str) -> Option<&Topic> {
-        self.topics.get(topic)
+    pub fn topic<'k>(&self, key: impl Into<TopicKey<'k>>) -> Option<&Topic> {
+        let key = key.into();
+        self.space(key.private).get(key.topic)
     }
 
     /// A topic, created if needed.
-    pub fn topic_mut(&mut self, topic: &str) -> &mut Topic {
-        if !self.topics.contains_key(topic) {
-            self.topics.insert(topic.into(), Topic::default());
-        }
-        self.topics.get_mut(topic).expect("just inserted")
+    pub fn topic_mut<'k>(&mut self, key: impl Into<TopicKey<'k>>) -> &mut Topic {
+        let key = key.into();
+        self.space_mut(key.private)
+            .entry(key.topic.into())
+            .or_default()
     }
 
     /// Number of topics with subscribers or presence.
     pub fn nr_topics(&self) -> usize {
-        self.topics.len()
+        self.topics.len() + self.private.len()
     }
 
-    /// Fans `msg` out to every subscriber of `topic` except `exclude`.
-    /// Returns the number of frames queued.
-    pub fn fanout(&self, topic: &str, msg: &Outgoing<'_>, exclude: Option<ChannelId>) -> u64 {
-        let Some(t) = self.topics.get(topic) else {
+    /// Fans `msg` out to every subscriber of a topic except `exclude`
+    /// (and those whose read policy withholds it). Returns the number of
+    /// frames queued.
+    pub fn fanout<'k>(
+        &self,
+        key: impl Into<TopicKey<'k>>,
+        msg: &Outgoing<'_>,
+        exclude: Option<ChannelId>,
+    ) -> u64 {
+        let key = key.into();
+        let topic = key.topic;
+        let Some(t) = self.space(key.private).get(topic) else {
             return 0;
         };
         let mut cache = FrameCache::default();
         let mut n = 0;
         for s in &t.subs {
-            if Some(s.channel) == exclude {
+            if Some(s.channel) == exclude || !s.reads(msg) {
                 continue;
             }
             if let Some(f) = cache.frame(topic, msg, s) {
@@ -185,18 +289,20 @@ impl Hub {
     /// queued to all and the number of frames returned; otherwise nothing
     /// is queued and the first subscriber without room is returned, to be
     /// waited for (or closed) before trying again.
-    pub fn fanout_if_room(
+    pub fn fanout_if_room<'k>(
         &self,
-        topic: &str,
+        key: impl Into<TopicKey<'k>>,
         msg: &Outgoing<'_>,
         exclude: Option<ChannelId>,
     ) -> Result<u64, NoRoom> {
-        let Some(t) = self.topics.get(topic) else {
+        let key = key.into();
+        let topic = key.topic;
+        let Some(t) = self.space(key.private).get(topic) else {
             return Ok(0);
         };
         let mut cache = FrameCache::default();
         for s in &t.subs {
-            if Some(s.channel) == exclude {
+            if Some(s.channel) == exclude || !s.reads(msg) {
                 continue;
             }
             if let Some(f) = cache.frame(topic, msg, s) {
@@ -210,7 +316,7 @@ impl Hub {
         }
         let mut n = 0;
         for s in &t.subs {
-            if Some(s.channel) == exclude {
+            if Some(s.channel) == exclude || !s.reads(msg) {
                 continue;
             }
             if let Some(f) = cache.frame(topic, msg, s) {
@@ -379,11 +485,7 @@ mod tests {
     }
 
     fn sub(channel: ChannelId, vsn: Vsn, out: &Rc<Bounded>) -> Sub {
-        Sub {
-            channel,
-            vsn,
-            out: out.clone(),
-        }
+        Sub::public(channel, vsn, out.clone())
     }
 
     #[test]
@@ -433,5 +535,58 @@ mod tests {
             hub.fanout_if_room("realtime:none", &msg, None),
             Ok(0)
         ));
+    }
+
+    #[test]
+    fn private_and_public_topics_are_disjoint_and_reads_gate() {
+        let public = Bounded::new(1 << 20);
+        let reader = Bounded::new(1 << 20);
+        let blind = Bounded::new(1 << 20);
+        let mut hub = Hub::default();
+        let private = TopicKey {
+            topic: "realtime:t",
+            private: true,
+        };
+        hub.subscribe("realtime:t", sub(1, Vsn::V2, &public));
+        hub.subscribe(private, sub(2, Vsn::V2, &reader));
+        let mut no_reads = sub(3, Vsn::V2, &blind);
+        no_reads.broadcast_read = false;
+        no_reads.presence_read = false;
+        hub.subscribe(private, no_reads);
+        let msg = Outgoing::Json {
+            event: "broadcast",
+            payload: b"{}",
+        };
+        assert_eq!(hub.fanout(private, &msg, None), 1, "only the reader");
+        assert_eq!(
+            hub.fanout("realtime:t", &msg, None),
+            1,
+            "only the public one"
+        );
+        assert_eq!(
+            (
+                public.frames.borrow().len(),
+                reader.frames.borrow().len(),
+                blind.frames.borrow().len()
+            ),
+            (1, 1, 0)
+        );
+        let diff = Outgoing::Json {
+            event: "presence_diff",
+            payload: b"{}",
+        };
+        assert_eq!(hub.fanout(private, &diff, None), 1);
+        hub.set_reads(private, 3, false, true);
+        assert_eq!(hub.fanout(private, &diff, None), 2, "presence read granted");
+        assert_eq!(
+            hub.fanout(private, &msg, None),
+            1,
+            "broadcast still withheld"
+        );
+        hub.unsubscribe(private, 2);
+        hub.unsubscribe(private, 3);
+        assert!(hub.topic(private).is_none());
+        assert!(hub.topic("realtime:t").is_some());
+        assert_eq!(hub.nr_topics(), 1);
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! - [`tenant`]: tenant settings, the directory, per-shard tenant state.
 //! - [`auth`]: JWT verification and the exact error texts.
+//! - [`authz`]: private channels: the RLS questions handlers ask of the
+//!   tenant database and the answers the server hands back.
+//! - [`join_config`]: the `phx_join` config, read leniently.
 //! - [`hub`]: topics, subscribers and the serialize-once fan-out.
 //! - [`session`]: routing of a connection's messages to event handlers.
 //! - [`state`]: one connection's channels and what handlers are given.
@@ -20,11 +23,13 @@
 //!   ready) and the batched fan-out of decoded changes to them.
 
 pub mod auth;
+pub mod authz;
 pub mod cdc;
 pub mod errors;
 pub mod events;
 pub mod frames;
 pub mod hub;
+pub mod join_config;
 pub mod limits;
 pub mod postgres_changes;
 pub mod presence;

@@ -3,10 +3,13 @@
 //! session's state lives in [`super::state`] (re-exported here), which the
 //! handlers use without importing this router back.
 
+use super::authz::{AuthAnswer, Pending};
 use super::events::{self, Event};
 use crate::proto::phoenix::Inbound;
 
-pub use super::state::{lenient_bool, Channel, Channels, Env, Flow, Session, Settings, Tally};
+pub use super::state::{
+    lenient_bool, Channel, Channels, Env, Flow, Resumed, Session, Settings, Tally,
+};
 
 impl Session {
     /// Routes one decoded client message. Events other than a join, a
@@ -26,6 +29,24 @@ impl Session {
             Event::Presence => events::presence::handle(self, env, msg),
             Event::AccessToken => events::access_token::handle(self, env, msg),
             Event::Other => events::other(env),
+        }
+    }
+
+    /// Hands the tenant database's answer to what asked for it (see
+    /// [`Flow::Authorize`]).
+    pub fn resume(&mut self, env: &mut Env<'_>, then: Pending, answer: AuthAnswer) -> Resumed {
+        match then {
+            Pending::Join(j) => events::phx_join::resume(self, env, *j, answer).into(),
+            Pending::Broadcast { topic, channel } => {
+                events::broadcast::resume(self, &topic, channel, answer)
+            }
+            Pending::Track {
+                topic,
+                channel,
+                join_ref,
+                msg_ref,
+            } => events::presence::resume(self, env, &topic, channel, (join_ref, msg_ref), answer),
+            Pending::AccessToken(t) => events::access_token::resume(self, env, *t, answer).into(),
         }
     }
 }

@@ -7,8 +7,9 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::authz::{AuthContext, Authorize, Policies};
 use super::frames;
-use super::hub::{ChannelId, Outbound, Outgoing};
+use super::hub::{ChannelId, Outbound, Outgoing, TopicKey};
 use super::presence::{ClientPresenceLimiter, Diff};
 use super::tenant::Tenant;
 use crate::proto::phoenix::{Inbound, Ref, Vsn};
@@ -65,6 +66,28 @@ pub enum Flow {
         /// Close code to send afterwards.
         close: Option<u16>,
     },
+    /// Stop reading, ask the tenant database what the policies allow,
+    /// then hand the answer to [`Session::resume`] (see `authz`).
+    Authorize(Box<Authorize>),
+}
+
+/// What the driver does once an answer was handed to [`Session::resume`].
+#[derive(Debug)]
+pub struct Resumed {
+    /// As after any message.
+    pub flow: Flow,
+    /// Handle the message that asked once more: its channel now knows the
+    /// policies it needed.
+    pub redispatch: bool,
+}
+
+impl From<Flow> for Resumed {
+    fn from(flow: Flow) -> Self {
+        Resumed {
+            flow,
+            redispatch: false,
+        }
+    }
 }
 
 /// A joined channel.
@@ -96,8 +119,17 @@ pub struct Channel {
     /// The channel's token (join `access_token`, or the socket's, shared).
     pub token: Rc<str>,
     /// `exp` of its verified claims. The rest of the claims is only needed
-    /// by Postgres Changes, which keeps its own copy (`cdc::SubClaims`).
+    /// by Postgres Changes, which keeps its own copy (`cdc::SubClaims`),
+    /// and by a private channel's checks (`auth`).
     pub exp: i64,
+    /// `config.private`: the channel is on the private topic and its
+    /// reads and writes are what the RLS policies allow.
+    pub private: bool,
+    /// What its policies allowed so far (private channels only).
+    pub policies: Policies,
+    /// The settings its later checks run under (private channels only:
+    /// public channels keep nothing here).
+    pub auth: Option<Rc<AuthContext>>,
 }
 
 impl Channel {
@@ -110,6 +142,25 @@ impl Channel {
     /// The topic without the `realtime:` prefix.
     pub fn sub_topic(&self) -> &str {
         self.topic.strip_prefix("realtime:").unwrap_or(&self.topic)
+    }
+
+    /// The hub topic it is on: public or private.
+    pub fn key(&self) -> TopicKey<'_> {
+        TopicKey {
+            topic: &self.topic,
+            private: self.private,
+        }
+    }
+
+    /// What its subscription may receive: (broadcasts, presence diffs).
+    pub fn reads(&self) -> (bool, bool) {
+        if !self.private {
+            return (true, true);
+        }
+        (
+            self.policies.broadcast_read == Some(true),
+            self.policies.presence_read == Some(true),
+        )
     }
 }
 
@@ -218,6 +269,9 @@ pub struct Session {
     /// sweep closes sockets silent for `WEBSOCKET_IDLE_TIMEOUT_MS`; a field
     /// here (it fits in padding) instead of a timer per socket.
     pub last_inbound_ms: u32,
+    /// The `x-*` headers of the upgrade request as a JSON object, for the
+    /// RLS checks of private channels (`request.headers`); `None`: none.
+    pub x_headers: Option<Rc<str>>,
 }
 
 impl Session {
@@ -232,7 +286,13 @@ impl Session {
             counted_user: false,
             attempted_join: false,
             last_inbound_ms: 0,
+            x_headers: None,
         }
+    }
+
+    /// [`Session::x_headers`] as the JSON text a check sets.
+    pub fn headers_json(&self) -> Rc<str> {
+        self.x_headers.clone().unwrap_or_else(|| Rc::from("{}"))
     }
 
     /// `[null, ref, topic, "phx_reply", {"status":"error","response":{"reason":"unmatched topic"}}]`
@@ -264,10 +324,10 @@ impl Session {
     /// diff out) and updates counts. No frame goes to this session.
     pub fn remove_channel(&mut self, env: &mut Env<'_>, topic: &str) -> Option<Channel> {
         let ch = self.channels.remove(topic)?;
-        env.tenant.hub.unsubscribe(topic, ch.id);
+        env.tenant.hub.unsubscribe(ch.key(), ch.id);
         env.tenant.cdc.remove(ch.id);
         if ch.tracking {
-            leave_presence(env, topic, ch.id);
+            leave_presence(env, ch.key(), ch.id);
         }
         env.tally.channels -= 1;
         Some(ch)
@@ -371,7 +431,7 @@ pub fn lenient_bool(v: Option<&serde_json::Value>) -> Option<bool> {
 
 /// A channel left (leave, shutdown, socket gone): drop its presence and
 /// tell the topic.
-fn leave_presence(env: &mut Env<'_>, topic: &str, owner: ChannelId) {
+fn leave_presence(env: &mut Env<'_>, topic: TopicKey<'_>, owner: ChannelId) {
     let diff = env.tenant.hub.topic_mut(topic).presence.leave(owner);
     if let Some(d) = diff {
         fan_presence_diff(env, topic, &d);
@@ -380,8 +440,9 @@ fn leave_presence(env: &mut Env<'_>, topic: &str, owner: ChannelId) {
     env.tenant.hub.unsubscribe(topic, owner);
 }
 
-/// Fans a `presence_diff` out to every subscriber of `topic`.
-pub fn fan_presence_diff(env: &mut Env<'_>, topic: &str, diff: &Diff) {
+/// Fans a `presence_diff` out to every subscriber of `topic` that may
+/// read presence.
+pub fn fan_presence_diff(env: &mut Env<'_>, topic: TopicKey<'_>, diff: &Diff) {
     let mut body = Vec::with_capacity(128);
     diff.to_json(&mut body);
     let n = env.tenant.hub.fanout(

@@ -15,12 +15,14 @@ use super::conns::Conn;
 use super::fault::{self, Boundary};
 use super::http_api;
 use super::outq::{CloseReason, OutQueue, OutState};
+use super::rls;
 use super::shard::{now_unix, ShardState};
 use super::sock::SharedStream;
 use super::tenants::{self, Resolved};
 use crate::proto::phoenix::{self, Vsn};
 use crate::proto::{http, ws};
 use crate::realtime::auth;
+use crate::realtime::authz::{AuthError, Authorize};
 use crate::realtime::errors::ConnectError;
 use crate::realtime::hub::Outbound;
 use crate::realtime::session::{Env, Flow, Session, Tally};
@@ -54,6 +56,20 @@ pub async fn serve(
     } else {
         http_api::serve(state, stream, head, buf).await;
     }
+}
+
+/// The `x-*` headers of an upgrade request as a JSON object (the last of
+/// a repeated name wins), which private channels' checks set as
+/// `request.headers`; `None` when there is none.
+fn x_headers_json(head: &http::RequestHead) -> Option<Rc<str>> {
+    let mut m = serde_json::Map::new();
+    for (name, value) in &head.headers {
+        if name.starts_with("x-") {
+            let v = String::from_utf8_lossy(value).into_owned();
+            m.insert(name.clone(), serde_json::Value::String(v));
+        }
+    }
+    (!m.is_empty()).then(|| Rc::from(serde_json::Value::Object(m).to_string()))
 }
 
 /// Why a connect was refused (PROTOCOL 1.5).
@@ -192,6 +208,7 @@ async fn websocket(
     );
     let mut session = Session::new(id, accepted.vsn, out.clone(), Rc::from(accepted.token));
     session.last_inbound_ms = state.now_ms() as u32;
+    session.x_headers = x_headers_json(&head);
     let conn = Rc::new(Conn {
         session: RefCell::new(session),
         out: out.clone(),
@@ -338,12 +355,16 @@ fn read_loop<'a>(
                         return;
                     }
                 };
-                let go_on = match on_message(state, conn, msg) {
+                let go_on = match on_message(state, conn, &msg) {
                     Step::Read => true,
                     Step::Stop => false,
                     // Rare (join errors): boxed, so an idle reader's future
                     // does not carry the delay's state.
                     Step::Delay(d) => Box::pin(delay(conn, d)).await,
+                    // Private channels' checks: boxed for the same reason.
+                    // Nothing more is read from this socket until the
+                    // answer is in, so its messages keep their order.
+                    Step::Authorize(a) => Box::pin(authorize(state, conn, *a, &msg)).await,
                 };
                 if !go_on {
                     return;
@@ -409,6 +430,9 @@ enum Step {
     Stop,
     /// Pause reading, then act (see [`Flow::Delay`]).
     Delay(Delayed),
+    /// Pause reading, ask the tenant database, then resume (see
+    /// [`Flow::Authorize`]).
+    Authorize(Box<Authorize>),
 }
 
 /// A paused read: how long, then what to queue and whether to close.
@@ -419,10 +443,10 @@ struct Delayed {
 }
 
 /// Handles one WebSocket message.
-fn on_message(state: &Rc<ShardState>, conn: &Rc<Conn>, msg: ws::Message) -> Step {
+fn on_message(state: &Rc<ShardState>, conn: &Rc<Conn>, msg: &ws::Message) -> Step {
     let out = &conn.out;
     let vsn = conn.session.borrow().vsn;
-    let flow = match &msg {
+    let flow = match msg {
         ws::Message::Text(data) => {
             ShardStats::add(&state.stats().messages_in, 1);
             dispatch(state, conn, phoenix::decode_text(vsn, data))
@@ -450,10 +474,63 @@ fn on_message(state: &Rc<ShardState>, conn: &Rc<Conn>, msg: ws::Message) -> Step
             return Step::Stop;
         }
     };
+    step_of(out, flow)
+}
+
+fn step_of(out: &OutQueue, flow: Flow) -> Step {
     match flow {
         Flow::Continue if out.state() == OutState::Open => Step::Read,
         Flow::Continue => Step::Stop,
         Flow::Delay { ms, frames, close } => Step::Delay(Delayed { ms, frames, close }),
+        Flow::Authorize(a) => Step::Authorize(a),
+    }
+}
+
+/// Runs a handler's question on the tenant's authorization pool, hands
+/// the answer back, then does what the session says: as after any
+/// message, and handling `msg` once more if its channel now knows the
+/// policies it lacked. False when the socket must stop reading.
+async fn authorize(
+    state: &Rc<ShardState>,
+    conn: &Rc<Conn>,
+    a: Authorize,
+    msg: &ws::Message,
+) -> bool {
+    let cfg = conn.tenant.borrow().config.clone();
+    let answer = match rls::pool_for(state, &cfg) {
+        Some(pool) => rls::check(&pool, &a.request).await,
+        None => Err(AuthError::DatabaseUnavailable(
+            "no authorization pool for the tenant on this shard".into(),
+        )),
+    };
+    if let Err(e) = &answer {
+        tracing::warn!(tenant = %cfg.external_id, topic = %a.request.ctx.topic, error = ?e, "private channel policy check failed");
+    }
+    let out = &conn.out;
+    if out.state() != OutState::Open {
+        // The socket closed meanwhile (its tenant changed, the client left).
+        return false;
+    }
+    let resumed = with_env(state, conn, |session, env| {
+        session.resume(env, a.then, answer)
+    });
+    let go_on = match step_of(out, resumed.flow) {
+        Step::Read => true,
+        Step::Stop => false,
+        Step::Delay(d) => delay(conn, d).await,
+        // A continuation never asks again.
+        Step::Authorize(_) => true,
+    };
+    if !(go_on && resumed.redispatch) {
+        return go_on;
+    }
+    match on_message(state, conn, msg) {
+        Step::Read => true,
+        Step::Stop => false,
+        Step::Delay(d) => delay(conn, d).await,
+        // The channel was replaced by one that knows nothing yet: not
+        // possible while this socket is not read, and never a loop.
+        Step::Authorize(_) => true,
     }
 }
 

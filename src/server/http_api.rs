@@ -394,7 +394,10 @@ async fn deliver(state: &ShardState, tenant_id: &str, messages: Vec<Broadcast>) 
                 if let BroadcastBody::User { event, .. } = &m.body {
                     fault::inject("request handler", event.as_bytes());
                 }
-                match tenant.hub.fanout_if_room(&m.topic, &m.outgoing(), None) {
+                match tenant
+                    .hub
+                    .fanout_if_room(m.topic.as_str(), &m.outgoing(), None)
+                {
                     Ok(n) => {
                         tenant.events.add(1 + n, state.now_ms());
                         None

@@ -24,6 +24,8 @@
 //!   migrations, when they run, the daily `realtime.messages` partitions.
 //! - [`replication`]: one logical replication stream per tenant database,
 //!   its subscription checks, RLS row checks and confirmations.
+//! - [`rls`]: the RLS checks of private channels on `realtime.messages`;
+//!   [`rls_pool`]: each tenant's authorization connections they borrow.
 
 pub mod admin_api;
 pub mod bootstrap;
@@ -40,6 +42,8 @@ pub mod pgconn;
 pub mod pgerror;
 pub mod replication;
 pub mod resp;
+pub mod rls;
+pub mod rls_pool;
 pub mod shard;
 pub mod shutdown;
 pub mod sock;
@@ -86,6 +90,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                 catalog_epoch: Cell::new(0),
                 tenant_tasks: RefCell::new(HashMap::new()),
                 tenant_schemas: RefCell::new(HashMap::new()),
+                auth_pools: RefCell::new(HashMap::new()),
                 lookups: RefCell::new(HashMap::new()),
                 pending_acks: RefCell::new(HashMap::new()),
                 pending_views: RefCell::new(HashMap::new()),

@@ -111,6 +111,10 @@ pub struct ShardState {
     /// Where the `realtime` schema of each home tenant with a database
     /// stands (see `tenant_db`), for joins that need it.
     pub tenant_schemas: RefCell<HashMap<String, crate::realtime::tenant::schema::SchemaState>>,
+    /// Authorization pools of the tenants whose home is this shard (the
+    /// RLS checks of private channels), made on first use, dropped with
+    /// the tenant's database work.
+    pub auth_pools: RefCell<HashMap<String, Rc<super::rls_pool::AuthPool>>>,
     /// Handler switches derived from the config.
     pub settings: Settings,
     /// Tenants active on this shard.

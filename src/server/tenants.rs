@@ -169,9 +169,11 @@ fn start_database_work(state: &Rc<ShardState>, cfg: &TenantConfig) {
 }
 
 /// Stops the database work of tenant `id` on this shard: its tasks are
-/// cancelled, which drops (closes) their connections.
+/// cancelled, which drops (closes) their connections, and its
+/// authorization pool closes.
 fn stop_database_work(state: &ShardState, id: &str) -> bool {
     state.tenant_schemas.borrow_mut().remove(id);
+    super::rls::close_pool(state, id);
     let Some(tasks) = state.tenant_tasks.borrow_mut().remove(id) else {
         return false;
     };

@@ -6,6 +6,7 @@
 pub mod control;
 pub mod pg;
 pub mod proxy;
+pub mod rls;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -2,11 +2,19 @@
 //! Ignored when the value is null, an opaque `sb_` key, or the current
 //! token; otherwise re-validated, and a failure shuts the channel down with
 //! the reason (PROTOCOL 3.6).
+//!
+//! A private channel's read policies are asked again under the new claims
+//! (its write policies are forgotten, asked again when next needed): no
+//! read left shuts it with `You do not have permissions to read ...`, a
+//! read lost while another stays with `You no longer have permission ...`.
 
 use std::rc::Rc;
 
 use crate::proto::phoenix::{InPayload, Inbound};
 use crate::realtime::auth;
+use crate::realtime::authz::{
+    self, AuthAnswer, AuthContext, AuthRequest, Authorize, Pending, PendingToken, Policies,
+};
 use crate::realtime::state::{Env, Flow, Session};
 
 /// Handles a token refresh.
@@ -20,6 +28,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     let Some(token) = v.get("access_token").and_then(|t| t.as_str()) else {
         return Flow::Continue;
     };
+    let headers = session.headers_json();
     let Some(ch) = session.channels.get_mut(msg.topic.as_ref()) else {
         return Flow::Continue;
     };
@@ -29,6 +38,23 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     let cfg = env.tenant.config.clone();
     let token = auth::clean_token(token);
     match auth::verify_channel(&token, &cfg.jwt, &cfg.validators, env.now_unix) {
+        Ok(claims) if ch.private => {
+            let ctx = AuthContext::new(ch.sub_topic(), &claims, headers);
+            return Flow::Authorize(Box::new(Authorize {
+                request: AuthRequest {
+                    ctx: ctx.clone(),
+                    read: Some(ch.presence_enabled),
+                    write: false,
+                },
+                then: Pending::AccessToken(Box::new(PendingToken {
+                    topic: ch.topic.clone(),
+                    channel: ch.id,
+                    token: Rc::from(token),
+                    claims,
+                    ctx,
+                })),
+            }));
+        }
         Ok(claims) => {
             ch.token = Rc::from(token);
             // Postgres Changes are authorised with the new claims from now
@@ -43,5 +69,45 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             session.shutdown_channel(env, &msg.topic, &m);
         }
     }
+    Flow::Continue
+}
+
+/// A private channel's re-check under its new token arrived: the channel
+/// takes the token and the new read policies, or is shut down.
+pub fn resume(
+    session: &mut Session,
+    env: &mut Env<'_>,
+    t: PendingToken,
+    answer: AuthAnswer,
+) -> Flow {
+    let Some(ch) = session
+        .channels
+        .get_mut(&t.topic)
+        .filter(|c| c.id == t.channel)
+    else {
+        return Flow::Continue;
+    };
+    let refused = match answer {
+        Ok(p) if !p.can_read() => authz::unauthorized(&t.ctx.topic),
+        Ok(p) if ch.policies.read_revoked(&p) => authz::revoked(&t.ctx.topic),
+        Ok(p) => {
+            ch.token = t.token;
+            env.tenant
+                .cdc
+                .update_claims(ch.id, super::phx_join::sub_claims(&t.claims));
+            ch.exp = t.claims.exp;
+            ch.auth = Some(t.ctx);
+            ch.policies = Policies {
+                broadcast_read: p.broadcast_read,
+                presence_read: p.presence_read,
+                ..Policies::default()
+            };
+            let (b, pr) = ch.reads();
+            env.tenant.hub.set_reads(ch.key(), ch.id, b, pr);
+            return Flow::Continue;
+        }
+        Err(e) => e.refresh_message(&t.ctx.topic),
+    };
+    session.shutdown_channel(env, &t.topic, &refused);
     Flow::Continue
 }

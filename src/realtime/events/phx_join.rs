@@ -1,6 +1,8 @@
 //! `phx_join`: reads the join config leniently, runs the checks in the
 //! Elixir server's order, and answers with the reply, `presence_state` and
-//! `system` pushes, or a delayed `{"reason": "<Code>: <msg>"}` error.
+//! `system` pushes, or a delayed `{"reason": "<Code>: <msg>"}` error. A
+//! private join asks the tenant database for its read policies first and
+//! completes in [`resume`].
 
 use std::rc::Rc;
 
@@ -8,61 +10,17 @@ use serde_json::{Map, Value};
 
 use crate::proto::phoenix::{InPayload, Inbound, Ref};
 use crate::realtime::auth::{self, Claims};
+use crate::realtime::authz::{
+    AuthAnswer, AuthContext, AuthError, AuthRequest, Authorize, Pending, PendingJoin, Policies,
+};
 use crate::realtime::cdc::{CdcSub, SubClaims};
 use crate::realtime::errors::JoinError;
 use crate::realtime::frames;
 use crate::realtime::hub::Sub;
+pub use crate::realtime::join_config::JoinConfig;
 use crate::realtime::postgres_changes;
-use crate::realtime::presence::{self, ClientPresenceLimiter};
-use crate::realtime::state::{lenient_bool, Channel, Env, Flow, Session};
-
-/// The join config after defaults and leniency (PROTOCOL 3.2).
-#[derive(Debug, Default, PartialEq)]
-pub struct JoinConfig {
-    /// `broadcast.ack`.
-    pub ack: bool,
-    /// `broadcast.self`.
-    pub self_: bool,
-    /// `presence.enabled`.
-    pub presence_enabled: bool,
-    /// `presence.key`, stringified; `None` when absent, null or "".
-    pub presence_key: Option<String>,
-    /// `private`.
-    pub private: bool,
-    /// `postgres_changes` bindings as sent (nulls removed).
-    pub postgres_changes: Vec<Map<String, Value>>,
-    /// Token from `user_token`, else `access_token`.
-    pub token: Option<String>,
-    /// The payload has a `config` key (the "new API"); without it the
-    /// sub-topic itself is a Postgres Changes subscription.
-    pub has_config: bool,
-}
-
-impl JoinConfig {
-    /// Reads a join payload. Invalid fields fall back to their defaults,
-    /// never failing the join.
-    pub fn parse(payload: &Value) -> Self {
-        let mut c = JoinConfig::default();
-        let config = payload.get("config");
-        c.has_config = config.is_some();
-        let broadcast = config.and_then(|c| c.get("broadcast"));
-        c.ack = lenient_bool(broadcast.and_then(|b| b.get("ack"))).unwrap_or(false);
-        c.self_ = lenient_bool(broadcast.and_then(|b| b.get("self"))).unwrap_or(false);
-        let presence = config.and_then(|c| c.get("presence"));
-        c.presence_enabled = lenient_bool(presence.and_then(|p| p.get("enabled"))).unwrap_or(false);
-        c.presence_key = presence::presence_key_from_config(presence.and_then(|p| p.get("key")));
-        c.private = lenient_bool(config.and_then(|c| c.get("private"))).unwrap_or(false);
-        if let Some(Value::Array(items)) = config.and_then(|c| c.get("postgres_changes")) {
-            c.postgres_changes = items
-                .iter()
-                .filter_map(|i| i.as_object().cloned())
-                .collect();
-        }
-        let str_field = |k: &str| payload.get(k).and_then(|t| t.as_str()).map(str::to_owned);
-        c.token = str_field("user_token").or_else(|| str_field("access_token"));
-        c
-    }
-}
+use crate::realtime::presence::ClientPresenceLimiter;
+use crate::realtime::state::{Channel, Env, Flow, Session};
 
 /// The stable integer id of a `postgres_changes` binding: a hash of its
 /// canonical JSON (sorted keys), in `0..2^27` like the Elixir server's
@@ -101,36 +59,114 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
     let admitted = match validate(session, env, &msg, sub_topic, &cfg) {
         Ok(a) => a,
         Err(e) => {
-            return Flow::Delay {
-                ms: env.settings.channel_error_backoff_ms,
-                frames: vec![frames::error_reply(
-                    session.vsn,
-                    msg.join_ref.as_ref(),
-                    msg.msg_ref.as_ref(),
-                    &msg.topic,
-                    &e.reason(),
-                )],
-                close: e.close(),
-            }
+            return refuse(
+                session,
+                env,
+                msg.join_ref.as_ref(),
+                msg.msg_ref.as_ref(),
+                &msg.topic,
+                &e,
+            )
         }
     };
+    let join = PendingJoin {
+        topic: msg.topic.as_ref().into(),
+        join_ref: msg.join_ref.clone(),
+        msg_ref: msg.msg_ref.clone(),
+        ctx: AuthContext::new(sub_topic, &admitted.claims, session.headers_json()),
+        cfg,
+        token: admitted.token,
+        claims: admitted.claims,
+    };
+    if join.cfg.private {
+        // The read policies decide (PROTOCOL 4.3): presence is probed only
+        // when presence is on for this join.
+        let presence = join.cfg.presence_enabled || env.tenant.config.presence_enabled;
+        return Flow::Authorize(Box::new(Authorize {
+            request: AuthRequest {
+                ctx: join.ctx.clone(),
+                read: Some(presence),
+                write: false,
+            },
+            then: Pending::Join(Box::new(join)),
+        }));
+    }
+    finish(session, env, join, Policies::default());
+    Flow::Continue
+}
+
+/// The delayed error reply of a refused join.
+fn refuse(
+    session: &Session,
+    env: &Env<'_>,
+    join_ref: Option<&Ref>,
+    msg_ref: Option<&Ref>,
+    topic: &str,
+    e: &JoinError,
+) -> Flow {
+    Flow::Delay {
+        ms: env.settings.channel_error_backoff_ms,
+        frames: vec![frames::error_reply(
+            session.vsn,
+            join_ref,
+            msg_ref,
+            topic,
+            &e.reason(),
+        )],
+        close: e.close(),
+    }
+}
+
+/// A private join's read policies arrived: the join completes if they
+/// allow broadcast or presence read, else it is refused with the reason.
+pub fn resume(
+    session: &mut Session,
+    env: &mut Env<'_>,
+    join: PendingJoin,
+    answer: AuthAnswer,
+) -> Flow {
+    let refused = match answer {
+        Ok(p) if p.can_read() => {
+            finish(session, env, join, p);
+            return Flow::Continue;
+        }
+        Ok(_) | Err(AuthError::RlsPolicy(_)) => JoinError::Unauthorized(join.ctx.topic.clone()),
+        Err(AuthError::QueryCanceled(m)) => JoinError::QueryCanceled(m),
+        Err(AuthError::MissingPartition) => JoinError::MissingPartition,
+        Err(AuthError::DatabaseUnavailable(_)) => JoinError::UnableToConnectToProject,
+        Err(AuthError::IncreaseConnectionPool) => JoinError::IncreaseConnectionPool,
+    };
+    refuse(
+        session,
+        env,
+        join.join_ref.as_ref(),
+        join.msg_ref.as_ref(),
+        &join.topic,
+        &refused,
+    )
+}
+
+/// Completes a join that passed: replaces any channel on the topic,
+/// builds the new one and announces it.
+fn finish(session: &mut Session, env: &mut Env<'_>, join: PendingJoin, policies: Policies) {
     // A second join on a joined topic replaces the first, the old channel
     // closing with its own join ref. Only now, once the new join has passed:
     // a refused rejoin must not cost the client the channel it has.
-    if let Some(old) = session.remove_channel(env, &msg.topic) {
+    if let Some(old) = session.remove_channel(env, &join.topic) {
         session.push_close(&old);
     }
-    let ch = build(
+    let ch = build(session, env, &join, policies);
+    let msg_ref = join.msg_ref.as_ref();
+    let sub_topic = join.ctx.topic.clone();
+    announce(
         session,
         env,
-        &msg,
-        &cfg,
-        admitted.token,
-        admitted.claims.exp,
+        ch,
+        msg_ref,
+        &join.cfg,
+        &join.claims,
+        &sub_topic,
     );
-    let msg_ref = msg.msg_ref.as_ref();
-    announce(session, env, ch, msg_ref, &cfg, &admitted.claims, sub_topic);
-    Flow::Continue
 }
 
 /// Runs the join's checks in the Elixir server's order. Changes nothing but
@@ -210,7 +246,7 @@ fn validate(
         Ok(v) => v,
         Err(e) => return Err(JoinError::Token(e)),
     };
-    if cfg.private {
+    if cfg.private && !env.tenant.config.has_database {
         // Private channels are authorised by RLS policies on the tenant
         // database's realtime.messages; without a tenant database that is
         // exactly the Elixir server's answer.
@@ -224,19 +260,18 @@ fn validate(
 fn build(
     session: &mut Session,
     env: &mut Env<'_>,
-    msg: &Inbound<'_>,
-    cfg: &JoinConfig,
-    token: Rc<str>,
-    exp: i64,
+    join: &PendingJoin,
+    policies: Policies,
 ) -> Channel {
+    let cfg = &join.cfg;
     let tenant_cfg = &env.tenant.config;
     let limits = &tenant_cfg.limits;
     *env.next_channel_id += 1;
     let id = *env.next_channel_id;
     let ch = Channel {
         id,
-        topic: msg.topic.as_ref().into(),
-        join_ref: msg.join_ref.clone(),
+        topic: join.topic.clone(),
+        join_ref: join.join_ref.clone(),
         broadcast_self: cfg.self_,
         broadcast_ack: cfg.ack,
         presence_enabled: cfg.presence_enabled || tenant_cfg.presence_enabled,
@@ -247,15 +282,21 @@ fn build(
             limits.client_presence_max_calls,
             limits.client_presence_window_ms,
         ),
-        token,
-        exp,
+        token: join.token.clone(),
+        exp: join.claims.exp,
+        private: cfg.private,
+        policies,
+        auth: cfg.private.then(|| join.ctx.clone()),
     };
+    let (broadcast_read, presence_read) = ch.reads();
     env.tenant.hub.subscribe(
-        &msg.topic,
+        ch.key(),
         Sub {
             channel: id,
             vsn: session.vsn,
             out: session.out.clone(),
+            broadcast_read,
+            presence_read,
         },
     );
     if !session.counted_user {
@@ -285,9 +326,10 @@ fn announce(
         echo_bindings(&cfg.postgres_changes)
     };
     session.reply(ch.join_ref.as_ref(), msg_ref, &ch.topic, "ok", &response);
-    if ch.presence_enabled {
+    // A private channel gets the state only with presence read.
+    if ch.presence_enabled && ch.reads().1 {
         let mut state = Vec::with_capacity(64);
-        match env.tenant.hub.topic(&ch.topic) {
+        match env.tenant.hub.topic(ch.key()) {
             Some(t) => t.presence.state_json(&mut state),
             None => state.extend_from_slice(b"{}"),
         }

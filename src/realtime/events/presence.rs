@@ -1,13 +1,23 @@
 //! `presence`: track / untrack this channel's presence (PROTOCOL 5.1) and
 //! fan the resulting `presence_diff` out to the topic, sender included.
+//!
+//! On a private channel a track needs the presence write policy: asked on
+//! the first track (with presence read, if the join did not ask it), kept
+//! once granted; a refused track is answered `{"status":"error",
+//! "response":{}}` and asks again next time, as the Elixir server does.
+//! The check comes before the per-channel presence limiter counts the
+//! track (the track is handled again once it is answered, and counted
+//! then); the Elixir server counts first.
 
 use serde_json::Value;
 
-use crate::proto::phoenix::{InPayload, Inbound};
+use crate::proto::phoenix::{InPayload, Inbound, Ref};
+use crate::realtime::authz::{AuthAnswer, AuthRequest, Authorize, Pending};
 use crate::realtime::frames;
+use crate::realtime::hub::ChannelId;
 use crate::realtime::presence;
 use crate::realtime::rest;
-use crate::realtime::state::{fan_presence_diff, Env, Flow, Session};
+use crate::realtime::state::{fan_presence_diff, Env, Flow, Resumed, Session};
 
 /// Handles a presence message.
 pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flow {
@@ -29,6 +39,36 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
         return Flow::Continue;
     };
+    if event == "track" && ch.private {
+        match (ch.policies.presence_write, &ch.auth) {
+            (Some(true), _) => {}
+            (None, Some(ctx)) => {
+                return Flow::Authorize(Box::new(Authorize {
+                    request: AuthRequest {
+                        ctx: ctx.clone(),
+                        read: ch.policies.presence_read.is_none().then_some(true),
+                        write: true,
+                    },
+                    then: Pending::Track {
+                        topic: ch.topic.clone(),
+                        channel: ch.id,
+                        join_ref,
+                        msg_ref: msg.msg_ref.clone(),
+                    },
+                }))
+            }
+            (Some(false), _) | (None, None) => {
+                session.reply(
+                    join_ref.as_ref(),
+                    msg.msg_ref.as_ref(),
+                    topic,
+                    "error",
+                    b"{}",
+                );
+                return Flow::Continue;
+            }
+        }
+    }
     if !ch.presence_limiter.allow(env.now_ms) {
         session.shutdown_channel(env, topic, "Client presence rate limit exceeded");
         return Flow::Continue;
@@ -69,27 +109,24 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             ch.presence_enabled = true;
             ch.tracking = true;
             ch.presence_bytes = bytes;
-            let (id, key) = (ch.id, ch.presence_key().to_owned());
-            let diff = env
-                .tenant
-                .hub
-                .topic_mut(topic)
-                .presence
-                .track(id, &key, meta);
+            let (id, key, private) = (ch.id, ch.presence_key().to_owned(), ch.private);
+            let tk = crate::realtime::hub::TopicKey { topic, private };
+            let diff = env.tenant.hub.topic_mut(tk).presence.track(id, &key, meta);
             session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
             if let Some(d) = diff {
-                fan_presence_diff(env, topic, &d);
+                fan_presence_diff(env, tk, &d);
             }
         }
         "untrack" => {
             let ch = session.channels.get_mut(topic).expect("checked above");
             ch.tracking = false;
             ch.presence_bytes = 0;
-            let id = ch.id;
-            let diff = env.tenant.hub.topic_mut(topic).presence.untrack(id);
+            let (id, private) = (ch.id, ch.private);
+            let tk = crate::realtime::hub::TopicKey { topic, private };
+            let diff = env.tenant.hub.topic_mut(tk).presence.untrack(id);
             session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
             if let Some(d) = diff {
-                fan_presence_diff(env, topic, &d);
+                fan_presence_diff(env, tk, &d);
             }
         }
         _ => session.reply(
@@ -101,6 +138,37 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         ),
     }
     Flow::Continue
+}
+
+/// A track's policies arrived. Granted: kept on the channel (presence
+/// read now decides which diffs it receives) and the track is handled
+/// again. Refused, or undecided: `{"status":"error","response":{}}`.
+pub fn resume(
+    session: &mut Session,
+    env: &mut Env<'_>,
+    topic: &str,
+    channel: ChannelId,
+    (join_ref, msg_ref): (Option<Ref>, Option<Ref>),
+    answer: AuthAnswer,
+) -> Resumed {
+    let Some(ch) = session.channels.get_mut(topic).filter(|c| c.id == channel) else {
+        return Flow::Continue.into();
+    };
+    match answer {
+        Ok(p) if p.presence_write == Some(true) => {
+            ch.policies.merge(p);
+            let (b, pr) = ch.reads();
+            env.tenant.hub.set_reads(ch.key(), ch.id, b, pr);
+            return Resumed {
+                flow: Flow::Continue,
+                redispatch: true,
+            };
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(topic, error = ?e, "presence write check failed"),
+    }
+    session.reply(join_ref.as_ref(), msg_ref.as_ref(), topic, "error", b"{}");
+    Flow::Continue.into()
 }
 
 /// The error reason of a track that would take the connection's presence
