@@ -8,7 +8,7 @@ mod support;
 use serde_json::{json, Value};
 use support::control::{admin, connect, ControlDb};
 use support::pg::{dev_db_url, parts};
-use support::rls::{SchemaDb, TenantDb};
+use support::rls::{todays_partition, SchemaDb, TenantDb};
 use support::*;
 
 /// Policies of the cases below.
@@ -348,14 +348,19 @@ fn failing_policies_and_a_missing_partition_give_exact_errors_and_the_server_kee
         &join_private(&mut ws, "2", "room:cancel", json!({})),
         "QueryCanceled: canceling statement due to statement timeout",
     );
-    db.sql("alter table realtime.messages detach partition realtime.messages_today");
+    let today = todays_partition();
+    db.sql(&format!(
+        "alter table realtime.messages detach partition {today}"
+    ));
     assert_refused(
         &join_private(&mut ws, "3", "room:allowed", json!({})),
         "MissingPartition: Realtime was unable to find the expected messages partition",
     );
     assert_ok(&ws.join_v2("4", "realtime:public", json!({})));
-    db.sql("alter table realtime.messages attach partition realtime.messages_today \
-            for values from ((now() at time zone 'utc')::date - 1) to ((now() at time zone 'utc')::date + 2)");
+    db.sql(&format!(
+        "alter table realtime.messages attach partition {today} \
+         for values from ((now() at time zone 'utc')::date) to ((now() at time zone 'utc')::date + 1)"
+    ));
     assert_ok(&join_private(&mut ws, "5", "room:allowed", json!({})));
     // Its pooled connections are ended under it (a restart, an operator):
     // the next check opens a new one rather than failing.

@@ -21,25 +21,9 @@ use support::pg::parts;
 use support::Server;
 
 /// The API roles of a Supabase database and `supabase_realtime_admin` as
-/// the schema makes it; one test at a time creates them.
+/// the schema makes it (shared with the private channel tests).
 fn supabase_roles(db: &TestDb) {
-    let sql = format!(
-        "select pg_advisory_xact_lock(7273001);
-         do $r$
-         declare r text;
-         begin
-             foreach r in array array['anon', 'authenticated', 'service_role',
-                                      'supabase_admin', 'dashboard_user'] loop
-                 if not exists (select from pg_roles where rolname = r) then
-                     execute format('create role %I nologin', r);
-                 end if;
-             end loop;
-         end
-         $r$;
-         {}",
-        include_str!("../src/server/tenant_db/sql/roles.sql")
-    );
-    db.load_sql(&sql, "roles");
+    support::rls::supabase_roles(&db.db.url);
 }
 
 fn new_db() -> TestDb {

@@ -5,49 +5,76 @@
 use super::pg::{dev_db_url, parts, psql};
 use super::Server;
 
-/// Lays down the part of the tenant schema private channels read: the
-/// Supabase API roles (if the cluster lacks them), `realtime.messages`
-/// partitioned by range on `inserted_at` with a partition around today
-/// (`realtime.messages_today`, yesterday to tomorrow in UTC, so a run
-/// across midnight still finds one), row level security on, the API
-/// roles' grants, and `realtime.topic()`. The full tenant migrations
-/// (another branch) will replace this function; nothing else here knows
-/// the schema.
-pub fn install_messages_schema(url: &str) {
+/// The Supabase roles a tenant database has (cluster-wide, so created
+/// once and kept; one test at a time creates them), and the role the
+/// `realtime` schema's objects belong to.
+pub fn supabase_roles(url: &str) {
     psql(
         url,
-        "do $$ begin
-           if not exists (select from pg_roles where rolname = 'anon') then
-             create role anon nologin noinherit; end if;
-           if not exists (select from pg_roles where rolname = 'authenticated') then
-             create role authenticated nologin noinherit; end if;
-           if not exists (select from pg_roles where rolname = 'service_role') then
-             create role service_role nologin noinherit bypassrls; end if;
-         end $$;
-         create schema if not exists realtime;
-         grant usage on schema realtime to anon, authenticated, service_role;
-         create table realtime.messages (
-           topic text not null,
-           extension text not null,
-           payload jsonb,
-           event text,
-           private boolean default false,
-           updated_at timestamp not null default now(),
-           inserted_at timestamp not null default now(),
-           id uuid not null default gen_random_uuid(),
-           primary key (id, inserted_at)
-         ) partition by range (inserted_at);
-         do $$ begin
-           execute format(
-             'create table realtime.messages_today partition of realtime.messages
-              for values from (%L) to (%L)',
-             (now() at time zone 'utc')::date - 1, (now() at time zone 'utc')::date + 2);
-         end $$;
-         alter table realtime.messages enable row level security;
-         grant select, insert, update on realtime.messages to anon, authenticated, service_role;
-         create function realtime.topic() returns text language sql stable as
-           $$ select nullif(current_setting('realtime.topic', true), '')::text $$;",
+        &format!(
+            "select pg_advisory_lock(7273001);
+             do $r$
+             declare r text[];
+             begin
+                 -- As a Supabase database has them: the API roles without
+                 -- login, service_role past row level security.
+                 foreach r slice 1 in array array[
+                     ['anon', 'nologin noinherit'],
+                     ['authenticated', 'nologin noinherit'],
+                     ['service_role', 'nologin noinherit bypassrls'],
+                     ['supabase_admin', 'nologin'],
+                     ['dashboard_user', 'nologin']] loop
+                     if not exists (select from pg_roles where rolname = r[1]) then
+                         execute format('create role %I %s', r[1], r[2]);
+                     end if;
+                 end loop;
+             end
+             $r$;
+             {}
+             select pg_advisory_unlock(7273001);",
+            include_str!("../../src/server/tenant_db/sql/roles.sql")
+        ),
     );
+}
+
+/// The tenant schema as the server installs it: the Supabase roles, the
+/// `realtime` migrations and the daily `realtime.messages` partitions
+/// (yesterday to today + 3), run the way the server runs them on a
+/// tenant's activation, before the test's server starts.
+pub fn install_messages_schema(url: &str) {
+    supabase_roles(url);
+    let (host, port, password) = parts(url);
+    let dbname = url.rsplit_once('/').unwrap().1.to_owned();
+    let cfg = realtime::server::pgconn::PgConfig {
+        host,
+        port: port.parse().unwrap(),
+        dbname,
+        user: "postgres".into(),
+        password,
+        replication: false,
+        application_name: "realtime-test".into(),
+        timeout: std::time::Duration::from_secs(10),
+        tls: Default::default(),
+    };
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(1 << 20)
+        .spawn(move || async move {
+            use realtime::server::tenant_db;
+            tenant_db::migrate(&cfg).await.expect("tenant migrations");
+            tenant_db::maintain_once(&cfg).await.expect("partitions");
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// Today's `realtime.messages` partition (UTC), as the server names it.
+pub fn todays_partition() -> String {
+    let now = realtime::server::shard::now_unix();
+    format!(
+        "realtime.{}",
+        realtime::server::tenant_db::partitions::Day::of_unix(now).partition()
+    )
 }
 
 /// A database of the dev cluster made for one test (dropped with it),
