@@ -21,21 +21,6 @@ fn join(ws: &mut Ws, topic: &str) {
     assert_eq!(reply[4]["status"], "ok", "{reply}");
 }
 
-fn send(ws: &mut Ws, topic: &str, event: &str) {
-    ws.text(
-        &json!(["1", "9", topic, "broadcast", {"type": "broadcast", "event": event, "payload": {}}])
-            .to_string(),
-    );
-}
-
-/// The next broadcast's event name (skipping nothing else: the sockets
-/// here receive only broadcasts after their join reply).
-fn next_event(ws: &mut Ws) -> String {
-    let m = ws.recv_json();
-    assert_eq!(m[3], "broadcast", "{m}");
-    m[4]["event"].as_str().unwrap().to_owned()
-}
-
 /// A heartbeat is answered: the socket is open and served.
 fn alive(ws: &mut Ws) {
     ws.text(r#"[null,"hb","phoenix","heartbeat",{}]"#);
@@ -193,11 +178,11 @@ fn tenants_are_picked_by_host_and_never_hear_each_other() {
     }
     // ta's message is delivered on ta before tb sends: tb's reader must
     // get tb's message first, and ta's reader ta's next one.
-    send(&mut a1, topic, "from-a");
+    send_event(&mut a1, topic, "from-a");
     assert_eq!(next_event(&mut a2), "from-a");
-    send(&mut b1, topic, "from-b");
+    send_event(&mut b1, topic, "from-b");
     assert_eq!(next_event(&mut b2), "from-b");
-    send(&mut a1, topic, "a-again");
+    send_event(&mut a1, topic, "a-again");
     assert_eq!(next_event(&mut a2), "a-again");
 }
 

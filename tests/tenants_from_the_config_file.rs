@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::json;
-use support::control::{client_token, connect};
+use support::control::{client_token, connect, next_event, send_event};
 use support::pg::{dev_db_url, parts, psql, psql_bin};
 use support::*;
 
@@ -65,21 +65,6 @@ fn join(ws: &mut Ws, join_ref: &str, topic: &str) -> serde_json::Value {
     )
 }
 
-fn send(ws: &mut Ws, topic: &str, event: &str) {
-    ws.text(
-        &json!(["1", "9", topic, "broadcast", {"type": "broadcast", "event": event, "payload": {}}])
-            .to_string(),
-    );
-}
-
-/// The next broadcast's event name (these sockets receive nothing else
-/// after their join replies).
-fn next_event(ws: &mut Ws) -> String {
-    let m = ws.recv_json();
-    assert_eq!(m[3], "broadcast", "{m}");
-    m[4]["event"].as_str().unwrap().to_owned()
-}
-
 #[test]
 fn file_tenants_are_picked_by_host_and_keep_their_secrets_limits_and_messages_apart() {
     let file = ConfigFile::new("two", &two_tenants());
@@ -131,19 +116,19 @@ fn file_tenants_are_picked_by_host_and_keep_their_secrets_limits_and_messages_ap
     for ws in [&mut a1, &mut a2, &mut b1, &mut b2] {
         assert_eq!(join(ws, "1", topic)[4]["status"], "ok");
     }
-    send(&mut a1, topic, "from-a");
+    send_event(&mut a1, topic, "from-a");
     assert_eq!(next_event(&mut a2), "from-a");
-    send(&mut b1, topic, "from-b");
+    send_event(&mut b1, topic, "from-b");
     assert_eq!(next_event(&mut b2), "from-b");
-    send(&mut a1, topic, "a-again");
+    send_event(&mut a1, topic, "a-again");
     assert_eq!(next_event(&mut a2), "a-again");
     // The environment's tenant, on the same topic, heard neither: its
     // own message is the first it gets; and neither file tenant hears it.
-    send(&mut home1, topic, "from-home");
+    send_event(&mut home1, topic, "from-home");
     assert_eq!(next_event(&mut home2), "from-home");
-    send(&mut a1, topic, "a-last");
+    send_event(&mut a1, topic, "a-last");
     assert_eq!(next_event(&mut a2), "a-last");
-    send(&mut b1, topic, "b-last");
+    send_event(&mut b1, topic, "b-last");
     assert_eq!(next_event(&mut b2), "b-last");
 
     // filea allows one channel per client (from the file); fileb has the

@@ -109,3 +109,19 @@ pub fn connect(srv: &Server, id: &str, secret: &str) -> Result<Ws, (u16, String)
     );
     Ws::try_connect(srv.port, &path, &format!("{id}.localhost"), &[])
 }
+
+/// Sends a broadcast with an empty payload on a joined vsn 2.0.0 channel.
+pub fn send_event(ws: &mut Ws, topic: &str, event: &str) {
+    ws.text(
+        &json!(["1", "9", topic, "broadcast", {"type": "broadcast", "event": event, "payload": {}}])
+            .to_string(),
+    );
+}
+
+/// The next broadcast's event name (for sockets that receive nothing else
+/// after their join replies).
+pub fn next_event(ws: &mut Ws) -> String {
+    let m = ws.recv_json();
+    assert_eq!(m[3], "broadcast", "{m}");
+    m[4]["event"].as_str().unwrap().to_owned()
+}
