@@ -515,3 +515,77 @@ fn concurrent_first_connects_to_a_tenant_read_its_record_once_per_shard() {
     );
     alive(&mut sockets[63]);
 }
+
+/// Two tenant ids homed on the same shard of `nr_shards`, so nothing but
+/// their being two tenants keeps their state apart.
+fn two_tenants_on_one_shard(nr_shards: usize) -> (String, String) {
+    let home = realtime_shards::home_shard("presa", nr_shards);
+    let other = (0..)
+        .map(|i| format!("presb{i}"))
+        .find(|id| realtime_shards::home_shard(id, nr_shards) == home)
+        .unwrap();
+    ("presa".to_owned(), other)
+}
+
+fn track(ws: &mut Ws, topic: &str, at: u64) -> serde_json::Value {
+    ws.text(
+        &json!(["1", "t", topic, "presence", {"type": "presence", "event": "track", "payload": {"online_at": at}}])
+            .to_string(),
+    );
+    let reply = ws.recv_json();
+    assert_eq!(reply[3], "phx_reply", "{reply}");
+    let diff = ws.recv_json();
+    assert_eq!(diff[3], "presence_diff", "{diff}");
+    diff[4].clone()
+}
+
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn two_tenants_on_one_topic_never_see_each_others_presence() {
+    let db = ControlDb::create("pres");
+    let srv = Server::start_env(&db.env());
+    let (ta, tb) = two_tenants_on_one_shard(2);
+    let (sa, sb) = (
+        "secret-pa-of-thirty-two-bytes-xx",
+        "secret-pb-of-thirty-two-bytes-xx",
+    );
+    for (id, secret) in [(&ta, sa), (&tb, sb)] {
+        assert_eq!(
+            admin(&srv, "POST", "/api/tenants", Some(tenant_body(id, secret))).0,
+            201
+        );
+    }
+    let topic = "realtime:lobby";
+    let join_as = |ws: &mut Ws, key: &str| {
+        let reply = ws.join_v2(
+            "1",
+            topic,
+            json!({"presence": {"key": key, "enabled": true}}),
+        );
+        assert_eq!(reply[4]["status"], "ok", "{reply}");
+        let state = ws.recv_json();
+        assert_eq!(state[3], "presence_state", "{state}");
+        state[4].clone()
+    };
+
+    let mut a = connect(&srv, &ta, sa).unwrap();
+    assert_eq!(join_as(&mut a, "alice"), json!({}));
+    assert_eq!(keys(&track(&mut a, topic, 1)["joins"]), ["alice"]);
+
+    // The other tenant's socket on the same shard and topic: alice is not
+    // in its state, and its own track reaches only its own tenant.
+    let mut b = connect(&srv, &tb, sb).unwrap();
+    assert_eq!(join_as(&mut b, "bob"), json!({}));
+    assert_eq!(keys(&track(&mut b, topic, 2)["joins"]), ["bob"]);
+    // alice's next message is her own update's diff, not bob's join.
+    assert_eq!(keys(&track(&mut a, topic, 3)["joins"]), ["alice"]);
+    let mut a2 = connect(&srv, &ta, sa).unwrap();
+    assert_eq!(keys(&join_as(&mut a2, "carol")), ["alice"]);
+}
