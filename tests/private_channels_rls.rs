@@ -8,7 +8,7 @@ mod support;
 use serde_json::{json, Value};
 use support::control::{admin, connect, ControlDb};
 use support::pg::{dev_db_url, parts};
-use support::rls::{todays_partition, SchemaDb, TenantDb};
+use support::rls::{assert_ok, assert_refused, todays_partition, SchemaDb, TenantDb};
 use support::*;
 
 /// Policies of the cases below.
@@ -52,17 +52,6 @@ fn authed(port: u16, sub: &str) -> Ws {
 fn join_private(ws: &mut Ws, jr: &str, name: &str, mut config: Value) -> Value {
     config["private"] = json!(true);
     ws.join_v2(jr, &format!("realtime:{name}"), config)
-}
-
-fn assert_ok(reply: &Value) {
-    assert_eq!(reply[3], "phx_reply", "{reply}");
-    assert_eq!(reply[4]["status"], "ok", "{reply}");
-}
-
-fn assert_refused(reply: &Value, reason: &str) {
-    assert_eq!(reply[3], "phx_reply", "{reply}");
-    assert_eq!(reply[4]["status"], "error", "{reply}");
-    assert_eq!(reply[4]["response"]["reason"], reason, "{reply}");
 }
 
 fn unauthorized(name: &str) -> String {

@@ -48,6 +48,15 @@ pub enum JoinError {
     MissingPartition,
     /// The tenant's authorization connections all stayed busy.
     IncreaseConnectionPool,
+    /// `broadcast.replay` on a public channel.
+    ReplayPublic,
+    /// `broadcast.replay` with a `since` or `limit` that is not an integer.
+    ReplayParamsInvalid,
+    /// The replay query could not be run (no connection).
+    ReplayFailed,
+    /// The replay query failed in the database or took too long: the
+    /// Elixir server has no clause for its database's error.
+    UnknownErrorOnChannel,
 }
 
 impl JoinError {
@@ -69,6 +78,10 @@ impl JoinError {
             JoinError::QueryCanceled(_) => "QueryCanceled",
             JoinError::MissingPartition => "MissingPartition",
             JoinError::IncreaseConnectionPool => "IncreaseConnectionPool",
+            JoinError::ReplayPublic | JoinError::ReplayParamsInvalid | JoinError::ReplayFailed => {
+                "UnableToReplayMessages"
+            }
+            JoinError::UnknownErrorOnChannel => return None,
             JoinError::Token(e) => match e {
                 AuthError::Expired { .. } | AuthError::MissingClaims | AuthError::ExpInvalid => {
                     "InvalidJWTToken"
@@ -104,6 +117,10 @@ impl JoinError {
                 "Realtime was unable to find the expected messages partition".into()
             }
             JoinError::IncreaseConnectionPool => "Please increase your connection pool size".into(),
+            JoinError::ReplayPublic => "Replay is not allowed for public channels".into(),
+            JoinError::ReplayParamsInvalid => "Replay params are not valid".into(),
+            JoinError::ReplayFailed => "Realtime was unable to replay messages".into(),
+            JoinError::UnknownErrorOnChannel => "Unknown Error on Channel".into(),
             JoinError::Token(e) => match self.code() {
                 Some(_) => e.to_string(),
                 None => "Unknown Error on Channel".into(),

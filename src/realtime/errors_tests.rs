@@ -109,6 +109,10 @@ fn join_samples() -> Vec<JoinError> {
         JoinError::QueryCanceled("DBMSG".into()),
         JoinError::MissingPartition,
         JoinError::IncreaseConnectionPool,
+        JoinError::ReplayPublic,
+        JoinError::ReplayParamsInvalid,
+        JoinError::ReplayFailed,
+        JoinError::UnknownErrorOnChannel,
     ];
     v.extend(auth_samples().into_iter().map(JoinError::Token));
     // No wildcard: a new variant fails to compile until it has a sample.
@@ -128,7 +132,11 @@ fn join_samples() -> Vec<JoinError> {
             | JoinError::Unauthorized(_)
             | JoinError::QueryCanceled(_)
             | JoinError::MissingPartition
-            | JoinError::IncreaseConnectionPool => {}
+            | JoinError::IncreaseConnectionPool
+            | JoinError::ReplayPublic
+            | JoinError::ReplayParamsInvalid
+            | JoinError::ReplayFailed
+            | JoinError::UnknownErrorOnChannel => {}
         }
     }
     v

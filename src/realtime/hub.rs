@@ -155,6 +155,10 @@ pub enum Outgoing<'a> {
     },
 }
 
+/// The ids of the messages replayed to one channel on its join (at most
+/// 25, sorted): their live copies are not delivered to it again.
+pub type ReplayedIds = Box<[Box<str>]>;
+
 /// All topics of one tenant on its home shard, keyed by the client topic
 /// (`realtime:<name>`), public and private apart.
 #[derive(Default)]
@@ -162,6 +166,11 @@ pub struct Hub {
     topics: HashMap<Box<str>, Topic>,
     /// Private topics: a separate map, so no key of one can name the other.
     private: HashMap<Box<str>, Topic>,
+    /// Channels that joined with a replay, and what was replayed to them
+    /// (PROTOCOL 4.7). Kept beside the subscribers rather than in each
+    /// [`Sub`], which stays small for the many that never replay; fan-out
+    /// looks here only while it is not empty.
+    replayed: HashMap<ChannelId, ReplayedIds>,
 }
 
 impl Hub {
@@ -195,9 +204,20 @@ impl Hub {
         }
     }
 
+    /// Withholds from `channel` the live copies of the messages whose ids
+    /// were replayed to it, for as long as it is subscribed.
+    pub fn set_replayed(&mut self, channel: ChannelId, ids: ReplayedIds) {
+        if !ids.is_empty() {
+            self.replayed.insert(channel, ids);
+        }
+    }
+
     /// Removes a channel from a topic; the topic goes when nothing is left.
     pub fn unsubscribe<'k>(&mut self, key: impl Into<TopicKey<'k>>, channel: ChannelId) {
         let key = key.into();
+        if !self.replayed.is_empty() {
+            self.replayed.remove(&channel);
+        }
         let space = self.space_mut(key.private);
         if let Some(t) = space.get_mut(key.topic) {
             if let Some(i) = t.subs.iter().position(|s| s.channel == channel) {
@@ -260,9 +280,10 @@ impl Hub {
             return 0;
         };
         let mut cache = FrameCache::default();
+        let mut id = None;
         let mut n = 0;
         for s in &t.subs {
-            if Some(s.channel) == exclude || !s.reads(msg) {
+            if Some(s.channel) == exclude || !s.reads(msg) || self.was_replayed(s, msg, &mut id) {
                 continue;
             }
             if let Some(f) = cache.frame(topic, msg, s) {
@@ -301,8 +322,9 @@ impl Hub {
             return Ok(0);
         };
         let mut cache = FrameCache::default();
+        let mut id = None;
         for s in &t.subs {
-            if Some(s.channel) == exclude || !s.reads(msg) {
+            if Some(s.channel) == exclude || !s.reads(msg) || self.was_replayed(s, msg, &mut id) {
                 continue;
             }
             if let Some(f) = cache.frame(topic, msg, s) {
@@ -316,7 +338,7 @@ impl Hub {
         }
         let mut n = 0;
         for s in &t.subs {
-            if Some(s.channel) == exclude || !s.reads(msg) {
+            if Some(s.channel) == exclude || !s.reads(msg) || self.was_replayed(s, msg, &mut id) {
                 continue;
             }
             if let Some(f) = cache.frame(topic, msg, s) {
@@ -325,6 +347,55 @@ impl Hub {
             }
         }
         Ok(n)
+    }
+}
+
+impl Hub {
+    /// Whether `msg` is the live copy of a message replayed to `sub`.
+    /// `id` caches the message's id across the subscribers of one fan-out:
+    /// it is read at most once, and only if some subscriber replayed.
+    fn was_replayed(&self, sub: &Sub, msg: &Outgoing<'_>, id: &mut Option<Option<String>>) -> bool {
+        if self.replayed.is_empty() {
+            return false;
+        }
+        let Some(ids) = self.replayed.get(&sub.channel) else {
+            return false;
+        };
+        match id.get_or_insert_with(|| message_id(msg)) {
+            Some(id) => ids.binary_search_by(|r| (**r).cmp(id.as_str())).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// The id a message carries, as the Elixir server's dispatcher reads it: a
+/// user broadcast's metadata `{"id": …}` (Broadcast from Database), a JSON
+/// broadcast's `meta.id` (a REST batch message with an id). Only string
+/// ids can name a replayed message.
+fn message_id(msg: &Outgoing<'_>) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct WithId {
+        id: Option<serde_json::Value>,
+    }
+    #[derive(serde::Deserialize)]
+    struct WithMeta {
+        meta: Option<WithId>,
+    }
+    let id = match msg {
+        Outgoing::User { metadata, .. } if !metadata.is_empty() => {
+            serde_json::from_slice::<WithId>(metadata).ok()?.id
+        }
+        Outgoing::Json {
+            event: "broadcast",
+            payload,
+        } if payload.first() == Some(&b'{') => {
+            serde_json::from_slice::<WithMeta>(payload).ok()?.meta?.id
+        }
+        _ => None,
+    };
+    match id? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
     }
 }
 
@@ -588,5 +659,82 @@ mod tests {
         assert!(hub.topic(private).is_none());
         assert!(hub.topic("realtime:t").is_some());
         assert_eq!(hub.nr_topics(), 1);
+    }
+
+    #[test]
+    fn live_copies_of_replayed_messages_skip_only_the_channel_they_were_replayed_to() {
+        let key = TopicKey {
+            topic: "realtime:t",
+            private: true,
+        };
+        let mut hub = Hub::default();
+        // Channel 1 (v2) and 2 (v1) replayed, 3 replayed nothing.
+        let queues: Vec<_> = [Vsn::V2, Vsn::V1, Vsn::V2]
+            .into_iter()
+            .zip(1..)
+            .map(|(vsn, channel)| {
+                let q = Bounded::new(1 << 20);
+                hub.subscribe(key, sub(channel, vsn, &q));
+                q
+            })
+            .collect();
+        hub.set_replayed(1, vec!["id-a".into(), "id-b".into()].into_boxed_slice());
+        hub.set_replayed(2, vec!["id-a".into()].into_boxed_slice());
+        hub.set_replayed(3, Box::new([]));
+        let from_db = |id: &'static str| {
+            let metadata = format!(r#"{{"id":"{id}"}}"#);
+            move |hub: &Hub| {
+                hub.fanout(
+                    key,
+                    &Outgoing::User {
+                        event: "e",
+                        encoding: Encoding::Json,
+                        metadata: metadata.as_bytes(),
+                        payload: b"{}",
+                    },
+                    None,
+                )
+            }
+        };
+        assert_eq!(
+            from_db("id-a")(&hub),
+            1,
+            "only the one that replayed nothing"
+        );
+        assert_eq!(from_db("id-b")(&hub), 2);
+        assert_eq!(from_db("id-c")(&hub), 3);
+        // A REST batch message with an id is a JSON broadcast with meta.id.
+        let rest = Outgoing::Json {
+            event: "broadcast",
+            payload: br#"{"event":"e","meta":{"id":"id-b"},"payload":{},"type":"broadcast"}"#,
+        };
+        assert!(matches!(hub.fanout_if_room(key, &rest, None), Ok(2)));
+        // No id, an id that is not a string, no metadata: delivered.
+        for payload in [
+            &br#"{"meta":{"id":1}}"#[..],
+            br#"{"meta":null}"#,
+            b"[]",
+            b"{}",
+        ] {
+            let m = Outgoing::Json {
+                event: "broadcast",
+                payload,
+            };
+            assert_eq!(hub.fanout(key, &m, None), 3);
+        }
+        let bare = Outgoing::User {
+            event: "e",
+            encoding: Encoding::Json,
+            metadata: b"",
+            payload: b"{}",
+        };
+        assert_eq!(hub.fanout(key, &bare, None), 3);
+        let got: Vec<usize> = queues.iter().map(|q| q.frames.borrow().len()).collect();
+        assert_eq!(got, [6, 8, 9]);
+        // Gone with the channel: a later channel reusing nothing of it.
+        hub.unsubscribe(key, 1);
+        hub.unsubscribe(key, 2);
+        assert!(hub.replayed.is_empty());
+        assert_eq!(from_db("id-a")(&hub), 1);
     }
 }

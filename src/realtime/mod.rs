@@ -7,6 +7,8 @@
 //!   tenant database and the answers the server hands back.
 //! - [`join_config`]: the `phx_join` config, read leniently.
 //! - [`hub`]: topics, subscribers and the serialize-once fan-out.
+//! - [`replay`]: a private join's stored messages, replayed after its
+//!   reply.
 //! - [`session`]: routing of a connection's messages to event handlers.
 //! - [`state`]: one connection's channels and what handlers are given.
 //! - [`events`]: one file per Phoenix event.
@@ -33,6 +35,7 @@ pub mod join_config;
 pub mod limits;
 pub mod postgres_changes;
 pub mod presence;
+pub mod replay;
 pub mod rest;
 pub mod secrets;
 pub mod session;

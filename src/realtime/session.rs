@@ -5,6 +5,7 @@
 
 use super::authz::{AuthAnswer, Pending};
 use super::events::{self, Event};
+use super::replay::{PendingReplay, ReplayAnswer};
 use crate::proto::phoenix::Inbound;
 
 pub use super::state::{
@@ -48,5 +49,11 @@ impl Session {
             } => events::presence::resume(self, env, &topic, channel, (join_ref, msg_ref), answer),
             Pending::AccessToken(t) => events::access_token::resume(self, env, *t, answer).into(),
         }
+    }
+
+    /// Hands a private join its stored messages (see [`Flow::Replay`]):
+    /// the join completes with them, or is refused.
+    pub fn replayed(&mut self, env: &mut Env<'_>, r: PendingReplay, answer: ReplayAnswer) -> Flow {
+        events::phx_join::replayed(self, env, r, answer)
     }
 }

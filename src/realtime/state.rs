@@ -11,6 +11,7 @@ use super::authz::{AuthContext, Authorize, Policies};
 use super::frames;
 use super::hub::{ChannelId, Outbound, Outgoing, TopicKey};
 use super::presence::{ClientPresenceLimiter, Diff};
+use super::replay::PendingReplay;
 use super::tenant::Tenant;
 use crate::proto::phoenix::{Inbound, Ref, Vsn};
 
@@ -69,6 +70,9 @@ pub enum Flow {
     /// Stop reading, ask the tenant database what the policies allow,
     /// then hand the answer to [`Session::resume`] (see `authz`).
     Authorize(Box<Authorize>),
+    /// Stop reading, fetch the stored messages a private join asked to
+    /// replay, then hand them to `Session::replayed` (see `replay`).
+    Replay(Box<PendingReplay>),
 }
 
 /// What the driver does once an answer was handed to [`Session::resume`].

@@ -15,6 +15,7 @@ use super::conns::Conn;
 use super::fault::{self, Boundary};
 use super::http_api;
 use super::outq::{CloseReason, OutQueue, OutState};
+use super::replay;
 use super::rls;
 use super::shard::{now_unix, ShardState};
 use super::sock::SharedStream;
@@ -26,6 +27,7 @@ use crate::realtime::auth;
 use crate::realtime::authz::{AuthError, Authorize};
 use crate::realtime::errors::ConnectError;
 use crate::realtime::hub::Outbound;
+use crate::realtime::replay::PendingReplay;
 use crate::realtime::session::{Env, Flow, Session, Tally};
 use crate::realtime::tenant::Tenant;
 
@@ -369,6 +371,7 @@ fn read_loop<'a>(
                     // Nothing more is read from this socket until the
                     // answer is in, so its messages keep their order.
                     Step::Authorize(a) => Box::pin(authorize(state, conn, *a, &msg)).await,
+                    Step::Replay(r) => Box::pin(replay(state, conn, *r)).await,
                 };
                 if !go_on {
                     return;
@@ -437,6 +440,9 @@ enum Step {
     /// Pause reading, ask the tenant database, then resume (see
     /// [`Flow::Authorize`]).
     Authorize(Box<Authorize>),
+    /// Pause reading, fetch a join's stored messages, then complete it
+    /// (see [`Flow::Replay`]).
+    Replay(Box<PendingReplay>),
 }
 
 /// A paused read: how long, then what to queue and whether to close.
@@ -487,6 +493,7 @@ fn step_of(out: &OutQueue, flow: Flow) -> Step {
         Flow::Continue => Step::Stop,
         Flow::Delay { ms, frames, close } => Step::Delay(Delayed { ms, frames, close }),
         Flow::Authorize(a) => Step::Authorize(a),
+        Flow::Replay(r) => Step::Replay(r),
     }
 }
 
@@ -529,6 +536,8 @@ async fn authorize(
         Step::Read => true,
         Step::Stop => false,
         Step::Delay(d) => delay(conn, d).await,
+        // A join allowed to read, with a replay to fetch.
+        Step::Replay(r) => replay(state, conn, *r).await,
         // A continuation never asks again.
         Step::Authorize(_) => true,
     };
@@ -541,7 +550,25 @@ async fn authorize(
         Step::Delay(d) => delay(conn, d).await,
         // The channel was replaced by one that knows nothing yet: not
         // possible while this socket is not read, and never a loop.
-        Step::Authorize(_) => true,
+        Step::Authorize(_) | Step::Replay(_) => true,
+    }
+}
+
+/// Fetches the stored messages a private join asked to replay, then
+/// completes (or refuses) the join. False when the socket must stop
+/// reading.
+async fn replay(state: &Rc<ShardState>, conn: &Rc<Conn>, r: PendingReplay) -> bool {
+    let tenant = conn.tenant.borrow().config.clone();
+    let answer = replay::fetch_for(state, &tenant, &r.request).await;
+    if conn.out.state() != OutState::Open {
+        return false;
+    }
+    let flow = with_env(state, conn, |session, env| session.replayed(env, r, answer));
+    match step_of(&conn.out, flow) {
+        Step::Delay(d) => delay(conn, d).await,
+        Step::Stop => false,
+        // Read on; a completed join asks nothing more.
+        Step::Read | Step::Authorize(_) | Step::Replay(_) => true,
     }
 }
 

@@ -25,7 +25,8 @@
 //! - [`replication`]: one logical replication stream per tenant database,
 //!   its subscription checks, RLS row checks and confirmations.
 //! - [`rls`]: the RLS checks of private channels on `realtime.messages`;
-//!   [`rls_pool`]: each tenant's authorization connections they borrow.
+//!   [`rls_pool`]: each tenant's authorization connections they borrow;
+//!   [`replay`]: a private join's stored messages, read on that pool.
 
 pub mod admin_api;
 pub mod bootstrap;
@@ -40,6 +41,7 @@ pub mod migrator;
 pub mod outq;
 pub mod pgconn;
 pub mod pgerror;
+pub mod replay;
 pub mod replication;
 pub mod resp;
 pub mod rls;

@@ -158,3 +158,16 @@ impl TenantDb {
         self.db.sql(sql)
     }
 }
+
+/// A join reply that says `ok`.
+pub fn assert_ok(reply: &serde_json::Value) {
+    assert_eq!(reply[3], "phx_reply", "{reply}");
+    assert_eq!(reply[4]["status"], "ok", "{reply}");
+}
+
+/// A join reply refused with `reason`.
+pub fn assert_refused(reply: &serde_json::Value, reason: &str) {
+    assert_eq!(reply[3], "phx_reply", "{reply}");
+    assert_eq!(reply[4]["status"], "error", "{reply}");
+    assert_eq!(reply[4]["response"]["reason"], reason, "{reply}");
+}

@@ -2,7 +2,8 @@
 //! Elixir server's order, and answers with the reply, `presence_state` and
 //! `system` pushes, or a delayed `{"reason": "<Code>: <msg>"}` error. A
 //! private join asks the tenant database for its read policies first and
-//! completes in [`resume`].
+//! completes in [`resume`], or, when it asked for a replay, in
+//! [`replayed`] once its stored messages are in.
 
 use std::rc::Rc;
 
@@ -18,8 +19,12 @@ use crate::realtime::errors::JoinError;
 use crate::realtime::frames;
 use crate::realtime::hub::Sub;
 pub use crate::realtime::join_config::JoinConfig;
+use crate::realtime::join_config::ReplayConfig;
 use crate::realtime::postgres_changes;
 use crate::realtime::presence::ClientPresenceLimiter;
+use crate::realtime::replay::{
+    self, PendingReplay, ReplayAnswer, ReplayError, ReplayRequest, StoredMessage,
+};
 use crate::realtime::state::{Channel, Env, Flow, Session};
 
 /// The stable integer id of a `postgres_changes` binding: a hash of its
@@ -78,6 +83,10 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
         token: admitted.token,
         claims: admitted.claims,
     };
+    if !join.cfg.private && join.cfg.replay.asked() {
+        // Checked where the Elixir server checks it: after everything else.
+        return refuse_join(session, env, &join, &JoinError::ReplayPublic);
+    }
     if join.cfg.private {
         // The read policies decide (PROTOCOL 4.3): presence is probed only
         // when presence is on for this join.
@@ -91,7 +100,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             then: Pending::Join(Box::new(join)),
         }));
     }
-    finish(session, env, join, Policies::default());
+    finish(session, env, join, Policies::default(), &[]);
     Flow::Continue
 }
 
@@ -126,29 +135,82 @@ pub fn resume(
     answer: AuthAnswer,
 ) -> Flow {
     let refused = match answer {
-        Ok(p) if p.can_read() => {
-            finish(session, env, join, p);
-            return Flow::Continue;
-        }
+        Ok(p) if p.can_read() => return admit(session, env, join, p),
         Ok(_) | Err(AuthError::RlsPolicy(_)) => JoinError::Unauthorized(join.ctx.topic.clone()),
         Err(AuthError::QueryCanceled(m)) => JoinError::QueryCanceled(m),
         Err(AuthError::MissingPartition) => JoinError::MissingPartition,
         Err(AuthError::DatabaseUnavailable(_)) => JoinError::UnableToConnectToProject,
         Err(AuthError::IncreaseConnectionPool) => JoinError::IncreaseConnectionPool,
     };
-    refuse(
-        session,
-        env,
-        join.join_ref.as_ref(),
-        join.msg_ref.as_ref(),
-        &join.topic,
-        &refused,
-    )
+    refuse_join(session, env, &join, &refused)
+}
+
+/// [`refuse`] for a join that passed the checks before the database's.
+fn refuse_join(session: &Session, env: &Env<'_>, join: &PendingJoin, e: &JoinError) -> Flow {
+    let refs = (join.join_ref.as_ref(), join.msg_ref.as_ref());
+    refuse(session, env, refs.0, refs.1, &join.topic, e)
+}
+
+/// A private join its policies let read: completes it, or first asks for
+/// the replay it wants (PROTOCOL 4.7). A replay needs broadcast read, and
+/// its params are checked only now, in the Elixir server's order.
+fn admit(session: &mut Session, env: &mut Env<'_>, join: PendingJoin, p: Policies) -> Flow {
+    let refused = match join.cfg.replay {
+        ReplayConfig::Absent => None,
+        _ if p.broadcast_read != Some(true) => {
+            Some(JoinError::Unauthorized(join.ctx.topic.clone()))
+        }
+        // Not an object: nothing to replay, as the Elixir server reads it.
+        ReplayConfig::NotObject => None,
+        ReplayConfig::Invalid => Some(JoinError::ReplayParamsInvalid),
+        ReplayConfig::Valid(r) => {
+            return Flow::Replay(Box::new(PendingReplay {
+                request: ReplayRequest {
+                    topic: join.ctx.topic.clone(),
+                    since_ms: r.since_ms,
+                    limit: r.limit,
+                },
+                join,
+                policies: p,
+            }))
+        }
+    };
+    if let Some(e) = refused {
+        return refuse_join(session, env, &join, &e);
+    }
+    finish(session, env, join, p, &[]);
+    Flow::Continue
+}
+
+/// A private join's stored messages arrived: it completes with them
+/// replayed, or is refused as the Elixir server refuses it.
+pub fn replayed(
+    session: &mut Session,
+    env: &mut Env<'_>,
+    r: PendingReplay,
+    answer: ReplayAnswer,
+) -> Flow {
+    let e = match answer {
+        Ok(messages) => {
+            finish(session, env, r.join, r.policies, &messages);
+            return Flow::Continue;
+        }
+        Err(ReplayError::Query(_)) => JoinError::UnknownErrorOnChannel,
+        Err(ReplayError::Unavailable(_)) => JoinError::ReplayFailed,
+    };
+    refuse_join(session, env, &r.join, &e)
 }
 
 /// Completes a join that passed: replaces any channel on the topic,
-/// builds the new one and announces it.
-fn finish(session: &mut Session, env: &mut Env<'_>, join: PendingJoin, policies: Policies) {
+/// builds the new one and announces it, with `replayed` (newest first)
+/// after its reply.
+fn finish(
+    session: &mut Session,
+    env: &mut Env<'_>,
+    join: PendingJoin,
+    policies: Policies,
+    replayed: &[StoredMessage],
+) {
     // A second join on a joined topic replaces the first, the old channel
     // closing with its own join ref. Only now, once the new join has passed:
     // a refused rejoin must not cost the client the channel it has.
@@ -156,17 +218,10 @@ fn finish(session: &mut Session, env: &mut Env<'_>, join: PendingJoin, policies:
         session.push_close(&old);
     }
     let ch = build(session, env, &join, policies);
-    let msg_ref = join.msg_ref.as_ref();
-    let sub_topic = join.ctx.topic.clone();
-    announce(
-        session,
-        env,
-        ch,
-        msg_ref,
-        &join.cfg,
-        &join.claims,
-        &sub_topic,
-    );
+    if !replayed.is_empty() {
+        env.tenant.hub.set_replayed(ch.id, replay::ids(replayed));
+    }
+    announce(session, env, ch, &join, replayed);
 }
 
 /// Runs the join's checks in the Elixir server's order. Changes nothing but
@@ -308,24 +363,28 @@ fn build(
     ch
 }
 
-/// Tells the client: the `ok` reply with the bindings, the presence state,
-/// the Postgres Changes subscription (or why not); then keeps the channel.
+/// Tells the client: the `ok` reply with the bindings, the replayed
+/// messages, the presence state, the Postgres Changes subscription (or why
+/// not); then keeps the channel.
 fn announce(
     session: &mut Session,
     env: &mut Env<'_>,
     ch: Channel,
-    msg_ref: Option<&Ref>,
-    cfg: &JoinConfig,
-    claims: &Claims,
-    sub_topic: &str,
+    join: &PendingJoin,
+    replayed: &[StoredMessage],
 ) {
+    let cfg = &join.cfg;
     // Reply: the bindings echoed with their ids (none: a constant).
     let response = if cfg.postgres_changes.is_empty() {
         br#"{"postgres_changes":[]}"#.to_vec()
     } else {
         echo_bindings(&cfg.postgres_changes)
     };
-    session.reply(ch.join_ref.as_ref(), msg_ref, &ch.topic, "ok", &response);
+    let jr = ch.join_ref.as_ref();
+    session.reply(jr, join.msg_ref.as_ref(), &ch.topic, "ok", &response);
+    for f in replay::frames(session.vsn, jr, &ch.topic, replayed) {
+        session.out.push(f);
+    }
     // A private channel gets the state only with presence read.
     if ch.presence_enabled && ch.reads().1 {
         let mut state = Vec::with_capacity(64);
@@ -343,7 +402,7 @@ fn announce(
         ));
     }
     if !cfg.postgres_changes.is_empty() || (!cfg.has_config && env.tenant.config.has_database) {
-        subscribe_changes(session, env, &ch, claims, cfg, sub_topic);
+        subscribe_changes(session, env, &ch, &join.claims, cfg, &join.ctx.topic);
     }
     session.channels.insert(ch);
 }
