@@ -25,6 +25,7 @@ const SUITES = {
     './suites/realtime-js-pg/filters-db.mjs',
     './suites/realtime-js-pg/subscribe-errors.mjs',
     './suites/realtime-js-pg/private.mjs',
+    './suites/realtime-js-pg/replay.mjs',
   ],
   phoenix: ['./suites/phoenix/phoenix.mjs'],
 }
