@@ -206,8 +206,10 @@ impl Hub {
 
     /// Withholds from `channel` the live copies of the messages whose ids
     /// were replayed to it, for as long as it is subscribed.
-    pub fn set_replayed(&mut self, channel: ChannelId, ids: ReplayedIds) {
+    pub fn set_replayed(&mut self, channel: ChannelId, mut ids: ReplayedIds) {
         if !ids.is_empty() {
+            // Sorted, so that fan-out finds an id by bisection.
+            ids.sort_unstable();
             self.replayed.insert(channel, ids);
         }
     }
@@ -678,7 +680,8 @@ mod tests {
                 q
             })
             .collect();
-        hub.set_replayed(1, vec!["id-a".into(), "id-b".into()].into_boxed_slice());
+        // Unsorted: the hub sorts what it bisects.
+        hub.set_replayed(1, vec!["id-b".into(), "id-a".into()].into_boxed_slice());
         hub.set_replayed(2, vec!["id-a".into()].into_boxed_slice());
         hub.set_replayed(3, Box::new([]));
         let from_db = |id: &'static str| {

@@ -143,10 +143,7 @@ pub fn frames(
 
 /// The ids of `messages`, whose live copies the channel does not get.
 pub fn ids(messages: &[StoredMessage]) -> ReplayedIds {
-    let mut ids: Vec<Box<str>> = messages.iter().map(|m| m.id.clone()).collect();
-    ids.sort();
-    ids.dedup();
-    ids.into_boxed_slice()
+    messages.iter().map(|m| m.id.clone()).collect()
 }
 
 #[cfg(test)]
@@ -278,15 +275,5 @@ mod tests {
         assert_eq!(u.encoding, Encoding::Binary);
         assert_eq!(u.metadata, br#"{"id":"i","replayed":true}"#);
         assert_eq!(u.payload, b"\x01\x02");
-    }
-
-    #[test]
-    fn ids_are_sorted_and_unique() {
-        let m = [
-            json_msg("b", "e", "1"),
-            json_msg("a", "e", "1"),
-            json_msg("b", "e", "2"),
-        ];
-        assert_eq!(&*ids(&m), &[Box::from("a"), Box::from("b")]);
     }
 }
