@@ -8,7 +8,10 @@ mod support;
 use serde_json::{json, Value};
 use support::control::{admin, connect, ControlDb};
 use support::pg::{dev_db_url, parts};
-use support::rls::{todays_partition, SchemaDb, TenantDb};
+use support::rls::{
+    assert_ok, assert_quiet, assert_refused, authed, join_private, todays_partition, SchemaDb,
+    TenantDb,
+};
 use support::*;
 
 /// Policies of the cases below.
@@ -43,38 +46,8 @@ const POLICIES: &str = "
                 when realtime.topic() = 'room:cancel' then realtime.fail('cancel')
                 else false end);";
 
-fn authed(port: u16, sub: &str) -> Ws {
-    let claims = json!({"role": "authenticated", "sub": sub});
-    Ws::connect(port, "2.0.0", &token_with(claims, 3600))
-}
-
-/// Joins `realtime:<name>` privately with `config` merged in; the reply.
-fn join_private(ws: &mut Ws, jr: &str, name: &str, mut config: Value) -> Value {
-    config["private"] = json!(true);
-    ws.join_v2(jr, &format!("realtime:{name}"), config)
-}
-
-fn assert_ok(reply: &Value) {
-    assert_eq!(reply[3], "phx_reply", "{reply}");
-    assert_eq!(reply[4]["status"], "ok", "{reply}");
-}
-
-fn assert_refused(reply: &Value, reason: &str) {
-    assert_eq!(reply[3], "phx_reply", "{reply}");
-    assert_eq!(reply[4]["status"], "error", "{reply}");
-    assert_eq!(reply[4]["response"]["reason"], reason, "{reply}");
-}
-
 fn unauthorized(name: &str) -> String {
     format!("Unauthorized: You do not have permissions to read from this Channel topic: {name}")
-}
-
-/// Nothing arrives within `ms`.
-fn assert_quiet(ws: &mut Ws, ms: u64) {
-    match ws.recv_for(ms) {
-        Recv::Timeout => {}
-        other => panic!("expected nothing, got {other:?}"),
-    }
 }
 
 #[test]

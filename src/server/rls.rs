@@ -12,12 +12,17 @@
 //! one deadline (`DB_QUERY_TIMEOUT_MS`), each statement the same one.
 
 use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 use super::pgconn::{PgConn, PgError};
 use super::replication::ReplicationSettings;
 use super::rls_pool::{AuthPool, Lease};
-use super::shard::ShardState;
-use crate::realtime::authz::{AuthAnswer, AuthContext, AuthError, AuthRequest, Policies};
+use super::shard::{ShardMsg, ShardState};
+use crate::realtime::authz::{
+    AuthAnswer, AuthContext, AuthError, AuthQuestion, AuthRequest, Policies,
+};
 use crate::realtime::tenant::TenantConfig;
 
 /// Connections a tenant's pool holds when its record says nothing
@@ -49,6 +54,97 @@ pub fn pool_for(state: &ShardState, tenant: &TenantConfig) -> Option<Rc<AuthPool
         .borrow_mut()
         .insert(tenant.external_id.clone(), pool.clone());
     Some(pool)
+}
+
+/// Answers `req` for `tenant` from any shard: on its pool here when this
+/// is its home, else asked of its home shard ([`ShardMsg::Authorize`]).
+/// `None` when the home shard gave no answer in time.
+pub async fn authorize(
+    state: &Rc<ShardState>,
+    tenant: &Arc<TenantConfig>,
+    req: &AuthRequest,
+) -> Option<AuthAnswer> {
+    let home = state.home_of(&tenant.external_id);
+    if home == state.shard.id {
+        return Some(match pool_for(state, tenant) {
+            Some(pool) => check(&pool, req).await,
+            None => Err(AuthError::DatabaseUnavailable(
+                "the tenant has no database to check policies on".into(),
+            )),
+        });
+    }
+    let ticket = state.next_ticket.get();
+    state.next_ticket.set(ticket + 1);
+    state
+        .pending_auths
+        .borrow_mut()
+        .insert(ticket, (None, None));
+    let msg = ShardMsg::Authorize {
+        config: tenant.clone(),
+        question: Box::new(AuthQuestion::from(req)),
+        reply_to: (state.shard.id, ticket),
+    };
+    if state.shard.send_to(home, msg).await.is_err() {
+        state.pending_auths.borrow_mut().remove(&ticket);
+        return None;
+    }
+    let answer = std::future::poll_fn(|cx| {
+        let mut waiting = state.pending_auths.borrow_mut();
+        match waiting.get_mut(&ticket) {
+            Some((Some(_), _)) => Poll::Ready(waiting.remove(&ticket).and_then(|(a, _)| a)),
+            Some((None, waker)) => {
+                *waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            None => Poll::Ready(None),
+        }
+    });
+    // The home shard's check has its own deadlines: two waits for a
+    // connection and two tries at most, each within the query timeout.
+    let wait = Duration::from_millis(state.config.db_query_timeout_ms.saturating_mul(4) + 1000);
+    let timeout = async {
+        glommio::timer::sleep(wait).await;
+        state.pending_auths.borrow_mut().remove(&ticket);
+        tracing::warn!(tenant = %tenant.external_id, home, "a policy check asked of the tenant's home shard got no answer");
+        None
+    };
+    futures_lite::future::or(answer, timeout).await
+}
+
+/// Runs another shard's [`ShardMsg::Authorize`] here and sends the answer
+/// back.
+pub fn answer_remote(
+    state: &Rc<ShardState>,
+    tenant: Arc<TenantConfig>,
+    question: AuthQuestion,
+    (origin, ticket): (usize, u64),
+) {
+    let st = state.clone();
+    glommio::spawn_local(async move {
+        let req = AuthRequest::from(question);
+        let answer = match pool_for(&st, &tenant) {
+            Some(pool) => check(&pool, &req).await,
+            None => Err(AuthError::DatabaseUnavailable(
+                "the tenant has no database to check policies on".into(),
+            )),
+        };
+        let _ = st
+            .shard
+            .send_to(origin, ShardMsg::Authorized(ticket, answer))
+            .await;
+    })
+    .detach();
+}
+
+/// The answer to this shard's check `ticket` came.
+pub fn answered(state: &ShardState, ticket: u64, answer: AuthAnswer) {
+    let mut waiting = state.pending_auths.borrow_mut();
+    if let Some((slot, waker)) = waiting.get_mut(&ticket) {
+        *slot = Some(answer);
+        if let Some(w) = waker.take() {
+            w.wake();
+        }
+    }
 }
 
 /// Drops the pool of `tenant` on this shard (its settings changed or it

@@ -2,8 +2,10 @@
 //! cluster with the minimal tenant schema their RLS checks need, and a
 //! server whose tenant database it is.
 
+use serde_json::{json, Value};
+
 use super::pg::{dev_db_url, parts, psql};
-use super::Server;
+use super::{token_with, Recv, Server, Ws};
 
 /// The Supabase roles a tenant database has (cluster-wide, so created
 /// once and kept; one test at a time creates them), and the role the
@@ -156,5 +158,38 @@ impl TenantDb {
     /// Runs `sql` in the test's database.
     pub fn sql(&self, sql: &str) -> String {
         self.db.sql(sql)
+    }
+}
+
+/// A socket of an `authenticated` user whose `sub` is `sub`.
+pub fn authed(port: u16, sub: &str) -> Ws {
+    let claims = json!({"role": "authenticated", "sub": sub});
+    Ws::connect(port, "2.0.0", &token_with(claims, 3600))
+}
+
+/// Joins `realtime:<name>` privately with `config` merged in; the reply.
+pub fn join_private(ws: &mut Ws, jr: &str, name: &str, mut config: Value) -> Value {
+    config["private"] = json!(true);
+    ws.join_v2(jr, &format!("realtime:{name}"), config)
+}
+
+/// A join reply that says ok.
+pub fn assert_ok(reply: &Value) {
+    assert_eq!(reply[3], "phx_reply", "{reply}");
+    assert_eq!(reply[4]["status"], "ok", "{reply}");
+}
+
+/// A join reply refusing with `reason`.
+pub fn assert_refused(reply: &Value, reason: &str) {
+    assert_eq!(reply[3], "phx_reply", "{reply}");
+    assert_eq!(reply[4]["status"], "error", "{reply}");
+    assert_eq!(reply[4]["response"]["reason"], reason, "{reply}");
+}
+
+/// Nothing arrives within `ms`.
+pub fn assert_quiet(ws: &mut Ws, ms: u64) {
+    match ws.recv_for(ms) {
+        Recv::Timeout => {}
+        other => panic!("expected nothing, got {other:?}"),
     }
 }
