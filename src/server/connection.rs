@@ -498,7 +498,7 @@ async fn authorize(
 ) -> bool {
     let cfg = conn.tenant.borrow().config.clone();
     let answer = match rls::pool_for(state, &cfg) {
-        Some(pool) => rls::check(&pool, &a.request).await,
+        Some(checker) => checker.check(&a.request).await,
         None => Err(AuthError::DatabaseUnavailable(
             "no authorization pool for the tenant on this shard".into(),
         )),

@@ -632,7 +632,7 @@ fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
         &'static str,
         fn(&ShardStats) -> i64,
     );
-    let series: [Series; 14] = [
+    let series: [Series; 17] = [
         (
             "realtime_connections",
             "gauge",
@@ -713,6 +713,24 @@ fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
             "counter",
             "Tenant records read from the control database (one per tenant and shard at a time).",
             |s| s.tenant_lookups.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_rls_checks_total",
+            "counter",
+            "Private-channel policy checks asked.",
+            |s| s.rls_checks.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_rls_queries_total",
+            "counter",
+            "Policy checks run on tenant databases (identical concurrent asks share one).",
+            |s| s.rls_queries.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_rls_round_trips_total",
+            "counter",
+            "Round trips of policy checks (checks waiting together go in one).",
+            |s| s.rls_round_trips.load(Ordering::Relaxed) as i64,
         ),
     ];
     for (name, kind, help, get) in series {

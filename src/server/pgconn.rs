@@ -20,7 +20,7 @@ use postgres_protocol::message::{backend, frontend};
 pub use super::pgerror::PgError;
 use super::tls::{self, DbTls, PgStream};
 pub use crate::proto::pg::extended::Rows;
-use crate::proto::pg::extended::{self, Reply, Step};
+use crate::proto::pg::extended::{self, DbError, Reply, Step};
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -282,6 +282,53 @@ impl PgConn {
                 }
             }
         }
+    }
+
+    /// Runs `stmts` as [`PgConn::query`] runs one, each with its own Sync,
+    /// but written at once and answered in one round trip (a pipeline):
+    /// each statement's outcome in order. A statement that fails leaves
+    /// the next to run (inside a transaction it fails in turn until a
+    /// ROLLBACK). The whole pipeline has the connection's deadline; a
+    /// value holding a NUL byte refuses it before anything is sent.
+    pub async fn pipeline(
+        &mut self,
+        stmts: &[(&str, Vec<Option<&str>>)],
+    ) -> Result<Vec<Result<Rows, DbError>>, PgError> {
+        self.usable()?;
+        let mut buf = BytesMut::new();
+        for (sql, params) in stmts {
+            extended::encode_query(sql, params, &mut buf)
+                .map_err(|e| PgError::Param(e.to_string()))?;
+        }
+        self.wbuf.extend_from_slice(&buf);
+        let r = within(self.timeout, "pipeline", self.pipeline_inner(stmts.len())).await;
+        if matches!(r, Err(PgError::Protocol(_) | PgError::Io(_))) {
+            self.broken = true;
+        }
+        self.note(r)
+    }
+
+    async fn pipeline_inner(&mut self, n: usize) -> Result<Vec<Result<Rows, DbError>>, PgError> {
+        self.flush().await?;
+        let mut out = Vec::with_capacity(n);
+        let mut reply = Reply::new();
+        while out.len() < n {
+            let (tag, body) = self.next_frame().await?;
+            match reply
+                .feed(tag, &body)
+                .map_err(|e| PgError::Protocol(e.to_string()))?
+            {
+                Step::More => {}
+                Step::Param(name, value) => {
+                    self.params.insert(name, value);
+                }
+                Step::Done(r) => {
+                    out.push(r);
+                    reply = Reply::new();
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Sends a command that opens a CopyBoth stream (`START_REPLICATION`)

@@ -133,7 +133,7 @@ pub struct ShardState {
     /// Authorization pools of the tenants whose home is this shard (the
     /// RLS checks of private channels), made on first use, dropped with
     /// the tenant's database work.
-    pub auth_pools: RefCell<HashMap<String, Rc<super::rls_pool::AuthPool>>>,
+    pub auth_pools: RefCell<HashMap<String, Rc<super::rls_batch::Checker>>>,
     /// Handler switches derived from the config.
     pub settings: Settings,
     /// Tenants active on this shard.
