@@ -192,6 +192,9 @@ pub struct JoinConfig {
     pub access_token: Option<String>,
     /// `config.postgres_changes` bindings (`{"event","schema","table",..}`).
     pub postgres_changes: Vec<serde_json::Value>,
+    /// `config.private`: the join is checked against the tenant's RLS
+    /// policies.
+    pub private: bool,
 }
 
 /// A `phx_join` for `topic` with join ref = ref = `join_ref`.
@@ -218,7 +221,7 @@ pub fn join_payload(cfg: &JoinConfig) -> String {
                 "enabled": cfg.presence_key.is_some(),
             },
             "postgres_changes": cfg.postgres_changes,
-            "private": false,
+            "private": cfg.private,
         }
     });
     if let Some(t) = &cfg.access_token {
