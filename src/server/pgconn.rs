@@ -69,6 +69,9 @@ pub struct PgConn {
     wbuf: BytesMut,
     /// Parameters the server reported (server_version, TimeZone, ...).
     pub params: HashMap<String, String>,
+    /// Statements prepared on this connection by [`PgConn::pipeline`]:
+    /// text -> name.
+    prepared: HashMap<String, String>,
 }
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -89,6 +92,7 @@ impl PgConn {
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: BytesMut::with_capacity(1024),
             params: HashMap::new(),
+            prepared: HashMap::new(),
         };
         let mut params: Vec<(&str, &str)> = vec![
             ("user", &cfg.user),
@@ -288,20 +292,54 @@ impl PgConn {
     /// but written at once and answered in one round trip (a pipeline):
     /// each statement's outcome in order. A statement that fails leaves
     /// the next to run (inside a transaction it fails in turn until a
-    /// ROLLBACK). The whole pipeline has the connection's deadline; a
-    /// value holding a NUL byte refuses it before anything is sent.
+    /// ROLLBACK). Each distinct text is prepared once per connection (a
+    /// named statement, parsed and planned once; Postgres plans again
+    /// when the role or anything the plan rests on changed), at the head
+    /// of the pipeline, outside any transaction. The whole pipeline has
+    /// the connection's deadline; a value holding a NUL byte refuses it
+    /// before anything is sent.
     pub async fn pipeline(
         &mut self,
         stmts: &[(&str, Vec<Option<&str>>)],
     ) -> Result<Vec<Result<Rows, DbError>>, PgError> {
         self.usable()?;
         let mut buf = BytesMut::new();
+        let mut new: Vec<(String, String)> = Vec::new();
+        for (sql, _) in stmts {
+            if !self.prepared.contains_key(*sql) && !new.iter().any(|(s, _)| s == sql) {
+                let name = format!("rt{}", self.prepared.len() + new.len());
+                extended::encode_prepare(&name, sql, &mut buf)
+                    .map_err(|e| PgError::Param(e.to_string()))?;
+                new.push((sql.to_string(), name));
+            }
+        }
         for (sql, params) in stmts {
-            extended::encode_query(sql, params, &mut buf)
+            let name = match self.prepared.get(*sql) {
+                Some(n) => n.as_str(),
+                None => new.iter().find(|(s, _)| s == sql).map_or("", |(_, n)| n),
+            };
+            extended::encode_statement(name, None, params, &mut buf)
                 .map_err(|e| PgError::Param(e.to_string()))?;
         }
         self.wbuf.extend_from_slice(&buf);
-        let r = within(self.timeout, "pipeline", self.pipeline_inner(stmts.len())).await;
+        let r = within(
+            self.timeout,
+            "pipeline",
+            self.pipeline_inner(new.len() + stmts.len()),
+        )
+        .await;
+        let r = r.and_then(|mut outcomes| {
+            let rest = outcomes.split_off(new.len());
+            for (outcome, (sql, name)) in outcomes.into_iter().zip(new) {
+                if let Err(e) = outcome {
+                    // Its runs failed too: the connection is not used again.
+                    self.broken = true;
+                    return Err(PgError::Protocol(format!("preparing a statement: {}", e.message)));
+                }
+                self.prepared.insert(sql, name);
+            }
+            Ok(rest)
+        });
         if matches!(r, Err(PgError::Protocol(_) | PgError::Io(_))) {
             self.broken = true;
         }
