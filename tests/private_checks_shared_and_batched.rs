@@ -96,7 +96,12 @@ fn checks_waiting_together_go_in_one_round_trip_each_with_its_own_answer() {
     let tokens: std::collections::HashMap<&str, String> =
         ["s1", "s2", "alice", "bob", "carol", "dave"]
             .into_iter()
-            .map(|s| (s, token_with(json!({"role": "authenticated", "sub": s}), 3600)))
+            .map(|s| {
+                (
+                    s,
+                    token_with(json!({"role": "authenticated", "sub": s}), 3600),
+                )
+            })
             .collect();
     let user = |sub: &str| tokens[sub].clone();
 

@@ -298,14 +298,20 @@ impl PgConn {
     /// of the pipeline, outside any transaction. The whole pipeline has
     /// the connection's deadline; a value holding a NUL byte refuses it
     /// before anything is sent.
+    /// Texts in `unprepared` are parsed and planned at each run instead
+    /// (a plan that must follow the table's size as it changes).
     pub async fn pipeline(
         &mut self,
         stmts: &[(&str, Vec<Option<&str>>)],
+        unprepared: &[&str],
     ) -> Result<Vec<Result<Rows, DbError>>, PgError> {
         self.usable()?;
         let mut buf = BytesMut::new();
         let mut new: Vec<(String, String)> = Vec::new();
         for (sql, _) in stmts {
+            if unprepared.contains(sql) {
+                continue;
+            }
             if !self.prepared.contains_key(*sql) && !new.iter().any(|(s, _)| s == sql) {
                 let name = format!("rt{}", self.prepared.len() + new.len());
                 extended::encode_prepare(&name, sql, &mut buf)
@@ -315,11 +321,14 @@ impl PgConn {
         }
         for (sql, params) in stmts {
             let name = match self.prepared.get(*sql) {
-                Some(n) => n.as_str(),
-                None => new.iter().find(|(s, _)| s == sql).map_or("", |(_, n)| n),
+                Some(n) => Some(n.as_str()),
+                None => new.iter().find(|(s, _)| s == sql).map(|(_, n)| n.as_str()),
             };
-            extended::encode_statement(name, None, params, &mut buf)
-                .map_err(|e| PgError::Param(e.to_string()))?;
+            let r = match name {
+                Some(name) => extended::encode_statement(name, None, params, &mut buf),
+                None => extended::encode_query(sql, params, &mut buf),
+            };
+            r.map_err(|e| PgError::Param(e.to_string()))?;
         }
         self.wbuf.extend_from_slice(&buf);
         let r = within(
@@ -334,7 +343,10 @@ impl PgConn {
                 if let Err(e) = outcome {
                     // Its runs failed too: the connection is not used again.
                     self.broken = true;
-                    return Err(PgError::Protocol(format!("preparing a statement: {}", e.message)));
+                    return Err(PgError::Protocol(format!(
+                        "preparing a statement: {}",
+                        e.message
+                    )));
                 }
                 self.prepared.insert(sql, name);
             }

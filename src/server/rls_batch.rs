@@ -236,7 +236,7 @@ impl Checker {
         };
         ShardStats::add(&self.stats().rls_round_trips, 1);
         ShardStats::add(&self.stats().rls_queries, batch.len() as u64);
-        let outcomes = match conn.pipeline(&stmts).await {
+        let outcomes = match conn.pipeline(&stmts, rls_script::UNPREPARED).await {
             Ok(o) => o,
             Err(e) => {
                 let dead = matches!(e, PgError::Io(_) | PgError::Protocol(_));

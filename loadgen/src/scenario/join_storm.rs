@@ -77,7 +77,12 @@ pub fn run(a: &JoinStormArgs) -> i32 {
                 .into(),
         );
     }
-    let (extra, md) = cost(r.joins_per_sec.unwrap_or(0.0), run_ns, r.server.cpu_s, db_cpu_s);
+    let (extra, md) = cost(
+        r.joins_per_sec.unwrap_or(0.0),
+        run_ns,
+        r.server.cpu_s,
+        db_cpu_s,
+    );
     r.extra = Some(extra);
     r.extra_md = Some(md);
     if r.window.joins_ok == 0 {
@@ -278,11 +283,7 @@ async fn worker(
         out.clear();
         for _ in 0..depth {
             seq += 1;
-            let t = format!(
-                "{}{}",
-                topics_of.prefix,
-                (w * 7919 + seq) % a.topics.max(1)
-            );
+            let t = format!("{}{}", topics_of.prefix, (w * 7919 + seq) % a.topics.max(1));
             let jr = seq.to_string();
             text.clear();
             text.extend_from_slice(&phx::envelope(
