@@ -5,7 +5,7 @@
 //! values that only ever reach SQL as bound parameters.
 
 mod support;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::control::{admin, connect, ControlDb};
 use support::pg::{dev_db_url, parts};
 use support::rls::{
