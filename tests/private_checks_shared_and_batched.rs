@@ -5,13 +5,15 @@
 
 mod support;
 use serde_json::json;
-use support::rls::{assert_ok, assert_refused, join_private, TenantDb};
+use support::rls::{
+    assert_ok, assert_refused, join_private, unauthorized, TenantDb, FAIL_FUNCTION,
+};
 use support::*;
 
 /// `public.authz_checks` counts the policy's evaluations (a sequence:
 /// its count survives the checks' rollbacks); `room:slow` holds a check
 /// for half a second.
-const POLICIES: &str = "
+const POLICIES_SQL: &str = "
   create sequence public.authz_checks;
   create function public.counted() returns boolean language plpgsql volatile security definer as $$
   begin
@@ -28,13 +30,12 @@ const POLICIES: &str = "
     using (realtime.topic() = 'room:slow' and public.slow());
   create policy alice_read on realtime.messages for select to authenticated
     using (realtime.topic() = 'room:alice' and current_setting('request.jwt.claim.sub', true) = 'alice');
-  create function realtime.fail() returns boolean language plpgsql volatile as $$
-  begin raise exception 'policy exploded'; end $$;
   create policy failing on realtime.messages for select to authenticated
-    using (case when realtime.topic() = 'room:boom' then realtime.fail() else false end);";
+    using (case when realtime.topic() = 'room:boom' then realtime.fail('boom') else false end);";
 
-fn unauthorized(name: &str) -> String {
-    format!("Unauthorized: You do not have permissions to read from this Channel topic: {name}")
+/// [`FAIL_FUNCTION`], then this file's policies.
+fn policies() -> String {
+    format!("{FAIL_FUNCTION}{POLICIES_SQL}")
 }
 
 fn join_frame(name: &str) -> String {
@@ -52,7 +53,7 @@ fn evaluations(db: &TenantDb) -> i64 {
 
 #[test]
 fn concurrent_joins_with_the_same_claims_and_topic_share_one_check() {
-    let db = TenantDb::start("shared", POLICIES);
+    let db = TenantDb::start("shared", &policies());
     let port = db.srv.port;
     // One token: the same claims, `exp` and `iat` included.
     let token = token_with(json!({"role": "authenticated", "sub": "u"}), 3600);
@@ -90,7 +91,7 @@ fn concurrent_joins_with_the_same_claims_and_topic_share_one_check() {
 
 #[test]
 fn checks_waiting_together_go_in_one_round_trip_each_with_its_own_answer() {
-    let db = TenantDb::start("batched", POLICIES);
+    let db = TenantDb::start("batched", &policies());
     let port = db.srv.port;
     // One token per user: the same user asks the same question twice.
     let tokens: std::collections::HashMap<&str, String> =

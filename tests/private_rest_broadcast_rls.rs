@@ -6,11 +6,11 @@
 
 mod support;
 use serde_json::{json, Value};
-use support::rls::{assert_ok, assert_quiet, authed, join_private, todays_partition, TenantDb};
+use support::rls::{assert_ok, assert_quiet, authed, join_private, TenantDb, FAIL_FUNCTION};
 use support::*;
 
 /// Who may read and write what.
-const POLICIES: &str = "
+const POLICIES_SQL: &str = "
   create policy read_rooms on realtime.messages for select to authenticated
     using (realtime.topic() in ('room:allowed', 'room:readonly', 'room:team'));
   create policy write_allowed on realtime.messages for insert to authenticated
@@ -22,17 +22,15 @@ const POLICIES: &str = "
   create policy write_by_header on realtime.messages for insert to authenticated
     with check (realtime.topic() = 'room:team'
                 and current_setting('request.headers', true)::jsonb ->> 'team' = 'blue');
-  create function realtime.fail(kind text) returns boolean language plpgsql volatile as $$
-  begin
-    if kind = 'cancel' then
-      raise exception 'canceling statement due to statement timeout' using errcode = 'query_canceled';
-    end if;
-    raise exception 'policy exploded';
-  end $$;
   create policy failing_write on realtime.messages for insert to authenticated
     with check (case when realtime.topic() = 'room:boom' then realtime.fail('boom')
                      when realtime.topic() = 'room:cancel' then realtime.fail('cancel')
                      else false end);";
+
+/// [`FAIL_FUNCTION`], then this file's policies.
+fn policies() -> String {
+    format!("{FAIL_FUNCTION}{POLICIES_SQL}")
+}
 
 fn bearer(sub: &str) -> String {
     let t = token_with(json!({"role": "authenticated", "sub": sub}), 3600);
@@ -86,7 +84,7 @@ fn events(ws: &mut Ws) -> Vec<String> {
 
 #[test]
 fn batch_private_messages_go_out_only_on_topics_the_caller_may_write() {
-    let db = TenantDb::start("rest_batch", POLICIES);
+    let db = TenantDb::start("rest_batch", &policies());
     let port = db.srv.port;
     let mut allowed = authed(port, "r");
     let mut readonly = authed(port, "r");
@@ -150,16 +148,12 @@ fn batch_private_messages_go_out_only_on_topics_the_caller_may_write() {
         202
     );
     assert_eq!(events(&mut allowed), ["after-boom"]);
-    assert_eq!(
-        db.sql("select count(*) from realtime.messages"),
-        "0\n",
-        "the write checks were rolled back"
-    );
+    db.assert_messages_untouched();
 }
 
 #[test]
 fn single_private_messages_need_write_and_map_policy_errors() {
-    let db = TenantDb::start("rest_single", POLICIES);
+    let db = TenantDb::start("rest_single", &policies());
     let port = db.srv.port;
     let mut reader = authed(port, "r");
     assert_ok(&join_private(&mut reader, "1", "room:allowed", json!({})));
@@ -193,10 +187,7 @@ fn single_private_messages_need_write_and_map_policy_errors() {
         post_single(&db, "w", "room:cancel", "e"),
         (422, r#"{"message":"Query canceled"}"#.to_owned())
     );
-    let today = todays_partition();
-    db.sql(&format!(
-        "alter table realtime.messages detach partition {today}"
-    ));
+    db.detach_today();
     assert_eq!(
         post_single(&db, "w", "room:allowed", "e"),
         (
@@ -204,10 +195,7 @@ fn single_private_messages_need_write_and_map_policy_errors() {
             r#"{"message":"Missing messages partition"}"#.to_owned()
         )
     );
-    db.sql(&format!(
-        "alter table realtime.messages attach partition {today} \
-         for values from ((now() at time zone 'utc')::date) to ((now() at time zone 'utc')::date + 1)"
-    ));
+    db.attach_today();
     assert_eq!(post_single(&db, "w", "room:allowed", "again").0, 202);
     assert!(matches!(reader.expect_frame(), Frame::Binary(_)));
     assert_quiet(&mut reader, 300);
@@ -215,7 +203,7 @@ fn single_private_messages_need_write_and_map_policy_errors() {
 
 #[test]
 fn rest_topic_names_reach_the_write_check_only_as_bound_parameters() {
-    let db = TenantDb::start("rest_hostile", POLICIES);
+    let db = TenantDb::start("rest_hostile", &policies());
     let hostile = [
         "a'; drop table realtime.messages; --",
         "room:allowed' or '1'='1",
@@ -234,11 +222,6 @@ fn rest_topic_names_reach_the_write_check_only_as_bound_parameters() {
             .collect();
         assert_eq!(post_single(&db, "w", &path_topic, "e").0, 403, "{t}");
     }
-    assert_eq!(
-        db.sql("select to_regclass('realtime.messages') is not null"),
-        "t\n",
-        "the table is still there"
-    );
-    assert_eq!(db.sql("select count(*) from realtime.messages"), "0\n");
+    db.assert_messages_untouched();
     assert_eq!(post_single(&db, "w", "room:allowed", "e").0, 202);
 }

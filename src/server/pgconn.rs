@@ -264,27 +264,14 @@ impl PgConn {
     }
 
     async fn query_inner(&mut self) -> Result<Rows, PgError> {
-        self.flush().await?;
-        let mut reply = Reply::new();
-        loop {
-            let (tag, body) = self.next_frame().await?;
-            match reply
-                .feed(tag, &body)
-                .map_err(|e| PgError::Protocol(e.to_string()))?
-            {
-                Step::More => {}
-                Step::Param(name, value) => {
-                    self.params.insert(name, value);
-                }
-                Step::Done(Ok(rows)) => return Ok(rows),
-                Step::Done(Err(e)) => {
-                    return Err(PgError::Db {
-                        severity: e.severity,
-                        code: e.code,
-                        message: e.message,
-                    })
-                }
-            }
+        match self.pipeline_inner(1).await?.pop() {
+            Some(Ok(rows)) => Ok(rows),
+            Some(Err(e)) => Err(PgError::Db {
+                severity: e.severity,
+                code: e.code,
+                message: e.message,
+            }),
+            None => Err(PgError::Protocol("no reply".into())),
         }
     }
 

@@ -223,7 +223,7 @@ impl Checker {
         mut lease: Lease,
         batch: &[Rc<Slot>],
     ) -> Result<Vec<AuthAnswer>, (AuthError, bool)> {
-        let probes: Vec<Probes> = batch.iter().map(|_| Probes::new()).collect();
+        let probes: Vec<Probes> = batch.iter().map(|_| Probes::fresh()).collect();
         let mut stmts = Vec::with_capacity(batch.iter().map(|s| rls_script::len(&s.req)).sum());
         for (slot, p) in batch.iter().zip(&probes) {
             rls_script::push(&slot.req, p, &mut stmts);

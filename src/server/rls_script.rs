@@ -56,7 +56,7 @@ pub struct Probes([String; 2]);
 
 impl Probes {
     /// Fresh random ids.
-    pub fn new() -> Probes {
+    pub fn fresh() -> Probes {
         Probes([uuid_v4(rand::random()), uuid_v4(rand::random())])
     }
 }

@@ -193,3 +193,55 @@ pub fn assert_quiet(ws: &mut Ws, ms: u64) {
         other => panic!("expected nothing, got {other:?}"),
     }
 }
+
+impl TenantDb {
+    /// Detaches today's `realtime.messages` partition (checks then fail
+    /// with a missing partition).
+    pub fn detach_today(&self) {
+        self.sql(&format!(
+            "alter table realtime.messages detach partition {}",
+            todays_partition()
+        ));
+    }
+
+    /// Attaches today's partition back.
+    pub fn attach_today(&self) {
+        self.sql(&format!(
+            "alter table realtime.messages attach partition {} \
+             for values from ((now() at time zone 'utc')::date) to ((now() at time zone 'utc')::date + 1)",
+            todays_partition()
+        ));
+    }
+
+    /// `realtime.messages` is still there and holds nothing: every check
+    /// was rolled back, no client value ran as SQL.
+    pub fn assert_messages_untouched(&self) {
+        assert_eq!(
+            self.sql("select to_regclass('realtime.messages') is not null"),
+            "t\n",
+            "the table is still there"
+        );
+        assert_eq!(
+            self.sql("select count(*) from realtime.messages"),
+            "0\n",
+            "the checks were rolled back"
+        );
+    }
+}
+
+/// `realtime.fail(kind)` for failing policies: raises `query_canceled`
+/// for `'cancel'`, a plain error otherwise. Put before the policies.
+pub const FAIL_FUNCTION: &str = "
+  create function realtime.fail(kind text) returns boolean language plpgsql volatile as $$
+  begin
+    if kind = 'cancel' then
+      raise exception 'canceling statement due to statement timeout' using errcode = 'query_canceled';
+    end if;
+    raise exception 'policy exploded';
+  end $$;
+";
+
+/// The refusal of a private join without read.
+pub fn unauthorized(name: &str) -> String {
+    format!("Unauthorized: You do not have permissions to read from this Channel topic: {name}")
+}

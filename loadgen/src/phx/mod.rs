@@ -482,6 +482,7 @@ mod tests {
             presence_key: Some("m1".into()),
             access_token: Some("tok".into()),
             postgres_changes: vec![serde_json::json!({"event": "INSERT", "table": "t"})],
+            private: true,
         };
         for vsn in [Vsn::V1, Vsn::V2] {
             let j = join(vsn, "realtime:r", "5", &cfg);
@@ -494,6 +495,7 @@ mod tests {
             assert_eq!(v["config"]["presence"]["key"], "m1");
             assert_eq!(v["config"]["broadcast"]["ack"], true);
             assert_eq!(v["config"]["postgres_changes"][0]["table"], "t");
+            assert_eq!(v["config"]["private"], true);
             assert_eq!(v["access_token"], "tok");
             assert_eq!(decode_text(vsn, &heartbeat(vsn)).unwrap().topic, "phoenix");
             assert_eq!(

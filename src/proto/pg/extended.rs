@@ -95,6 +95,15 @@ pub fn encode_prepare(name: &str, sql: &str, buf: &mut BytesMut) -> Result<(), E
     if parse_len > i32::MAX as usize - 4 {
         return Err(EncodeError::TooLong(sql.len()));
     }
+    put_parse(name, sql, parse_len, buf);
+    buf.put_u8(b'S');
+    buf.put_i32(4);
+    Ok(())
+}
+
+/// Parse of `sql` as statement `name` (its body `parse_len` bytes), no
+/// parameter types given.
+fn put_parse(name: &str, sql: &str, parse_len: usize, buf: &mut BytesMut) {
     buf.put_u8(b'P');
     buf.put_i32((4 + parse_len) as i32);
     buf.put_slice(name.as_bytes());
@@ -102,9 +111,6 @@ pub fn encode_prepare(name: &str, sql: &str, buf: &mut BytesMut) -> Result<(), E
     buf.put_slice(sql.as_bytes());
     buf.put_u8(0);
     buf.put_u16(0);
-    buf.put_u8(b'S');
-    buf.put_i32(4);
-    Ok(())
 }
 
 /// [`encode_query`] for statement `name`: parsed from `sql` first when
@@ -142,15 +148,8 @@ pub fn encode_statement(
         return Err(EncodeError::TooLong(bind_len));
     }
     buf.reserve(parse_len + bind_len + 40);
-    // Parse: no parameter types given.
     if let Some(sql) = sql {
-        buf.put_u8(b'P');
-        buf.put_i32((4 + parse_len) as i32);
-        buf.put_slice(name.as_bytes());
-        buf.put_u8(0);
-        buf.put_slice(sql.as_bytes());
-        buf.put_u8(0);
-        buf.put_u16(0);
+        put_parse(name, sql, parse_len, buf);
     }
     // Bind: unnamed portal, all parameters and results text.
     buf.put_u8(b'B');
