@@ -225,3 +225,48 @@ fn rest_topic_names_reach_the_write_check_only_as_bound_parameters() {
     db.assert_messages_untouched();
     assert_eq!(post_single(&db, "w", "room:allowed", "e").0, 202);
 }
+
+/// Two requests on one keep-alive connection: the first, with Host
+/// `first_host`, decides the shard that serves the connection; the second
+/// is the private single send as `sub` to the default tenant. Its status.
+fn single_after(db: &TenantDb, first_host: &str, sub: &str, topic: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", db.srv.port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let req = format!(
+        "GET /healthcheck HTTP/1.1\r\nhost: {first_host}\r\ncontent-length: 0\r\n\r\n\
+         POST /api/broadcast/{topic}/events/e?private=true HTTP/1.1\r\nhost: localhost\r\n\
+         authorization: {}\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\
+         connection: close\r\n\r\n{{}}",
+        bearer(sub)
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let second = text
+        .rmatch_indices("HTTP/1.1 ")
+        .next()
+        .expect("two responses")
+        .0;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text[second + 9..second + 12].parse().unwrap()
+}
+
+#[test]
+fn a_rest_request_on_another_shard_asks_the_tenants_home_shard() {
+    let db = TenantDb::start_with("rest_shards", &policies(), &[("SHARDS", "2")]);
+    // The default tenant's home, and a Host whose tenant lives on the
+    // other shard: the connection is served there.
+    let home = realtime_shards::home_shard("realtime-dev", 2);
+    let other = (0..100)
+        .map(|i| format!("t{i}"))
+        .find(|t| realtime_shards::home_shard(t, 2) != home)
+        .unwrap();
+    let host = format!("{other}.localhost");
+    assert_eq!(single_after(&db, &host, "w", "room:allowed"), 202);
+    assert_eq!(single_after(&db, &host, "w", "room:readonly"), 403);
+    assert_eq!(single_after(&db, &host, "w", "room:boom"), 422);
+    assert!(db.srv.metric("realtime_rls_checks_total") >= 3);
+}

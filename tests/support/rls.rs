@@ -141,6 +141,11 @@ pub struct TenantDb {
 impl TenantDb {
     /// Creates the database with `setup`, then starts a server on it.
     pub fn start(tag: &str, setup: &str) -> TenantDb {
+        Self::start_with(tag, setup, &[])
+    }
+
+    /// [`TenantDb::start`] with more environment for the server.
+    pub fn start_with(tag: &str, setup: &str, extra: &[(&str, &str)]) -> TenantDb {
         let db = SchemaDb::create(tag, true, setup);
         let (host, port, pw) = parts(&db.admin);
         let env = vec![
@@ -151,6 +156,10 @@ impl TenantDb {
             ("DB_PASSWORD".to_owned(), pw),
             ("SLOT_NAME_SUFFIX".to_owned(), format!("_{}", db.name)),
         ];
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
         let srv = Server::start_env(&env);
         TenantDb { srv, db }
     }
