@@ -183,15 +183,16 @@ fn private_presence_needs_write_to_track_and_read_to_receive() {
         {"type": "presence", "event": "track", "payload": {"online": true}}])
         .to_string(),
     );
+    // The sender's own diff comes before the reply.
+    let diff = a.recv_json();
+    assert_eq!(diff[3], "presence_diff", "{diff}");
+    assert_eq!(diff[4]["joins"]["k"]["metas"][0]["online"], true, "{diff}");
     let reply = a.recv_json();
     assert_eq!(
         (reply[1].as_str(), &reply[4]["status"]),
         (Some("2"), &json!("ok")),
         "{reply}"
     );
-    let diff = a.recv_json();
-    assert_eq!(diff[3], "presence_diff", "{diff}");
-    assert_eq!(diff[4]["joins"]["k"]["metas"][0]["online"], true, "{diff}");
 
     // Broadcast read only: joined, but no presence state, no diffs, and a
     // refused track.
@@ -225,8 +226,8 @@ fn private_presence_needs_write_to_track_and_read_to_receive() {
         {"type": "presence", "event": "track", "payload": {"svc": true}}])
         .to_string(),
     );
-    assert_eq!(s.recv_json()[4]["status"], "ok");
     assert_eq!(s.recv_json()[3], "presence_diff");
+    assert_eq!(s.recv_json()[4]["status"], "ok");
     assert_quiet(&mut b, 300);
 
     // A public channel of the same name sees none of the private presence.

@@ -532,10 +532,11 @@ fn track(ws: &mut Ws, topic: &str, at: u64) -> serde_json::Value {
         &json!(["1", "t", topic, "presence", {"type": "presence", "event": "track", "payload": {"online_at": at}}])
             .to_string(),
     );
-    let reply = ws.recv_json();
-    assert_eq!(reply[3], "phx_reply", "{reply}");
+    // The sender's own diff comes before the reply.
     let diff = ws.recv_json();
     assert_eq!(diff[3], "presence_diff", "{diff}");
+    let reply = ws.recv_json();
+    assert_eq!(reply[3], "phx_reply", "{reply}");
     diff[4].clone()
 }
 

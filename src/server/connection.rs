@@ -18,6 +18,7 @@ use super::outq::{CloseReason, OutQueue, OutState};
 use super::rls;
 use super::shard::{now_unix, ShardState};
 use super::sock::SharedStream;
+use super::tenant_db;
 use super::tenants::{self, Resolved};
 use crate::proto::phoenix::{self, Vsn};
 use crate::proto::{http, ws};
@@ -33,6 +34,9 @@ const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 /// Bytes a reader may take in without the socket ever making it wait
 /// before it lets the shard write (see [`let_writers_run`]).
 const READ_BURST: u32 = 64 * 1024;
+/// Longest a private join waits for its tenant's first schema migration
+/// (half a client's join timeout).
+const SCHEMA_WAIT: Duration = Duration::from_secs(5);
 
 /// The WebSocket endpoints.
 fn is_ws_path(path: &str) -> bool {
@@ -497,9 +501,16 @@ async fn authorize(
     msg: &ws::Message,
 ) -> bool {
     let cfg = conn.tenant.borrow().config.clone();
-    let answer = match rls::pool_for(state, &cfg) {
-        Some(checker) => checker.check(&a.request).await,
-        None => Err(AuthError::DatabaseUnavailable(
+    let schema = tenant_db::wait_ready(state, &cfg.external_id, SCHEMA_WAIT).await;
+    let answer = match (
+        rls::pool_for(state, &cfg),
+        schema.and_then(|s| s.join_error()),
+    ) {
+        (_, Some((code, reason))) => Err(AuthError::DatabaseUnavailable(format!(
+            "{code}: {reason} (the tenant schema is not migrated yet)"
+        ))),
+        (Some(checker), None) => checker.check(&a.request).await,
+        (None, None) => Err(AuthError::DatabaseUnavailable(
             "no authorization pool for the tenant on this shard".into(),
         )),
     };

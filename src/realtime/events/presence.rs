@@ -112,10 +112,13 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             let (id, key, private) = (ch.id, ch.presence_key().to_owned(), ch.private);
             let tk = crate::realtime::hub::TopicKey { topic, private };
             let diff = env.tenant.hub.topic_mut(tk).presence.track(id, &key, meta);
-            session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
+            // The diff first: the sender hears its own join before the
+            // reply resolves its `track()` (what a client that reads its
+            // presence right after `await track()` counts on).
             if let Some(d) = diff {
                 fan_presence_diff(env, tk, &d);
             }
+            session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
         }
         "untrack" => {
             let ch = session.channels.get_mut(topic).expect("checked above");
@@ -124,10 +127,13 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             let (id, private) = (ch.id, ch.private);
             let tk = crate::realtime::hub::TopicKey { topic, private };
             let diff = env.tenant.hub.topic_mut(tk).presence.untrack(id);
-            session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
+            // The diff first: the sender hears its own join before the
+            // reply resolves its `track()` (what a client that reads its
+            // presence right after `await track()` counts on).
             if let Some(d) = diff {
                 fan_presence_diff(env, tk, &d);
             }
+            session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
         }
         _ => session.reply(
             join_ref.as_ref(),

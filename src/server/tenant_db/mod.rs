@@ -38,6 +38,26 @@ pub fn schema_state(state: &ShardState, id: &str) -> Option<SchemaState> {
     state.tenant_schemas.borrow().get(id).cloned()
 }
 
+/// How often [`wait_ready`] looks again.
+const READY_POLL: Duration = Duration::from_millis(10);
+
+/// Waits up to `max` for tenant `id`'s schema to be ready on this shard
+/// (its home) and returns its state then; `None` when no schema task
+/// tracks it (no database, or another shard). A private join that arrives
+/// while the tenant's first migration runs (a server just started, a
+/// tenant just activated) waits for it instead of meeting a half-made
+/// schema. Polled: the wait happens only in that first window.
+pub async fn wait_ready(state: &ShardState, id: &str, max: Duration) -> Option<SchemaState> {
+    let until = Instant::now() + max;
+    loop {
+        let s = schema_state(state, id)?;
+        if s == SchemaState::Ready || Instant::now() >= until {
+            return Some(s);
+        }
+        glommio::timer::sleep(READY_POLL).await;
+    }
+}
+
 /// Connection settings for tenant `cfg`'s database (`None`: it has none).
 pub fn pg_config(c: &Config, cfg: &TenantConfig) -> Option<PgConfig> {
     let s = ReplicationSettings::for_tenant(c, cfg)?;
@@ -104,7 +124,6 @@ pub async fn run(state: Rc<ShardState>, id: String, pg: PgConfig) {
         match migrate(&pg).await {
             Ok(m) => {
                 log_migrated(&id, &m, started);
-                set(SchemaState::Ready);
                 break;
             }
             Err(e) => {
@@ -123,6 +142,9 @@ pub async fn run(state: Rc<ShardState>, id: String, pg: PgConfig) {
             }
         }
     }
+    // Ready once today's partition had its first chance: a private join
+    // let through earlier would meet `MissingPartition`.
+    let mut first = true;
     loop {
         let next = match maintain_once(&pg).await {
             Ok(m) => {
@@ -136,6 +158,9 @@ pub async fn run(state: Rc<ShardState>, id: String, pg: PgConfig) {
                 MAINTAIN_RETRY
             }
         };
+        if std::mem::take(&mut first) {
+            set(SchemaState::Ready);
+        }
         glommio::timer::sleep(next).await;
     }
 }

@@ -24,6 +24,7 @@ const SUITES = {
     './suites/realtime-js-pg/filters.mjs',
     './suites/realtime-js-pg/filters-db.mjs',
     './suites/realtime-js-pg/subscribe-errors.mjs',
+    './suites/realtime-js-pg/private.mjs',
   ],
   phoenix: ['./suites/phoenix/phoenix.mjs'],
 }
