@@ -5,14 +5,17 @@
 //! values that only ever reach SQL as bound parameters.
 
 mod support;
-use serde_json::{json, Value};
+use serde_json::json;
 use support::control::{admin, connect, ControlDb};
 use support::pg::{dev_db_url, parts};
-use support::rls::{assert_ok, assert_refused, todays_partition, SchemaDb, TenantDb};
+use support::rls::{
+    assert_ok, assert_quiet, assert_refused, authed, join_private, unauthorized, SchemaDb,
+    TenantDb, FAIL_FUNCTION,
+};
 use support::*;
 
 /// Policies of the cases below.
-const POLICIES: &str = "
+const POLICIES_SQL: &str = "
   create policy auth_read_allowed on realtime.messages for select to authenticated
     using (realtime.topic() in ('room:allowed', 'room:readonly') and extension = 'broadcast');
   create policy auth_write_allowed on realtime.messages for insert to authenticated
@@ -31,44 +34,19 @@ const POLICIES: &str = "
   create policy mixed_read on realtime.messages for select to authenticated
     using (realtime.topic() = 'room:mixed'
            and (extension = 'presence' or current_setting('request.jwt.claim.sub', true) = 'alice'));
-  create function realtime.fail(kind text) returns boolean language plpgsql volatile as $$
-  begin
-    if kind = 'cancel' then
-      raise exception 'canceling statement due to statement timeout' using errcode = 'query_canceled';
-    end if;
-    raise exception 'policy exploded';
-  end $$;
   create policy failing on realtime.messages for select to authenticated
     using (case when realtime.topic() = 'room:boom' then realtime.fail('boom')
                 when realtime.topic() = 'room:cancel' then realtime.fail('cancel')
                 else false end);";
 
-fn authed(port: u16, sub: &str) -> Ws {
-    let claims = json!({"role": "authenticated", "sub": sub});
-    Ws::connect(port, "2.0.0", &token_with(claims, 3600))
-}
-
-/// Joins `realtime:<name>` privately with `config` merged in; the reply.
-fn join_private(ws: &mut Ws, jr: &str, name: &str, mut config: Value) -> Value {
-    config["private"] = json!(true);
-    ws.join_v2(jr, &format!("realtime:{name}"), config)
-}
-
-fn unauthorized(name: &str) -> String {
-    format!("Unauthorized: You do not have permissions to read from this Channel topic: {name}")
-}
-
-/// Nothing arrives within `ms`.
-fn assert_quiet(ws: &mut Ws, ms: u64) {
-    match ws.recv_for(ms) {
-        Recv::Timeout => {}
-        other => panic!("expected nothing, got {other:?}"),
-    }
+/// [`FAIL_FUNCTION`], then this file's policies.
+fn policies() -> String {
+    format!("{FAIL_FUNCTION}{POLICIES_SQL}")
 }
 
 #[test]
 fn private_joins_follow_the_read_policies_by_role_topic_sub_and_headers() {
-    let db = TenantDb::start("join", POLICIES);
+    let db = TenantDb::start("join", &policies());
     let port = db.srv.port;
 
     let mut ws = authed(port, "alice");
@@ -110,7 +88,7 @@ fn private_joins_follow_the_read_policies_by_role_topic_sub_and_headers() {
 
 #[test]
 fn private_broadcasts_need_write_and_never_cross_to_public_subscribers() {
-    let db = TenantDb::start("bcast", POLICIES);
+    let db = TenantDb::start("bcast", &policies());
     let port = db.srv.port;
     let mut sender = authed(port, "s");
     let mut reader = authed(port, "r");
@@ -185,7 +163,7 @@ fn private_broadcasts_need_write_and_never_cross_to_public_subscribers() {
 
 #[test]
 fn private_presence_needs_write_to_track_and_read_to_receive() {
-    let db = TenantDb::start("pres", POLICIES);
+    let db = TenantDb::start("pres", &policies());
     let port = db.srv.port;
     let presence = json!({"presence": {"enabled": true, "key": "k"}});
     let mut a = authed(port, "a");
@@ -264,7 +242,7 @@ fn private_presence_needs_write_to_track_and_read_to_receive() {
 
 #[test]
 fn access_token_refresh_rechecks_read_and_shuts_the_channel_that_lost_it() {
-    let db = TenantDb::start("token", POLICIES);
+    let db = TenantDb::start("token", &policies());
     let port = db.srv.port;
     let alice = token_with(json!({"role": "authenticated", "sub": "alice"}), 3600);
     let bob = token_with(json!({"role": "authenticated", "sub": "bob"}), 3600);
@@ -326,7 +304,7 @@ fn access_token_refresh_rechecks_read_and_shuts_the_channel_that_lost_it() {
 
 #[test]
 fn failing_policies_and_a_missing_partition_give_exact_errors_and_the_server_keeps_serving() {
-    let db = TenantDb::start("errs", POLICIES);
+    let db = TenantDb::start("errs", &policies());
     let port = db.srv.port;
     let mut ws = authed(port, "a");
     // A policy raising is an RLS policy error: refused as unauthorised.
@@ -338,19 +316,13 @@ fn failing_policies_and_a_missing_partition_give_exact_errors_and_the_server_kee
         &join_private(&mut ws, "2", "room:cancel", json!({})),
         "QueryCanceled: canceling statement due to statement timeout",
     );
-    let today = todays_partition();
-    db.sql(&format!(
-        "alter table realtime.messages detach partition {today}"
-    ));
+    db.detach_today();
     assert_refused(
         &join_private(&mut ws, "3", "room:allowed", json!({})),
         "MissingPartition: Realtime was unable to find the expected messages partition",
     );
     assert_ok(&ws.join_v2("4", "realtime:public", json!({})));
-    db.sql(&format!(
-        "alter table realtime.messages attach partition {today} \
-         for values from ((now() at time zone 'utc')::date) to ((now() at time zone 'utc')::date + 1)"
-    ));
+    db.attach_today();
     assert_ok(&join_private(&mut ws, "5", "room:allowed", json!({})));
     // Its pooled connections are ended under it (a restart, an operator):
     // the next check opens a new one rather than failing.
@@ -365,7 +337,7 @@ fn failing_policies_and_a_missing_partition_give_exact_errors_and_the_server_kee
 
 #[test]
 fn hostile_topic_names_are_only_bound_parameters() {
-    let db = TenantDb::start("hostile", POLICIES);
+    let db = TenantDb::start("hostile", &policies());
     let mut ws = authed(db.srv.port, "a");
     for (jr, name) in [
         ("1", "a'; drop table realtime.messages; --"),
@@ -388,16 +360,7 @@ fn hostile_topic_names_are_only_bound_parameters() {
             &unauthorized(name),
         );
     }
-    assert_eq!(
-        db.sql("select to_regclass('realtime.messages') is not null"),
-        "t\n",
-        "the table is still there"
-    );
-    assert_eq!(
-        db.sql("select count(*) from realtime.messages"),
-        "0\n",
-        "the probes were rolled back"
-    );
+    db.assert_messages_untouched();
     assert_ok(&join_private(&mut ws, "5", "room:allowed", json!({})));
 }
 

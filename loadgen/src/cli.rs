@@ -383,6 +383,20 @@ pub struct JoinStormArgs {
     /// Distinct topics joined.
     #[arg(long, default_value_t = 1000)]
     pub topics: u64,
+    /// Private joins: each worker acts for user `lg<u>` (`u` = worker mod
+    /// `--users`), with a join `access_token` whose `sub` is that, on
+    /// topics `lg<u>:<k>`; the tenant database needs a policy letting
+    /// `sub` read the topics it prefixes (see loadgen/README.md).
+    #[arg(long)]
+    pub private: bool,
+    /// Distinct users of `--private` joins (0 = one per worker).
+    #[arg(long, default_value_t = 0)]
+    pub users: u64,
+    /// Port of the tenant database, on this machine: the CPU seconds of
+    /// its cluster (postmaster and every backend) over the run are
+    /// reported beside the server's.
+    #[arg(long)]
+    pub db_port: Option<u16>,
     /// Serializer.
     #[arg(long, value_parser = parse_vsn, default_value = "2")]
     #[serde(skip)]

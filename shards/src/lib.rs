@@ -77,6 +77,13 @@ pub struct ShardStats {
     pub tenant_tasks: AtomicI64,
     /// Tenant records read from the control database.
     pub tenant_lookups: AtomicU64,
+    /// Private-channel policy checks asked (joins, token refreshes, first
+    /// broadcasts and tracks, REST private messages).
+    pub rls_checks: AtomicU64,
+    /// Policy checks run on a tenant database (asks sharing one counted once).
+    pub rls_queries: AtomicU64,
+    /// Round trips those ran in (checks sent together counted once).
+    pub rls_round_trips: AtomicU64,
 }
 
 impl ShardStats {

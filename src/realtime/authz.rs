@@ -141,6 +141,56 @@ pub struct AuthRequest {
 /// The database's answer: the policies it decided.
 pub type AuthAnswer = Result<Policies, AuthError>;
 
+/// An [`AuthRequest`] as plain owned data, to ask a tenant's home shard
+/// (where its authorization pool is) from another one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthQuestion {
+    /// See [`AuthContext::topic`].
+    pub topic: String,
+    /// See [`AuthContext::role`].
+    pub role: String,
+    /// See [`AuthContext::claims`].
+    pub claims: String,
+    /// See [`AuthContext::sub`].
+    pub sub: Option<String>,
+    /// See [`AuthContext::headers`].
+    pub headers: String,
+    /// See [`AuthRequest::read`].
+    pub read: Option<bool>,
+    /// See [`AuthRequest::write`].
+    pub write: bool,
+}
+
+impl From<&AuthRequest> for AuthQuestion {
+    fn from(r: &AuthRequest) -> Self {
+        AuthQuestion {
+            topic: r.ctx.topic.to_string(),
+            role: r.ctx.role.to_string(),
+            claims: r.ctx.claims.to_string(),
+            sub: r.ctx.sub.as_deref().map(str::to_owned),
+            headers: r.ctx.headers.to_string(),
+            read: r.read,
+            write: r.write,
+        }
+    }
+}
+
+impl From<AuthQuestion> for AuthRequest {
+    fn from(q: AuthQuestion) -> Self {
+        AuthRequest {
+            ctx: Rc::new(AuthContext {
+                topic: q.topic.into(),
+                role: q.role.into(),
+                claims: q.claims.into(),
+                sub: q.sub.map(Box::from),
+                headers: q.headers.into(),
+            }),
+            read: q.read,
+            write: q.write,
+        }
+    }
+}
+
 /// A join that passed every other check, waiting for its read policies.
 #[derive(Debug)]
 pub struct PendingJoin {
@@ -235,6 +285,21 @@ mod tests {
         );
         assert!(p.can_read());
         assert!(!Policies::default().can_read());
+    }
+
+    #[test]
+    fn a_question_crosses_shards_unchanged() {
+        let q = AuthQuestion {
+            topic: "room:1".into(),
+            role: "authenticated".into(),
+            claims: r#"{"role":"authenticated","sub":"u1"}"#.into(),
+            sub: Some("u1".into()),
+            headers: r#"{"x-a":"b"}"#.into(),
+            read: Some(true),
+            write: true,
+        };
+        let r = AuthRequest::from(q.clone());
+        assert_eq!(AuthQuestion::from(&r), q);
     }
 
     #[test]

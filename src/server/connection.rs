@@ -516,7 +516,7 @@ async fn authorize(
         (_, Some((code, reason))) => Err(AuthError::DatabaseUnavailable(format!(
             "{code}: {reason} (the tenant schema is not migrated yet)"
         ))),
-        (Some(pool), None) => rls::check(&pool, &a.request).await,
+        (Some(checker), None) => checker.check(&a.request).await,
         (None, None) => Err(AuthError::DatabaseUnavailable(
             "no authorization pool for the tenant on this shard".into(),
         )),

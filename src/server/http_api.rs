@@ -9,10 +9,12 @@
 //! yet. A subscriber that leaves no room for `rest_queue_wait_ms` is closed
 //! as a slow consumer.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -21,14 +23,18 @@ use realtime_shards::ShardStats;
 use super::admin_api;
 use super::fault::{self, Boundary};
 use super::resp::Resp;
+use super::rls;
 use super::shard::{now_unix, ShardState};
 use super::sock::SharedStream;
 use super::tenants::{self, Resolved};
 use crate::proto::http::{self, RequestHead};
 use crate::proto::phoenix::Encoding;
 use crate::realtime::auth;
-use crate::realtime::hub::{NoRoom, Outgoing};
+use crate::realtime::auth::Claims;
+use crate::realtime::authz::{AuthContext, AuthRequest};
+use crate::realtime::hub::{NoRoom, Outgoing, TopicKey};
 use crate::realtime::rest;
+use crate::realtime::tenant::TenantConfig;
 
 /// Largest request body accepted, decoded size for a chunked one (a batch of
 /// maximum-size payloads is refused by the payload limit long before this).
@@ -43,7 +49,22 @@ enum Routed {
         tenant: String,
         messages: Vec<Broadcast>,
         resp: Resp,
+        /// Who asks, when some of `messages` are private.
+        private: Option<Box<PrivateSend>>,
     },
+}
+
+/// The caller of a request with private messages, whose write policy
+/// decides which of them go out (PROTOCOL 4.4, 4.5).
+struct PrivateSend {
+    /// The tenant, whose database has the policies.
+    config: Arc<TenantConfig>,
+    /// The caller's verified claims.
+    claims: Claims,
+    /// Every request header as a JSON object (`request.headers`).
+    headers: Rc<str>,
+    /// The single endpoint: a refusal is the answer, not a skip.
+    single: bool,
 }
 
 impl Routed {
@@ -64,6 +85,8 @@ impl From<Resp> for Routed {
 struct Broadcast {
     /// Client topic (`realtime:<name>`).
     topic: String,
+    /// For the private topic of that name, once its write is granted.
+    private: bool,
     body: BroadcastBody,
 }
 
@@ -139,8 +162,21 @@ pub async fn serve(
                 Routed::Broadcast {
                     tenant,
                     messages,
-                    resp,
+                    mut resp,
+                    private,
                 } => {
+                    let messages = match private {
+                        Some(p) => match authorize(&state, &p, messages).await {
+                            Ok(m) => m,
+                            Err(refused) => {
+                                resp.status = refused.status;
+                                resp.content_type = refused.content_type;
+                                resp.body = refused.body;
+                                return resp;
+                            }
+                        },
+                        None => messages,
+                    };
                     deliver(&state, &tenant, messages).await;
                     resp
                 }
@@ -207,7 +243,7 @@ fn route(state: &ShardState, head: &RequestHead, body: &[u8]) -> Routed {
             if let Err(e) = rest::parse_single_json(content_type(head), body) {
                 return error(head, &e).into();
             }
-            with_tenant(state, head, |t| batch(state, t, head, body))
+            with_tenant(state, head, |t, claims| batch(state, t, claims, head, body))
         }
         ("POST", p) if p.starts_with("/api/broadcast/") => match rest::split_single_path(p) {
             Some((topic, event)) => single(state, head, &topic, &event, body),
@@ -263,7 +299,11 @@ fn tenant_of(state: &ShardState, head: &RequestHead) -> Option<String> {
 
 /// Tenant lookup, authentication and the rate-limit plug shared by the
 /// broadcast endpoints (PROTOCOL 4.4).
-fn with_tenant(state: &ShardState, head: &RequestHead, f: impl FnOnce(&str) -> Routed) -> Routed {
+fn with_tenant(
+    state: &ShardState,
+    head: &RequestHead,
+    f: impl FnOnce(&str, Claims) -> Routed,
+) -> Routed {
     let Some(tenant_id) = tenant_of(state, head) else {
         return Resp::message(401, "Tenant not found in database").into();
     };
@@ -292,23 +332,19 @@ fn with_tenant(state: &ShardState, head: &RequestHead, f: impl FnOnce(&str) -> R
         let apikey = head
             .header("apikey")
             .and_then(|h| std::str::from_utf8(h).ok());
-        match rest::bearer_or_apikey(authz, apikey) {
-            Some(token)
-                if auth::verify(
-                    &auth::clean_token(token),
-                    &cfg.jwt,
-                    &cfg.validators,
-                    now_unix(),
-                )
-                .is_ok() =>
-            {
-                if cfg.suspended {
-                    Resp::message(403, "Tenant is suspended").into()
-                } else {
-                    f(&tenant_id)
-                }
-            }
-            _ => Resp::message(401, "Unauthorized").into(),
+        let claims = rest::bearer_or_apikey(authz, apikey).and_then(|token| {
+            auth::verify(
+                &auth::clean_token(token),
+                &cfg.jwt,
+                &cfg.validators,
+                now_unix(),
+            )
+            .ok()
+        });
+        match claims {
+            Some(_) if cfg.suspended => Resp::message(403, "Tenant is suspended").into(),
+            Some(claims) => f(&tenant_id, claims),
+            None => Resp::message(401, "Unauthorized").into(),
         }
     };
     routed.resp_mut().headers.extend(rate_headers);
@@ -336,8 +372,15 @@ fn error(head: &RequestHead, e: &rest::BatchError) -> Resp {
 }
 
 /// `POST /api/broadcast`: the changeset (422), then the batch's own rate
-/// check (429), then the public messages to deliver.
-fn batch(state: &ShardState, tenant_id: &str, head: &RequestHead, body: &[u8]) -> Routed {
+/// check (429), then the messages to deliver: the public ones in order,
+/// then the private ones by topic, as the Elixir server sends them.
+fn batch(
+    state: &ShardState,
+    tenant_id: &str,
+    claims: Claims,
+    head: &RequestHead,
+    body: &[u8],
+) -> Routed {
     let Some(tenant) = state.tenant(tenant_id) else {
         return Resp::message(401, "Tenant not found in database").into();
     };
@@ -352,25 +395,105 @@ fn batch(state: &ShardState, tenant_id: &str, head: &RequestHead, body: &[u8]) -
     if let Err(msg) = rest::check_batch_rate(avg, limit, messages.len()) {
         return Resp::message(429, msg).into();
     }
-    let messages = messages
+    let mut out: Vec<Broadcast> = messages
         .iter()
-        // Private topics need the write policy of the tenant database;
-        // without one the message is skipped, as a denied one would be.
-        .filter(|m| !m.private)
         .map(|m| {
             let mut payload = Vec::with_capacity(m.payload.get().len() + m.event.len() + 48);
             m.encode_broadcast_payload(&mut payload);
             Broadcast {
                 topic: format!("realtime:{}", m.topic),
+                private: m.private,
                 body: BroadcastBody::Json(payload),
             }
         })
         .collect();
+    let private = out.iter().any(|m| m.private).then(|| {
+        // Stable: public first in order, then each private topic's
+        // messages together, topics in the order first seen.
+        let mut first_seen: HashMap<String, usize> = HashMap::new();
+        for (i, m) in out.iter().enumerate() {
+            if m.private {
+                first_seen.entry(m.topic.clone()).or_insert(i);
+            }
+        }
+        out.sort_by_key(|m| m.private.then(|| first_seen[&m.topic]));
+        Box::new(PrivateSend {
+            config: tenant.config.clone(),
+            claims,
+            headers: all_headers_json(head),
+            single: false,
+        })
+    });
     Routed::Broadcast {
         tenant: tenant_id.to_owned(),
-        messages,
+        messages: out,
         resp: Resp::empty(202),
+        private,
     }
+}
+
+/// Every header of a REST request as a JSON object (the last of a
+/// repeated name wins), which the private messages' write check sets as
+/// `request.headers`.
+fn all_headers_json(head: &RequestHead) -> Rc<str> {
+    let mut m = serde_json::Map::new();
+    for (name, value) in &head.headers {
+        let v = String::from_utf8_lossy(value).into_owned();
+        m.insert(name.clone(), serde_json::Value::String(v));
+    }
+    Rc::from(serde_json::Value::Object(m).to_string())
+}
+
+/// The private messages of a request, checked against the caller's write
+/// policy, one check per topic (run at once, so that the tenant's checker
+/// can send them together): the messages that go out, or, for the single
+/// endpoint, the refusal to answer.
+async fn authorize(
+    state: &Rc<ShardState>,
+    p: &PrivateSend,
+    messages: Vec<Broadcast>,
+) -> Result<Vec<Broadcast>, Resp> {
+    let mut topics: Vec<&str> = Vec::new();
+    for m in messages.iter().filter(|m| m.private) {
+        let sub = m.topic.strip_prefix("realtime:").unwrap_or(&m.topic);
+        if !topics.contains(&sub) {
+            topics.push(sub);
+        }
+    }
+    let checks: Vec<_> = topics
+        .iter()
+        .map(|topic| {
+            let req = AuthRequest {
+                ctx: AuthContext::new(topic, &p.claims, p.headers.clone()),
+                read: None,
+                write: true,
+            };
+            let (state, config) = (state.clone(), p.config.clone());
+            glommio::spawn_local(async move { rls::authorize(&state, &config, &req).await })
+        })
+        .collect();
+    let mut allowed: HashMap<String, bool> = HashMap::new();
+    for (topic, check) in topics.iter().zip(checks) {
+        let answer = check.await;
+        if let Some(Err(e)) = &answer {
+            tracing::warn!(tenant = %p.config.external_id, topic, error = ?e, "REST private message policy check failed");
+        }
+        if p.single {
+            let refusal = match &answer {
+                Some(a) => rest::single_refusal(a),
+                None => Some(rest::UNABLE_TO_AUTHORIZE),
+            };
+            if let Some((status, msg)) = refusal {
+                return Err(Resp::message(status, msg));
+            }
+        }
+        let ok = answer.as_ref().is_some_and(rest::batch_allows);
+        allowed.insert(format!("realtime:{topic}"), ok);
+    }
+    Ok(messages
+        .into_iter()
+        .filter(|m| !m.private || allowed.get(&m.topic).copied().unwrap_or(false))
+        .collect())
 }
 
 /// Queues `messages` in order, each once every subscriber of its topic has
@@ -394,10 +517,11 @@ async fn deliver(state: &ShardState, tenant_id: &str, messages: Vec<Broadcast>) 
                 if let BroadcastBody::User { event, .. } = &m.body {
                     fault::inject("request handler", event.as_bytes());
                 }
-                match tenant
-                    .hub
-                    .fanout_if_room(m.topic.as_str(), &m.outgoing(), None)
-                {
+                let key = TopicKey {
+                    topic: m.topic.as_str(),
+                    private: m.private,
+                };
+                match tenant.hub.fanout_if_room(key, &m.outgoing(), None) {
                     Ok(n) => {
                         tenant.events.add(1 + n, state.now_ms());
                         None
@@ -440,7 +564,7 @@ fn single(state: &ShardState, head: &RequestHead, topic: &str, event: &str, body
         Ok(k) => k,
         Err((status, body)) => return Resp::json(status, body).into(),
     };
-    with_tenant(state, head, |tenant_id| {
+    with_tenant(state, head, |tenant_id, claims| {
         let Some(tenant) = state.tenant(tenant_id) else {
             return Resp::message(401, "Tenant not found in database").into();
         };
@@ -462,14 +586,12 @@ fn single(state: &ShardState, head: &RequestHead, topic: &str, event: &str, body
         {
             return error(head, &e).into();
         }
-        if rest::single_private(head.query.as_deref(), parsed.private_override) {
-            // Private sends need the tenant database's write policy.
-            return Resp::message(422, "Tenant database unavailable").into();
-        }
+        let private = rest::single_private(head.query.as_deref(), parsed.private_override);
         Routed::Broadcast {
             tenant: tenant_id.to_owned(),
             messages: vec![Broadcast {
                 topic: format!("realtime:{topic}"),
+                private,
                 body: BroadcastBody::User {
                     event: event.to_owned(),
                     encoding,
@@ -477,6 +599,14 @@ fn single(state: &ShardState, head: &RequestHead, topic: &str, event: &str, body
                 },
             }],
             resp: Resp::empty(202),
+            private: private.then(|| {
+                Box::new(PrivateSend {
+                    config: tenant.config.clone(),
+                    claims,
+                    headers: all_headers_json(head),
+                    single: true,
+                })
+            }),
         }
     })
 }
@@ -502,7 +632,7 @@ fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
         &'static str,
         fn(&ShardStats) -> i64,
     );
-    let series: [Series; 14] = [
+    let series: [Series; 17] = [
         (
             "realtime_connections",
             "gauge",
@@ -583,6 +713,24 @@ fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
             "counter",
             "Tenant records read from the control database (one per tenant and shard at a time).",
             |s| s.tenant_lookups.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_rls_checks_total",
+            "counter",
+            "Private-channel policy checks asked.",
+            |s| s.rls_checks.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_rls_queries_total",
+            "counter",
+            "Policy checks run on tenant databases (identical concurrent asks share one).",
+            |s| s.rls_queries.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_rls_round_trips_total",
+            "counter",
+            "Round trips of policy checks (checks waiting together go in one).",
+            |s| s.rls_round_trips.load(Ordering::Relaxed) as i64,
         ),
     ];
     for (name, kind, help, get) in series {

@@ -45,7 +45,9 @@ pub mod replay;
 pub mod replication;
 pub mod resp;
 pub mod rls;
+pub mod rls_batch;
 pub mod rls_pool;
+pub mod rls_script;
 pub mod shard;
 pub mod shutdown;
 pub mod sock;
@@ -96,6 +98,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                 lookups: RefCell::new(HashMap::new()),
                 pending_acks: RefCell::new(HashMap::new()),
                 pending_views: RefCell::new(HashMap::new()),
+                pending_auths: RefCell::new(HashMap::new()),
                 next_ticket: Cell::new(0),
                 tenants: RefCell::new(HashMap::new()),
                 writers: Rc::default(),
@@ -191,6 +194,12 @@ fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
         ShardMsg::Done(ticket) => tenants::acknowledged(state, ticket),
         ShardMsg::ViewTenant { id, reply_to } => tenants::answer_view(state, &id, reply_to),
         ShardMsg::Viewed(ticket, view) => tenants::viewed(state, ticket, view),
+        ShardMsg::Authorize {
+            config,
+            question,
+            reply_to,
+        } => rls::answer_remote(state, config, *question, reply_to),
+        ShardMsg::Authorized(ticket, answer) => rls::answered(state, ticket, answer),
     }
 }
 

@@ -20,7 +20,7 @@ use postgres_protocol::message::{backend, frontend};
 pub use super::pgerror::PgError;
 use super::tls::{self, DbTls, PgStream};
 pub use crate::proto::pg::extended::Rows;
-use crate::proto::pg::extended::{self, Reply, Step};
+use crate::proto::pg::extended::{self, DbError, Reply, Step};
 
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
@@ -69,6 +69,9 @@ pub struct PgConn {
     wbuf: BytesMut,
     /// Parameters the server reported (server_version, TimeZone, ...).
     pub params: HashMap<String, String>,
+    /// Statements prepared on this connection by [`PgConn::pipeline`]:
+    /// text -> name.
+    prepared: HashMap<String, String>,
 }
 
 const READ_CHUNK: usize = 64 * 1024;
@@ -89,6 +92,7 @@ impl PgConn {
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: BytesMut::with_capacity(1024),
             params: HashMap::new(),
+            prepared: HashMap::new(),
         };
         let mut params: Vec<(&str, &str)> = vec![
             ("user", &cfg.user),
@@ -260,9 +264,92 @@ impl PgConn {
     }
 
     async fn query_inner(&mut self) -> Result<Rows, PgError> {
+        match self.pipeline_inner(1).await?.pop() {
+            Some(Ok(rows)) => Ok(rows),
+            Some(Err(e)) => Err(PgError::Db {
+                severity: e.severity,
+                code: e.code,
+                message: e.message,
+            }),
+            None => Err(PgError::Protocol("no reply".into())),
+        }
+    }
+
+    /// Runs `stmts` as [`PgConn::query`] runs one, each with its own Sync,
+    /// but written at once and answered in one round trip (a pipeline):
+    /// each statement's outcome in order. A statement that fails leaves
+    /// the next to run (inside a transaction it fails in turn until a
+    /// ROLLBACK). Each distinct text is prepared once per connection (a
+    /// named statement, parsed and planned once; Postgres plans again
+    /// when the role or anything the plan rests on changed), at the head
+    /// of the pipeline, outside any transaction. The whole pipeline has
+    /// the connection's deadline; a value holding a NUL byte refuses it
+    /// before anything is sent.
+    /// Texts in `unprepared` are parsed and planned at each run instead
+    /// (a plan that must follow the table's size as it changes).
+    pub async fn pipeline(
+        &mut self,
+        stmts: &[(&str, Vec<Option<&str>>)],
+        unprepared: &[&str],
+    ) -> Result<Vec<Result<Rows, DbError>>, PgError> {
+        self.usable()?;
+        let mut buf = BytesMut::new();
+        let mut new: Vec<(String, String)> = Vec::new();
+        for (sql, _) in stmts {
+            if unprepared.contains(sql) {
+                continue;
+            }
+            if !self.prepared.contains_key(*sql) && !new.iter().any(|(s, _)| s == sql) {
+                let name = format!("rt{}", self.prepared.len() + new.len());
+                extended::encode_prepare(&name, sql, &mut buf)
+                    .map_err(|e| PgError::Param(e.to_string()))?;
+                new.push((sql.to_string(), name));
+            }
+        }
+        for (sql, params) in stmts {
+            let name = match self.prepared.get(*sql) {
+                Some(n) => Some(n.as_str()),
+                None => new.iter().find(|(s, _)| s == sql).map(|(_, n)| n.as_str()),
+            };
+            let r = match name {
+                Some(name) => extended::encode_statement(name, None, params, &mut buf),
+                None => extended::encode_query(sql, params, &mut buf),
+            };
+            r.map_err(|e| PgError::Param(e.to_string()))?;
+        }
+        self.wbuf.extend_from_slice(&buf);
+        let r = within(
+            self.timeout,
+            "pipeline",
+            self.pipeline_inner(new.len() + stmts.len()),
+        )
+        .await;
+        let r = r.and_then(|mut outcomes| {
+            let rest = outcomes.split_off(new.len());
+            for (outcome, (sql, name)) in outcomes.into_iter().zip(new) {
+                if let Err(e) = outcome {
+                    // Its runs failed too: the connection is not used again.
+                    self.broken = true;
+                    return Err(PgError::Protocol(format!(
+                        "preparing a statement: {}",
+                        e.message
+                    )));
+                }
+                self.prepared.insert(sql, name);
+            }
+            Ok(rest)
+        });
+        if matches!(r, Err(PgError::Protocol(_) | PgError::Io(_))) {
+            self.broken = true;
+        }
+        self.note(r)
+    }
+
+    async fn pipeline_inner(&mut self, n: usize) -> Result<Vec<Result<Rows, DbError>>, PgError> {
         self.flush().await?;
+        let mut out = Vec::with_capacity(n);
         let mut reply = Reply::new();
-        loop {
+        while out.len() < n {
             let (tag, body) = self.next_frame().await?;
             match reply
                 .feed(tag, &body)
@@ -272,16 +359,13 @@ impl PgConn {
                 Step::Param(name, value) => {
                     self.params.insert(name, value);
                 }
-                Step::Done(Ok(rows)) => return Ok(rows),
-                Step::Done(Err(e)) => {
-                    return Err(PgError::Db {
-                        severity: e.severity,
-                        code: e.code,
-                        message: e.message,
-                    })
+                Step::Done(r) => {
+                    out.push(r);
+                    reply = Reply::new();
                 }
             }
         }
+        Ok(out)
     }
 
     /// Sends a command that opens a CopyBoth stream (`START_REPLICATION`)

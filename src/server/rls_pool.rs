@@ -75,6 +75,11 @@ impl AuthPool {
         })
     }
 
+    /// Connections at most.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     /// The tenant's database work stopped: idle connections close now,
     /// borrowed ones when returned.
     pub fn close(&self) {

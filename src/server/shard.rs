@@ -15,6 +15,7 @@ use super::conns::Conn;
 use super::handoff::Handoff;
 use super::outq::Writers;
 use crate::config::Config;
+use crate::realtime::authz::{AuthAnswer, AuthQuestion};
 use crate::realtime::session::{Session, Settings};
 use crate::realtime::tenant::{Directory, Tenant, TenantConfig, Tenants};
 
@@ -46,11 +47,27 @@ pub enum ShardMsg {
     },
     /// The answer to [`ShardMsg::ViewTenant`] with this ticket.
     Viewed(u64, TenantView),
+    /// Run this policy check on the tenant's authorization pool (a REST
+    /// request that reached another shard than the tenant's home).
+    Authorize {
+        /// The tenant's settings (its home may not have it active).
+        config: Arc<TenantConfig>,
+        /// The check.
+        question: Box<AuthQuestion>,
+        /// The asking shard and its ticket, to answer [`ShardMsg::Authorized`].
+        reply_to: (usize, u64),
+    },
+    /// The answer to [`ShardMsg::Authorize`] with this ticket.
+    Authorized(u64, AuthAnswer),
 }
 
 /// A question to a tenant's home shard: its answer once it came, and the
 /// asker's waker.
 pub type PendingView = (Option<TenantView>, Option<std::task::Waker>);
+
+/// A policy check asked of a tenant's home shard: its answer once it
+/// came, and the asker's waker.
+pub type PendingAuth = (Option<AuthAnswer>, Option<std::task::Waker>);
 
 /// A tenant's live state as its home shard sees it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -103,6 +120,8 @@ pub struct ShardState {
     /// Questions of this shard to a tenant's home shard still unanswered:
     /// ticket -> (the answer once it came, the asker's waker).
     pub pending_views: RefCell<HashMap<u64, PendingView>>,
+    /// Policy checks this shard asked of a tenant's home shard, by ticket.
+    pub pending_auths: RefCell<HashMap<u64, PendingAuth>>,
     /// Next announcement or question ticket.
     pub next_ticket: Cell<u64>,
     /// Tasks working for a tenant whose home is this shard (its
@@ -114,7 +133,7 @@ pub struct ShardState {
     /// Authorization pools of the tenants whose home is this shard (the
     /// RLS checks of private channels), made on first use, dropped with
     /// the tenant's database work.
-    pub auth_pools: RefCell<HashMap<String, Rc<super::rls_pool::AuthPool>>>,
+    pub auth_pools: RefCell<HashMap<String, Rc<super::rls_batch::Checker>>>,
     /// Handler switches derived from the config.
     pub settings: Settings,
     /// Tenants active on this shard.

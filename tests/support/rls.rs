@@ -2,8 +2,10 @@
 //! cluster with the minimal tenant schema their RLS checks need, and a
 //! server whose tenant database it is.
 
+use serde_json::{json, Value};
+
 use super::pg::{dev_db_url, parts, psql};
-use super::Server;
+use super::{token_with, Recv, Server, Ws};
 
 /// The Supabase roles a tenant database has (cluster-wide, so created
 /// once and kept; one test at a time creates them), and the role the
@@ -139,6 +141,11 @@ pub struct TenantDb {
 impl TenantDb {
     /// Creates the database with `setup`, then starts a server on it.
     pub fn start(tag: &str, setup: &str) -> TenantDb {
+        Self::start_with(tag, setup, &[])
+    }
+
+    /// [`TenantDb::start`] with more environment for the server.
+    pub fn start_with(tag: &str, setup: &str, extra: &[(&str, &str)]) -> TenantDb {
         let db = SchemaDb::create(tag, true, setup);
         let (host, port, pw) = parts(&db.admin);
         let env = vec![
@@ -149,6 +156,10 @@ impl TenantDb {
             ("DB_PASSWORD".to_owned(), pw),
             ("SLOT_NAME_SUFFIX".to_owned(), format!("_{}", db.name)),
         ];
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
         let srv = Server::start_env(&env);
         TenantDb { srv, db }
     }
@@ -159,15 +170,87 @@ impl TenantDb {
     }
 }
 
-/// A join reply that says `ok`.
-pub fn assert_ok(reply: &serde_json::Value) {
+/// A socket of an `authenticated` user whose `sub` is `sub`.
+pub fn authed(port: u16, sub: &str) -> Ws {
+    let claims = json!({"role": "authenticated", "sub": sub});
+    Ws::connect(port, "2.0.0", &token_with(claims, 3600))
+}
+
+/// Joins `realtime:<name>` privately with `config` merged in; the reply.
+pub fn join_private(ws: &mut Ws, jr: &str, name: &str, mut config: Value) -> Value {
+    config["private"] = json!(true);
+    ws.join_v2(jr, &format!("realtime:{name}"), config)
+}
+
+/// A join reply that says ok.
+pub fn assert_ok(reply: &Value) {
     assert_eq!(reply[3], "phx_reply", "{reply}");
     assert_eq!(reply[4]["status"], "ok", "{reply}");
 }
 
-/// A join reply refused with `reason`.
-pub fn assert_refused(reply: &serde_json::Value, reason: &str) {
+/// A join reply refusing with `reason`.
+pub fn assert_refused(reply: &Value, reason: &str) {
     assert_eq!(reply[3], "phx_reply", "{reply}");
     assert_eq!(reply[4]["status"], "error", "{reply}");
     assert_eq!(reply[4]["response"]["reason"], reason, "{reply}");
+}
+
+/// Nothing arrives within `ms`.
+pub fn assert_quiet(ws: &mut Ws, ms: u64) {
+    match ws.recv_for(ms) {
+        Recv::Timeout => {}
+        other => panic!("expected nothing, got {other:?}"),
+    }
+}
+
+impl TenantDb {
+    /// Detaches today's `realtime.messages` partition (checks then fail
+    /// with a missing partition).
+    pub fn detach_today(&self) {
+        self.sql(&format!(
+            "alter table realtime.messages detach partition {}",
+            todays_partition()
+        ));
+    }
+
+    /// Attaches today's partition back.
+    pub fn attach_today(&self) {
+        self.sql(&format!(
+            "alter table realtime.messages attach partition {} \
+             for values from ((now() at time zone 'utc')::date) to ((now() at time zone 'utc')::date + 1)",
+            todays_partition()
+        ));
+    }
+
+    /// `realtime.messages` is still there and holds nothing: every check
+    /// was rolled back, no client value ran as SQL.
+    pub fn assert_messages_untouched(&self) {
+        assert_eq!(
+            self.sql("select to_regclass('realtime.messages') is not null"),
+            "t\n",
+            "the table is still there"
+        );
+        assert_eq!(
+            self.sql("select count(*) from realtime.messages"),
+            "0\n",
+            "the checks were rolled back"
+        );
+    }
+}
+
+/// `realtime.fail(kind)` for failing policies: raises `query_canceled`
+/// for `'cancel'`, a plain error otherwise. Put before the policies.
+pub const FAIL_FUNCTION: &str = "
+  create function realtime.fail(kind text) returns boolean language plpgsql volatile as $$
+  begin
+    if kind = 'cancel' then
+      raise exception 'canceling statement due to statement timeout' using errcode = 'query_canceled';
+    end if;
+    raise exception 'policy exploded';
+  end $$;
+";
+
+/// The refusal of a private join without read.
+pub fn unauthorized(name: &str) -> String {
+    format!("Unauthorized: You do not have permissions to read from this Channel topic: {name}")
 }

@@ -192,6 +192,9 @@ pub struct JoinConfig {
     pub access_token: Option<String>,
     /// `config.postgres_changes` bindings (`{"event","schema","table",..}`).
     pub postgres_changes: Vec<serde_json::Value>,
+    /// `config.private`: the join is checked against the tenant's RLS
+    /// policies.
+    pub private: bool,
 }
 
 /// A `phx_join` for `topic` with join ref = ref = `join_ref`.
@@ -218,7 +221,7 @@ pub fn join_payload(cfg: &JoinConfig) -> String {
                 "enabled": cfg.presence_key.is_some(),
             },
             "postgres_changes": cfg.postgres_changes,
-            "private": false,
+            "private": cfg.private,
         }
     });
     if let Some(t) = &cfg.access_token {
@@ -479,6 +482,7 @@ mod tests {
             presence_key: Some("m1".into()),
             access_token: Some("tok".into()),
             postgres_changes: vec![serde_json::json!({"event": "INSERT", "table": "t"})],
+            private: true,
         };
         for vsn in [Vsn::V1, Vsn::V2] {
             let j = join(vsn, "realtime:r", "5", &cfg);
@@ -491,6 +495,7 @@ mod tests {
             assert_eq!(v["config"]["presence"]["key"], "m1");
             assert_eq!(v["config"]["broadcast"]["ack"], true);
             assert_eq!(v["config"]["postgres_changes"][0]["table"], "t");
+            assert_eq!(v["config"]["private"], true);
             assert_eq!(v["access_token"], "tok");
             assert_eq!(decode_text(vsn, &heartbeat(vsn)).unwrap().topic, "phoenix");
             assert_eq!(

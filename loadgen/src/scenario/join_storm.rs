@@ -15,6 +15,7 @@ use super::{fill_window, finish, note_control, Conn, Env, ExecOut, Rec, Recorder
 use crate::cli::JoinStormArgs;
 use crate::conn::{self, Frame, Reader, Socket};
 use crate::phx::{self, Control};
+use crate::procfs;
 use crate::report;
 use crate::runner::{self, ExecCtx, Monitor, Shared, RUN, STOP};
 use crate::stats::{self, bump, now_ns, LatencySummary};
@@ -43,6 +44,8 @@ pub fn run(a: &JoinStormArgs) -> i32 {
             }
         }
     };
+    let db = a.db_port.and_then(procfs::find_listener_pid);
+    let db_cpu0 = db.and_then(procfs::family_cpu_seconds);
     let start = now_ns() + 100_000_000;
     shared.start(start);
     let run_ns = (a.duration * 1e9) as u64;
@@ -55,6 +58,7 @@ pub fn run(a: &JoinStormArgs) -> i32 {
             return EXIT_ERROR;
         }
     };
+    let db_cpu1 = db.and_then(procfs::family_cpu_seconds);
     mon.finish();
     let all = super::merge(&outs);
     let mut r = env.report("join-storm", serde_json::to_value(a).unwrap_or_default());
@@ -66,11 +70,72 @@ pub fn run(a: &JoinStormArgs) -> i32 {
     r.latency_curve = stats::percentile_curve(&all.lat);
     r.send_lag = (a.rate > 0.0).then(|| LatencySummary::of(&all.lag));
     r.timeline = report::timeline(&samples, start);
+    let db_cpu_s = db_cpu0.zip(db_cpu1).map(|(a, b)| b - a);
+    if a.db_port.is_some() && db_cpu_s.is_none() {
+        r.warnings.push(
+            "no database CPU figure: no local process listens on --db-port (or /proc is not readable)"
+                .into(),
+        );
+    }
+    let (extra, md) = cost(
+        r.joins_per_sec.unwrap_or(0.0),
+        run_ns,
+        r.server.cpu_s,
+        db_cpu_s,
+    );
+    r.extra = Some(extra);
+    r.extra_md = Some(md);
     if r.window.joins_ok == 0 {
         r.warnings
             .push("no join succeeded: is TENANT_MAX_JOINS_PER_SECOND raised on the server?".into());
     }
     finish(r, &env, &shared.reasons)
+}
+
+/// What the joins cost: CPU seconds of the server and of the database
+/// per second of run, and joins/s per core-second of each.
+fn cost(
+    joins_per_sec: f64,
+    run_ns: u64,
+    server_cpu_s: Option<f64>,
+    db_cpu_s: Option<f64>,
+) -> (serde_json::Value, String) {
+    let secs = (run_ns as f64 / 1e9).max(1e-9);
+    let per_core = |cpu: Option<f64>| cpu.map(|c| joins_per_sec / (c / secs).max(1e-9));
+    let v = serde_json::json!({
+        "joins_per_sec": joins_per_sec,
+        "server_cpu_s": server_cpu_s,
+        "db_cpu_s": db_cpu_s,
+        "joins_per_server_core_s": per_core(server_cpu_s),
+        "joins_per_db_core_s": per_core(db_cpu_s),
+    });
+    let f = |x: Option<f64>| x.map_or("-".to_owned(), |x| format!("{x:.1}"));
+    let md = format!(
+        "| join-storm cost | server | database |\n|---|---|---|\n\
+         | CPU seconds | {} | {} |\n| joins/s per core busy | {} | {} |\n",
+        f(server_cpu_s),
+        f(db_cpu_s),
+        f(per_core(server_cpu_s)),
+        f(per_core(db_cpu_s)),
+    );
+    (v, md)
+}
+
+/// A join config for `cfg`'s run: private joins carry the token of user
+/// `lg<u>` (signed with the run's secret).
+fn private_payload(env: &Env, u: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let token = realtime::realtime::auth::sign_hs256(
+        &env.common.secret,
+        &serde_json::json!({"role": "authenticated", "sub": format!("lg{u}"),
+            "iss": "realtime-loadgen", "iat": now, "exp": now + 86_400}),
+    );
+    let mut cfg = env.join_config();
+    cfg.private = true;
+    cfg.access_token = Some(token);
+    phx::join_payload(&cfg)
 }
 
 /// One executor's workers, sharing one schedule counter.
@@ -88,23 +153,46 @@ async fn exec(ctx: ExecCtx, env: Arc<Env>, a: Arc<JoinStormArgs>) -> ExecOut {
     // Every join of the run carries the same payload: render it once.
     let payload: Rc<str> = phx::join_payload(&env.join_config()).into();
     let mut tasks = Vec::new();
+    let users = if a.users == 0 { a.workers } else { a.users }.max(1);
+    // One token per user, made once.
+    let mut private: std::collections::HashMap<u64, Rc<str>> = Default::default();
     for w in (0..a.workers).filter(|w| w % nr == ctx.id as u64) {
-        let (ctx, env, a, rec, next, payload) = (
+        let (prefix, payload) = if a.private {
+            let u = w % users;
+            let p = private
+                .entry(u)
+                .or_insert_with(|| private_payload(&env, u).into())
+                .clone();
+            (format!("realtime:lg{u}:"), p)
+        } else {
+            ("realtime:lg-".to_owned(), payload.clone())
+        };
+        let (ctx, env, a, rec, next) = (
             ctx.clone(),
             env.clone(),
             a.clone(),
             rec.clone(),
             next.clone(),
-            payload.clone(),
         );
         tasks.push(spawn_local(async move {
-            worker(&ctx, &env, &a, &rec, &next, &payload, w, rate, start, end).await;
+            let t = Topics {
+                prefix: &prefix,
+                payload: &payload,
+            };
+            worker(&ctx, &env, &a, &rec, &next, t, w, rate, start, end).await;
         }));
     }
     ctx.wait_phase(STOP).await;
     drop(tasks);
     let out = rec.borrow_mut().take();
     out
+}
+
+/// What a worker joins: topics `<prefix><k>`, with this join payload.
+#[derive(Clone, Copy)]
+struct Topics<'a> {
+    prefix: &'a str,
+    payload: &'a str,
 }
 
 /// One worker: batches of `--pipeline` joins, then their leaves, on a
@@ -116,7 +204,7 @@ async fn worker(
     a: &JoinStormArgs,
     rec: &Rec,
     next: &Cell<u64>,
-    payload: &str,
+    topics_of: Topics<'_>,
     w: u64,
     rate: f64,
     start: u64,
@@ -195,7 +283,7 @@ async fn worker(
         out.clear();
         for _ in 0..depth {
             seq += 1;
-            let t = super::topic((w * 7919 + seq) % a.topics.max(1));
+            let t = format!("{}{}", topics_of.prefix, (w * 7919 + seq) % a.topics.max(1));
             let jr = seq.to_string();
             text.clear();
             text.extend_from_slice(&phx::envelope(
@@ -204,7 +292,7 @@ async fn worker(
                 Some(&jr),
                 &t,
                 "phx_join",
-                payload.as_bytes(),
+                topics_of.payload.as_bytes(),
             ));
             wire::put_frame(&mut out, OpCode::Text, &text, cn.sock.mask);
             topics.push(t);

@@ -82,7 +82,46 @@ pub fn encode_query(
     params: &[Option<&str>],
     buf: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    if sql.as_bytes().contains(&0) {
+    encode_statement("", Some(sql), params, buf)
+}
+
+/// Writes Parse (named `name`) and Sync for `sql`: a statement prepared
+/// once per connection and run by [`encode_statement`] without `sql`.
+pub fn encode_prepare(name: &str, sql: &str, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    if sql.as_bytes().contains(&0) || name.as_bytes().contains(&0) {
+        return Err(EncodeError::NulInSql);
+    }
+    let parse_len = name.len() + 1 + sql.len() + 1 + 2;
+    if parse_len > i32::MAX as usize - 4 {
+        return Err(EncodeError::TooLong(sql.len()));
+    }
+    put_parse(name, sql, parse_len, buf);
+    buf.put_u8(b'S');
+    buf.put_i32(4);
+    Ok(())
+}
+
+/// Parse of `sql` as statement `name` (its body `parse_len` bytes), no
+/// parameter types given.
+fn put_parse(name: &str, sql: &str, parse_len: usize, buf: &mut BytesMut) {
+    buf.put_u8(b'P');
+    buf.put_i32((4 + parse_len) as i32);
+    buf.put_slice(name.as_bytes());
+    buf.put_u8(0);
+    buf.put_slice(sql.as_bytes());
+    buf.put_u8(0);
+    buf.put_u16(0);
+}
+
+/// [`encode_query`] for statement `name`: parsed from `sql` first when
+/// given (the unnamed statement is `""`), else one prepared before.
+pub fn encode_statement(
+    name: &str,
+    sql: Option<&str>,
+    params: &[Option<&str>],
+    buf: &mut BytesMut,
+) -> Result<(), EncodeError> {
+    if name.as_bytes().contains(&0) || sql.is_some_and(|s| s.as_bytes().contains(&0)) {
         return Err(EncodeError::NulInSql);
     }
     if params.len() > MAX_PARAMS {
@@ -99,26 +138,24 @@ pub fn encode_query(
             bind_len += v.len();
         }
     }
-    let parse_len = 1 + sql.len() + 1 + 2;
+    bind_len += name.len();
+    let parse_len = sql.map_or(0, |sql| name.len() + 1 + sql.len() + 1 + 2);
     let limit = i32::MAX as usize - 4;
     if parse_len > limit {
-        return Err(EncodeError::TooLong(sql.len()));
+        return Err(EncodeError::TooLong(parse_len));
     }
     if bind_len > limit {
         return Err(EncodeError::TooLong(bind_len));
     }
     buf.reserve(parse_len + bind_len + 40);
-    // Parse: unnamed statement, no parameter types given.
-    buf.put_u8(b'P');
-    buf.put_i32((4 + parse_len) as i32);
-    buf.put_u8(0);
-    buf.put_slice(sql.as_bytes());
-    buf.put_u8(0);
-    buf.put_u16(0);
-    // Bind: unnamed portal and statement, all parameters and results text.
+    if let Some(sql) = sql {
+        put_parse(name, sql, parse_len, buf);
+    }
+    // Bind: unnamed portal, all parameters and results text.
     buf.put_u8(b'B');
     buf.put_i32((4 + bind_len) as i32);
     buf.put_u8(0);
+    buf.put_slice(name.as_bytes());
     buf.put_u8(0);
     buf.put_u16(0);
     buf.put_u16(params.len() as u16);

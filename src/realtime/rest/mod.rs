@@ -23,6 +23,7 @@ mod auth_header;
 mod batch;
 mod body;
 mod errors;
+mod private;
 mod single;
 mod size;
 #[cfg(test)]
@@ -34,6 +35,7 @@ pub use body::is_json_content_type;
 pub use errors::{
     BatchError, JSON_CONTENT_TYPE, MAX_BODY_BYTES, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE_BODY,
 };
+pub use private::{batch_allows, single_refusal, UNABLE_TO_AUTHORIZE};
 pub use single::{
     check_single_content_type, check_single_json, parse_single_json, single_private,
     split_single_path, validate_single, SingleJson, SingleKind,
