@@ -46,7 +46,7 @@ pub async fn fetch_for(
     req: &ReplayRequest,
 ) -> ReplayAnswer {
     let answer = match rls::pool_for(state, tenant) {
-        Some(pool) => fetch(&pool, req).await,
+        Some(checker) => fetch(&checker.pool, req).await,
         None => Err(ReplayError::Unavailable(
             "no authorization pool for the tenant here".into(),
         )),
