@@ -281,6 +281,12 @@ settings! {
     /// of slower error reports; tests set 0.
     channel_error_backoff_ms: u64 = 5000, "5000", env "CHANNEL_ERROR_BACKOFF_MS";
 
+    /// How long a channel joined with `broadcast.replication_ready` waits
+    /// for its tenant's Broadcast from Database stream before it is shut
+    /// down (`Replication connection was not established in time`), as the
+    /// Elixir server's one minute. Tests set it short.
+    replication_ready_timeout_ms: u64 = 60000, "60000", env "REPLICATION_READY_TIMEOUT_MS";
+
     // ---- tenant limit defaults ----
 
     /// Connections with at least one joined channel a tenant may have. Caps

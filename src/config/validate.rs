@@ -214,6 +214,10 @@ impl Config {
             self.replication_idle_timeout_ms,
         )?;
         duration("channel_error_backoff_ms", self.channel_error_backoff_ms)?;
+        duration(
+            "replication_ready_timeout_ms",
+            self.replication_ready_timeout_ms,
+        )?;
 
         limit("max_concurrent_users", self.max_concurrent_users)?;
         limit("max_events_per_second", self.max_events_per_second)?;

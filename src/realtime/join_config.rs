@@ -14,6 +14,9 @@ pub struct JoinConfig {
     pub ack: bool,
     /// `broadcast.self`.
     pub self_: bool,
+    /// `broadcast.replication_ready`: tell the channel (a `system`
+    /// message) once the tenant's messages stream is up.
+    pub replication_ready: bool,
     /// `presence.enabled`.
     pub presence_enabled: bool,
     /// `presence.key`, stringified; `None` when absent, null or "".
@@ -120,6 +123,8 @@ impl JoinConfig {
         c.ack = lenient_bool(broadcast.and_then(|b| b.get("ack"))).unwrap_or(false);
         c.self_ = lenient_bool(broadcast.and_then(|b| b.get("self"))).unwrap_or(false);
         c.replay = ReplayConfig::parse(broadcast);
+        c.replication_ready =
+            lenient_bool(broadcast.and_then(|b| b.get("replication_ready"))).unwrap_or(false);
         let presence = config.and_then(|c| c.get("presence"));
         c.presence_enabled = lenient_bool(presence.and_then(|p| p.get("enabled"))).unwrap_or(false);
         c.presence_key = presence::presence_key_from_config(presence.and_then(|p| p.get("key")));

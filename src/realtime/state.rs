@@ -20,6 +20,10 @@ use crate::proto::phoenix::{Inbound, Ref, Vsn};
 pub struct Settings {
     /// Delay before a join error reply (`CHANNEL_ERROR_BACKOFF_MS`).
     pub channel_error_backoff_ms: u64,
+    /// How long a `broadcast.replication_ready` channel waits for the
+    /// messages stream before it is shut down
+    /// (`REPLICATION_READY_TIMEOUT_MS`).
+    pub replication_ready_timeout_ms: u64,
 }
 
 /// Counters a handler bumps; the server folds them into its shard stats.
@@ -31,6 +35,10 @@ pub struct Tally {
     pub channels: i64,
     /// Frames queued to subscribers by fan-out.
     pub deliveries: u64,
+    /// Channels joined with `broadcast.replication_ready` still waiting
+    /// for the messages stream (the server then asks
+    /// [`Session::replication_ready`] until none waits).
+    pub replication_waits: u64,
 }
 
 /// Everything a handler may touch besides the session itself.
@@ -94,6 +102,10 @@ impl From<Flow> for Resumed {
     }
 }
 
+/// The shutdown message of a channel whose messages stream did not come up
+/// in time.
+pub const REPLICATION_NOT_READY: &str = "Replication connection was not established in time";
+
 /// A joined channel.
 pub struct Channel {
     /// Unique on the shard; owner id for presence.
@@ -129,6 +141,10 @@ pub struct Channel {
     /// `config.private`: the channel is on the private topic and its
     /// reads and writes are what the RLS policies allow.
     pub private: bool,
+    /// `broadcast.replication_ready` and not yet told: the monotonic
+    /// millisecond by which the messages stream must be up (0: not
+    /// waiting).
+    pub replication_wait_until: u64,
     /// What its policies allowed so far (private channels only).
     pub policies: Policies,
     /// The settings its later checks run under (private channels only:
@@ -364,6 +380,46 @@ impl Session {
             "phx_close",
             b"{}",
         ));
+    }
+
+    /// Channels joined with `broadcast.replication_ready` (PROTOCOL 3.5):
+    /// once the tenant's messages stream is up each gets the `system`
+    /// message `Replication connection established` (once); one still
+    /// waiting at its deadline is shut down with `Replication connection
+    /// was not established in time`. Whether any still waits.
+    pub fn replication_ready(&mut self, env: &mut Env<'_>) -> bool {
+        let ready = env.tenant.messages_streaming;
+        let now = env.now_ms;
+        let due: Vec<Box<str>> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| {
+                c.replication_wait_until != 0 && (ready || c.replication_wait_until <= now)
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        for topic in due {
+            if !ready {
+                self.shutdown_channel(env, &topic, REPLICATION_NOT_READY);
+                continue;
+            }
+            let Some(ch) = self.channels.get_mut(&topic) else {
+                continue;
+            };
+            ch.replication_wait_until = 0;
+            self.out.push(frames::system(
+                self.vsn,
+                ch.join_ref.as_ref(),
+                &ch.topic,
+                "system",
+                "ok",
+                "Replication connection established",
+                true,
+            ));
+        }
+        self.channels
+            .values()
+            .any(|c| c.replication_wait_until != 0)
     }
 
     /// Earliest token expiry among the channels, if any.

@@ -331,6 +331,9 @@ pub fn with_env<R>(
     if tally.channels != 0 {
         ShardStats::gauge(&stats.channels, tally.channels);
     }
+    if tally.replication_waits > 0 {
+        state.replication_waiting.borrow_mut().insert(session.id);
+    }
     r
 }
 

@@ -86,6 +86,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                 control,
                 settings: Settings {
                     channel_error_backoff_ms: config.channel_error_backoff_ms,
+                    replication_ready_timeout_ms: config.replication_ready_timeout_ms,
                 },
                 shard,
                 config,
@@ -106,6 +107,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                 next_conn_id: Cell::new(0),
                 next_channel_id: Cell::new(0),
                 expiries: RefCell::new(BinaryHeap::new()),
+                replication_waiting: RefCell::default(),
                 shutting_down: Cell::new(false),
                 started: Instant::now(),
             });
@@ -151,6 +153,7 @@ async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
     ))
     .detach();
     glommio::spawn_local(shutdown::expiry_sweeper(state.clone())).detach();
+    glommio::spawn_local(shutdown::replication_ready_sweeper(state.clone())).detach();
     glommio::spawn_local(shutdown::channelless_sweeper(state.clone())).detach();
     glommio::spawn_local(shutdown::idle_sweeper(state.clone())).detach();
     // Without a control database the environment's tenant is active from

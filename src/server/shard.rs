@@ -149,6 +149,10 @@ pub struct ShardState {
     /// (expiry unix seconds, connection id), earliest first; entries may be
     /// stale and are re-checked when popped.
     pub expiries: RefCell<BinaryHeap<std::cmp::Reverse<(i64, u64)>>>,
+    /// Connections with a channel waiting for its tenant's messages stream
+    /// (`broadcast.replication_ready`), asked on every tick until none
+    /// waits ([`crate::server::shutdown::replication_ready_sweeper`]).
+    pub replication_waiting: RefCell<std::collections::BTreeSet<u64>>,
     /// Set when the server is draining.
     pub shutting_down: Cell<bool>,
     /// Monotonic origin for `now_ms`.

@@ -82,6 +82,28 @@ pub async fn expiry_sweeper(state: Rc<ShardState>) {
     }
 }
 
+/// Tells channels waiting for their tenant's messages stream that it is up
+/// (or shuts them down at their deadline), every tick, asking only the
+/// connections that have such a channel.
+pub async fn replication_ready_sweeper(state: Rc<ShardState>) {
+    loop {
+        glommio::timer::sleep(TICK).await;
+        if state.replication_waiting.borrow().is_empty() {
+            continue;
+        }
+        let ids: Vec<u64> = state.replication_waiting.borrow().iter().copied().collect();
+        for id in ids {
+            let conn = state.sessions.borrow().get(&id).cloned();
+            let waits = conn.is_some_and(|conn| {
+                with_env(&state, &conn, |session, env| session.replication_ready(env))
+            });
+            if !waits {
+                state.replication_waiting.borrow_mut().remove(&id);
+            }
+        }
+    }
+}
+
 /// Every `NO_CHANNEL_TIMEOUT_IN_MS`, drops connections that attempted a
 /// join and now have no channel, without a close frame (the Elixir
 /// tracker kills such processes; clients see 1006 and reconnect).

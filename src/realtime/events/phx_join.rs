@@ -222,6 +222,10 @@ fn finish(
         env.tenant.hub.set_replayed(ch.id, replay::ids(replayed));
     }
     announce(session, env, ch, &join, replayed);
+    // Already streaming: told at once, right after the join's frames.
+    if join.cfg.replication_ready && env.tenant.messages_streaming {
+        session.replication_ready(env);
+    }
 }
 
 /// Runs the join's checks in the Elixir server's order. Changes nothing but
@@ -340,6 +344,12 @@ fn build(
         token: join.token.clone(),
         exp: join.claims.exp,
         private: cfg.private,
+        replication_wait_until: if cfg.replication_ready {
+            env.tally.replication_waits += 1;
+            env.now_ms + env.settings.replication_ready_timeout_ms.max(1)
+        } else {
+            0
+        },
         policies,
         auth: cfg.private.then(|| join.ctx.clone()),
     };

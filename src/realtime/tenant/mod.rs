@@ -180,6 +180,9 @@ pub struct Tenant {
     pub cdc: super::cdc::CdcRegistry,
     /// Join tokens verified recently: most joins repeat a token.
     pub join_tokens: TokenMemo<TenantConfig>,
+    /// The tenant's Broadcast from Database stream is streaming (set by
+    /// the server's driver; `broadcast.replication_ready` waits for it).
+    pub messages_streaming: bool,
 }
 
 impl Tenant {
@@ -195,6 +198,7 @@ impl Tenant {
             nr_users: 0,
             cdc,
             join_tokens: TokenMemo::default(),
+            messages_streaming: false,
             config,
         }
     }
