@@ -77,6 +77,10 @@ pub struct ShardStats {
     pub tenant_tasks: AtomicI64,
     /// Tenant records read from the control database.
     pub tenant_lookups: AtomicU64,
+    /// Rows of `realtime.messages` broadcast (Broadcast from Database).
+    pub db_broadcasts: AtomicU64,
+    /// Rows of `realtime.messages` dropped (`UnableToBroadcastChanges`).
+    pub db_broadcast_drops: AtomicU64,
 }
 
 impl ShardStats {

@@ -144,7 +144,7 @@ pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSet
     }
 }
 
-async fn step<T>(
+pub(crate) async fn step<T>(
     tenant: &str,
     step: Step,
     fut: impl std::future::Future<Output = Result<T, PgError>>,
@@ -184,25 +184,7 @@ async fn session(
     }
     let idle = silence::idle_timeout(&mut sql, s.idle_timeout).await?;
     lag::enforce_before_start(state, tenant, &mut sql, s).await?;
-    let slot_q = format!(
-        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = {}",
-        catalog::literal(&s.slot)?
-    );
-    let found = step(tenant, Step::CheckSlot, sql.simple_query(&slot_q)).await?;
-    if found[0].rows.is_empty() {
-        let q = format!(
-            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput NOEXPORT_SNAPSHOT",
-            s.slot
-        );
-        step(tenant, Step::CreateSlot, repl.simple_query(&q)).await?;
-    }
-    let q = format!(
-        "START_REPLICATION SLOT {} LOGICAL 0/0 (proto_version '1', publication_names {})",
-        s.slot,
-        crate::proto::pg::sql::replication_literal(&s.publication)
-            .ok_or_else(|| PgError::Protocol("the publication name holds a NUL byte".into()))?
-    );
-    step(tenant, Step::Start, repl.start_copy_both(&q)).await?;
+    start_streaming(tenant, &mut sql, &mut repl, s).await?;
     tracing::info!(tenant, slot = %s.slot, "replication streaming");
     with_tenant(state, tenant, |t| t.cdc.set_streaming(true, ""));
 
@@ -219,29 +201,10 @@ async fn session(
     // A reply was requested after `idle` of silence and none came yet.
     let mut probed = false;
     loop {
-        let d = match silence::recv_within(&mut repl, idle).await? {
-            Some(CopyMsg::Data(d)) => {
-                probed = false;
-                d
-            }
-            Some(CopyMsg::Done) => {
-                return Err(PgError::Protocol(
-                    "the server ended the replication stream".into(),
-                ))
-            }
-            None if probed => return Err(silence::dead(idle)),
-            None => {
-                probed = true;
-                tracing::info!(
-                    tenant,
-                    idle_ms = idle.as_millis() as u64,
-                    "replication stream quiet; asking the database for a reply"
-                );
-                let st = stream.probe(Instant::now());
-                status_update(&mut buf, st, true);
-                repl.send_copy_data(&buf).await?;
-                continue;
-            }
+        let Some(d) =
+            next_copy_data(tenant, &mut repl, idle, &mut probed, &mut stream, &mut buf).await?
+        else {
+            continue;
         };
         // Nobody subscribed: changes are not kept, and commits still
         // confirm them.
@@ -282,16 +245,110 @@ async fn session(
                 false
             }
         };
-        // One clock reading per message serves every timer below.
-        let now = Instant::now();
-        if let Some(st) = stream.report_status(now, asked) {
-            status_update(&mut buf, st, false);
-            repl.send_copy_data(&buf).await?;
-        }
-        if let Some(reason) = lag_watch.check(now, tenant, &mut sql, s).await? {
-            return Ok(SessionEnd::SlotRecreated(reason));
+        if let Some(end) = after_message(
+            tenant,
+            &mut stream,
+            asked,
+            &mut buf,
+            &mut repl,
+            &mut lag_watch,
+            &mut sql,
+            s,
+        )
+        .await?
+        {
+            return Ok(end);
         }
     }
+}
+
+/// Finds the permanent slot of `s` (created if missing) and starts
+/// streaming its publication from the slot's confirmed position.
+pub(crate) async fn start_streaming(
+    tenant: &str,
+    sql: &mut PgConn,
+    repl: &mut PgConn,
+    s: &ReplicationSettings,
+) -> Result<(), PgError> {
+    let slot_q = format!(
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = {}",
+        catalog::literal(&s.slot)?
+    );
+    let found = step(tenant, Step::CheckSlot, sql.simple_query(&slot_q)).await?;
+    if found[0].rows.is_empty() {
+        let q = format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput NOEXPORT_SNAPSHOT",
+            s.slot
+        );
+        step(tenant, Step::CreateSlot, repl.simple_query(&q)).await?;
+    }
+    let q = format!(
+        "START_REPLICATION SLOT {} LOGICAL 0/0 (proto_version '1', publication_names {})",
+        s.slot,
+        crate::proto::pg::sql::replication_literal(&s.publication)
+            .ok_or_else(|| PgError::Protocol("the publication name holds a NUL byte".into()))?
+    );
+    step(tenant, Step::Start, repl.start_copy_both(&q)).await
+}
+
+/// The stream's next CopyData. After `idle` of silence a status update
+/// asking for a reply is sent and `None` returned (call again); a stream
+/// still silent after that is dead.
+pub(crate) async fn next_copy_data(
+    tenant: &str,
+    repl: &mut PgConn,
+    idle: Duration,
+    probed: &mut bool,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+) -> Result<Option<bytes::Bytes>, PgError> {
+    match silence::recv_within(repl, idle).await? {
+        Some(CopyMsg::Data(d)) => {
+            *probed = false;
+            Ok(Some(d))
+        }
+        Some(CopyMsg::Done) => Err(PgError::Protocol(
+            "the server ended the replication stream".into(),
+        )),
+        None if *probed => Err(silence::dead(idle)),
+        None => {
+            *probed = true;
+            tracing::info!(
+                tenant,
+                idle_ms = idle.as_millis() as u64,
+                "replication stream quiet; asking the database for a reply"
+            );
+            let st = stream.probe(Instant::now());
+            status_update(buf, st, true);
+            repl.send_copy_data(buf).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// After each message: a status update when due (or `asked`), and the
+/// slot's lag check, which may end the session to recreate the slot.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn after_message(
+    tenant: &str,
+    stream: &mut Stream,
+    asked: bool,
+    buf: &mut BytesMut,
+    repl: &mut PgConn,
+    lag_watch: &mut lag::LagWatch,
+    sql: &mut PgConn,
+    s: &ReplicationSettings,
+) -> Result<Option<SessionEnd>, PgError> {
+    // One clock reading per message serves every timer below.
+    let now = Instant::now();
+    if let Some(st) = stream.report_status(now, asked) {
+        status_update(buf, st, false);
+        repl.send_copy_data(buf).await?;
+    }
+    Ok(lag_watch
+        .check(now, tenant, sql, s)
+        .await?
+        .map(SessionEnd::SlotRecreated))
 }
 
 /// The connections a batch uses: `sql` for its questions, and the
