@@ -7,15 +7,17 @@
 //! panic boundary with backoff):
 //!
 //! ```text
-//! WaitReady -> Connect -> EnsurePublication -> CheckSlot (-> CreateSlot) -> Start -> Streaming
+//! WaitSchema -> Connect -> EnsurePublication -> CreateSlot -> WaitChannel
+//!     -> Connect -> EnsurePublication -> CheckSlot -> Start -> Streaming
 //!     ^                                                                                  |
 //!     +--------------------------- backoff (capped) <------------------------------------+
 //! ```
 //!
-//! **When it streams.** Only once the tenant's schema is migrated (the
-//! table and its publication exist only then) and the tenant has at least
-//! one joined channel on this shard. Its slot is **permanent**, so what was
-//! committed while this server was down (or while nobody was joined) waits
+//! **When it streams.** Once the tenant's schema is migrated (the table
+//! exists only then) the publication and the slot are made at once; the
+//! stream itself starts when the tenant has at least one joined channel on
+//! this shard. The slot is **permanent**, so what is committed from its
+//! creation on, while this server is down or while nobody is joined, waits
 //! there and reaches the clients that come back and join; once streaming,
 //! messages with nobody on their topic are confirmed and dropped, as a
 //! broadcast to nobody is.
@@ -74,11 +76,14 @@ pub fn settings(c: &Config, base: &ReplicationSettings) -> ReplicationSettings {
     s
 }
 
-/// Whether the messages stream of `tenant` may start: its schema is
-/// migrated and it has a joined channel here.
-fn ready(state: &ShardState, tenant: &str) -> bool {
+/// Whether the tenant's schema is migrated (the table exists).
+fn schema_ready(state: &ShardState, tenant: &str) -> bool {
     super::tenant_db::schema_state(state, tenant) == Some(SchemaState::Ready)
-        && with_tenant(state, tenant, |t| t.hub.nr_topics() > 0).unwrap_or(false)
+}
+
+/// Whether the tenant has a joined channel on this shard (its home).
+fn has_channel(state: &ShardState, tenant: &str) -> bool {
+    with_tenant(state, tenant, |t| t.hub.nr_topics() > 0).unwrap_or(false)
 }
 
 /// Runs the messages stream of `tenant` until the shard stops or the
@@ -86,28 +91,90 @@ fn ready(state: &ShardState, tenant: &str) -> bool {
 pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSettings) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        if !ready(&state, &tenant) {
-            tracing::info!(
-                tenant = %tenant,
-                "broadcast from database waits for the tenant schema and a first joined channel"
-            );
-            while !ready(&state, &tenant) {
-                glommio::timer::sleep(POLL).await;
-            }
+        while !schema_ready(&state, &tenant) {
+            glommio::timer::sleep(POLL).await;
         }
-        match fault::caught(session(&state, &tenant, &settings)).await {
-            Ok(Ok(end)) => {
+        let ended = match fault::caught(async {
+            prepare(&state, &tenant, &settings).await?;
+            session(&state, &tenant, &settings).await
+        })
+        .await
+        {
+            Ok(ended) => ended,
+            Err(msg) => {
+                fault::record(&state, Boundary::Stream, &tenant, &msg);
+                Err(PgError::Protocol(format!(
+                    "the messages stream's handler panicked: {msg}"
+                )))
+            }
+        };
+        match ended {
+            Ok(end) => {
                 tracing::info!(tenant = %tenant, end = ?end, "messages stream session ended");
                 backoff = Duration::from_millis(100);
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(tenant = %tenant, error = %e, retry_in_ms = backoff.as_millis() as u64, "messages stream stopped")
             }
-            Err(msg) => fault::record(&state, Boundary::Stream, &tenant, &msg),
         }
         glommio::timer::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// Before the first joined channel: the publication and the slot are
+/// made at once, so that what is committed from then on is kept for the
+/// subscribers to come; the slot's lag cap is watched while waiting.
+async fn prepare(state: &ShardState, tenant: &str, s: &ReplicationSettings) -> Result<(), PgError> {
+    if has_channel(state, tenant) {
+        return Ok(());
+    }
+    let mut sql = step(tenant, Step::Connect, PgConn::connect(&s.sql)).await?;
+    ensure_publication(tenant, &mut sql).await?;
+    let mut checked = Instant::now();
+    let mut first = true;
+    loop {
+        if first || checked.elapsed() >= lag::CHECK_EVERY {
+            lag::drop_if_over_cap(tenant, &mut sql, s).await?;
+            step(tenant, Step::CreateSlot, create_slot(&mut sql, &s.slot)).await?;
+            checked = Instant::now();
+        }
+        if first {
+            tracing::info!(tenant, slot = %s.slot, "messages stream waits for a first joined channel");
+            first = false;
+        }
+        if has_channel(state, tenant) {
+            break;
+        }
+        glommio::timer::sleep(POLL).await;
+    }
+    sql.terminate().await;
+    Ok(())
+}
+
+/// Creates the permanent slot unless it exists.
+async fn create_slot(sql: &mut PgConn, slot: &str) -> Result<(), PgError> {
+    sql.query(
+        "SELECT pg_create_logical_replication_slot($1, 'pgoutput') \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
+        &[Some(slot)],
+    )
+    .await
+    .map(drop)
+}
+
+/// [`publication::ensure`], logged when it had to act.
+async fn ensure_publication(tenant: &str, sql: &mut PgConn) -> Result<(), PgError> {
+    let ensured = step(tenant, Step::CheckPublication, publication::ensure(sql)).await?;
+    if ensured != publication::Ensured::Valid {
+        tracing::warn!(
+            tenant,
+            publication = publication::PUBLICATION,
+            ?ensured,
+            "messages publication set up"
+        );
+    }
+    Ok(())
 }
 
 /// One connected session; returns on an error or to recreate the slot.
@@ -118,20 +185,7 @@ async fn session(
 ) -> Result<SessionEnd, PgError> {
     let mut sql = step(tenant, Step::Connect, PgConn::connect(&s.sql)).await?;
     let mut repl = step(tenant, Step::Connect, PgConn::connect(&s.stream)).await?;
-    let ensured = step(
-        tenant,
-        Step::CheckPublication,
-        publication::ensure(&mut sql),
-    )
-    .await?;
-    if ensured != publication::Ensured::Valid {
-        tracing::warn!(
-            tenant,
-            publication = publication::PUBLICATION,
-            ?ensured,
-            "messages publication set up"
-        );
-    }
+    ensure_publication(tenant, &mut sql).await?;
     let idle = silence::idle_timeout(&mut sql, s.idle_timeout).await?;
     // What the old slot held is gone; the log says so at error level.
     lag::drop_if_over_cap(tenant, &mut sql, s).await?;
