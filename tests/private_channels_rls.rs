@@ -69,14 +69,6 @@ fn unauthorized(name: &str) -> String {
     format!("Unauthorized: You do not have permissions to read from this Channel topic: {name}")
 }
 
-/// Nothing arrives within `ms`.
-fn assert_quiet(ws: &mut Ws, ms: u64) {
-    match ws.recv_for(ms) {
-        Recv::Timeout => {}
-        other => panic!("expected nothing, got {other:?}"),
-    }
-}
-
 #[test]
 fn private_joins_follow_the_read_policies_by_role_topic_sub_and_headers() {
     let db = TenantDb::start("join", POLICIES);

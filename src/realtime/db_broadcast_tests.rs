@@ -1,35 +1,14 @@
 //! Rows of `realtime.messages` as the stream decodes them, and what
 //! subscribers get from them.
 
-use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::*;
 use crate::proto::pg::pgoutput::{self, Message, RelationColumn, ReplicaIdentity};
 use crate::proto::pg::Oid;
 use crate::proto::phoenix::Vsn;
-use crate::realtime::hub::{Outbound, Sub};
-
-#[derive(Default)]
-struct Sink(RefCell<Vec<Bytes>>);
-
-impl Outbound for Sink {
-    fn push(&self, frame: Bytes) {
-        self.0.borrow_mut().push(frame);
-    }
-    fn speaks_kind0(&self) -> bool {
-        false
-    }
-    fn close(&self, _: u16) {}
-}
-
-/// The payload of an unmasked server frame.
-fn body(f: &[u8]) -> &[u8] {
-    match f[1] & 0x7f {
-        126 => &f[4..],
-        _ => &f[2..],
-    }
-}
+use crate::realtime::hub::test_sink::{payload as body, Sink};
+use crate::realtime::hub::Sub;
 
 const COLS: [&str; 9] = [
     "topic",

@@ -10,39 +10,24 @@
 //! The tenant database must hold the tenant schema (`realtime.send`): the
 //! server installs it when its tenant becomes active.
 
-use std::sync::Arc;
-
-use super::pg_changes::{measure, Phase, Shape};
-use super::pg_db::Db;
+use super::pg_changes::{measure, setup, Phase, Shape};
 use super::recvlogical;
-use super::{finish, Env, EXIT_ERROR};
+use super::{finish, EXIT_ERROR};
 use crate::cli::PgArgs;
 use crate::report::Check;
-use crate::sched::{parse_rates, Schedule};
 
 /// The sub-topic the writer sends to and the subscribers join.
 const TOPIC: &str = "lg-db";
 
 /// Runs the scenario; returns the exit code.
 pub fn run(a: &PgArgs) -> i32 {
-    let sched = match a.rows {
-        Some(_) => None,
-        None => match parse_rates(&a.rate) {
-            Ok(r) => Some(Schedule::stepped(&r, (a.duration * 1e9) as u64)),
-            Err(e) => {
-                eprintln!("realtime-loadgen: {e}");
-                return EXIT_ERROR;
-            }
-        },
-    };
-    let env = match Env::resolve(&a.common, a.subscribers) {
-        Ok(e) => Arc::new(e),
+    let (sched, env, db) = match setup(a) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("realtime-loadgen: {e}");
             return EXIT_ERROR;
         }
     };
-    let db = Db::new(a, env.cores[0]);
     match db.scalar("select to_regproc('realtime.send') is not null and exists (select 1 from pg_publication where pubname = 'supabase_realtime_messages_publication')") {
         Ok(Some(v)) if v == "t" => {}
         Ok(_) => {

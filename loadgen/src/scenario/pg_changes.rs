@@ -55,24 +55,13 @@ pub fn run(a: &PgArgs) -> i32 {
         eprintln!("realtime-loadgen: --table must be a lower-case identifier ([a-z0-9_]+)");
         return EXIT_ERROR;
     }
-    let sched = match a.rows {
-        Some(_) => None,
-        None => match parse_rates(&a.rate) {
-            Ok(r) => Some(Schedule::stepped(&r, (a.duration * 1e9) as u64)),
-            Err(e) => {
-                eprintln!("realtime-loadgen: {e}");
-                return EXIT_ERROR;
-            }
-        },
-    };
-    let env = match Env::resolve(&a.common, a.subscribers) {
-        Ok(e) => Arc::new(e),
+    let (sched, env, db) = match setup(a) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("realtime-loadgen: {e}");
             return EXIT_ERROR;
         }
     };
-    let db = Db::new(a, env.cores[0]);
     if a.rls {
         return super::pg_rls::run(a, &env, &db, sched.as_ref());
     }
@@ -109,6 +98,21 @@ pub fn run(a: &PgArgs) -> i32 {
             EXIT_ERROR
         }
     }
+}
+
+/// The schedule (`None` with --rows), the resolved options and the
+/// database of a Postgres scenario.
+pub fn setup(a: &PgArgs) -> Result<(Option<Schedule>, Arc<Env>, Db), String> {
+    let sched = match a.rows {
+        Some(_) => None,
+        None => Some(Schedule::stepped(
+            &parse_rates(&a.rate)?,
+            (a.duration * 1e9) as u64,
+        )),
+    };
+    let env = Arc::new(Env::resolve(&a.common, a.subscribers)?);
+    let db = Db::new(a, env.cores[0]);
+    Ok((sched, env, db))
 }
 
 /// What one measured run subscribes to and writes.

@@ -44,16 +44,12 @@ pub mod publication;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use realtime_shards::ShardStats;
 
 use super::fault::{self, Boundary};
 use super::pgconn::{PgConn, PgError};
-use super::replication::stream::{Action, Pending, Stream};
-use super::replication::{
-    after_message, confirm, lag, next_copy_data, silence, start_streaming, step,
-    ReplicationSettings, SessionEnd, Step,
-};
+use super::replication::stream::{Action, Pending};
+use super::replication::{connect, lag, step, Live, ReplicationSettings, SessionEnd, Step};
 use super::shard::{with_tenant, ShardState};
 use crate::config::Config;
 use crate::proto::pg::pgoutput::Message;
@@ -65,6 +61,10 @@ pub const SLOT_PREFIX: &str = "realtime_messages_slot";
 
 /// How often a waiting driver looks for a migrated schema and a channel.
 const POLL: Duration = Duration::from_millis(50);
+
+/// Between attempts while the slot is still held by a walsender that has
+/// not noticed its session ended.
+const SLOT_BUSY_RETRY: Duration = Duration::from_millis(200);
 
 /// The messages stream's settings: the tenant database's, with the
 /// messages publication and slot.
@@ -112,6 +112,15 @@ pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSet
             Ok(end) => {
                 tracing::info!(tenant = %tenant, end = ?end, "messages stream session ended");
                 backoff = Duration::from_millis(100);
+            }
+            // The slot is still held by the walsender of a session that
+            // just ended (ours, or a server killed a moment ago): Postgres
+            // lets go of it as soon as it notices, so look again soon
+            // rather than back off.
+            Err(e) if e.code() == Some("55006") => {
+                tracing::info!(tenant = %tenant, error = %e, "messages slot still in use; retrying");
+                glommio::timer::sleep(SLOT_BUSY_RETRY).await;
+                continue;
             }
             Err(e) => {
                 tracing::warn!(tenant = %tenant, error = %e, retry_in_ms = backoff.as_millis() as u64, "messages stream stopped")
@@ -183,56 +192,31 @@ async fn session(
     tenant: &str,
     s: &ReplicationSettings,
 ) -> Result<SessionEnd, PgError> {
-    let mut sql = step(tenant, Step::Connect, PgConn::connect(&s.sql)).await?;
-    let mut repl = step(tenant, Step::Connect, PgConn::connect(&s.stream)).await?;
+    let (mut sql, repl) = connect(tenant, s).await?;
     ensure_publication(tenant, &mut sql).await?;
-    let idle = silence::idle_timeout(&mut sql, s.idle_timeout).await?;
     // What the old slot held is gone; the log says so at error level.
     lag::drop_if_over_cap(tenant, &mut sql, s).await?;
-    start_streaming(tenant, &mut sql, &mut repl, s).await?;
+    let mut live = Live::start(tenant, sql, repl, s).await?;
     tracing::info!(tenant, slot = %s.slot, "messages stream streaming");
-
-    let mut buf = BytesMut::with_capacity(64);
-    let mut stream = Stream::new(
-        s.status_interval,
-        confirm::FlushGate::default(),
-        Instant::now(),
-    );
-    let mut lag_watch = lag::LagWatch::default();
-    let mut probed = false;
     loop {
-        let Some(d) =
-            next_copy_data(tenant, &mut repl, idle, &mut probed, &mut stream, &mut buf).await?
-        else {
+        let Some(d) = live.next(tenant).await? else {
             continue;
         };
-        let anyone = || with_tenant(state, tenant, |t| t.hub.nr_topics() > 0).unwrap_or(false);
-        let asked = match stream.on_copy_data(d, anyone)? {
+        let asked = match live.stream.on_copy_data(d, || has_channel(state, tenant))? {
             Action::Nothing => false,
             Action::Status => true,
             // Rows are read by column name: nothing to look up.
             Action::Resolve(rel) => {
-                stream.resolved(rel.oid, Vec::new());
+                live.stream.resolved(rel.oid, Vec::new());
                 false
             }
             Action::Flush(tx) => {
-                deliver(state, tenant, stream.pending_mut());
-                stream.flushed(tx, true);
+                deliver(state, tenant, live.stream.pending_mut());
+                live.stream.flushed(tx, true);
                 false
             }
         };
-        if let Some(end) = after_message(
-            tenant,
-            &mut stream,
-            asked,
-            &mut buf,
-            &mut repl,
-            &mut lag_watch,
-            &mut sql,
-            s,
-        )
-        .await?
-        {
+        if let Some(end) = live.after(tenant, asked, s).await? {
             return Ok(end);
         }
     }
