@@ -7,20 +7,21 @@
 //! panic boundary with backoff):
 //!
 //! ```text
-//! WaitSchema -> Connect -> EnsurePublication -> CreateSlot -> WaitChannel
-//!     -> Connect -> EnsurePublication -> CheckSlot -> Start -> Streaming
+//! WaitSchema -> WaitChannel -> Connect -> EnsurePublication
+//!     -> CheckSlot (-> CreateSlot) -> Start -> Streaming
 //!     ^                                                                                  |
 //!     +--------------------------- backoff (capped) <------------------------------------+
 //! ```
 //!
 //! **When it streams.** Once the tenant's schema is migrated (the table
-//! exists only then) the publication and the slot are made at once; the
-//! stream itself starts when the tenant has at least one joined channel on
-//! this shard. The slot is **permanent**, so what is committed from its
-//! creation on, while this server is down or while nobody is joined, waits
-//! there and reaches the clients that come back and join; once streaming,
-//! messages with nobody on their topic are confirmed and dropped, as a
-//! broadcast to nobody is.
+//! exists only then) and the tenant has at least one joined channel on
+//! this shard; the publication and the slot are made then, if missing (a
+//! database whose tenant never has a channel gets no slot holding its WAL).
+//! The slot is **permanent**, so what is committed from its creation on,
+//! while this server is down or before anyone joined again, waits there and
+//! reaches the clients that come back and join; once streaming, messages
+//! with nobody on their topic are confirmed and dropped, as a broadcast to
+//! nobody is.
 //!
 //! **Slot.** `realtime_messages_slot<SLOT_NAME_SUFFIX>`, deliberately not the
 //! Elixir server's `supabase_realtime_messages_replication_slot_<suffix>`:
@@ -42,7 +43,7 @@
 pub mod publication;
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use realtime_shards::ShardStats;
 
@@ -65,6 +66,10 @@ const POLL: Duration = Duration::from_millis(50);
 /// Between attempts while the slot is still held by a walsender that has
 /// not noticed its session ended.
 const SLOT_BUSY_RETRY: Duration = Duration::from_millis(200);
+
+/// Quick retries (about 10 s) before a slot in use is retried with the
+/// backoff.
+const SLOT_BUSY_TRIES: u32 = 50;
 
 /// The messages stream's settings: the tenant database's, with the
 /// messages publication and slot.
@@ -90,12 +95,14 @@ fn has_channel(state: &ShardState, tenant: &str) -> bool {
 /// tenant's database work is cancelled.
 pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSettings) {
     let mut backoff = Duration::from_millis(100);
+    // Quick retries spent on a slot in use.
+    let mut busy = 0;
     loop {
         while !schema_ready(&state, &tenant) {
             glommio::timer::sleep(POLL).await;
         }
         let ended = match fault::caught(async {
-            prepare(&state, &tenant, &settings).await?;
+            wait_for_channel(&state, &tenant, &settings).await;
             session(&state, &tenant, &settings).await
         })
         .await
@@ -108,6 +115,9 @@ pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSet
                 )))
             }
         };
+        if !matches!(&ended, Err(e) if e.code() == Some("55006")) {
+            busy = 0;
+        }
         match ended {
             Ok(end) => {
                 tracing::info!(tenant = %tenant, end = ?end, "messages stream session ended");
@@ -116,8 +126,11 @@ pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSet
             // The slot is still held by the walsender of a session that
             // just ended (ours, or a server killed a moment ago): Postgres
             // lets go of it as soon as it notices, so look again soon
-            // rather than back off.
-            Err(e) if e.code() == Some("55006") => {
+            // rather than back off, for a while (a slot another stream
+            // keeps using, e.g. another tenant on the same database, is
+            // then retried with the backoff).
+            Err(e) if e.code() == Some("55006") && busy < SLOT_BUSY_TRIES => {
+                busy += 1;
                 tracing::info!(tenant = %tenant, error = %e, "messages slot still in use; retrying");
                 glommio::timer::sleep(SLOT_BUSY_RETRY).await;
                 continue;
@@ -131,45 +144,15 @@ pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSet
     }
 }
 
-/// Before the first joined channel: the publication and the slot are
-/// made at once, so that what is committed from then on is kept for the
-/// subscribers to come; the slot's lag cap is watched while waiting.
-async fn prepare(state: &ShardState, tenant: &str, s: &ReplicationSettings) -> Result<(), PgError> {
+/// Returns once the tenant has a joined channel (logged once if it waits).
+async fn wait_for_channel(state: &ShardState, tenant: &str, s: &ReplicationSettings) {
     if has_channel(state, tenant) {
-        return Ok(());
+        return;
     }
-    let mut sql = step(tenant, Step::Connect, PgConn::connect(&s.sql)).await?;
-    ensure_publication(tenant, &mut sql).await?;
-    let mut checked = Instant::now();
-    let mut first = true;
-    loop {
-        if first || checked.elapsed() >= lag::CHECK_EVERY {
-            lag::drop_if_over_cap(tenant, &mut sql, s).await?;
-            step(tenant, Step::CreateSlot, create_slot(&mut sql, &s.slot)).await?;
-            checked = Instant::now();
-        }
-        if first {
-            tracing::info!(tenant, slot = %s.slot, "messages stream waits for a first joined channel");
-            first = false;
-        }
-        if has_channel(state, tenant) {
-            break;
-        }
+    tracing::info!(tenant, slot = %s.slot, "messages stream waits for a first joined channel");
+    while !has_channel(state, tenant) {
         glommio::timer::sleep(POLL).await;
     }
-    sql.terminate().await;
-    Ok(())
-}
-
-/// Creates the permanent slot unless it exists.
-async fn create_slot(sql: &mut PgConn, slot: &str) -> Result<(), PgError> {
-    sql.query(
-        "SELECT pg_create_logical_replication_slot($1, 'pgoutput') \
-         WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
-        &[Some(slot)],
-    )
-    .await
-    .map(drop)
 }
 
 /// [`publication::ensure`], logged when it had to act.
