@@ -206,7 +206,8 @@ fn a_panicking_replication_stream_is_restarted_and_resumes() {
             "alter publication supabase_realtime drop table public.{poisoned}, public.{plain};
              drop table public.{poisoned}, public.{plain};
              select pg_drop_replication_slot(slot_name) from pg_replication_slots
-             where slot_name = 'supabase_realtime_replication_slot{suffix}';"
+             where slot_name in ('supabase_realtime_replication_slot{suffix}',
+                                 'realtime_messages_slot{suffix}');"
         ),
     };
     let mut env = server_env(&url, &suffix);

@@ -113,7 +113,9 @@ fn insert_update_delete_reach_the_subscriber() {
         &url,
         &format!(
         "alter publication supabase_realtime drop table public.{table}; drop table public.{table};
-         select pg_drop_replication_slot('supabase_realtime_replication_slot{suffix}');"
+         select pg_drop_replication_slot('supabase_realtime_replication_slot{suffix}');
+         select pg_drop_replication_slot(slot_name) from pg_replication_slots
+         where slot_name = 'realtime_messages_slot{suffix}' and not active;"
     ),
     );
 }
@@ -219,7 +221,9 @@ fn filters_wildcards_and_select_pick_the_right_ids() {
         &url,
         &format!(
         "alter publication supabase_realtime drop table public.{table}; drop table public.{table};
-         select pg_drop_replication_slot('supabase_realtime_replication_slot{suffix}');"
+         select pg_drop_replication_slot('supabase_realtime_replication_slot{suffix}');
+         select pg_drop_replication_slot(slot_name) from pg_replication_slots
+         where slot_name = 'realtime_messages_slot{suffix}' and not active;"
     ),
     );
 }

@@ -40,6 +40,11 @@ pub enum Scenario {
     /// latency, rows/s, and optionally pg_recvlogical's rows/s on the same
     /// workload (the walsender's own ceiling).
     PostgresChanges(PgArgs),
+    /// A writer calling `realtime.send()` at a rate (or N back to back), S
+    /// subscribers on its public topic; deliveries/s, commit-to-delivery
+    /// latency, and optionally pg_recvlogical's rows/s on the same
+    /// workload. A missing delivery fails the run.
+    DbBroadcast(PgArgs),
     /// A few seconds of tiny broadcast + connect; exit 0 if messages flowed.
     Smoke(SmokeArgs),
 }

@@ -27,9 +27,11 @@ start_dev_db() {
   fi
   # A developer's long-lived cluster keeps the client suite's slot between
   # runs, retaining WAL (other work's too) until the lag cap trips on the
-  # next run; each run starts from a fresh slot instead.
+  # next run; each run starts from a fresh slot instead. The same for the
+  # messages streams' slots (Broadcast from Database) earlier runs left.
   scripts/dev-db sql "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
-    WHERE slot_name LIKE 'supabase_realtime_replication_slot%_clients_pg%' AND NOT active" >/dev/null 2>&1 || true
+    WHERE (slot_name LIKE 'supabase_realtime_replication_slot%_clients_pg%'
+           OR slot_name LIKE 'realtime_messages_slot%') AND NOT active" >/dev/null 2>&1 || true
   export DEV_DB_URL=$url
   export DEV_DB_PASSWORD=${BASH_REMATCH[1]} DEV_DB_HOST=${BASH_REMATCH[2]} DEV_DB_PORT=${BASH_REMATCH[3]}
   # The `tenants` server instance keeps its tenants in a control database of

@@ -84,6 +84,10 @@ pub struct ShardStats {
     pub rls_queries: AtomicU64,
     /// Round trips those ran in (checks sent together counted once).
     pub rls_round_trips: AtomicU64,
+    /// Rows of `realtime.messages` broadcast (Broadcast from Database).
+    pub db_broadcasts: AtomicU64,
+    /// Rows of `realtime.messages` dropped (`UnableToBroadcastChanges`).
+    pub db_broadcast_drops: AtomicU64,
 }
 
 impl ShardStats {

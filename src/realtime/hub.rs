@@ -467,6 +467,39 @@ pub fn encode(vsn: Vsn, topic: &str, msg: &Outgoing<'_>) -> Option<Bytes> {
     }
 }
 
+/// A subscriber queue for unit tests of fan-out: keeps every frame.
+#[cfg(test)]
+pub(crate) mod test_sink {
+    use std::cell::RefCell;
+
+    use bytes::Bytes;
+
+    use super::Outbound;
+
+    /// Keeps every frame pushed.
+    #[derive(Default)]
+    pub(crate) struct Sink(pub(crate) RefCell<Vec<Bytes>>);
+
+    impl Outbound for Sink {
+        fn push(&self, frame: Bytes) {
+            self.0.borrow_mut().push(frame);
+        }
+        fn speaks_kind0(&self) -> bool {
+            false
+        }
+        fn close(&self, _: u16) {}
+    }
+
+    /// The payload of an unmasked server frame.
+    pub(crate) fn payload(f: &[u8]) -> &[u8] {
+        match f[1] & 0x7f {
+            126 => &f[4..],
+            127 => &f[10..],
+            _ => &f[2..],
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::{Cell, RefCell};

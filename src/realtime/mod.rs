@@ -21,12 +21,15 @@
 //!   ciphers an Elixir deployment writes).
 //! - [`postgres_changes`]: Postgres Changes bindings, filters and their
 //!   verdict on a row change, and the bytes a subscriber receives.
+//! - [`db_broadcast`]: rows of `realtime.messages` from the replication
+//!   stream, as user broadcasts with `meta.id` (Broadcast from Database).
 //! - [`cdc`]: a tenant's Postgres Changes subscribers (checked, then
 //!   ready) and the batched fan-out of decoded changes to them.
 
 pub mod auth;
 pub mod authz;
 pub mod cdc;
+pub mod db_broadcast;
 pub mod errors;
 pub mod events;
 pub mod frames;

@@ -353,17 +353,21 @@ async fn drop_slot(state: &ShardState, rec: &TenantRecord) {
     let Some(settings) = ReplicationSettings::for_tenant(&state.config, &cfg) else {
         return;
     };
-    match teardown::drop_slot(&settings).await {
-        Ok(true) => {
-            tracing::info!(tenant = %rec.external_id, slot = %settings.slot, "replication slot dropped")
+    // Postgres Changes' slot, then the messages stream's.
+    let messages = crate::server::db_broadcast::settings(&state.config, &settings);
+    for settings in [settings, messages] {
+        match teardown::drop_slot(&settings).await {
+            Ok(true) => {
+                tracing::info!(tenant = %rec.external_id, slot = %settings.slot, "replication slot dropped")
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(
+                tenant = %rec.external_id,
+                slot = %settings.slot,
+                error = %e,
+                "could not drop the deleted tenant's replication slot; drop it by hand or it holds WAL"
+            ),
         }
-        Ok(false) => {}
-        Err(e) => tracing::warn!(
-            tenant = %rec.external_id,
-            slot = %settings.slot,
-            error = %e,
-            "could not drop the deleted tenant's replication slot; drop it by hand or it holds WAL"
-        ),
     }
 }
 

@@ -632,7 +632,19 @@ fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
         &'static str,
         fn(&ShardStats) -> i64,
     );
-    let series: [Series; 17] = [
+    let series: [Series; 19] = [
+        (
+            "realtime_db_broadcasts_total",
+            "counter",
+            "Rows of realtime.messages broadcast.",
+            |s| s.db_broadcasts.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_db_broadcast_drops_total",
+            "counter",
+            "Rows of realtime.messages dropped (UnableToBroadcastChanges).",
+            |s| s.db_broadcast_drops.load(Ordering::Relaxed) as i64,
+        ),
         (
             "realtime_connections",
             "gauge",

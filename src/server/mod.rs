@@ -24,6 +24,8 @@
 //!   migrations, when they run, the daily `realtime.messages` partitions.
 //! - [`replication`]: one logical replication stream per tenant database,
 //!   its subscription checks, RLS row checks and confirmations.
+//! - [`db_broadcast`]: Broadcast from Database, a stream of
+//!   `realtime.messages` per tenant database, its publication and slot.
 //! - [`rls`]: the RLS checks of private channels on `realtime.messages`;
 //!   [`rls_pool`]: each tenant's authorization connections they borrow;
 //!   [`replay`]: a private join's stored messages, read on that pool.
@@ -33,6 +35,7 @@ pub mod bootstrap;
 pub mod connection;
 pub mod conns;
 pub mod control;
+pub mod db_broadcast;
 pub mod fault;
 pub mod handoff;
 pub mod http_api;

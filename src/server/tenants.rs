@@ -142,6 +142,8 @@ pub fn activate(state: &Rc<ShardState>, cfg: &Arc<TenantConfig>) -> Rc<RefCell<T
 
 /// Starts the replication stream and subscription checker of a tenant
 /// with a database, on its home shard (they wait for a first subscriber),
+/// its messages stream (Broadcast from Database: it waits for the schema
+/// and a first joined channel),
 /// and its schema task (migrations, then partitions), which nothing waits
 /// for.
 fn start_database_work(state: &Rc<ShardState>, cfg: &TenantConfig) {
@@ -158,9 +160,15 @@ fn start_database_work(state: &Rc<ShardState>, cfg: &TenantConfig) {
         settings.clone(),
     ))
     .detach();
+    let messages = glommio::spawn_local(super::db_broadcast::run(
+        state.clone(),
+        id.clone(),
+        super::db_broadcast::settings(&state.config, &settings),
+    ))
+    .detach();
     let stream =
         glommio::spawn_local(replication::run(state.clone(), id.clone(), settings)).detach();
-    let mut tasks = vec![checker, stream];
+    let mut tasks = vec![checker, stream, messages];
     if let Some(pg) = tenant_db::pg_config(&state.config, cfg) {
         tasks.push(glommio::spawn_local(tenant_db::run(state.clone(), id.clone(), pg)).detach());
     }

@@ -504,3 +504,11 @@ impl Ws {
         self.recv_json()
     }
 }
+
+/// Nothing arrives on `ws` within `ms`.
+pub fn assert_quiet(ws: &mut Ws, ms: u64) {
+    match ws.recv_for(ms) {
+        Recv::Timeout => {}
+        other => panic!("expected nothing, got {other:?}"),
+    }
+}

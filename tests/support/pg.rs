@@ -155,8 +155,15 @@ impl DevDb {
 
     /// Drops a slot, waiting for a stopping server's walsender to let go.
     pub fn drop_slot(&self, slot: &str) {
+        // A server's messages stream (Broadcast from Database) keeps a
+        // slot of its own beside it.
+        let messages = slot
+            .strip_prefix("supabase_realtime_replication_slot")
+            .map(|suffix| format!("realtime_messages_slot{suffix}"))
+            .unwrap_or_default();
         let q = format!(
-            "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = '{slot}'"
+            "select pg_drop_replication_slot(slot_name) from pg_replication_slots \
+             where slot_name in ('{slot}', '{messages}')"
         );
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Err(e) = self.try_psql(&q) {
@@ -423,7 +430,8 @@ pub fn drop_slot(url: &str, slot_suffix: &str) {
         url,
         &format!(
             "select pg_drop_replication_slot(slot_name) from pg_replication_slots \
-             where slot_name = 'supabase_realtime_replication_slot{slot_suffix}' and not active"
+             where slot_name in ('supabase_realtime_replication_slot{slot_suffix}', \
+             'realtime_messages_slot{slot_suffix}') and not active"
         ),
     );
 }

@@ -115,10 +115,45 @@ impl SchemaDb {
     pub fn sql(&self, sql: &str) -> String {
         psql(&self.url, sql)
     }
+
+    /// Environment for a server whose (environment) tenant database it
+    /// is, with a slot suffix of its own.
+    pub fn server_env(&self) -> Vec<(String, String)> {
+        let (host, port, pw) = parts(&self.admin);
+        vec![
+            ("DB_HOST".to_owned(), host),
+            ("DB_PORT".to_owned(), port),
+            ("DB_NAME".to_owned(), self.name.clone()),
+            ("DB_USER".to_owned(), "postgres".to_owned()),
+            ("DB_PASSWORD".to_owned(), pw),
+            ("SLOT_NAME_SUFFIX".to_owned(), format!("_{}", self.name)),
+        ]
+    }
 }
 
 impl Drop for SchemaDb {
     fn drop(&mut self) {
+        // Its permanent slots (the messages stream's) would refuse the
+        // drop; a walsender lets go of one a moment after its server stops.
+        for _ in 0..50 {
+            let left = std::process::Command::new(super::pg::psql_bin())
+                .args([
+                    &self.admin,
+                    "-qAt",
+                    "-c",
+                    &format!(
+                        "select count(pg_drop_replication_slot(slot_name) is null) filter (where not active), \
+                         count(*) filter (where active) from pg_replication_slots where database = '{}'",
+                        self.name
+                    ),
+                ])
+                .output();
+            match left {
+                Ok(o) if String::from_utf8_lossy(&o.stdout).trim().ends_with("|0") => break,
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+                Err(_) => break,
+            }
+        }
         let _ = std::process::Command::new(super::pg::psql_bin())
             .args([
                 &self.admin,
@@ -147,16 +182,8 @@ impl TenantDb {
     /// [`TenantDb::start`] with more environment for the server.
     pub fn start_with(tag: &str, setup: &str, extra: &[(&str, &str)]) -> TenantDb {
         let db = SchemaDb::create(tag, true, setup);
-        let (host, port, pw) = parts(&db.admin);
-        let env = vec![
-            ("DB_HOST".to_owned(), host),
-            ("DB_PORT".to_owned(), port),
-            ("DB_NAME".to_owned(), db.name.clone()),
-            ("DB_USER".to_owned(), "postgres".to_owned()),
-            ("DB_PASSWORD".to_owned(), pw),
-            ("SLOT_NAME_SUFFIX".to_owned(), format!("_{}", db.name)),
-        ];
-        let env: Vec<(String, String)> = env
+        let env: Vec<(String, String)> = db
+            .server_env()
             .into_iter()
             .chain(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .collect();

@@ -88,10 +88,20 @@ pub fn ts_payload(size: usize) -> (Vec<u8>, usize) {
     (p, at)
 }
 
-/// Finds the timestamp in any text or binary frame carrying [`TS_MARK`].
+/// [`TS_MARK`] as Postgres writes jsonb (a space after the colon): the
+/// form rows of `realtime.messages` carry (`db-broadcast`).
+pub const TS_MARK_JSONB: &[u8] = b"\"lg_t\": \"";
+
+/// Finds the timestamp in any text or binary frame carrying [`TS_MARK`]
+/// (or [`TS_MARK_JSONB`]).
 pub fn find_ts(frame: &[u8]) -> Option<u64> {
-    let at = marker().find(frame)?;
-    parse_ts(&frame[at + TS_MARK.len()..])
+    match marker().find(frame) {
+        Some(at) => parse_ts(&frame[at + TS_MARK.len()..]),
+        None => {
+            let at = memmem::find(frame, TS_MARK_JSONB)?;
+            parse_ts(&frame[at + TS_MARK_JSONB.len()..])
+        }
+    }
 }
 
 /// The precompiled searcher for [`TS_MARK`].

@@ -6,6 +6,7 @@ mod env;
 
 pub mod broadcast;
 pub mod connect;
+pub mod db_broadcast;
 pub mod join_storm;
 pub mod pg_changes;
 mod pg_cost;

@@ -55,24 +55,13 @@ pub fn run(a: &PgArgs) -> i32 {
         eprintln!("realtime-loadgen: --table must be a lower-case identifier ([a-z0-9_]+)");
         return EXIT_ERROR;
     }
-    let sched = match a.rows {
-        Some(_) => None,
-        None => match parse_rates(&a.rate) {
-            Ok(r) => Some(Schedule::stepped(&r, (a.duration * 1e9) as u64)),
-            Err(e) => {
-                eprintln!("realtime-loadgen: {e}");
-                return EXIT_ERROR;
-            }
-        },
-    };
-    let env = match Env::resolve(&a.common, a.subscribers) {
-        Ok(e) => Arc::new(e),
+    let (sched, env, db) = match setup(a) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("realtime-loadgen: {e}");
             return EXIT_ERROR;
         }
     };
-    let db = Db::new(a, env.cores[0]);
     if a.rls {
         return super::pg_rls::run(a, &env, &db, sched.as_ref());
     }
@@ -85,7 +74,7 @@ pub fn run(a: &PgArgs) -> i32 {
         return EXIT_ERROR;
     }
     let ceiling = match (a.compare_recvlogical, a.rows) {
-        (true, Some(n)) => Some(recvlogical::measure(&db, a, n)),
+        (true, Some(n)) => Some(recvlogical::measure(&db, a, n, None)),
         _ => None,
     };
     let shape = Shape::plain(t);
@@ -111,6 +100,21 @@ pub fn run(a: &PgArgs) -> i32 {
     }
 }
 
+/// The schedule (`None` with --rows), the resolved options and the
+/// database of a Postgres scenario.
+pub fn setup(a: &PgArgs) -> Result<(Option<Schedule>, Arc<Env>, Db), String> {
+    let sched = match a.rows {
+        Some(_) => None,
+        None => Some(Schedule::stepped(
+            &parse_rates(&a.rate)?,
+            (a.duration * 1e9) as u64,
+        )),
+    };
+    let env = Arc::new(Env::resolve(&a.common, a.subscribers)?);
+    let db = Db::new(a, env.cores[0]);
+    Ok((sched, env, db))
+}
+
 /// What one measured run subscribes to and writes.
 #[derive(Debug, Clone)]
 pub struct Shape {
@@ -125,6 +129,9 @@ pub struct Shape {
     pub tokens: Vec<String>,
     /// Whether to read the database's CPU and transactions.
     pub meter: bool,
+    /// `db-broadcast`: the writer calls `realtime.send()` to this public
+    /// sub-topic and the subscribers join `realtime:<it>` with no binding.
+    pub send_topic: Option<String>,
 }
 
 impl Shape {
@@ -136,6 +143,15 @@ impl Shape {
             rls: false,
             tokens: Vec::new(),
             meter: false,
+            send_topic: None,
+        }
+    }
+
+    /// The scenario's name in reports and status lines.
+    pub fn scenario(&self) -> &'static str {
+        match self.send_topic {
+            Some(_) => "db-broadcast",
+            None => "postgres-changes",
         }
     }
 
@@ -240,9 +256,10 @@ pub fn measure(
         end_marker: None,
         slot: nr_exec,
         owners: shape.users,
+        send_topic: shape.send_topic.clone(),
     };
     let writer = spawn_writer(db, job, shared.clone())?;
-    let mut r = env.report("postgres-changes", serde_json::Value::Null);
+    let mut r = env.report(shape.scenario(), serde_json::Value::Null);
     r.connections = ready;
     let total_rows = a
         .rows
@@ -273,7 +290,7 @@ pub fn measure(
                 .map(|i| sched.step_start_ns(i))
                 .collect();
             let window_ns = sched.total_ns() + (a.drain * 1e9) as u64;
-            let (samples, at_marks) = mon.record(start, window_ns, &marks, "postgres-changes");
+            let (samples, at_marks) = mon.record(start, window_ns, &marks, shape.scenario());
             let pg = pg_end(&mut meter);
             shared.stop();
             let w = writer.join().map_err(|e| format!("writer thread: {e}"))??;
@@ -450,7 +467,7 @@ fn summarize(
         "recvlogical_error": ceil_err,
         "ratio_to_recvlogical": ratio,
     }));
-    let mut md = String::from("| postgres-changes | value |\n|---|---|\n");
+    let mut md = format!("| {} | value |\n|---|---|\n", r.scenario);
     let mut row = |k: &str, v: String| md.push_str(&format!("| {k} | {v} |\n"));
     row(
         "rows committed (commits)",
@@ -523,10 +540,16 @@ async fn exec(
             if let Some(u) = shape.users.filter(|&u| u > 0) {
                 cfg.access_token = shape.tokens.get((i % u) as usize).cloned();
             }
-            cfg.postgres_changes =
-                vec![json!({"event": "INSERT", "schema": "public", "table": shape.table})];
-            let topics = [TOPIC.to_string()];
+            let topics = match &shape.send_topic {
+                Some(t) => [format!("realtime:{t}")],
+                None => {
+                    cfg.postgres_changes =
+                        vec![json!({"event": "INSERT", "schema": "public", "table": shape.table})];
+                    [TOPIC.to_string()]
+                }
+            };
             let ready = match open_and_join(&ctx, &env, a.sub_vsn, i, &topics, &cfg).await {
+                Ok(conn) if shape.send_topic.is_some() => Ok(conn),
                 Ok(mut conn) => subscribed(&ctx, &mut conn, env.connect_timeout)
                     .await
                     .map(|_| conn),

@@ -181,6 +181,9 @@ pub struct WriteJob {
     /// `Some(U)`: the table has an `owner` column and row `k` belongs to
     /// user `k % U` ([`user_uuid`]).
     pub owners: Option<u64>,
+    /// `Some(topic)`: each row is a `realtime.send()` of `{lg_t, pad}` to
+    /// public `topic` (Broadcast from Database) instead of a table row.
+    pub send_topic: Option<String>,
 }
 
 /// What the writer did.
@@ -254,11 +257,18 @@ async fn write(mut conn: PgConn, job: WriteJob, shared: Arc<Shared>) -> Result<W
         let built = now_ns();
         sql.clear();
         let owner_col = if job.owners.is_some() { "owner, " } else { "" };
-        let _ = write!(
-            sql,
-            "insert into public.{} ({owner_col}lg_t, pad) values ",
-            job.table
-        );
+        match &job.send_topic {
+            Some(_) => sql.push_str(
+                "select count(realtime.send(jsonb_build_object('lg_t', v.t, 'pad', v.p), 'lg', v.topic, false)) from (values ",
+            ),
+            None => {
+                let _ = write!(
+                    sql,
+                    "insert into public.{} ({owner_col}lg_t, pad) values ",
+                    job.table
+                );
+            }
+        }
         for i in k..end {
             let mut digits = [0u8; TS_DIGITS];
             write_ts(&mut digits, due_of(i).unwrap_or(built));
@@ -272,12 +282,21 @@ async fn write(mut conn: PgConn, job: WriteJob, shared: Arc<Shared>) -> Result<W
                 .owners
                 .map(|u| format!("'{}',", user_uuid(i % u.max(1))))
                 .unwrap_or_default();
-            // Digits, UUIDs and filler are plain ASCII with no quotes.
+            // Digits, UUIDs, filler and the topic are plain ASCII with no
+            // quotes.
+            let topic = job
+                .send_topic
+                .as_ref()
+                .map(|t| format!(",'{t}'"))
+                .unwrap_or_default();
             let _ = write!(
                 sql,
-                "{sep}({owner}'{}','{fill}')",
+                "{sep}({owner}'{}','{fill}'{topic})",
                 std::str::from_utf8(&digits).unwrap_or_default()
             );
+        }
+        if job.send_topic.is_some() {
+            sql.push_str(") v(t, p, topic)");
         }
         if let Some(due) = due {
             stats::record(&mut out.lag, built.saturating_sub(due));

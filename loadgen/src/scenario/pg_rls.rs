@@ -223,6 +223,7 @@ pub fn run(a: &PgArgs, env: &Arc<Env>, db: &Db, sched: Option<&Schedule>) -> i32
             rls,
             tokens: tokens.clone(),
             meter: true,
+            send_topic: None,
         };
         match measure(env, db, a, sched, None, &shape) {
             Ok(p) => phases.push(p),

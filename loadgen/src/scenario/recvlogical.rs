@@ -68,8 +68,26 @@ fn binary(a: &PgArgs) -> PathBuf {
 }
 
 /// Runs the ceiling measurement for `rows` rows; cleans up its table,
-/// publication and slot whatever happens.
-pub fn measure(db: &Db, a: &PgArgs, rows: u64) -> Result<Ceiling, String> {
+/// publication and slot whatever happens. With `send_topic` (db-broadcast)
+/// the rows are `realtime.send()` calls to that topic, streamed through
+/// the server's own messages publication (nobody is joined to the topic).
+pub fn measure(
+    db: &Db,
+    a: &PgArgs,
+    rows: u64,
+    send_topic: Option<&str>,
+) -> Result<Ceiling, String> {
+    if let Some(topic) = send_topic {
+        let slot = format!("lg_recv_msg_{}", std::process::id());
+        let publication = "supabase_realtime_messages_publication";
+        let r = db
+            .exec(&format!(
+                "select pg_create_logical_replication_slot('{slot}', 'pgoutput')"
+            ))
+            .and_then(|_| drain(db, a, rows, "", publication, &slot, Some(topic)));
+        drop_slot(db, &slot);
+        return r;
+    }
     let table = format!("{}_ceil", a.table);
     let publication = format!("{}_ceil_pub", a.table);
     let slot = format!("lg_recv_{}", std::process::id());
@@ -83,8 +101,16 @@ pub fn measure(db: &Db, a: &PgArgs, rows: u64) -> Result<Ceiling, String> {
         .exec(&format!(
             "select pg_create_logical_replication_slot('{slot}', 'pgoutput')"
         ))
-        .and_then(|_| drain(db, a, rows, &table, &publication, &slot));
-    // The slot can only go once its walsender has let go of it.
+        .and_then(|_| drain(db, a, rows, &table, &publication, &slot, None));
+    drop_slot(db, &slot);
+    let _ = db.exec(&format!(
+        "drop publication if exists {publication}; drop table if exists public.{table};"
+    ));
+    r
+}
+
+/// Drops `slot` once its walsender has let go of it.
+fn drop_slot(db: &Db, slot: &str) {
     for _ in 0..50 {
         let gone = db.exec(&format!(
             "select pg_drop_replication_slot(slot_name) from pg_replication_slots \
@@ -98,10 +124,6 @@ pub fn measure(db: &Db, a: &PgArgs, rows: u64) -> Result<Ceiling, String> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = db.exec(&format!(
-        "drop publication if exists {publication}; drop table if exists public.{table};"
-    ));
-    r
 }
 
 /// Streams with pg_recvlogical while the writer commits `rows` rows.
@@ -112,6 +134,7 @@ fn drain(
     table: &str,
     publication: &str,
     slot: &str,
+    send_topic: Option<&str>,
 ) -> Result<Ceiling, String> {
     // Counters of its own: the subscribers' run has not begun.
     let shared = Shared::new(1);
@@ -144,6 +167,7 @@ fn drain(
         end_marker: Some(end_marker),
         slot: 0,
         owners: None,
+        send_topic: send_topic.map(str::to_owned),
     };
     let write = || -> Result<WriteOut, String> {
         shared.start(now_ns());

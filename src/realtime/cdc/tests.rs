@@ -1,10 +1,8 @@
 //! Unit tests of the registry's check states and of the batch fan-out.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use serde_json::json;
 
 use super::access::{Answers, OpenAccess, TableAccess};
@@ -16,27 +14,7 @@ use crate::realtime::postgres_changes::binding::parse_binding;
 use crate::realtime::postgres_changes::change::Change;
 use crate::realtime::postgres_changes::test_support as ts;
 
-#[derive(Default)]
-struct Sink(RefCell<Vec<Bytes>>);
-
-impl Outbound for Sink {
-    fn push(&self, frame: Bytes) {
-        self.0.borrow_mut().push(frame);
-    }
-    fn speaks_kind0(&self) -> bool {
-        false
-    }
-    fn close(&self, _: u16) {}
-}
-
-/// The payload of an unmasked server frame.
-fn payload(f: &[u8]) -> &[u8] {
-    match f[1] & 0x7f {
-        126 => &f[4..],
-        127 => &f[10..],
-        _ => &f[2..],
-    }
-}
+use crate::realtime::hub::test_sink::{payload, Sink};
 
 impl Sink {
     fn texts(&self) -> Vec<String> {

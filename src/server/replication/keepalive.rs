@@ -32,7 +32,7 @@ impl KeepAlive<'_> {
 
 /// Encodes a standby status update into `buf`: `received` written,
 /// `flushed` flushed and applied.
-pub(super) fn status_update(buf: &mut BytesMut, st: Status, reply_requested: bool) {
+pub(crate) fn status_update(buf: &mut BytesMut, st: Status, reply_requested: bool) {
     buf.clear();
     encode_standby_status_update(
         buf,

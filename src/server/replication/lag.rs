@@ -110,11 +110,24 @@ pub async fn enforce_before_start(
     sql: &mut PgConn,
     s: &ReplicationSettings,
 ) -> Result<(), PgError> {
+    if let Some(message) = drop_if_over_cap(tenant, sql, s).await? {
+        tell_subscribers(state, tenant, &message);
+    }
+    Ok(())
+}
+
+/// Drops the slot of `s` if it is over the cap or lost, logged at error
+/// level; returns what was lost, for the stream's subscribers.
+pub async fn drop_if_over_cap(
+    tenant: &str,
+    sql: &mut PgConn,
+    s: &ReplicationSettings,
+) -> Result<Option<String>, PgError> {
     let Some(slot) = slot_state(sql, &s.slot).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(why) = verdict(&slot, s.max_slot_lag_bytes) else {
-        return Ok(());
+        return Ok(None);
     };
     // A previous session's walsender (ours, just ended by the streaming
     // check) may still hold the slot for a moment: object_in_use is
@@ -133,8 +146,7 @@ pub async fn enforce_before_start(
     }
     let message = why.message(&s.slot);
     tracing::error!(tenant, slot = %s.slot, reason = ?why, "{message}");
-    tell_subscribers(state, tenant, &message);
-    Ok(())
+    Ok(Some(message))
 }
 
 /// Paces the streaming-time check.

@@ -144,7 +144,7 @@ pub async fn run(state: Rc<ShardState>, tenant: String, settings: ReplicationSet
     }
 }
 
-async fn step<T>(
+pub(crate) async fn step<T>(
     tenant: &str,
     step: Step,
     fut: impl std::future::Future<Output = Result<T, PgError>>,
@@ -168,8 +168,7 @@ async fn session(
     s: &ReplicationSettings,
 ) -> Result<SessionEnd, PgError> {
     start::wait_for_subscriber(state, tenant).await;
-    let mut sql = step(tenant, Step::Connect, PgConn::connect(&s.sql)).await?;
-    let mut repl = step(tenant, Step::Connect, PgConn::connect(&s.stream)).await?;
+    let (mut sql, repl) = connect(tenant, s).await?;
     let exists = step(
         tenant,
         Step::CheckPublication,
@@ -182,8 +181,162 @@ async fn session(
             s.publication
         )));
     }
-    let idle = silence::idle_timeout(&mut sql, s.idle_timeout).await?;
     lag::enforce_before_start(state, tenant, &mut sql, s).await?;
+    let mut live = Live::start(tenant, sql, repl, s).await?;
+    tracing::info!(tenant, slot = %s.slot, "replication streaming");
+    with_tenant(state, tenant, |t| t.cdc.set_streaming(true, ""));
+
+    let mut types = TypeCache::new();
+    let mut access = AccessCache::default();
+    let mut checks = authorize::CheckPool::new(s.sql.clone(), s.check_connections);
+    loop {
+        let Some(d) = live.next(tenant).await? else {
+            continue;
+        };
+        // Nobody subscribed: changes are not kept, and commits still
+        // confirm them.
+        let anyone = || with_tenant(state, tenant, |t| !t.cdc.is_empty()).unwrap_or(false);
+        let asked = match live.stream.on_copy_data(d, anyone)? {
+            Action::Nothing => false,
+            Action::Status => true,
+            Action::Resolve(rel) => {
+                let oids: Vec<_> = rel.columns.iter().map(|c| c.type_oid).collect();
+                catalog::resolve_types(&mut live.sql, &mut types, &oids).await?;
+                let pk = catalog::primary_key(&mut live.sql, &rel).await?;
+                live.stream.resolved(rel.oid, pk);
+                access.forget(rel.oid);
+                false
+            }
+            Action::Flush(tx) => {
+                let st = live.stream.status(Instant::now());
+                let mut db = BatchDb {
+                    sql: &mut live.sql,
+                    checks: &mut checks,
+                    keep: KeepAlive {
+                        repl: &mut live.repl,
+                        buf: &mut live.buf,
+                        status: st,
+                    },
+                };
+                let done = flush(
+                    state,
+                    tenant,
+                    &mut db,
+                    &mut access,
+                    live.stream.pending_mut(),
+                    &types,
+                    tx,
+                )
+                .await?;
+                live.stream.flushed(tx, done);
+                false
+            }
+        };
+        if let Some(end) = live.after(tenant, asked, s).await? {
+            return Ok(end);
+        }
+    }
+}
+
+/// Opens a session's two connections: catalog queries, then the stream.
+pub(crate) async fn connect(
+    tenant: &str,
+    s: &ReplicationSettings,
+) -> Result<(PgConn, PgConn), PgError> {
+    let sql = step(tenant, Step::Connect, PgConn::connect(&s.sql)).await?;
+    let repl = step(tenant, Step::Connect, PgConn::connect(&s.stream)).await?;
+    Ok((sql, repl))
+}
+
+/// A streaming session: its connections and the stream's bookkeeping.
+/// Shared by the Postgres Changes driver and the messages stream
+/// (`server::db_broadcast`), which differ in what they do with a batch.
+pub(crate) struct Live {
+    /// Catalog queries and the lag check.
+    pub sql: PgConn,
+    /// The replication stream.
+    pub repl: PgConn,
+    /// What may be confirmed, and the batch being collected.
+    pub stream: Stream,
+    /// Status updates are encoded here.
+    pub buf: BytesMut,
+    /// Paces the slot's lag check.
+    lag_watch: lag::LagWatch,
+    /// Silence before a reply is requested.
+    idle: Duration,
+    /// A reply was requested after `idle` of silence and none came yet.
+    probed: bool,
+}
+
+impl Live {
+    /// Reads the silence timeout, then finds or creates the slot and
+    /// starts streaming (the publication and the lag cap were seen to).
+    pub(crate) async fn start(
+        tenant: &str,
+        mut sql: PgConn,
+        mut repl: PgConn,
+        s: &ReplicationSettings,
+    ) -> Result<Live, PgError> {
+        let idle = silence::idle_timeout(&mut sql, s.idle_timeout).await?;
+        start_streaming(tenant, &mut sql, &mut repl, s).await?;
+        Ok(Live {
+            sql,
+            repl,
+            stream: Stream::new(
+                s.status_interval,
+                confirm::FlushGate::default(),
+                Instant::now(),
+            ),
+            buf: BytesMut::with_capacity(64),
+            lag_watch: lag::LagWatch::default(),
+            idle,
+            probed: false,
+        })
+    }
+
+    /// The next CopyData (`None`: a quiet stream was asked for a reply;
+    /// call again).
+    pub(crate) async fn next(&mut self, tenant: &str) -> Result<Option<bytes::Bytes>, PgError> {
+        next_copy_data(
+            tenant,
+            &mut self.repl,
+            self.idle,
+            &mut self.probed,
+            &mut self.stream,
+            &mut self.buf,
+        )
+        .await
+    }
+
+    /// After each message: [`after_message`].
+    pub(crate) async fn after(
+        &mut self,
+        tenant: &str,
+        asked: bool,
+        s: &ReplicationSettings,
+    ) -> Result<Option<SessionEnd>, PgError> {
+        after_message(
+            tenant,
+            &mut self.stream,
+            asked,
+            &mut self.buf,
+            &mut self.repl,
+            &mut self.lag_watch,
+            &mut self.sql,
+            s,
+        )
+        .await
+    }
+}
+
+/// Finds the permanent slot of `s` (created if missing) and starts
+/// streaming its publication from the slot's confirmed position.
+async fn start_streaming(
+    tenant: &str,
+    sql: &mut PgConn,
+    repl: &mut PgConn,
+    s: &ReplicationSettings,
+) -> Result<(), PgError> {
     let slot_q = format!(
         "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = {}",
         catalog::literal(&s.slot)?
@@ -202,96 +355,67 @@ async fn session(
         crate::proto::pg::sql::replication_literal(&s.publication)
             .ok_or_else(|| PgError::Protocol("the publication name holds a NUL byte".into()))?
     );
-    step(tenant, Step::Start, repl.start_copy_both(&q)).await?;
-    tracing::info!(tenant, slot = %s.slot, "replication streaming");
-    with_tenant(state, tenant, |t| t.cdc.set_streaming(true, ""));
+    step(tenant, Step::Start, repl.start_copy_both(&q)).await
+}
 
-    let mut types = TypeCache::new();
-    let mut access = AccessCache::default();
-    let mut checks = authorize::CheckPool::new(s.sql.clone(), s.check_connections);
-    let mut buf = BytesMut::with_capacity(64);
-    let mut stream = Stream::new(
-        s.status_interval,
-        confirm::FlushGate::default(),
-        Instant::now(),
-    );
-    let mut lag_watch = lag::LagWatch::default();
-    // A reply was requested after `idle` of silence and none came yet.
-    let mut probed = false;
-    loop {
-        let d = match silence::recv_within(&mut repl, idle).await? {
-            Some(CopyMsg::Data(d)) => {
-                probed = false;
-                d
-            }
-            Some(CopyMsg::Done) => {
-                return Err(PgError::Protocol(
-                    "the server ended the replication stream".into(),
-                ))
-            }
-            None if probed => return Err(silence::dead(idle)),
-            None => {
-                probed = true;
-                tracing::info!(
-                    tenant,
-                    idle_ms = idle.as_millis() as u64,
-                    "replication stream quiet; asking the database for a reply"
-                );
-                let st = stream.probe(Instant::now());
-                status_update(&mut buf, st, true);
-                repl.send_copy_data(&buf).await?;
-                continue;
-            }
-        };
-        // Nobody subscribed: changes are not kept, and commits still
-        // confirm them.
-        let anyone = || with_tenant(state, tenant, |t| !t.cdc.is_empty()).unwrap_or(false);
-        let asked = match stream.on_copy_data(d, anyone)? {
-            Action::Nothing => false,
-            Action::Status => true,
-            Action::Resolve(rel) => {
-                let oids: Vec<_> = rel.columns.iter().map(|c| c.type_oid).collect();
-                catalog::resolve_types(&mut sql, &mut types, &oids).await?;
-                let pk = catalog::primary_key(&mut sql, &rel).await?;
-                stream.resolved(rel.oid, pk);
-                access.forget(rel.oid);
-                false
-            }
-            Action::Flush(tx) => {
-                let st = stream.status(Instant::now());
-                let mut db = BatchDb {
-                    sql: &mut sql,
-                    checks: &mut checks,
-                    keep: KeepAlive {
-                        repl: &mut repl,
-                        buf: &mut buf,
-                        status: st,
-                    },
-                };
-                let done = flush(
-                    state,
-                    tenant,
-                    &mut db,
-                    &mut access,
-                    stream.pending_mut(),
-                    &types,
-                    tx,
-                )
-                .await?;
-                stream.flushed(tx, done);
-                false
-            }
-        };
-        // One clock reading per message serves every timer below.
-        let now = Instant::now();
-        if let Some(st) = stream.report_status(now, asked) {
-            status_update(&mut buf, st, false);
-            repl.send_copy_data(&buf).await?;
+/// The stream's next CopyData. After `idle` of silence a status update
+/// asking for a reply is sent and `None` returned (call again); a stream
+/// still silent after that is dead.
+async fn next_copy_data(
+    tenant: &str,
+    repl: &mut PgConn,
+    idle: Duration,
+    probed: &mut bool,
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+) -> Result<Option<bytes::Bytes>, PgError> {
+    match silence::recv_within(repl, idle).await? {
+        Some(CopyMsg::Data(d)) => {
+            *probed = false;
+            Ok(Some(d))
         }
-        if let Some(reason) = lag_watch.check(now, tenant, &mut sql, s).await? {
-            return Ok(SessionEnd::SlotRecreated(reason));
+        Some(CopyMsg::Done) => Err(PgError::Protocol(
+            "the server ended the replication stream".into(),
+        )),
+        None if *probed => Err(silence::dead(idle)),
+        None => {
+            *probed = true;
+            tracing::info!(
+                tenant,
+                idle_ms = idle.as_millis() as u64,
+                "replication stream quiet; asking the database for a reply"
+            );
+            let st = stream.probe(Instant::now());
+            status_update(buf, st, true);
+            repl.send_copy_data(buf).await?;
+            Ok(None)
         }
     }
+}
+
+/// After each message: a status update when due (or `asked`), and the
+/// slot's lag check, which may end the session to recreate the slot.
+#[allow(clippy::too_many_arguments)]
+async fn after_message(
+    tenant: &str,
+    stream: &mut Stream,
+    asked: bool,
+    buf: &mut BytesMut,
+    repl: &mut PgConn,
+    lag_watch: &mut lag::LagWatch,
+    sql: &mut PgConn,
+    s: &ReplicationSettings,
+) -> Result<Option<SessionEnd>, PgError> {
+    // One clock reading per message serves every timer below.
+    let now = Instant::now();
+    if let Some(st) = stream.report_status(now, asked) {
+        status_update(buf, st, false);
+        repl.send_copy_data(buf).await?;
+    }
+    Ok(lag_watch
+        .check(now, tenant, sql, s)
+        .await?
+        .map(SessionEnd::SlotRecreated))
 }
 
 /// The connections a batch uses: `sql` for its questions, and the

@@ -18,7 +18,8 @@ const SUITES = {
     './suites/realtime-js/websocket.mjs',
     './suites/realtime-js/rates.mjs',
   ],
-  // Postgres Changes on the `pg` instance (needs the dev database; see servers.conf).
+  // Postgres Changes and Broadcast from Database on the `pg` instance (needs the
+  // dev database; see servers.conf).
   'realtime-js-pg': [
     './suites/realtime-js-pg/changes.mjs',
     './suites/realtime-js-pg/filters.mjs',
@@ -26,6 +27,7 @@ const SUITES = {
     './suites/realtime-js-pg/subscribe-errors.mjs',
     './suites/realtime-js-pg/private.mjs',
     './suites/realtime-js-pg/replay.mjs',
+    './suites/realtime-js-pg/db-broadcast.mjs',
   ],
   phoenix: ['./suites/phoenix/phoenix.mjs'],
 }

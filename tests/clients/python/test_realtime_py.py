@@ -1,13 +1,19 @@
 """The PyPI `realtime` client (vsn 1.0.0 JSON) against the server:
-connect, join, leave, broadcast self/ack, presence track/sync/leave, REST."""
+connect, join, leave, broadcast self/ack, presence track/sync/leave, REST,
+and a `realtime.send()` from the `pg` instance's database (Broadcast from
+Database)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import time
 
-from realtime import RealtimeAcknowledgementStatus
+import pytest
+from realtime import AsyncRealtimeClient, RealtimeAcknowledgementStatus
 
-from conftest import subscribe, token, uniq, wait_for
+from conftest import INSTANCES, sign, subscribe, token, uniq, wait_for
 
 
 async def test_connect_join_and_leave(make_client):
@@ -157,3 +163,44 @@ async def test_set_auth_keeps_channel_working(make_client):
     assert ca.is_joined
     await ca.send_broadcast("after", {"ok": True})
     await wait_for(lambda: len(got) == 1, what="broadcast after set_auth")
+
+
+def _pg_psql(sql: str) -> str:
+    """Runs `sql` on the `pg` instance's database with psql (its values come
+    from servers.conf, `${DEV_DB_*}` from the environment the scripts set)."""
+    env = {k: os.path.expandvars(v) for k, v in INSTANCES["pg"]["env"].items()}
+    if "$" in env["DB_HOST"] + env["DB_PORT"]:
+        pytest.skip("the dev database is not running (scripts/run-clients starts it)")
+    bindir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip()
+    psql = os.path.join(bindir, "psql") if bindir else "psql"
+    url = f"postgres://{env['DB_USER']}:{env['DB_PASSWORD']}@{env['DB_HOST']}:{env['DB_PORT']}/{env['DB_NAME']}"
+    out = subprocess.run([psql, url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+async def test_realtime_send_from_the_database_reaches_a_public_channel_with_meta_id():
+    pg = INSTANCES["pg"]
+    topic = uniq("pybfd")
+    tok = sign({"role": "anon", "iat": int(time.time()), "exp": int(time.time()) + 3600}, pg["secret"])
+    client = AsyncRealtimeClient(f"ws://127.0.0.1:{pg['port']}/socket", token=tok, auto_reconnect=False, max_retries=1, timeout=5)
+    await client.connect()
+    try:
+        ch = client.channel(topic, {"config": {"private": False}})
+        got: list[dict] = []
+        ch.on_broadcast("from_db", got.append)
+        assert (await subscribe(ch))[0] == "SUBSCRIBED"
+        slot = f"realtime_messages_slot{pg['env'].get('SLOT_NAME_SUFFIX', '')}"
+        deadline = time.monotonic() + 10
+        while _pg_psql(f"select coalesce(bool_or(active), false) from pg_replication_slots where slot_name = '{slot}'") != "t":
+            assert time.monotonic() < deadline, f"the messages slot {slot} is not streaming"
+            await asyncio.sleep(0.05)
+        # The topic is a fresh hex name: safe inside the literal.
+        _pg_psql(f"select realtime.send('{{\"n\": 1}}'::jsonb, 'from_db', '{topic}', false)")
+        row_id = _pg_psql(f"select id from realtime.messages where topic = '{topic}' and event = 'from_db'")
+        await wait_for(lambda: len(got) == 1, timeout=8, what="the realtime.send() broadcast")
+        assert got[0]["event"] == "from_db"
+        assert got[0]["payload"] == {"n": 1, "id": row_id}
+        assert got[0].get("meta") == {"id": row_id}
+    finally:
+        await asyncio.wait_for(client.close(), 2)

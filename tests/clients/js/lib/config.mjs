@@ -80,6 +80,8 @@ function describePg(inst) {
     ...describe(inst),
     dbUrl: `postgres://${enc(e.DB_USER || 'postgres')}:${enc(e.DB_PASSWORD || '')}@${e.DB_HOST}:${e.DB_PORT}/${e.DB_NAME || 'postgres'}`,
     publication: e.DB_PUBLICATION || 'supabase_realtime',
+    // The slot of its messages stream (Broadcast from Database).
+    messagesSlot: `realtime_messages_slot${e.SLOT_NAME_SUFFIX || ''}`,
   }
 }
 

@@ -109,3 +109,18 @@ export async function tx(statements) {
     c.release()
   }
 }
+
+/**
+ * Waits until the `pg` instance streams `realtime.messages` (its messages
+ * slot is active): the stream starts at the tenant's first joined channel,
+ * and rows committed before its slot existed are not broadcast.
+ */
+export async function messagesStreaming(ctx, { timeout = 10000 } = {}) {
+  const deadline = Date.now() + timeout
+  for (;;) {
+    const { rows } = await sql('select active from pg_replication_slots where slot_name = $1', [config.pg.messagesSlot])
+    if (rows[0]?.active) return
+    if (Date.now() > deadline) throw frameError(ctx, `the messages slot ${config.pg.messagesSlot} is not streaming after ${timeout} ms`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
