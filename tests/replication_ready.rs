@@ -41,3 +41,40 @@ fn without_a_messages_stream_the_channel_is_shut_down_at_its_deadline() {
     let hb = ws.recv_json();
     assert_eq!(hb[1], "h", "{hb}");
 }
+
+#[test]
+fn once_the_messages_stream_is_up_the_channel_is_told_and_then_receives() {
+    let db = support::rls::TenantDb::start("repready", "");
+    let mut ws = Ws::connect(db.srv.port, "2.0.0", &token("anon", 3600));
+    let reply = ws.join_v2(
+        "1",
+        "realtime:room:ready",
+        json!({"broadcast": {"replication_ready": true}}),
+    );
+    assert_eq!(reply[4]["status"], "ok", "{reply}");
+    let system = ws.recv_json();
+    assert_eq!(
+        system,
+        json!(["1", null, "realtime:room:ready", "system", {
+            "extension": "system", "status": "ok",
+            "message": "Replication connection established",
+            "channel": "room:ready"}]),
+    );
+    // Told means streaming: a row sent now arrives.
+    db.sql("select realtime.send('{\"n\":1}'::jsonb, 'ev', 'room:ready', false)");
+    match ws.recv() {
+        Recv::Frame(Frame::Binary(b)) => assert_eq!(b[0], 4, "kind 4 user broadcast"),
+        other => panic!("expected the broadcast, got {other:?}"),
+    }
+    // A second channel that asks once it is up is told right after its
+    // join reply.
+    let reply = ws.join_v2(
+        "2",
+        "realtime:room:later",
+        json!({"broadcast": {"replication_ready": "true"}}),
+    );
+    assert_eq!(reply[4]["status"], "ok", "{reply}");
+    let system = ws.recv_json();
+    assert_eq!(system[4]["message"], "Replication connection established");
+    assert_eq!(system[4]["channel"], "room:later");
+}

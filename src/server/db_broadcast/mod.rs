@@ -169,6 +169,31 @@ async fn ensure_publication(tenant: &str, sql: &mut PgConn) -> Result<(), PgErro
     Ok(())
 }
 
+/// The tenant's `messages_streaming` flag, up while this lives.
+struct Streaming<'a> {
+    state: &'a ShardState,
+    tenant: &'a str,
+}
+
+impl<'a> Streaming<'a> {
+    fn set(state: &'a ShardState, tenant: &'a str) -> Self {
+        with_tenant(state, tenant, |t| t.messages_streaming = true);
+        Streaming { state, tenant }
+    }
+}
+
+impl Drop for Streaming<'_> {
+    fn drop(&mut self) {
+        // Not `with_tenant`: a drop while unwinding from a panic inside a
+        // tenant borrow must not panic again.
+        if let Some(t) = self.state.tenant(self.tenant) {
+            if let Ok(mut t) = t.try_borrow_mut() {
+                t.messages_streaming = false;
+            }
+        }
+    }
+}
+
 /// One connected session; returns on an error or to recreate the slot.
 async fn session(
     state: &Rc<ShardState>,
@@ -181,6 +206,9 @@ async fn session(
     lag::drop_if_over_cap(tenant, &mut sql, s).await?;
     let mut live = Live::start(tenant, sql, repl, s).await?;
     tracing::info!(tenant, slot = %s.slot, "messages stream streaming");
+    // Channels that asked (`broadcast.replication_ready`) are told on the
+    // next tick; the flag drops when the session ends, however it ends.
+    let _streaming = Streaming::set(state, tenant);
     loop {
         let Some(d) = live.next(tenant).await? else {
             continue;
