@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use serde_json::json;
-use support::pg::{dev_db_url, parts, psql_bin};
+use support::pg::psql_bin;
 use support::rls::{todays_partition, SchemaDb};
 use support::*;
 
@@ -46,19 +46,7 @@ fn a_private_join_during_the_first_schema_pass_waits_for_it() {
     out.read_line(&mut line).unwrap();
     assert!(line.contains("held"), "{line}");
 
-    let (host, port, pw) = parts(&dev_db_url());
-    let env: Vec<(String, String)> = [
-        ("DB_HOST", host),
-        ("DB_PORT", port),
-        ("DB_NAME", db.name.clone()),
-        ("DB_USER", "postgres".into()),
-        ("DB_PASSWORD", pw),
-        ("SLOT_NAME_SUFFIX", format!("_{}", db.name)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let srv = Server::start_env(&env);
+    let srv = Server::start_env(&db.server_env());
     let claims = json!({"role": "authenticated", "sub": "early"});
     let mut ws = Ws::connect(srv.port, "2.0.0", &token_with(claims, 3600));
     ws.text(
