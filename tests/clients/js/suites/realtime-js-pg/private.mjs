@@ -8,6 +8,8 @@ import { test } from '../../lib/harness.mjs'
 import { expectEqual, expectTrue } from '../../lib/match.mjs'
 import { Inbox, subscribe, subscribeOutcome } from '../../lib/rt.mjs'
 import { privateReady, newSub, topicFor, userClient, userToken } from '../../lib/private.mjs'
+import { sql } from '../../lib/pg.mjs'
+import { randomBytes } from 'node:crypto'
 
 const VSNS = ['2.0.0', '1.0.0']
 const refused = (topic) => `Unauthorized: You do not have permissions to read from this Channel topic: ${topic}`
@@ -133,5 +135,54 @@ for (const vsn of VSNS) {
     await pub.wait((m) => m.event === 'u', { ctx, what: 'the public broadcast on the public channel' })
     expectTrue(!priv.items.some((m) => m.event === 'u'), 'the private channel got the public broadcast')
     expectTrue(!pub.items.some((m) => m.event === 'p'), 'the public channel got the private broadcast')
+  })
+
+  test(`[${vsn}] broadcast_changes() from a trigger reaches a private channel with meta.id, once replication_ready said so`, async (ctx) => {
+    await privateReady(ctx)
+    const sub = newSub()
+    // Fresh names of hex and letters only: safe inside the SQL below.
+    const topic = topicFor(sub, 'ro')
+    const table = `rtjs_bc_${randomBytes(4).toString('hex')}`
+    await sql(`create table public.${table} (id int primary key, value text)`)
+    ctx.defer(() => sql(`drop table if exists public.${table}`))
+    await sql(`create function public.${table}_fn() returns trigger language plpgsql security definer as $f$
+      begin
+        perform realtime.broadcast_changes('${topic}', TG_OP, TG_OP, TG_TABLE_NAME, TG_TABLE_SCHEMA, NEW, OLD);
+        return null;
+      end $f$`)
+    ctx.defer(() => sql(`drop function if exists public.${table}_fn() cascade`))
+    await sql(`create trigger ${table}_tr after insert or update or delete on public.${table}
+      for each row execute function public.${table}_fn()`)
+
+    const c = await userClient(ctx, vsn, sub)
+    const inbox = new Inbox('broadcast changes')
+    const system = new Inbox('system')
+    const ch = c
+      .channel(topic, { config: { private: true, broadcast: { replication_ready: true } } })
+      .on('broadcast', { event: '*' }, inbox.push)
+      .on('system', {}, system.push)
+    await subscribe(ctx, ch, 10000)
+    const ready = await system.wait((m) => m.extension === 'system', { ctx, timeout: 10000, what: 'replication ready' })
+    expectEqual([ready.status, ready.message], ['ok', 'Replication connection established'], 'replication_ready system message')
+
+    await sql(`insert into public.${table} values (1, 'a')`)
+    await sql(`update public.${table} set value = 'b' where id = 1`)
+    await sql(`delete from public.${table} where id = 1`)
+    const { rows } = await sql(`select event, id::text from realtime.messages where topic = $1 order by inserted_at`, [topic])
+    const ids = Object.fromEntries(rows.map((r) => [r.event, r.id]))
+    const want = {
+      INSERT: [{ id: 1, value: 'a' }, null],
+      UPDATE: [{ id: 1, value: 'b' }, { id: 1, value: 'a' }],
+      DELETE: [null, { id: 1, value: 'b' }],
+    }
+    for (const [op, [record, old]] of Object.entries(want)) {
+      const m = await inbox.wait((x) => x.event === op, { ctx, timeout: 8000, what: `the ${op} broadcast` })
+      expectEqual(m.meta, { id: ids[op] }, `${op} meta.id is the row's id`)
+      expectEqual(
+        [m.payload.operation, m.payload.table, m.payload.schema, m.payload.record, m.payload.old_record],
+        [op, table, 'public', record, old],
+        `${op} payload`
+      )
+    }
   })
 }
