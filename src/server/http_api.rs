@@ -22,6 +22,7 @@ use realtime_shards::ShardStats;
 
 use super::admin_api;
 use super::fault::{self, Boundary};
+use super::rehome;
 use super::resp::Resp;
 use super::rls;
 use super::shard::{now_unix, ShardState};
@@ -209,6 +210,13 @@ pub async fn serve(
             Some(h) => h,
             None => return,
         };
+        // Another project's request on this connection goes to that
+        // project's home shard, connection and all (see `rehome`).
+        let target = rehome::target_shard(&state, &head);
+        if target != state.shard.id {
+            rehome::hand_off(&state, target, stream, head, buf).await;
+            return;
+        }
     }
 }
 

@@ -10,7 +10,6 @@
 //! (perf/DECISIONS.md).
 
 use std::cell::Cell;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -20,9 +19,9 @@ use realtime_shards::ShardStats;
 
 use super::connection;
 use super::handoff::Handoff;
-use super::shard::{ShardMsg, ShardState};
+use super::rehome;
+use super::shard::ShardState;
 use super::sock::SharedStream;
-use crate::proto::http;
 
 /// First pause after a failed accept; it doubles up to `accept_backoff_max_ms`.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -86,16 +85,9 @@ impl AcceptLog {
     }
 }
 
-/// Turns a handed-over descriptor back into a stream on this executor.
-pub fn stream_from_fd(fd: OwnedFd) -> TcpStream {
-    use std::os::fd::IntoRawFd;
-    // SAFETY: the descriptor is an open TCP socket we own exclusively.
-    unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) }
-}
-
 /// Serves a socket another shard accepted and read the head of.
 pub async fn adopt(state: Rc<ShardState>, handoff: Handoff) {
-    let stream = SharedStream::accepted(stream_from_fd(handoff.fd));
+    let stream = SharedStream::accepted(rehome::stream_from_fd(handoff.fd));
     connection::serve(state, stream, handoff.head, handoff.rest).await;
 }
 
@@ -106,54 +98,10 @@ async fn route(state: Rc<ShardState>, stream: TcpStream) {
     let Some(head) = stream.read_head(&state.config, &mut buf).await else {
         return;
     };
-    let target = target_shard(&state, &head);
+    let target = rehome::target_shard(&state, &head);
     if target == state.shard.id {
         connection::serve(state, stream, head, buf).await;
         return;
     }
-    match detach(stream) {
-        Ok(fd) => {
-            let msg = ShardMsg::Adopt(Box::new(Handoff {
-                fd,
-                head,
-                rest: buf,
-            }));
-            if let Err(ShardMsg::Adopt(h)) = state.shard.send_to(target, msg).await {
-                // The home shard is gone (shutting down): refuse rather than
-                // serve the tenant from a second copy here.
-                let stream = SharedStream::accepted(stream_from_fd(h.fd));
-                refuse_unavailable(&stream).await;
-            }
-        }
-        Err(stream) => refuse_unavailable(&stream).await,
-    }
-}
-
-/// The home shard of the tenant the head's Host names.
-fn target_shard(state: &ShardState, head: &http::RequestHead) -> usize {
-    if state.shard.nr_shards == 1 {
-        return state.shard.id;
-    }
-    let host = head.header_str("host").unwrap_or("");
-    let tenant = state.directory.tenant_id_for_host(host);
-    state.home_of(&tenant)
-}
-
-/// An owning descriptor for the socket, this shard's handle on it dropped;
-/// the stream back when no descriptor is left to duplicate it into.
-fn detach(stream: SharedStream) -> Result<OwnedFd, SharedStream> {
-    // SAFETY: dup of a descriptor we hold; the result is checked below.
-    let dup = unsafe { libc::dup(stream.fd()) };
-    if dup < 0 {
-        return Err(stream);
-    }
-    // The socket stays open through the duplicate once the stream goes.
-    drop(stream);
-    // SAFETY: `dup` is a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(dup) })
-}
-
-async fn refuse_unavailable(stream: &SharedStream) {
-    let resp = http::response(503, None, &[], b"");
-    let _ = stream.write_all(&resp).await;
+    rehome::hand_off(&state, target, stream, head, buf).await;
 }

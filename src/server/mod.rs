@@ -44,6 +44,7 @@ pub mod migrator;
 pub mod outq;
 pub mod pgconn;
 pub mod pgerror;
+pub mod rehome;
 pub mod replay;
 pub mod replication;
 pub mod resp;
