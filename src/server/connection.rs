@@ -19,12 +19,11 @@ use super::replay;
 use super::rls;
 use super::shard::{now_unix, ShardState};
 use super::sock::SharedStream;
-use super::tenant_db;
 use super::tenants::{self, Resolved};
 use crate::proto::phoenix::{self, Vsn};
 use crate::proto::{http, ws};
 use crate::realtime::auth;
-use crate::realtime::authz::{AuthError, Authorize};
+use crate::realtime::authz::Authorize;
 use crate::realtime::errors::ConnectError;
 use crate::realtime::hub::Outbound;
 use crate::realtime::replay::PendingReplay;
@@ -36,9 +35,6 @@ const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 /// Bytes a reader may take in without the socket ever making it wait
 /// before it lets the shard write (see [`let_writers_run`]).
 const READ_BURST: u32 = 64 * 1024;
-/// Longest a private join waits for its tenant's first schema migration
-/// (half a client's join timeout).
-const SCHEMA_WAIT: Duration = Duration::from_secs(5);
 
 /// The WebSocket endpoints.
 fn is_ws_path(path: &str) -> bool {
@@ -511,19 +507,7 @@ async fn authorize(
     msg: &ws::Message,
 ) -> bool {
     let cfg = conn.tenant.borrow().config.clone();
-    let schema = tenant_db::wait_ready(state, &cfg.external_id, SCHEMA_WAIT).await;
-    let answer = match (
-        rls::pool_for(state, &cfg),
-        schema.and_then(|s| s.join_error()),
-    ) {
-        (_, Some((code, reason))) => Err(AuthError::DatabaseUnavailable(format!(
-            "{code}: {reason} (the tenant schema is not migrated yet)"
-        ))),
-        (Some(checker), None) => checker.check(&a.request).await,
-        (None, None) => Err(AuthError::DatabaseUnavailable(
-            "no authorization pool for the tenant on this shard".into(),
-        )),
-    };
+    let answer = rls::check_here(state, &cfg, &a.request).await;
     if let Err(e) = &answer {
         tracing::warn!(tenant = %cfg.external_id, topic = %a.request.ctx.topic, error = ?e, "private channel policy check failed");
     }

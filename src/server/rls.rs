@@ -15,6 +15,7 @@ use super::replication::ReplicationSettings;
 use super::rls_batch::Checker;
 use super::rls_pool::AuthPool;
 use super::shard::{ShardMsg, ShardState};
+use super::tenant_db;
 use crate::realtime::authz::{AuthAnswer, AuthError, AuthQuestion, AuthRequest};
 use crate::realtime::tenant::TenantConfig;
 
@@ -53,6 +54,33 @@ pub fn pool_for(state: &ShardState, tenant: &TenantConfig) -> Option<Rc<Checker>
     Some(checker)
 }
 
+/// Longest a check waits for its tenant's first schema pass (half a
+/// client's join timeout): a join or REST message that arrives while the
+/// server prepares the schema (a start, an activation) waits for it
+/// instead of meeting a half-made one.
+const SCHEMA_WAIT: Duration = Duration::from_secs(5);
+
+/// Answers `req` for `tenant` on this shard, its home: once its schema is
+/// ready (bounded, see [`SCHEMA_WAIT`]), on its pool.
+pub async fn check_here(
+    state: &ShardState,
+    tenant: &TenantConfig,
+    req: &AuthRequest,
+) -> AuthAnswer {
+    let schema = tenant_db::wait_ready(state, &tenant.external_id, SCHEMA_WAIT).await;
+    if let Some((code, reason)) = schema.and_then(|s| s.join_error()) {
+        return Err(AuthError::DatabaseUnavailable(format!(
+            "{code}: {reason} (the tenant schema is not migrated yet)"
+        )));
+    }
+    match pool_for(state, tenant) {
+        Some(checker) => checker.check(req).await,
+        None => Err(AuthError::DatabaseUnavailable(
+            "the tenant has no database to check policies on".into(),
+        )),
+    }
+}
+
 /// Answers `req` for `tenant` from any shard: on its pool here when this
 /// is its home, else asked of its home shard ([`ShardMsg::Authorize`]).
 /// `None` when the home shard gave no answer in time.
@@ -63,12 +91,7 @@ pub async fn authorize(
 ) -> Option<AuthAnswer> {
     let home = state.home_of(&tenant.external_id);
     if home == state.shard.id {
-        return Some(match pool_for(state, tenant) {
-            Some(checker) => checker.check(req).await,
-            None => Err(AuthError::DatabaseUnavailable(
-                "the tenant has no database to check policies on".into(),
-            )),
-        });
+        return Some(check_here(state, tenant, req).await);
     }
     let ticket = state.next_ticket.get();
     state.next_ticket.set(ticket + 1);
@@ -119,12 +142,7 @@ pub fn answer_remote(
     let st = state.clone();
     glommio::spawn_local(async move {
         let req = AuthRequest::from(question);
-        let answer = match pool_for(&st, &tenant) {
-            Some(checker) => checker.check(&req).await,
-            None => Err(AuthError::DatabaseUnavailable(
-                "the tenant has no database to check policies on".into(),
-            )),
-        };
+        let answer = check_here(&st, &tenant, &req).await;
         let _ = st
             .shard
             .send_to(origin, ShardMsg::Authorized(ticket, answer))
