@@ -86,6 +86,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
         let directory = directory.clone();
         async move {
             let control = control::pool::Pool::new(&config);
+            let first_channel = first_channel_id(shard.id);
             let state = Rc::new(ShardState {
                 control,
                 settings: Settings {
@@ -109,7 +110,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                 writers: Rc::default(),
                 sessions: RefCell::new(HashMap::new()),
                 next_conn_id: Cell::new(0),
-                next_channel_id: Cell::new(0),
+                next_channel_id: Cell::new(first_channel),
                 expiries: RefCell::new(BinaryHeap::new()),
                 replication_waiting: RefCell::default(),
                 shutting_down: Cell::new(false),
@@ -120,6 +121,17 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
             }
         }
     })
+}
+
+/// Bits of a channel id below the shard's number.
+pub const CHANNEL_ID_SHARD_SHIFT: u32 = 48;
+
+/// The first channel id of shard `shard`: ids are unique across shards
+/// (the shard in the top bits), so a presence entry names its owner
+/// wherever it is replicated, and each shard still hands its ids out in
+/// increasing order (the presence order within a key).
+pub fn first_channel_id(shard: usize) -> u64 {
+    (shard as u64) << CHANNEL_ID_SHARD_SHIFT
 }
 
 async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
@@ -263,6 +275,7 @@ pub fn directory_from_config(config: &Config) -> Result<Directory, String> {
             db_pool: None,
             subscriber_pool_size: None,
         }),
+        placement: Default::default(),
     });
     let from_file = crate::config::tenants::file_tenants(config).map_err(|e| e.to_string())?;
     for rec in &from_file {

@@ -75,6 +75,42 @@ pub struct TenantConfig {
     /// Where that database is (from the tenant's CDC extension, or the
     /// `DB_*` settings for the environment's tenant).
     pub db: Option<TenantDb>,
+    /// Which shards serve its sockets.
+    pub placement: Placement,
+}
+
+/// Which shards serve a tenant's sockets. Its control state (limits'
+/// home, replication streams, authorization pool) is on its home shard
+/// either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// Every socket moves to the home shard: nothing of the tenant
+    /// crosses shards. Right for the many small tenants of a dense box.
+    #[default]
+    Home,
+    /// Sockets stay on the shard that accepted them (balanced to the
+    /// least loaded): one big tenant uses every core, and its topics,
+    /// presence and limits are kept across shards.
+    Spread,
+}
+
+impl Placement {
+    /// The name the tenant record and the config file use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Home => "home",
+            Placement::Spread => "spread",
+        }
+    }
+
+    /// Reads a name written by [`Placement::as_str`] (case-sensitive).
+    pub fn parse(s: &str) -> Option<Placement> {
+        match s {
+            "home" => Some(Placement::Home),
+            "spread" => Some(Placement::Spread),
+            _ => None,
+        }
+    }
 }
 
 /// Where a tenant's database is, from its CDC extension: what the

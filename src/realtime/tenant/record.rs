@@ -423,6 +423,7 @@ pub fn to_config(
         presence_enabled: rec.presence_enabled,
         has_database: db.is_some(),
         db,
+        placement: Default::default(),
     })
 }
 
