@@ -59,6 +59,13 @@ pub struct ShardStats {
     pub bytes_out: AtomicU64,
     /// Sockets disconnected because their outbound queue overflowed.
     pub queue_drops: AtomicU64,
+    /// Messages forwarded to other shards (one per target shard).
+    pub forwards_out: AtomicU64,
+    /// Forwarded messages dropped: the queue to their shard was full.
+    pub forward_drops: AtomicU64,
+    /// Sockets closed because forwarded messages of their topic were
+    /// dropped on the way here.
+    pub forward_gap_closes: AtomicU64,
     /// Sockets handed to this shard by another one.
     pub handoffs_in: AtomicU64,
     /// REST requests served.
@@ -122,6 +129,21 @@ impl<M: Send + 'static> Shard<M> {
     /// This shard's own counters.
     pub fn my_stats(&self) -> &ShardStats {
         &self.stats[self.id]
+    }
+
+    /// Queues `msg` to shard `to` if its queue has room, without waiting.
+    /// Gives the message back with whether that shard has gone away
+    /// (`true`) or its queue is full (`false`).
+    pub fn try_send_to(&self, to: usize, msg: M) -> Result<(), (M, bool)> {
+        debug_assert_ne!(to, self.id, "a shard handles its own work directly");
+        match &self.senders {
+            Some(s) => s.try_send_to(to, msg).map_err(|e| match e {
+                glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(m)) => (m, false),
+                glommio::GlommioError::Closed(glommio::ResourceType::Channel(m)) => (m, true),
+                other => panic!("unexpected mesh error: {other}"),
+            }),
+            None => Err((msg, true)),
+        }
     }
 
     /// Sends `msg` to shard `to`, waiting while its queue is full.

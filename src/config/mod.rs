@@ -379,6 +379,12 @@ settings! {
     /// spare slow links but hold the request (and its body) longer.
     rest_queue_wait_ms: u64 = 5000, "5000", env "REST_QUEUE_WAIT_MS";
 
+    /// Bytes of forwarded messages one shard holds for another whose queue
+    /// is full (a burst the other shard has not caught up with). Past it
+    /// messages to that shard are dropped and it closes its subscribers of
+    /// their topics as slow consumers; the sending shard never waits.
+    shard_queue_bytes: usize = 16 * 1024 * 1024, "16777216", env "SHARD_QUEUE_BYTES";
+
     /// How often connections that joined and then left every channel are swept
     /// (closed). Frees abandoned sockets; too short cuts clients between joins.
     no_channel_timeout_ms: u64 = 600_000, "600000", env "NO_CHANNEL_TIMEOUT_IN_MS";

@@ -11,8 +11,9 @@ pub const MAX_DURATION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 /// Upper bound for `max_frame_size` and `socket_queue_bytes` (1 GiB per socket).
 pub const MAX_BUFFER_BYTES: usize = 1 << 30;
 
-/// Upper bound for an explicit `shards`.
-pub const MAX_SHARDS: usize = 1024;
+/// Upper bound for an explicit `shards`: the interest table between
+/// shards has a bit per shard in a 64-bit word.
+pub const MAX_SHARDS: usize = crate::realtime::interest::MAX_SHARDS;
 
 /// Upper bound for the tenant limits (they must also fit TOML's integers).
 pub const MAX_LIMIT: u64 = u32::MAX as u64;
@@ -280,6 +281,23 @@ impl Config {
             )
         })?;
         duration("rest_queue_wait_ms", self.rest_queue_wait_ms)?;
+        // A forwarded message carries up to two forms of one payload.
+        let two = usize::try_from(largest_payload.saturating_mul(2)).unwrap_or(usize::MAX);
+        within(
+            "shard_queue_bytes",
+            self.shard_queue_bytes,
+            two,
+            MAX_BUFFER_BYTES,
+        )
+        .map_err(|_| {
+            invalid(
+                "shard_queue_bytes",
+                format!(
+                    "must be between 2 * max_payload_size_in_kb * 1000 ({two}) \
+                         and {MAX_BUFFER_BYTES} bytes, so one forwarded message fits"
+                ),
+            )
+        })?;
         positive_duration("no_channel_timeout_ms", self.no_channel_timeout_ms)?;
         duration("shutdown_drain_ms", self.shutdown_drain_ms)?;
 

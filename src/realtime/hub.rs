@@ -7,11 +7,13 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
 use super::frames;
+use super::interest::{self, Forward, ReadClass, ShardInterest};
 use super::presence::TopicPresence;
 use crate::proto::phoenix::{self, Encoding, Vsn};
 
@@ -76,17 +78,14 @@ impl Sub {
 
     /// Whether this subscriber may receive `msg`.
     fn reads(&self, msg: &Outgoing<'_>) -> bool {
-        match msg {
-            Outgoing::Json {
-                event: "presence_diff",
-                ..
-            } => self.presence_read,
-            Outgoing::Json {
-                event: "broadcast", ..
-            }
-            | Outgoing::User { .. }
-            | Outgoing::Kind0 { .. } => self.broadcast_read,
-            Outgoing::Json { .. } => true,
+        self.reads_class(msg.read_class())
+    }
+
+    fn reads_class(&self, class: ReadClass) -> bool {
+        match class {
+            ReadClass::Presence => self.presence_read,
+            ReadClass::Broadcast => self.broadcast_read,
+            ReadClass::Any => true,
         }
     }
 }
@@ -155,12 +154,33 @@ pub enum Outgoing<'a> {
     },
 }
 
+impl Outgoing<'_> {
+    /// Which read policy receiving it needs.
+    fn read_class(&self) -> ReadClass {
+        match self {
+            Outgoing::Json {
+                event: "presence_diff",
+                ..
+            } => ReadClass::Presence,
+            Outgoing::Json {
+                event: "broadcast", ..
+            }
+            | Outgoing::User { .. }
+            | Outgoing::Kind0 { .. } => ReadClass::Broadcast,
+            Outgoing::Json { .. } => ReadClass::Any,
+        }
+    }
+}
+
 /// The ids of the messages replayed to one channel on its join (at most
 /// 25, sorted): their live copies are not delivered to it again.
 pub type ReplayedIds = Box<[Box<str>]>;
 
-/// All topics of one tenant on its home shard, keyed by the client topic
-/// (`realtime:<name>`), public and private apart.
+/// All topics of one tenant on one shard, keyed by the client topic
+/// (`realtime:<name>`), public and private apart. With several shards a
+/// hub is linked to the others: it announces its topics in the interest
+/// table and forwards what it fans out to the shards with subscribers of
+/// the topic (see [`interest`]).
 #[derive(Default)]
 pub struct Hub {
     topics: HashMap<Box<str>, Topic>,
@@ -171,9 +191,58 @@ pub struct Hub {
     /// [`Sub`], which stays small for the many that never replay; fan-out
     /// looks here only while it is not empty.
     replayed: HashMap<ChannelId, ReplayedIds>,
+    /// Its link to the other shards; `None` with one shard.
+    link: Option<Link>,
+}
+
+/// A hub's link to the other shards.
+struct Link {
+    /// This shard's side of the interest table.
+    shard: Rc<ShardInterest>,
+    /// The tenant's id, as forwarded messages name it.
+    tenant: Arc<str>,
+    /// The tenant's part of the slot hash.
+    seed: u64,
+}
+
+impl Link {
+    fn slot(&self, key: TopicKey<'_>) -> u32 {
+        interest::slot(self.seed, key.private, key.topic)
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        // A tenant's state can go with subscribers still in it (a tenant
+        // change closes them all): the shard's counts must not keep them.
+        let Some(link) = &self.link else { return };
+        for (private, space) in [(false, &self.topics), (true, &self.private)] {
+            for (topic, t) in space {
+                let slot = link.slot(TopicKey { topic, private });
+                for s in &t.subs {
+                    link.shard.lost(slot, s.vsn);
+                }
+            }
+        }
+    }
 }
 
 impl Hub {
+    /// A hub of tenant `tenant` that shares its topics with the other
+    /// shards through `shard`.
+    pub fn linked(shard: Rc<ShardInterest>, tenant: &str) -> Hub {
+        Hub {
+            topics: HashMap::new(),
+            private: HashMap::new(),
+            replayed: HashMap::new(),
+            link: Some(Link {
+                shard,
+                tenant: tenant.into(),
+                seed: interest::tenant_seed(tenant),
+            }),
+        }
+    }
+
     fn space(&self, private: bool) -> &HashMap<Box<str>, Topic> {
         if private {
             &self.private
@@ -193,6 +262,9 @@ impl Hub {
     /// Adds a subscriber to a topic.
     pub fn subscribe<'k>(&mut self, key: impl Into<TopicKey<'k>>, sub: Sub) {
         let key = key.into();
+        if let Some(link) = &self.link {
+            link.shard.gained(link.slot(key), sub.vsn);
+        }
         let space = self.space_mut(key.private);
         match space.get_mut(key.topic) {
             Some(t) => t.subs.push(sub),
@@ -220,10 +292,14 @@ impl Hub {
         if !self.replayed.is_empty() {
             self.replayed.remove(&channel);
         }
+        let slot = self.link.as_ref().map(|l| (l.slot(key), l.shard.clone()));
         let space = self.space_mut(key.private);
         if let Some(t) = space.get_mut(key.topic) {
             if let Some(i) = t.subs.iter().position(|s| s.channel == channel) {
-                t.subs.swap_remove(i);
+                let gone = t.subs.swap_remove(i);
+                if let Some((slot, shard)) = slot {
+                    shard.lost(slot, gone.vsn);
+                }
             }
             if t.subs.is_empty() && t.presence.is_empty() {
                 space.remove(key.topic);
@@ -279,6 +355,7 @@ impl Hub {
         let key = key.into();
         let topic = key.topic;
         let Some(t) = self.space(key.private).get(topic) else {
+            self.forward(key, msg, &mut FrameCache::default());
             return 0;
         };
         let mut cache = FrameCache::default();
@@ -293,6 +370,7 @@ impl Hub {
                 n += 1;
             }
         }
+        self.forward(key, msg, &mut cache);
         n
     }
 }
@@ -321,6 +399,7 @@ impl Hub {
         let key = key.into();
         let topic = key.topic;
         let Some(t) = self.space(key.private).get(topic) else {
+            self.forward(key, msg, &mut FrameCache::default());
             return Ok(0);
         };
         let mut cache = FrameCache::default();
@@ -348,6 +427,7 @@ impl Hub {
                 n += 1;
             }
         }
+        self.forward(key, msg, &mut cache);
         Ok(n)
     }
 }
@@ -401,6 +481,107 @@ fn message_id(msg: &Outgoing<'_>) -> Option<String> {
     }
 }
 
+impl Hub {
+    /// Sends `msg` on to the other shards with subscribers of its topic,
+    /// as the frames `cache` holds (or encodes now for the forms only
+    /// they need).
+    fn forward(&self, key: TopicKey<'_>, msg: &Outgoing<'_>, cache: &mut FrameCache) {
+        let Some(link) = &self.link else { return };
+        let (v1, v2) = link.shard.others(link.slot(key));
+        if v1 | v2 == 0 {
+            return;
+        }
+        let kind0 = matches!(msg, Outgoing::Kind0 { .. });
+        let v1f = (v1 != 0 && !kind0)
+            .then(|| cache.form(Vsn::V1, key.topic, msg))
+            .flatten();
+        let v2f = (v2 != 0)
+            .then(|| cache.form(Vsn::V2, key.topic, msg))
+            .flatten();
+        let targets = if v1f.is_some() { v1 } else { 0 } | if v2f.is_some() { v2 } else { 0 };
+        if targets == 0 {
+            return;
+        }
+        let id = might_carry_id(msg).then(|| message_id(msg)).flatten();
+        let fwd = Forward {
+            tenant: link.tenant.clone(),
+            topic: key.topic.into(),
+            private: key.private,
+            v1: v1f,
+            v2: v2f,
+            class: msg.read_class(),
+            kind0,
+            id: id.map(String::into_boxed_str),
+        };
+        link.shard.forwarder.forward(targets, Arc::new(fwd));
+    }
+
+    /// Fans out a message another shard forwarded, to this shard's
+    /// subscribers of its topic only (never forwarded again). Returns the
+    /// number of frames queued.
+    pub fn deliver(&self, fwd: &Forward) -> u64 {
+        let Some(t) = self.space(fwd.private).get(&*fwd.topic) else {
+            return 0;
+        };
+        let mut n = 0;
+        for s in &t.subs {
+            if !s.reads_class(fwd.class) {
+                continue;
+            }
+            if fwd.kind0 && (s.vsn != Vsn::V2 || !s.out.speaks_kind0()) {
+                continue;
+            }
+            if let Some(id) = &fwd.id {
+                if self
+                    .replayed
+                    .get(&s.channel)
+                    .is_some_and(|ids| ids.binary_search_by(|r| (**r).cmp(id)).is_ok())
+                {
+                    continue;
+                }
+            }
+            let frame = match s.vsn {
+                Vsn::V1 => &fwd.v1,
+                Vsn::V2 => &fwd.v2,
+            };
+            if let Some(f) = frame {
+                s.out.push(f.clone());
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Messages of a topic forwarded to this shard were lost on the way
+    /// (the queue between shards overflowed): its subscribers here are
+    /// closed with the slow-consumer code (1008), as one that overflows
+    /// its own queue is, rather than go on with a gap they cannot see.
+    /// What reached them before the gap is written first. Returns how
+    /// many.
+    pub fn lost<'k>(&self, key: impl Into<TopicKey<'k>>) -> usize {
+        let key = key.into();
+        let Some(t) = self.space(key.private).get(key.topic) else {
+            return 0;
+        };
+        for s in &t.subs {
+            s.out.close(1008);
+        }
+        t.subs.len()
+    }
+}
+
+/// Whether `msg` can carry an id at all (a cheap look before parsing).
+fn might_carry_id(msg: &Outgoing<'_>) -> bool {
+    match msg {
+        Outgoing::User { metadata, .. } => !metadata.is_empty(),
+        Outgoing::Json {
+            event: "broadcast",
+            payload,
+        } => payload.windows(6).any(|w| w == b"\"meta\""),
+        _ => false,
+    }
+}
+
 /// The encoded forms of one outgoing message, built on first need.
 #[derive(Default)]
 struct FrameCache {
@@ -415,12 +596,16 @@ impl FrameCache {
                 return None;
             }
         }
-        let slot = match sub.vsn {
+        self.form(sub.vsn, topic, msg)
+    }
+
+    /// The `vsn` form of `msg`, encoded on first need.
+    fn form(&mut self, vsn: Vsn, topic: &str, msg: &Outgoing<'_>) -> Option<Bytes> {
+        let slot = match vsn {
             Vsn::V1 => &mut self.v1,
             Vsn::V2 => &mut self.v2,
         };
-        slot.get_or_insert_with(|| encode(sub.vsn, topic, msg))
-            .clone()
+        slot.get_or_insert_with(|| encode(vsn, topic, msg)).clone()
     }
 }
 
@@ -501,276 +686,5 @@ pub(crate) mod test_sink {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::cell::{Cell, RefCell};
-
-    use super::*;
-    use crate::proto::phoenix::{decode_binary, InPayload};
-    use proptest::prelude::*;
-    use serde_json::Value;
-
-    /// Pieces a forger would splice: object and string ends, duplicate
-    /// envelope keys, bytes that are not UTF-8, control characters.
-    fn piece() -> impl Strategy<Value = &'static [u8]> {
-        prop::sample::select(vec![
-            &b"1"[..],
-            b"}",
-            b"{",
-            b"]",
-            b"[",
-            b",",
-            b":",
-            b"\"",
-            b"\\",
-            br#","event":"phx_close""#,
-            br#""topic":"realtime:room""#,
-            br#"{"a":1}"#,
-            b"\xff",
-            b"\x01",
-            b" ",
-            b"null",
-        ])
-    }
-
-    proptest! {
-        /// Whatever a kind 3 declared JSON carries, it is refused or every
-        /// frame fan-out builds from it is JSON with the envelope intact.
-        #[test]
-        fn kind3_never_forges_v1_frames(pieces in prop::collection::vec(piece(), 0..12)) {
-            let payload = pieces.concat();
-            let mut frame = vec![3, 1, 1, 13, 1, 0, 1];
-            frame.extend_from_slice(b"12realtime:roome");
-            frame.extend_from_slice(&payload);
-            let Ok(m) = decode_binary(&frame) else { return Ok(()) };
-            let InPayload::UserBroadcast(u) = &m.payload else { panic!() };
-            let out = Outgoing::User {
-                event: &u.event,
-                encoding: u.encoding,
-                metadata: u.metadata,
-                payload: u.payload,
-            };
-            let sent: Value = serde_json::from_slice(u.payload).expect("accepted => JSON");
-            let v1 = encode(Vsn::V1, &m.topic, &out).expect("JSON goes to v1");
-            let header = if v1[1] & 0x7f == 126 { 4 } else { 2 };
-            let body: Value = serde_json::from_slice(&v1[header..]).expect("v1 frame is JSON");
-            prop_assert_eq!(
-                body,
-                serde_json::json!({"event": "broadcast", "ref": null, "topic": "realtime:room",
-                    "payload": {"event": "e", "payload": sent, "type": "broadcast"}})
-            );
-        }
-    }
-
-    /// A queue that holds frames up to `room` bytes in all.
-    struct Bounded {
-        frames: RefCell<Vec<Bytes>>,
-        room: Cell<usize>,
-    }
-
-    impl Bounded {
-        fn new(room: usize) -> Rc<Self> {
-            Rc::new(Self {
-                frames: RefCell::new(Vec::new()),
-                room: Cell::new(room),
-            })
-        }
-    }
-
-    impl Outbound for Bounded {
-        fn push(&self, frame: Bytes) {
-            self.room.set(self.room.get() - frame.len());
-            self.frames.borrow_mut().push(frame);
-        }
-        fn speaks_kind0(&self) -> bool {
-            false
-        }
-        fn close(&self, _: u16) {}
-        fn has_room(&self, len: usize) -> bool {
-            len <= self.room.get()
-        }
-    }
-
-    fn sub(channel: ChannelId, vsn: Vsn, out: &Rc<Bounded>) -> Sub {
-        Sub::public(channel, vsn, out.clone())
-    }
-
-    #[test]
-    fn fanout_if_room_queues_to_all_or_to_none() {
-        let roomy = Bounded::new(1 << 20);
-        let tight = Bounded::new(10);
-        let mut hub = Hub::default();
-        hub.subscribe("realtime:t", sub(1, Vsn::V2, &roomy));
-        hub.subscribe("realtime:t", sub(2, Vsn::V1, &tight));
-        let msg = Outgoing::Json {
-            event: "broadcast",
-            payload: br#"{"a":1}"#,
-        };
-        let full = match hub.fanout_if_room("realtime:t", &msg, None) {
-            Err(full) => full,
-            Ok(n) => panic!("queued {n} frames to a full subscriber"),
-        };
-        let v1_len = frames::message(
-            Vsn::V1,
-            None,
-            None,
-            "realtime:t",
-            "broadcast",
-            br#"{"a":1}"#,
-        )
-        .len();
-        assert_eq!(
-            full.len, v1_len,
-            "the length of the v1 frame it lacks room for"
-        );
-        assert!(roomy.frames.borrow().is_empty(), "nothing queued to anyone");
-        // Excluding the full subscriber, or once it has room, all is queued.
-        assert!(matches!(
-            hub.fanout_if_room("realtime:t", &msg, Some(2)),
-            Ok(1)
-        ));
-        tight.room.set(v1_len);
-        assert!(matches!(
-            hub.fanout_if_room("realtime:t", &msg, None),
-            Ok(2)
-        ));
-        assert_eq!(
-            (roomy.frames.borrow().len(), tight.frames.borrow().len()),
-            (2, 1)
-        );
-        assert!(matches!(
-            hub.fanout_if_room("realtime:none", &msg, None),
-            Ok(0)
-        ));
-    }
-
-    #[test]
-    fn private_and_public_topics_are_disjoint_and_reads_gate() {
-        let public = Bounded::new(1 << 20);
-        let reader = Bounded::new(1 << 20);
-        let blind = Bounded::new(1 << 20);
-        let mut hub = Hub::default();
-        let private = TopicKey {
-            topic: "realtime:t",
-            private: true,
-        };
-        hub.subscribe("realtime:t", sub(1, Vsn::V2, &public));
-        hub.subscribe(private, sub(2, Vsn::V2, &reader));
-        let mut no_reads = sub(3, Vsn::V2, &blind);
-        no_reads.broadcast_read = false;
-        no_reads.presence_read = false;
-        hub.subscribe(private, no_reads);
-        let msg = Outgoing::Json {
-            event: "broadcast",
-            payload: b"{}",
-        };
-        assert_eq!(hub.fanout(private, &msg, None), 1, "only the reader");
-        assert_eq!(
-            hub.fanout("realtime:t", &msg, None),
-            1,
-            "only the public one"
-        );
-        assert_eq!(
-            (
-                public.frames.borrow().len(),
-                reader.frames.borrow().len(),
-                blind.frames.borrow().len()
-            ),
-            (1, 1, 0)
-        );
-        let diff = Outgoing::Json {
-            event: "presence_diff",
-            payload: b"{}",
-        };
-        assert_eq!(hub.fanout(private, &diff, None), 1);
-        hub.set_reads(private, 3, false, true);
-        assert_eq!(hub.fanout(private, &diff, None), 2, "presence read granted");
-        assert_eq!(
-            hub.fanout(private, &msg, None),
-            1,
-            "broadcast still withheld"
-        );
-        hub.unsubscribe(private, 2);
-        hub.unsubscribe(private, 3);
-        assert!(hub.topic(private).is_none());
-        assert!(hub.topic("realtime:t").is_some());
-        assert_eq!(hub.nr_topics(), 1);
-    }
-
-    #[test]
-    fn live_copies_of_replayed_messages_skip_only_the_channel_they_were_replayed_to() {
-        let key = TopicKey {
-            topic: "realtime:t",
-            private: true,
-        };
-        let mut hub = Hub::default();
-        // Channel 1 (v2) and 2 (v1) replayed, 3 replayed nothing.
-        let queues: Vec<_> = [Vsn::V2, Vsn::V1, Vsn::V2]
-            .into_iter()
-            .zip(1..)
-            .map(|(vsn, channel)| {
-                let q = Bounded::new(1 << 20);
-                hub.subscribe(key, sub(channel, vsn, &q));
-                q
-            })
-            .collect();
-        // Unsorted: the hub sorts what it bisects.
-        hub.set_replayed(1, vec!["id-b".into(), "id-a".into()].into_boxed_slice());
-        hub.set_replayed(2, vec!["id-a".into()].into_boxed_slice());
-        hub.set_replayed(3, Box::new([]));
-        let from_db = |id: &'static str| {
-            let metadata = format!(r#"{{"id":"{id}"}}"#);
-            move |hub: &Hub| {
-                hub.fanout(
-                    key,
-                    &Outgoing::User {
-                        event: "e",
-                        encoding: Encoding::Json,
-                        metadata: metadata.as_bytes(),
-                        payload: b"{}",
-                    },
-                    None,
-                )
-            }
-        };
-        assert_eq!(
-            from_db("id-a")(&hub),
-            1,
-            "only the one that replayed nothing"
-        );
-        assert_eq!(from_db("id-b")(&hub), 2);
-        assert_eq!(from_db("id-c")(&hub), 3);
-        // A REST batch message with an id is a JSON broadcast with meta.id.
-        let rest = Outgoing::Json {
-            event: "broadcast",
-            payload: br#"{"event":"e","meta":{"id":"id-b"},"payload":{},"type":"broadcast"}"#,
-        };
-        assert!(matches!(hub.fanout_if_room(key, &rest, None), Ok(2)));
-        // No id, an id that is not a string, no metadata: delivered.
-        for payload in [
-            &br#"{"meta":{"id":1}}"#[..],
-            br#"{"meta":null}"#,
-            b"[]",
-            b"{}",
-        ] {
-            let m = Outgoing::Json {
-                event: "broadcast",
-                payload,
-            };
-            assert_eq!(hub.fanout(key, &m, None), 3);
-        }
-        let bare = Outgoing::User {
-            event: "e",
-            encoding: Encoding::Json,
-            metadata: b"",
-            payload: b"{}",
-        };
-        assert_eq!(hub.fanout(key, &bare, None), 3);
-        let got: Vec<usize> = queues.iter().map(|q| q.frames.borrow().len()).collect();
-        assert_eq!(got, [6, 8, 9]);
-        // Gone with the channel: a later channel reusing nothing of it.
-        hub.unsubscribe(key, 1);
-        hub.unsubscribe(key, 2);
-        assert!(hub.replayed.is_empty());
-        assert_eq!(from_db("id-a")(&hub), 1);
-    }
-}
+#[path = "hub_tests.rs"]
+mod tests;

@@ -7,6 +7,8 @@
 //!   tenant database and the answers the server hands back.
 //! - [`join_config`]: the `phx_join` config, read leniently.
 //! - [`hub`]: topics, subscribers and the serialize-once fan-out.
+//! - [`interest`]: which shards have subscribers of a topic, and the
+//!   frames that cross to them.
 //! - [`replay`]: a private join's stored messages, replayed after its
 //!   reply.
 //! - [`session`]: routing of a connection's messages to event handlers.
@@ -34,6 +36,7 @@ pub mod errors;
 pub mod events;
 pub mod frames;
 pub mod hub;
+pub mod interest;
 pub mod join_config;
 pub mod limits;
 pub mod postgres_changes;

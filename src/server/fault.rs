@@ -112,3 +112,22 @@ pub fn inject(point: &str, name: &[u8]) {
 /// The reserved name that makes [`inject`] panic.
 #[cfg(feature = "fault-injection")]
 pub const POISON: &str = "__panic__";
+
+/// Test hook: blocks this shard's thread for [`STALL_MS`] when `bytes`
+/// hold the marker [`STALL`], as a shard busy with other work would be
+/// (its queues from other shards fill meanwhile). Compiled only with the
+/// `fault-injection` feature.
+#[cfg(feature = "fault-injection")]
+pub fn stall_if_marked(bytes: &[u8]) {
+    if bytes.windows(STALL.len()).any(|w| w == STALL.as_bytes()) {
+        std::thread::sleep(std::time::Duration::from_millis(STALL_MS));
+    }
+}
+
+/// The reserved payload text that makes [`stall_if_marked`] block.
+#[cfg(feature = "fault-injection")]
+pub const STALL: &str = "__stall_shard__";
+
+/// How long [`stall_if_marked`] blocks.
+#[cfg(feature = "fault-injection")]
+pub const STALL_MS: u64 = 1500;

@@ -10,10 +10,8 @@
 //! as a slow consumer.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::future::poll_fn;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -212,7 +210,7 @@ pub async fn serve(
         };
         // Another project's request on this connection goes to that
         // project's home shard, connection and all (see `rehome`).
-        let target = rehome::target_shard(&state, &head);
+        let target = rehome::target_shard(&state, &head).await;
         if target != state.shard.id {
             rehome::hand_off(&state, target, stream, head, buf).await;
             return;
@@ -234,7 +232,7 @@ fn route(state: &ShardState, head: &RequestHead, body: &[u8]) -> Routed {
             Some(_) => Resp::message(200, "Success").into(),
             None => Resp::message(401, "Tenant not found in database").into(),
         },
-        ("GET", "/metrics") => metrics(state, head).into(),
+        ("GET", "/metrics") => super::metrics::render(state, head).into(),
         ("OPTIONS", _) => {
             let mut r = Resp::empty(204);
             r.headers
@@ -617,173 +615,4 @@ fn single(state: &ShardState, head: &RequestHead, topic: &str, event: &str, body
             }),
         }
     })
-}
-
-fn metrics(state: &ShardState, head: &RequestHead) -> Resp {
-    if let Some(secret) = &state.config.metrics_jwt_secret {
-        let authz = head
-            .header("authorization")
-            .and_then(|h| std::str::from_utf8(h).ok());
-        let ok = rest::bearer_or_apikey(authz, None).is_some_and(|t| {
-            let cleaned = auth::clean_token(t);
-            auth::verify_hs_any(t, secret, now_unix())
-                && !state.config.metrics_token_blocklist.contains(&cleaned)
-        });
-        if !ok {
-            return Resp::empty(403);
-        }
-    }
-    let mut out = String::with_capacity(2048);
-    type Series = (
-        &'static str,
-        &'static str,
-        &'static str,
-        fn(&ShardStats) -> i64,
-    );
-    let series: [Series; 19] = [
-        (
-            "realtime_db_broadcasts_total",
-            "counter",
-            "Rows of realtime.messages broadcast.",
-            |s| s.db_broadcasts.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_db_broadcast_drops_total",
-            "counter",
-            "Rows of realtime.messages dropped (UnableToBroadcastChanges).",
-            |s| s.db_broadcast_drops.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_connections",
-            "gauge",
-            "Open WebSocket connections.",
-            |s| s.connections.load(Ordering::Relaxed),
-        ),
-        ("realtime_channels", "gauge", "Joined channels.", |s| {
-            s.channels.load(Ordering::Relaxed)
-        }),
-        (
-            "realtime_joins_total",
-            "counter",
-            "Successful channel joins.",
-            |s| s.joins.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_messages_in_total",
-            "counter",
-            "WebSocket data messages received.",
-            |s| s.messages_in.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_messages_out_total",
-            "counter",
-            "Frames written to sockets.",
-            |s| s.messages_out.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_bytes_in_total",
-            "counter",
-            "Bytes read from WebSockets.",
-            |s| s.bytes_in.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_bytes_out_total",
-            "counter",
-            "Bytes written to WebSockets.",
-            |s| s.bytes_out.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_queue_drops_total",
-            "counter",
-            "Sockets closed for overflowing their outbound queue.",
-            |s| s.queue_drops.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_handoffs_total",
-            "counter",
-            "Sockets received from another shard.",
-            |s| s.handoffs_in.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_http_requests_total",
-            "counter",
-            "REST requests served.",
-            |s| s.http_requests.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_accept_failures_total",
-            "counter",
-            "Failed accepts (descriptor limit); the listener backs off meanwhile.",
-            |s| s.accept_failures.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_tenants_active",
-            "gauge",
-            "Tenants with live state (sockets, topics, counters) on a shard.",
-            |s| s.tenants_active.load(Ordering::Relaxed),
-        ),
-        (
-            "realtime_tenant_database_tasks",
-            "gauge",
-            "Tasks working for tenant databases (replication streams, subscription checkers, schema and partition upkeep).",
-            |s| s.tenant_tasks.load(Ordering::Relaxed),
-        ),
-        (
-            "realtime_tenant_lookups_total",
-            "counter",
-            "Tenant records read from the control database (one per tenant and shard at a time).",
-            |s| s.tenant_lookups.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_rls_checks_total",
-            "counter",
-            "Private-channel policy checks asked.",
-            |s| s.rls_checks.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_rls_queries_total",
-            "counter",
-            "Policy checks run on tenant databases (identical concurrent asks share one).",
-            |s| s.rls_queries.load(Ordering::Relaxed) as i64,
-        ),
-        (
-            "realtime_rls_round_trips_total",
-            "counter",
-            "Round trips of policy checks (checks waiting together go in one).",
-            |s| s.rls_round_trips.load(Ordering::Relaxed) as i64,
-        ),
-    ];
-    for (name, kind, help, get) in series {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (i, s) in state.shard.stats.iter().enumerate() {
-            let _ = writeln!(out, "{name}{{shard=\"{i}\"}} {}", get(s));
-        }
-    }
-    // One series per boundary kind (see `fault`); the tenant is in the log
-    // line, not a label, so the series count stays fixed.
-    let name = "realtime_task_panics_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Panics caught at a connection, request or stream boundary.\n# TYPE {name} counter"
-    );
-    for (i, s) in state.shard.stats.iter().enumerate() {
-        for (kind, n) in [
-            (Boundary::Connection, &s.panics_connection),
-            (Boundary::Request, &s.panics_request),
-            (Boundary::Stream, &s.panics_stream),
-        ] {
-            let _ = writeln!(
-                out,
-                "{name}{{shard=\"{i}\",kind=\"{}\"}} {}",
-                kind.as_str(),
-                n.load(Ordering::Relaxed)
-            );
-        }
-    }
-    Resp {
-        status: 200,
-        content_type: Some("text/plain; version=0.0.4"),
-        headers: Vec::new(),
-        body: out.into_bytes(),
-    }
 }

@@ -1,13 +1,12 @@
-//! Accepting sockets and sending each to its tenant's home shard.
+//! Accepting sockets and sending each to the shard that serves it.
 //!
 //! Every shard accepts on the same port (SO_REUSEPORT). The accepting shard
 //! reads the request head, however slowly it arrives, within the head
 //! deadline (`REQUEST_HEAD_TIMEOUT_MS`); a socket whose Host names a tenant
-//! homed elsewhere then moves as a bare file descriptor together with the
-//! head and any bytes read after it. A socket is never served by a shard
-//! other than its tenant's home: if it cannot move it is refused (503).
-//! REST sockets move too, so every tenant counter lives on one shard
-//! (perf/DECISIONS.md).
+//! served elsewhere (see `rehome`: its home shard, or for a spread
+//! tenant's WebSocket the least loaded shard) then moves as a bare file
+//! descriptor together with the head and any bytes read after it. A socket
+//! that cannot move is refused (503), never served by the wrong shard.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -98,7 +97,7 @@ async fn route(state: Rc<ShardState>, stream: TcpStream) {
     let Some(head) = stream.read_head(&state.config, &mut buf).await else {
         return;
     };
-    let target = rehome::target_shard(&state, &head);
+    let target = rehome::target_shard(&state, &head).await;
     if target == state.shard.id {
         connection::serve(state, stream, head, buf).await;
         return;

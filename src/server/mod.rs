@@ -1,5 +1,5 @@
 //! The glommio drivers: one [`ShardState`] per executor, the listener that
-//! routes sockets to their tenant's home shard, the WebSocket connection
+//! routes sockets to the shard that serves their tenant, the WebSocket connection
 //! driver, the REST API, shutdown, and the tenant database connections.
 //!
 //! - [`shard`]: the state every driver on a shard shares, and the
@@ -11,7 +11,9 @@
 //!   that keeps shared state whole after it.
 //! - [`outq`]: the bounded per-socket write queue, and the shard's one
 //!   flusher that writes every queue with vectored sends.
-//! - [`http_api`]: REST broadcast, health, ping, metrics.
+//! - [`http_api`]: REST broadcast, health, ping; [`metrics`]: `/metrics`.
+//! - [`forward`]: messages fanned out on one shard, queued to the other
+//!   shards with subscribers of their topic.
 //! - [`shutdown`]: signal handling, the drain and the token-expiry sweep.
 //! - [`pgconn`]: a Postgres client connection (startup, authentication,
 //!   simple queries, the replication copy stream).
@@ -37,9 +39,11 @@ pub mod conns;
 pub mod control;
 pub mod db_broadcast;
 pub mod fault;
+pub mod forward;
 pub mod handoff;
 pub mod http_api;
 pub mod listener;
+pub mod metrics;
 pub mod migrator;
 pub mod outq;
 pub mod pgconn;
@@ -81,42 +85,61 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
     let config = Arc::new(config);
     let directory = Arc::new(directory);
     let nr = config.nr_shards();
-    realtime_shards::PoolBuilder::new(nr).run(move |shard: Shard<ShardMsg>| {
+    let table = Arc::new(crate::realtime::interest::InterestTable::default());
+    realtime_shards::PoolBuilder::new(nr).run(move |mut shard: Shard<ShardMsg>| {
         let config = config.clone();
         let directory = directory.clone();
+        let table = table.clone();
         async move {
             let control = control::pool::Pool::new(&config);
             let first_channel = first_channel_id(shard.id);
-            let state = Rc::new(ShardState {
-                control,
-                settings: Settings {
-                    channel_error_backoff_ms: config.channel_error_backoff_ms,
-                    replication_ready_timeout_ms: config.replication_ready_timeout_ms,
-                },
-                shard,
-                config,
-                directory,
-                catalog: RefCell::new(HashMap::new()),
-                catalog_epoch: Cell::new(0),
-                tenant_tasks: RefCell::new(HashMap::new()),
-                tenant_schemas: RefCell::new(HashMap::new()),
-                auth_pools: RefCell::new(HashMap::new()),
-                lookups: RefCell::new(HashMap::new()),
-                pending_acks: RefCell::new(HashMap::new()),
-                pending_views: RefCell::new(HashMap::new()),
-                pending_auths: RefCell::new(HashMap::new()),
-                next_ticket: Cell::new(0),
-                tenants: RefCell::new(HashMap::new()),
-                writers: Rc::default(),
-                sessions: RefCell::new(HashMap::new()),
-                next_conn_id: Cell::new(0),
-                next_channel_id: Cell::new(first_channel),
-                expiries: RefCell::new(BinaryHeap::new()),
-                replication_waiting: RefCell::default(),
-                shutting_down: Cell::new(false),
-                started: Instant::now(),
+            let receivers = shard.take_receivers();
+            let state = Rc::new_cyclic(|me| {
+                let forwarder = Rc::new(forward::ShardForwarder::new(
+                    me.clone(),
+                    shard.nr_shards,
+                    config.shard_queue_bytes,
+                ));
+                let interest = (shard.nr_shards > 1).then(|| {
+                    Rc::new(crate::realtime::interest::ShardInterest::new(
+                        table,
+                        shard.id,
+                        forwarder.clone(),
+                    ))
+                });
+                ShardState {
+                    interest,
+                    forwarder,
+                    control,
+                    settings: Settings {
+                        channel_error_backoff_ms: config.channel_error_backoff_ms,
+                        replication_ready_timeout_ms: config.replication_ready_timeout_ms,
+                    },
+                    shard,
+                    config,
+                    directory,
+                    catalog: RefCell::new(HashMap::new()),
+                    catalog_epoch: Cell::new(0),
+                    tenant_tasks: RefCell::new(HashMap::new()),
+                    tenant_schemas: RefCell::new(HashMap::new()),
+                    auth_pools: RefCell::new(HashMap::new()),
+                    lookups: RefCell::new(HashMap::new()),
+                    pending_acks: RefCell::new(HashMap::new()),
+                    pending_views: RefCell::new(HashMap::new()),
+                    pending_auths: RefCell::new(HashMap::new()),
+                    next_ticket: Cell::new(0),
+                    tenants: RefCell::new(HashMap::new()),
+                    writers: Rc::default(),
+                    sessions: RefCell::new(HashMap::new()),
+                    next_conn_id: Cell::new(0),
+                    next_channel_id: Cell::new(first_channel),
+                    expiries: RefCell::new(BinaryHeap::new()),
+                    replication_waiting: RefCell::default(),
+                    shutting_down: Cell::new(false),
+                    started: Instant::now(),
+                }
             });
-            if let Err(e) = shard_main(state).await {
+            if let Err(e) = shard_main(state, receivers).await {
                 tracing::error!(error = %e, "shard stopped with an error");
             }
         }
@@ -134,11 +157,10 @@ pub fn first_channel_id(shard: usize) -> u64 {
     (shard as u64) << CHANNEL_ID_SHARD_SHIFT
 }
 
-async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
-    let receivers = Rc::get_mut(&mut state)
-        .expect("no other references yet")
-        .shard
-        .take_receivers();
+async fn shard_main(
+    state: Rc<ShardState>,
+    receivers: Vec<glommio::channels::shared_channel::ConnectedReceiver<ShardMsg>>,
+) -> std::io::Result<()> {
     let listener = glommio::net::TcpListener::bind((state.config.bind, state.config.port))?;
     if state.shard.id == 0 {
         if state.config.db_enc_write_gcm && state.config.db_enc_key_gcm.is_none() {
@@ -168,6 +190,9 @@ async fn shard_main(mut state: Rc<ShardState>) -> std::io::Result<()> {
         state.shard.id,
     ))
     .detach();
+    for peer in (0..state.shard.nr_shards).filter(|&p| p != state.shard.id) {
+        glommio::spawn_local(forward::drain(state.clone(), peer)).detach();
+    }
     glommio::spawn_local(shutdown::expiry_sweeper(state.clone())).detach();
     glommio::spawn_local(shutdown::replication_ready_sweeper(state.clone())).detach();
     glommio::spawn_local(shutdown::channelless_sweeper(state.clone())).detach();
@@ -219,6 +244,8 @@ fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
             reply_to,
         } => rls::answer_remote(state, config, *question, reply_to),
         ShardMsg::Authorized(ticket, answer) => rls::answered(state, ticket, answer),
+        ShardMsg::Fanout(msg) => forward::deliver(state, &msg),
+        ShardMsg::Gap(key) => forward::gap(state, key),
     }
 }
 

@@ -1,10 +1,15 @@
-//! Moving a socket to its tenant's home shard: a socket is only ever
-//! served by the shard its tenant lives on, so every counter, limiter and
-//! subscriber of a tenant is in one place. The listener moves a socket
-//! after its first request head; the REST loop moves a keep-alive socket
-//! whose next request names a tenant homed elsewhere (a client that
-//! reuses one connection for several projects), which would otherwise be
-//! served from a second, subscriber-less copy of that tenant here.
+//! Moving a socket to the shard that serves it. A tenant placed `home`
+//! has every socket on its home shard, so nothing of it crosses shards.
+//! A tenant placed `spread` balances its WebSockets to the least loaded
+//! shard; its topics, presence and limits are then kept across shards
+//! (`forward`, `realtime::interest`). Its REST requests still go home: a
+//! caller's sequential requests, each on a fresh connection, are then
+//! published from one shard, in order (from different shards, a later
+//! request delivered locally could overtake an earlier one still crossing). The listener moves a socket after its first
+//! request head; the REST loop moves a keep-alive socket whose next
+//! request names a tenant served elsewhere (a client that reuses one
+//! connection for several projects), which would otherwise be served from
+//! a second, subscriber-less copy of that tenant here.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::rc::Rc;
@@ -12,19 +17,44 @@ use std::rc::Rc;
 use bytes::BytesMut;
 use glommio::net::TcpStream;
 
+use std::sync::atomic::Ordering;
+
 use super::handoff::Handoff;
 use super::shard::{ShardMsg, ShardState};
 use super::sock::SharedStream;
+use super::tenants::{self, Resolved};
 use crate::proto::http;
+use crate::realtime::tenant::Placement;
 
-/// The home shard of the tenant the head's Host names.
-pub fn target_shard(state: &ShardState, head: &http::RequestHead) -> usize {
+/// The shard that serves this request: the home shard of the tenant the
+/// head's Host names, unless that tenant is spread (see the module doc).
+/// A tenant that cannot be looked up goes home, where its error is told.
+pub async fn target_shard(state: &Rc<ShardState>, head: &http::RequestHead) -> usize {
     if state.shard.nr_shards == 1 {
         return state.shard.id;
     }
     let host = head.header_str("host").unwrap_or("");
-    let tenant = state.directory.tenant_id_for_host(host);
-    state.home_of(&tenant)
+    let tenant = state.directory.tenant_id_for_host(host).into_owned();
+    let home = state.home_of(&tenant);
+    if http::check_upgrade(head).is_err() {
+        return home;
+    }
+    match tenants::resolve(state, &tenant).await {
+        Resolved::Found(cfg) if cfg.placement == Placement::Spread => least_loaded(state),
+        _ => home,
+    }
+}
+
+/// The shard with the fewest open WebSockets; this one among equals.
+fn least_loaded(state: &ShardState) -> usize {
+    let load = |i: usize| state.shard.stats[i].connections.load(Ordering::Relaxed);
+    let mut best = state.shard.id;
+    for i in 0..state.shard.nr_shards {
+        if load(i) < load(best) {
+            best = i;
+        }
+    }
+    best
 }
 
 /// Hands the socket, its request `head` and the bytes read after it to

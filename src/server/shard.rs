@@ -12,10 +12,12 @@ use std::time::Instant;
 use realtime_shards::{Shard, ShardStats};
 
 use super::conns::Conn;
+use super::forward::{GapKey, ShardForwarder};
 use super::handoff::Handoff;
 use super::outq::Writers;
 use crate::config::Config;
 use crate::realtime::authz::{AuthAnswer, AuthQuestion};
+use crate::realtime::interest::{Forward, ShardInterest};
 use crate::realtime::session::{Session, Settings};
 use crate::realtime::tenant::{Directory, Tenant, TenantConfig, Tenants};
 
@@ -59,6 +61,11 @@ pub enum ShardMsg {
     },
     /// The answer to [`ShardMsg::Authorize`] with this ticket.
     Authorized(u64, AuthAnswer),
+    /// A message fanned out on the sending shard, for this shard's
+    /// subscribers of its topic (see `forward`).
+    Fanout(Arc<Forward>),
+    /// Messages of this topic were dropped on their way here.
+    Gap(GapKey),
 }
 
 /// A question to a tenant's home shard: its answer once it came, and the
@@ -134,6 +141,10 @@ pub struct ShardState {
     /// RLS checks of private channels), made on first use, dropped with
     /// the tenant's database work.
     pub auth_pools: RefCell<HashMap<String, Rc<super::rls_batch::Checker>>>,
+    /// This shard's side of the interest table; `None` with one shard.
+    pub interest: Option<Rc<ShardInterest>>,
+    /// Its queues to the other shards.
+    pub forwarder: Rc<ShardForwarder>,
     /// Handler switches derived from the config.
     pub settings: Settings,
     /// Tenants active on this shard.

@@ -130,7 +130,11 @@ pub fn activate(state: &Rc<ShardState>, cfg: &Arc<TenantConfig>) -> Rc<RefCell<T
     if let Some(t) = state.tenant(&cfg.external_id) {
         return t;
     }
-    let t = Rc::new(RefCell::new(Tenant::new(cfg.clone(), state.now_ms())));
+    let mut tenant = Tenant::new(cfg.clone(), state.now_ms());
+    if let Some(interest) = &state.interest {
+        tenant.hub = crate::realtime::hub::Hub::linked(interest.clone(), &cfg.external_id);
+    }
+    let t = Rc::new(RefCell::new(tenant));
     state
         .tenants
         .borrow_mut()

@@ -215,6 +215,23 @@ impl Server {
             .count()
     }
 
+    /// Value of one Prometheus series on each shard, by shard number.
+    pub fn metric_by_shard(&self, name: &str) -> Vec<i64> {
+        let (_, _, body) = self.http("GET", "/metrics", &[], b"");
+        let prefix = format!("{name}{{shard=\"");
+        let mut out = Vec::new();
+        for l in String::from_utf8_lossy(&body).lines() {
+            let Some(rest) = l.strip_prefix(&prefix) else {
+                continue;
+            };
+            let (shard, value) = rest.split_once("\"} ").expect("one label");
+            let i: usize = shard.parse().expect("shard number");
+            out.resize(out.len().max(i + 1), 0);
+            out[i] = value.parse().expect("a number");
+        }
+        out
+    }
+
     /// Value of one Prometheus series summed over shards.
     pub fn metric(&self, name: &str) -> i64 {
         let (_, _, body) = self.http("GET", "/metrics", &[], b"");
