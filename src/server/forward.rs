@@ -9,6 +9,10 @@
 //! (FIFO, so the order of one publisher's messages holds), drained by a
 //! task that waits for room. The sender itself never waits.
 //!
+//! The same queues carry, in order with them, what a non-home shard and a
+//! tenant's home shard say about Postgres Changes subscriptions (see
+//! `cdc_relay`).
+//!
 //! The overflow queue is bounded (`SHARD_QUEUE_BYTES`). A message that
 //! would pass the bound is dropped, counted, and its topic marked: later
 //! messages of that topic to that shard are dropped too, until a `Gap`
@@ -28,48 +32,37 @@ use super::shard::{ShardMsg, ShardState};
 use crate::realtime::hub::TopicKey;
 use crate::realtime::interest::{Forward, Forwarder};
 
-/// A topic of a tenant, as a gap names it.
-pub type GapKey = (Arc<str>, bool, Arc<str>);
-
-/// What waits in an overflow queue.
-#[derive(Clone)]
-enum Queued {
-    /// A forwarded message.
-    Msg(Arc<Forward>),
-    /// Messages of this topic were dropped after the ones before.
-    Gap(GapKey),
-}
-
-impl Queued {
-    fn into_msg(self) -> ShardMsg {
-        match self {
-            Queued::Msg(m) => ShardMsg::Fanout(m),
-            Queued::Gap(k) => ShardMsg::Gap(k),
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Queued::Msg(m) => m.len(),
-            Queued::Gap(_) => 0,
-        }
-    }
+/// What lost messages name: a tenant's topic (its subscribers on the
+/// receiving shard are closed), or one channel whose Postgres Changes
+/// frames cross from the home shard (see `cdc_relay`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GapKey {
+    /// (tenant, private, topic).
+    Topic(Arc<str>, bool, Arc<str>),
+    /// (tenant, channel).
+    Channel(Arc<str>, u64),
 }
 
 /// What this shard holds for one other shard.
 #[derive(Default)]
 struct Peer {
-    /// Waiting for room in the mesh queue, oldest first.
-    overflow: RefCell<VecDeque<Queued>>,
+    /// Waiting for room in the mesh queue, oldest first, with the frame
+    /// bytes each holds.
+    overflow: RefCell<VecDeque<(ShardMsg, usize)>>,
     /// Frame bytes in `overflow`.
     bytes: Cell<usize>,
-    /// Topics whose messages are dropped until their gap is sent.
+    /// The drain task is sending a message it took from `overflow`:
+    /// nothing may take the direct path meanwhile.
+    busy: Cell<bool>,
+    /// What is dropped until its gap is sent.
     gapped: RefCell<HashSet<GapKey>>,
     /// The drain task, waiting for `overflow` to fill.
     waker: Cell<Option<Waker>>,
 }
 
-/// This shard's [`Forwarder`]: a queue per other shard.
+/// This shard's [`Forwarder`]: a FIFO queue per other shard, for
+/// forwarded messages and for whatever else must keep its order with
+/// them (Postgres Changes registrations and frames).
 pub struct ShardForwarder {
     state: Weak<ShardState>,
     peers: Box<[Peer]>,
@@ -78,7 +71,7 @@ pub struct ShardForwarder {
 
 impl ShardForwarder {
     /// The forwarder of the shard whose state `state` will be, for
-    /// `nr_shards` shards, holding at most `bound` bytes per peer.
+    /// `nr_shards` shards, holding at most `bound` frame bytes per peer.
     pub fn new(state: Weak<ShardState>, nr_shards: usize, bound: usize) -> Self {
         Self {
             state,
@@ -87,44 +80,60 @@ impl ShardForwarder {
         }
     }
 
-    fn queue(&self, state: &ShardState, to: usize, msg: Arc<Forward>) {
+    /// Queues `msg` (holding `len` frame bytes) to shard `to` in order
+    /// with everything queued before; never waits. A message with frames
+    /// that would pass the bound is dropped: `gap` names what then goes
+    /// wrong for its receivers, told once, after what was queued before.
+    /// Messages without frames (`len` 0) are never dropped.
+    pub fn send(&self, to: usize, msg: ShardMsg, len: usize, gap: Option<GapKey>) {
+        let Some(state) = self.state.upgrade() else {
+            return;
+        };
         let peer = &self.peers[to];
         let stats = state.stats();
-        if !peer.gapped.borrow().is_empty() {
-            let key = gap_key(&msg);
-            if peer.gapped.borrow().contains(&key) {
+        if let Some(key) = &gap {
+            if peer.gapped.borrow().contains(key) {
                 ShardStats::add(&stats.forward_drops, 1);
                 return;
             }
         }
-        if peer.overflow.borrow().is_empty() {
-            match state.shard.try_send_to(to, ShardMsg::Fanout(msg)) {
+        if !peer.busy.get() && peer.overflow.borrow().is_empty() {
+            match state.shard.try_send_to(to, msg) {
                 Ok(()) => {
                     ShardStats::add(&stats.forwards_out, 1);
                     return;
                 }
-                // That shard is stopping: it has no subscribers to serve.
+                // That shard is stopping: it has nothing left to serve.
                 Err((_, true)) => return,
-                Err((ShardMsg::Fanout(m), false)) => return self.hold(peer, stats, m),
-                Err(_) => unreachable!("the mesh gives back what it was given"),
+                Err((m, false)) => return self.hold(peer, stats, m, len, gap),
             }
         }
-        self.hold(peer, stats, msg);
+        self.hold(peer, stats, msg, len, gap);
     }
 
-    /// Puts `msg` in the overflow queue, or drops it and marks its topic
+    /// Puts `msg` in the overflow queue, or drops it and queues its gap
     /// when the queue is full.
-    fn hold(&self, peer: &Peer, stats: &ShardStats, msg: Arc<Forward>) {
-        let len = msg.len();
-        if peer.bytes.get() + len > self.bound {
-            ShardStats::add(&stats.forward_drops, 1);
-            let key = gap_key(&msg);
-            if peer.gapped.borrow_mut().insert(key.clone()) {
-                peer.overflow.borrow_mut().push_back(Queued::Gap(key));
+    fn hold(
+        &self,
+        peer: &Peer,
+        stats: &ShardStats,
+        msg: ShardMsg,
+        len: usize,
+        gap: Option<GapKey>,
+    ) {
+        match gap {
+            Some(key) if len > 0 && peer.bytes.get() + len > self.bound => {
+                ShardStats::add(&stats.forward_drops, 1);
+                if peer.gapped.borrow_mut().insert(key.clone()) {
+                    peer.overflow
+                        .borrow_mut()
+                        .push_back((ShardMsg::Gap(key), 0));
+                }
             }
-        } else {
-            peer.bytes.set(peer.bytes.get() + len);
-            peer.overflow.borrow_mut().push_back(Queued::Msg(msg));
+            _ => {
+                peer.bytes.set(peer.bytes.get() + len);
+                peer.overflow.borrow_mut().push_back((msg, len));
+            }
         }
         if let Some(w) = peer.waker.take() {
             w.wake();
@@ -132,21 +141,19 @@ impl ShardForwarder {
     }
 }
 
-fn gap_key(msg: &Forward) -> GapKey {
-    (msg.tenant.clone(), msg.private, msg.topic.clone())
-}
-
 impl Forwarder for ShardForwarder {
     fn forward(&self, targets: u64, msg: Arc<Forward>) {
-        let Some(state) = self.state.upgrade() else {
+        let Some(me) = self.state.upgrade().map(|s| s.shard.id) else {
             return;
         };
+        let len = msg.len();
+        let gap = GapKey::Topic(msg.tenant.clone(), msg.private, msg.topic.clone());
         let mut rest = targets;
         while rest != 0 {
             let to = rest.trailing_zeros() as usize;
             rest &= rest - 1;
-            if to < self.peers.len() && to != state.shard.id {
-                self.queue(&state, to, msg.clone());
+            if to < self.peers.len() && to != me {
+                self.send(to, ShardMsg::Fanout(msg.clone()), len, Some(gap.clone()));
             }
         }
     }
@@ -157,10 +164,13 @@ impl Forwarder for ShardForwarder {
 pub async fn drain(state: Rc<ShardState>, to: usize) {
     let fwd = state.forwarder.clone();
     loop {
-        let next = std::future::poll_fn(|cx| {
+        let (msg, len) = std::future::poll_fn(|cx| {
             let peer = &fwd.peers[to];
-            match peer.overflow.borrow().front() {
-                Some(q) => Poll::Ready(q.clone()),
+            match peer.overflow.borrow_mut().pop_front() {
+                Some(next) => {
+                    peer.busy.set(true);
+                    Poll::Ready(next)
+                }
                 None => {
                     peer.waker.set(Some(cx.waker().clone()));
                     Poll::Pending
@@ -168,16 +178,13 @@ pub async fn drain(state: Rc<ShardState>, to: usize) {
             }
         })
         .await;
-        let len = next.len();
-        let gap = match &next {
-            Queued::Gap(k) => Some(k.clone()),
-            Queued::Msg(_) => None,
+        let gap = match &msg {
+            ShardMsg::Gap(k) => Some(k.clone()),
+            _ => None,
         };
-        // Kept at the front while it waits, so that nothing queued after
-        // it can overtake it through the direct path.
-        let sent = state.shard.send_to(to, next.into_msg()).await.is_ok();
+        let sent = state.shard.send_to(to, msg).await.is_ok();
         let peer = &fwd.peers[to];
-        peer.overflow.borrow_mut().pop_front();
+        peer.busy.set(false);
         peer.bytes.set(peer.bytes.get() - len);
         if let Some(k) = gap {
             peer.gapped.borrow_mut().remove(&k);
@@ -203,9 +210,20 @@ pub fn deliver(state: &ShardState, msg: &Forward) {
     }
 }
 
-/// Messages of a topic were dropped on their way here: its subscribers on
-/// this shard are closed as slow consumers.
-pub fn gap(state: &ShardState, (tenant, private, topic): GapKey) {
+/// Messages were dropped on their way here: the subscribers of their
+/// topic on this shard, or their channel, are closed as slow consumers.
+pub fn gap(state: &ShardState, key: GapKey) {
+    let (tenant, private, topic) = match key {
+        GapKey::Topic(tenant, private, topic) => (tenant, private, topic),
+        GapKey::Channel(tenant, channel) => {
+            if let Some(t) = state.tenant(&tenant) {
+                if t.borrow().cdc.relayed_close(channel, 1008) {
+                    ShardStats::add(&state.stats().forward_gap_closes, 1);
+                }
+            }
+            return;
+        }
+    };
     let Some(t) = state.tenant(&tenant) else {
         return;
     };

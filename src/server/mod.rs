@@ -13,7 +13,8 @@
 //!   flusher that writes every queue with vectored sends.
 //! - [`http_api`]: REST broadcast, health, ping; [`metrics`]: `/metrics`.
 //! - [`forward`]: messages fanned out on one shard, queued to the other
-//!   shards with subscribers of their topic.
+//!   shards with subscribers of their topic; [`cdc_relay`]: a spread
+//!   tenant's Postgres Changes subscriptions on other shards than its home.
 //! - [`shutdown`]: signal handling, the drain and the token-expiry sweep.
 //! - [`pgconn`]: a Postgres client connection (startup, authentication,
 //!   simple queries, the replication copy stream).
@@ -34,6 +35,7 @@
 
 pub mod admin_api;
 pub mod bootstrap;
+pub mod cdc_relay;
 pub mod connection;
 pub mod conns;
 pub mod control;
@@ -246,6 +248,27 @@ fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
         ShardMsg::Authorized(ticket, answer) => rls::answered(state, ticket, answer),
         ShardMsg::Fanout(msg) => forward::deliver(state, &msg),
         ShardMsg::Gap(key) => forward::gap(state, key),
+        ShardMsg::CdcAdd {
+            config,
+            origin,
+            sub,
+        } => cdc_relay::added(state, &config, origin, *sub),
+        ShardMsg::CdcRemove { tenant, channel } => cdc_relay::removed(state, &tenant, channel),
+        ShardMsg::CdcClaims {
+            tenant,
+            channel,
+            claims,
+        } => cdc_relay::claims(state, &tenant, channel, claims),
+        ShardMsg::ToChannel {
+            tenant,
+            channel,
+            frame,
+        } => cdc_relay::frame(state, &tenant, channel, frame),
+        ShardMsg::CloseChannel {
+            tenant,
+            channel,
+            code,
+        } => cdc_relay::close(state, &tenant, channel, code),
     }
 }
 

@@ -17,6 +17,7 @@ use super::handoff::Handoff;
 use super::outq::Writers;
 use crate::config::Config;
 use crate::realtime::authz::{AuthAnswer, AuthQuestion};
+use crate::realtime::cdc::{RemoteSub, SubClaims};
 use crate::realtime::interest::{Forward, ShardInterest};
 use crate::realtime::session::{Session, Settings};
 use crate::realtime::tenant::{Directory, Tenant, TenantConfig, Tenants};
@@ -64,8 +65,52 @@ pub enum ShardMsg {
     /// A message fanned out on the sending shard, for this shard's
     /// subscribers of its topic (see `forward`).
     Fanout(Arc<Forward>),
-    /// Messages of this topic were dropped on their way here.
+    /// Messages were dropped on their way here.
     Gap(GapKey),
+    /// To a tenant's home: a channel on shard `origin` subscribed to
+    /// Postgres Changes (see `cdc_relay`).
+    CdcAdd {
+        /// The tenant's settings (its home may not have it active).
+        config: Arc<TenantConfig>,
+        /// The channel's shard.
+        origin: usize,
+        /// The subscription.
+        sub: Box<RemoteSub>,
+    },
+    /// To a tenant's home: a relayed channel's subscription ended.
+    CdcRemove {
+        /// The tenant's external id.
+        tenant: Arc<str>,
+        /// The channel.
+        channel: u64,
+    },
+    /// To a tenant's home: a relayed channel's new claims.
+    CdcClaims {
+        /// The tenant's external id.
+        tenant: Arc<str>,
+        /// The channel.
+        channel: u64,
+        /// Its claims now.
+        claims: SubClaims,
+    },
+    /// From a tenant's home: a frame for a relayed channel.
+    ToChannel {
+        /// The tenant's external id.
+        tenant: Arc<str>,
+        /// The channel.
+        channel: u64,
+        /// The frame.
+        frame: bytes::Bytes,
+    },
+    /// From a tenant's home: close a relayed channel's socket.
+    CloseChannel {
+        /// The tenant's external id.
+        tenant: Arc<str>,
+        /// The channel.
+        channel: u64,
+        /// The close code.
+        code: u16,
+    },
 }
 
 /// A question to a tenant's home shard: its answer once it came, and the

@@ -134,6 +134,10 @@ pub fn activate(state: &Rc<ShardState>, cfg: &Arc<TenantConfig>) -> Rc<RefCell<T
     if let Some(interest) = &state.interest {
         tenant.hub = crate::realtime::hub::Hub::linked(interest.clone(), &cfg.external_id);
     }
+    if cfg.has_database && state.home_of(&cfg.external_id) != state.shard.id {
+        let relay = super::cdc_relay::ShardRelay::new(state, cfg.clone());
+        tenant.cdc.set_relay(Box::new(relay));
+    }
     let t = Rc::new(RefCell::new(tenant));
     state
         .tenants

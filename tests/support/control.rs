@@ -42,7 +42,7 @@ impl ControlDb {
             ("DB_USER", "postgres".into()),
             ("DB_PASSWORD", pw),
             ("DB_ENC_KEY", "0123456789abcdef".into()),
-            ("SHARDS", "2".into()),
+            ("SHARDS", super::test_shards()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -85,10 +85,13 @@ impl Server {
             .env("API_JWT_SECRET", SECRET)
             .env("CONNECT_ERROR_BACKOFF_MS", "0")
             .env("CHANNEL_ERROR_BACKOFF_MS", "0")
-            .env("SHARDS", "2")
+            .env("SHARDS", test_shards())
             .env("LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .stderr(stderr);
+        if let Ok(p) = std::env::var("REALTIME_TEST_PLACEMENT") {
+            cmd.env("SELF_HOST_TENANT_PLACEMENT", p);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -250,6 +253,14 @@ impl Drop for Server {
             let _ = c.wait();
         }
     }
+}
+
+/// Shards of the servers tests start, unless a test says otherwise:
+/// `REALTIME_TEST_SHARDS`, or 2. The test command runs the suite again
+/// with 1, and with 4 and `REALTIME_TEST_PLACEMENT=spread` (every test
+/// server's tenant then spans its shards).
+pub fn test_shards() -> String {
+    std::env::var("REALTIME_TEST_SHARDS").unwrap_or_else(|_| "2".into())
 }
 
 pub fn free_port() -> u16 {

@@ -17,6 +17,7 @@
 pub mod access;
 pub mod fanout;
 pub mod index;
+pub mod relay;
 pub mod rowcheck;
 
 use std::collections::VecDeque;
@@ -27,6 +28,7 @@ use super::hub::{ChannelId, Outbound};
 use super::postgres_changes::binding::Binding;
 use crate::proto::phoenix::{Ref, Vsn};
 pub use access::SubClaims;
+pub use relay::{CdcRelay, RemoteSub};
 
 /// One channel's Postgres Changes subscription.
 pub struct CdcSub {
@@ -86,6 +88,9 @@ pub struct CdcRegistry {
     /// claims hold the same `Rc`, so a batch's questions and answers key
     /// claims groups by address (see [`access::ClaimsKey`]).
     claims: std::collections::HashSet<Rc<SubClaims>>,
+    /// Set on a shard other than the tenant's home: subscriptions are
+    /// relayed there (see [`relay`]) instead of kept here.
+    relaying: Option<relay::Relaying>,
 }
 
 impl CdcRegistry {
@@ -119,6 +124,19 @@ impl CdcRegistry {
 
     /// Adds a subscription; it receives changes once checked.
     pub fn add(&mut self, mut sub: CdcSub) {
+        if let Some(r) = &mut self.relaying {
+            r.channels.insert(sub.channel, sub.out.clone());
+            r.relay.add(RemoteSub {
+                channel: sub.channel,
+                topic: sub.topic,
+                vsn: sub.vsn,
+                join_ref: sub.join_ref,
+                bindings: sub.bindings,
+                legacy: sub.legacy,
+                claims: (*sub.claims).clone(),
+            });
+            return;
+        }
         sub.claims = self.intern(sub.claims);
         sub.ready = false;
         sub.told_ready = false;
@@ -131,6 +149,13 @@ impl CdcRegistry {
     /// is checked again and, once ready, told `Subscribed to PostgreSQL`
     /// again. Returns whether the channel had a subscription.
     pub fn update_claims(&mut self, channel: ChannelId, claims: Rc<SubClaims>) -> bool {
+        if let Some(r) = &self.relaying {
+            if !r.channels.contains_key(&channel) {
+                return false;
+            }
+            r.relay.claims(channel, (*claims).clone());
+            return true;
+        }
         if !self.subs.iter().any(|s| s.channel == channel) {
             return false;
         }
@@ -150,6 +175,12 @@ impl CdcRegistry {
 
     /// Drops a channel's subscription.
     pub fn remove(&mut self, channel: ChannelId) {
+        if let Some(r) = &mut self.relaying {
+            if r.channels.remove(&channel).is_some() {
+                r.relay.remove(channel);
+            }
+            return;
+        }
         self.subs.retain(|s| s.channel != channel);
         self.forget_unused_claims();
     }
