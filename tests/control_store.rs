@@ -201,16 +201,16 @@ fn absent_limits_take_the_column_defaults() {
 
 #[test]
 fn placement_changes_alone_and_the_column_refuses_other_names() {
+    let mut row = TenantRow {
+        external_id: "placed".into(),
+        jwt_secret: Some("s".into()),
+        placement: Some("home".into()),
+        ..TenantRow::default()
+    };
     let db = TestDb::new();
     let cfg = db.config();
     let (home, spread, err, after) = run(move || async move {
         let mut c = open(&cfg).await;
-        let mut row = TenantRow {
-            external_id: "placed".into(),
-            jwt_secret: Some("s".into()),
-            placement: Some("home".into()),
-            ..TenantRow::default()
-        };
         let (home, _) = store::upsert(&mut c, &row).await.unwrap();
         row.placement = Some("spread".into());
         let (spread, _) = store::upsert(&mut c, &row).await.unwrap();

@@ -269,14 +269,18 @@ fn a_changed_or_removed_tenant_disconnects_exactly_its_sockets() {
     assert!(connect(&srv, "ta", sa).is_ok());
 }
 
+/// `PATCH /api/tenants/:id` with `tenant` as the body's tenant object.
+fn patch(srv: &Server, id: &str, tenant: serde_json::Value) -> (u16, serde_json::Value) {
+    let path = format!("/api/tenants/{id}");
+    let (status, _, body) = admin(srv, "PATCH", &path, Some(json!({ "tenant": tenant })));
+    (status, body)
+}
+
 #[test]
 fn placement_is_set_shown_and_changed_without_a_disconnect() {
     let db = ControlDb::create("placement");
     let srv = Server::start_env(&db.env());
-    let (sa, sb) = (
-        "secret-a-of-thirty-two-bytes-xxx",
-        "secret-b-of-thirty-two-bytes-xxx",
-    );
+    let sa = "secret-a-of-thirty-two-bytes-xxx";
     let mut spread = tenant_body("placement-a", sa);
     spread["tenant"]["placement"] = json!("spread");
     let (status, _, body) = admin(&srv, "POST", "/api/tenants", Some(spread));
@@ -286,7 +290,7 @@ fn placement_is_set_shown_and_changed_without_a_disconnect() {
         &srv,
         "PUT",
         "/api/tenants/placement-b",
-        Some(json!({"tenant": {"jwt_secret": sb}})),
+        Some(json!({"tenant": {"jwt_secret": sa}})),
     );
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["data"]["placement"], "home", "left out: home");
@@ -306,12 +310,7 @@ fn placement_is_set_shown_and_changed_without_a_disconnect() {
     let topic = "realtime:room";
     let mut a = connect(&srv, "placement-a", sa).unwrap();
     join(&mut a, topic);
-    let (status, _, body) = admin(
-        &srv,
-        "PATCH",
-        "/api/tenants/placement-a",
-        Some(json!({"tenant": {"placement": "home"}})),
-    );
+    let (status, body) = patch(&srv, "placement-a", json!({"placement": "home"}));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["placement"], "home", "{body}");
     alive(&mut a);
@@ -319,12 +318,7 @@ fn placement_is_set_shown_and_changed_without_a_disconnect() {
 
     // A name that is not a placement: the API's 422, nothing changed.
     for bad in [json!("everywhere"), json!("Spread"), json!(null), json!(2)] {
-        let (status, _, body) = admin(
-            &srv,
-            "PATCH",
-            "/api/tenants/placement-b",
-            Some(json!({"tenant": {"placement": bad}})),
-        );
+        let (status, body) = patch(&srv, "placement-b", json!({ "placement": bad }));
         let msg = if bad.is_null() {
             "can't be blank"
         } else {

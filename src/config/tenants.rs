@@ -256,11 +256,7 @@ fn one(
             "publication" | "region" if value.as_str().is_none_or(str::is_empty) => {
                 return Err(err(key, "must be a non-empty string".into()))
             }
-            "placement"
-                if !value
-                    .as_str()
-                    .is_some_and(|s| Placement::parse(s).is_some()) =>
-            {
+            "placement" if value.as_str().and_then(Placement::parse).is_none() => {
                 return Err(err(
                     key,
                     format!("{value} is not a placement: home or spread"),

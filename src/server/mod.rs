@@ -300,8 +300,8 @@ mod tests {
             (Some("home"), Placement::Home),
         ] {
             let env = |k: &str| {
-                (k == "SELF_HOST_TENANT_PLACEMENT")
-                    .then(|| value)?
+                value
+                    .filter(|_| k == "SELF_HOST_TENANT_PLACEMENT")
                     .map(Into::into)
             };
             let config = crate::config::load_from(["realtime"], &env).unwrap().config;

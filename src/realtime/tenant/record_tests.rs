@@ -169,18 +169,20 @@ fn placement_reads_and_writes_its_name_and_a_bad_one_names_tenant_and_value() {
     };
     let row = home.to_row(&keys(false), || [0; 12]).unwrap();
     assert_eq!(row.placement.as_deref(), Some("home"));
-    // A row from before the column (nothing read) is home.
-    let mut row = elixir_row();
-    row.placement = None;
-    let rec = TenantRecord::from_row(row, &keys(false)).unwrap();
-    assert_eq!(rec.placement, Placement::Home);
-    let mut row = elixir_row();
-    row.placement = Some("Spread".into());
-    let err = TenantRecord::from_row(row, &keys(false)).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "tenant \"tenant-a\": placement \"Spread\" is not home or spread"
-    );
+    // A row from before the column (nothing read) is home; a name that is
+    // not a placement is refused naming the tenant and the value.
+    let bad = "tenant \"tenant-a\": placement \"Spread\" is not home or spread";
+    for (stored, want) in [
+        (None, Ok(Placement::Home)),
+        (Some("Spread"), Err(bad.to_owned())),
+    ] {
+        let row = TenantRow {
+            placement: stored.map(Into::into),
+            ..elixir_row()
+        };
+        let got = TenantRecord::from_row(row, &keys(false));
+        assert_eq!(got.map(|r| r.placement).map_err(|e| e.to_string()), want);
+    }
 }
 
 #[test]
