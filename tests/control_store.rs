@@ -1,8 +1,9 @@
 //! The tenant store against the dev cluster, each test in a database of its
 //! own migrated by the server: hostile text in every field round-trips as
 //! data, upserts create then update (keeping inserted_at), extensions are
-//! replaced by type, deletes cascade, and a row the Elixir server stored is
-//! read back field for field.
+//! replaced by type, deletes cascade, the placement column takes home or
+//! spread only, and a row the Elixir server stored is read back field for
+//! field.
 
 mod control_support;
 mod support;
@@ -53,6 +54,7 @@ fn hostile_row() -> TenantRow {
         suspend: true,
         private_only: true,
         presence_enabled: true,
+        placement: Some("spread".into()),
         migrations_ran: 68,
         broadcast_adapter: Some(format!("adapter {EVIL}")),
         feature_flags: json!({ EVIL: true, "b": {"c": EVIL} }).to_string(),
@@ -153,6 +155,7 @@ fn upsert_creates_then_updates_keeping_inserted_at() {
         row.jwt_secret = None;
         row.max_concurrent_users = None;
         row.max_events_per_second = Some(99);
+        row.placement = None;
         let r = store::upsert(&mut c, &row).await.unwrap();
         c.terminate().await;
         r
@@ -167,6 +170,7 @@ fn upsert_creates_then_updates_keeping_inserted_at() {
     assert_eq!(second.jwt_secret, None);
     assert_eq!(second.max_concurrent_users, Some(7));
     assert_eq!(second.max_events_per_second, Some(99));
+    assert_eq!(second.placement.as_deref(), Some("spread"));
     assert_eq!(db.psql("select count(*) from _realtime.tenants"), "1");
 }
 
@@ -191,7 +195,46 @@ fn absent_limits_take_the_column_defaults() {
     assert_eq!(stored.max_channels_per_client, Some(100));
     assert_eq!(stored.max_joins_per_second, Some(500));
     assert_eq!(stored.feature_flags, "{}");
+    assert_eq!(stored.placement.as_deref(), Some("home"));
     assert!(stored.extensions.is_empty());
+}
+
+#[test]
+fn placement_changes_alone_and_the_column_refuses_other_names() {
+    let mut row = TenantRow {
+        external_id: "placed".into(),
+        jwt_secret: Some("s".into()),
+        placement: Some("home".into()),
+        ..TenantRow::default()
+    };
+    let db = TestDb::new();
+    let cfg = db.config();
+    let (home, spread, err, after) = run(move || async move {
+        let mut c = open(&cfg).await;
+        let (home, _) = store::upsert(&mut c, &row).await.unwrap();
+        row.placement = Some("spread".into());
+        let (spread, _) = store::upsert(&mut c, &row).await.unwrap();
+        row.placement = Some(format!("spread {EVIL}"));
+        let err = store::upsert(&mut c, &row).await.unwrap_err().to_string();
+        let after = store::get(&mut c, "placed").await.unwrap();
+        c.terminate().await;
+        (home, spread, err, after)
+    });
+    assert_eq!(home.placement.as_deref(), Some("home"));
+    assert_eq!(
+        spread,
+        TenantRow {
+            placement: Some("spread".into()),
+            updated_at: spread.updated_at.clone(),
+            ..home
+        }
+    );
+    // The check constraint: a name nobody reads is never stored.
+    assert!(
+        err.contains("23514") && err.contains("placement_must_be_home_or_spread"),
+        "{err}"
+    );
+    assert_eq!(after, Some(spread));
 }
 
 #[test]
@@ -361,6 +404,8 @@ fn a_row_the_elixir_server_stored_reads_back_field_for_field() {
         broadcast_adapter: Some("gen_rpc".into()),
         feature_flags: r#"{"some_flag": true}"#.into(),
         gcm_migrated_at: None,
+        // The column this server adds reads as its default.
+        placement: Some("home".into()),
         inserted_at: "2026-01-02 03:04:05".into(),
         updated_at: "2026-02-03 04:05:06".into(),
         extensions: vec![ExtensionRow {

@@ -269,6 +269,71 @@ fn a_changed_or_removed_tenant_disconnects_exactly_its_sockets() {
     assert!(connect(&srv, "ta", sa).is_ok());
 }
 
+/// `PATCH /api/tenants/:id` with `tenant` as the body's tenant object.
+fn patch(srv: &Server, id: &str, tenant: serde_json::Value) -> (u16, serde_json::Value) {
+    let path = format!("/api/tenants/{id}");
+    let (status, _, body) = admin(srv, "PATCH", &path, Some(json!({ "tenant": tenant })));
+    (status, body)
+}
+
+#[test]
+fn placement_is_set_shown_and_changed_without_a_disconnect() {
+    let db = ControlDb::create("placement");
+    let srv = Server::start_env(&db.env());
+    let sa = "secret-a-of-thirty-two-bytes-xxx";
+    let mut spread = tenant_body("placement-a", sa);
+    spread["tenant"]["placement"] = json!("spread");
+    let (status, _, body) = admin(&srv, "POST", "/api/tenants", Some(spread));
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["placement"], "spread", "{body}");
+    let (status, _, body) = admin(
+        &srv,
+        "PUT",
+        "/api/tenants/placement-b",
+        Some(json!({"tenant": {"jwt_secret": sa}})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["data"]["placement"], "home", "left out: home");
+    let (_, _, body) = admin(&srv, "GET", "/api/tenants/placement-a", None);
+    assert_eq!(body["data"]["placement"], "spread", "{body}");
+    let stored = || {
+        psql(
+            &db.url(),
+            "select string_agg(external_id || '=' || placement, ',' order by external_id)
+               from _realtime.tenants",
+        )
+    };
+    assert_eq!(stored().trim(), "placement-a=spread,placement-b=home");
+
+    // Changing only the placement keeps the joined socket: no
+    // `Server requested disconnect` comes before the heartbeat's reply.
+    let topic = "realtime:room";
+    let mut a = connect(&srv, "placement-a", sa).unwrap();
+    join(&mut a, topic);
+    let (status, body) = patch(&srv, "placement-a", json!({"placement": "home"}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["placement"], "home", "{body}");
+    alive(&mut a);
+    assert_eq!(stored().trim(), "placement-a=home,placement-b=home");
+
+    // A name that is not a placement: the API's 422, nothing changed.
+    for bad in [json!("everywhere"), json!("Spread"), json!(null), json!(2)] {
+        let (status, body) = patch(&srv, "placement-b", json!({ "placement": bad }));
+        let msg = if bad.is_null() {
+            "can't be blank"
+        } else {
+            "is invalid"
+        };
+        assert_eq!(
+            (status, body),
+            (422, json!({"errors": {"placement": [msg]}})),
+            "{bad}"
+        );
+    }
+    assert_eq!(stored().trim(), "placement-a=home,placement-b=home");
+    alive(&mut a);
+}
+
 /// Drops what a test put on the dev database, even when it fails.
 struct Cleanup(String);
 
@@ -392,6 +457,7 @@ fn bad_admin_requests_get_a_4xx_and_change_nothing() {
             "jwt_jwks",
         ),
         (json!({"extensions": "cdc"}), "extensions"),
+        (json!({"placement": "everywhere"}), "placement"),
     ] {
         for path in ["/api/tenants", "/api/tenants/kept"] {
             let method = if path == "/api/tenants" {

@@ -272,6 +272,12 @@ settings! {
     /// with no subdomain (IP address, localhost) resolves to it.
     self_host_tenant_name: String = "realtime-dev".to_owned(), "realtime-dev", env "SELF_HOST_TENANT_NAME";
 
+    /// Which shards serve the environment's tenant (and the one
+    /// `seed_self_host` writes): `home` keeps every socket of it on its
+    /// home shard, nothing crosses shards; `spread` serves sockets where
+    /// they are accepted, so one big tenant uses every core.
+    self_host_tenant_placement: String = "home".to_owned(), "home", env "SELF_HOST_TENANT_PLACEMENT";
+
     /// Delay before answering a refused WebSocket connect. Slows reconnect
     /// storms from misconfigured clients at the cost of slower error reports;
     /// tests set 0.

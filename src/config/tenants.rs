@@ -6,6 +6,7 @@
 //! external_id = "acme"
 //! jwt_secret = "acme-secret-of-at-least-32-characters"
 //! max_channels_per_client = 20
+//! placement = "spread"
 //! db_host = "127.0.0.1"
 //! db_port = 5432
 //! db_name = "postgres"
@@ -28,6 +29,9 @@
 //!   `private_only` and `presence_enabled` left out take
 //!   `TENANT_PRIVATE_ONLY` and `TENANT_PRESENCE_ENABLED`: what the
 //!   environment's tenant gets; a limit given must be at least 1;
+//! - `placement` left out is `home` (`SELF_HOST_TENANT_PLACEMENT` is the
+//!   environment's tenant's alone); a value other than `home` or `spread`
+//!   is refused with the value named;
 //! - `db_port` may be a TOML integer; `region` may be left out (it only
 //!   labels the health answer); `jwt_jwks` is a TOML table or a JSON
 //!   string, checked as `API_JWT_JWKS` is.
@@ -45,14 +49,14 @@ use super::validate::jwks_keys;
 use super::value::{Setting, REDACTED};
 use super::{Config, ConfigError};
 use crate::realtime::auth::ClaimValidators;
-use crate::realtime::tenant::params;
 use crate::realtime::tenant::record::{
     self, RecordError, TenantDefaults, TenantRecord, CDC_RLS, DEFAULT_SLOT,
 };
+use crate::realtime::tenant::{params, Placement};
 
 /// Keys of a table that are the tenant record's: its id, keys, limits and
 /// switches.
-pub const TENANT_KEYS: [&str; 15] = [
+pub const TENANT_KEYS: [&str; 16] = [
     "external_id",
     "jwt_secret",
     "jwt_jwks",
@@ -68,6 +72,7 @@ pub const TENANT_KEYS: [&str; 15] = [
     "private_only",
     "suspend",
     "presence_enabled",
+    "placement",
 ];
 
 /// Keys of a table that are its database's: the admin API's settings of
@@ -250,6 +255,12 @@ fn one(
             }
             "publication" | "region" if value.as_str().is_none_or(str::is_empty) => {
                 return Err(err(key, "must be a non-empty string".into()))
+            }
+            "placement" if value.as_str().and_then(Placement::parse).is_none() => {
+                return Err(err(
+                    key,
+                    format!("{value} is not a placement: home or spread"),
+                ))
             }
             "slot_name" if !value.as_str().is_some_and(slot_name_ok) => {
                 return Err(err(

@@ -12,7 +12,7 @@ use super::tenants::file_tenants;
 use super::*;
 use crate::realtime::auth::ClaimValidators;
 use crate::realtime::tenant::record::{self, TenantDefaults, TenantRecord};
-use crate::realtime::tenant::TenantConfig;
+use crate::realtime::tenant::{Placement, TenantConfig};
 
 const SECRET_A: &str = "tenant-a-secret-of-at-least-32-characters";
 
@@ -521,4 +521,46 @@ fn check_output_hides_tenant_secrets_and_loads_back() {
     assert_eq!(back.to_toml(), out);
     // Without tables nothing is printed for them.
     assert!(!Config::default().to_toml().contains("tenants"));
+}
+
+#[test]
+fn placement_is_home_unless_spread_and_a_bad_one_is_named() {
+    let toml = format!(
+        "{}{}",
+        table("acme", "placement = \"spread\""),
+        table("beta", "")
+    );
+    let config = load(&toml).unwrap();
+    let recs = file_tenants(&config).unwrap();
+    assert_eq!(runtime(&config, &recs[0]).placement, Placement::Spread);
+    assert_eq!(
+        runtime(&config, &recs[1]).placement,
+        Placement::Home,
+        "left out: home"
+    );
+    // The environment's tenant's placement is its own.
+    let config = load_with(
+        &table("beta", ""),
+        &[("SELF_HOST_TENANT_PLACEMENT", "spread")],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        runtime(&config, &file_tenants(&config).unwrap()[0]).placement,
+        Placement::Home
+    );
+    for (line, value) in [
+        ("placement = \"everywhere\"", "\"everywhere\""),
+        ("placement = \"Spread\"", "\"Spread\""),
+        ("placement = 2", "2"),
+    ] {
+        let toml = format!("{}{}", table("acme", ""), table("beta", line));
+        let text = refused(&toml, Some(2), Some("beta"), "placement");
+        assert!(
+            text.ends_with(&format!(
+                "`placement`: {value} is not a placement: home or spread"
+            )),
+            "{line}: {text}"
+        );
+    }
 }

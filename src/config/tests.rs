@@ -429,6 +429,12 @@ fn validate_refuses_nonsense() {
         ("self_host_tenant_name", |c| {
             c.self_host_tenant_name = "a.b".into()
         }),
+        ("self_host_tenant_placement", |c| {
+            c.self_host_tenant_placement = "Home".into()
+        }),
+        ("self_host_tenant_placement", |c| {
+            c.self_host_tenant_placement.clear()
+        }),
         ("accept_backoff_max_ms", |c| c.accept_backoff_max_ms = 0),
         ("db_enc_key", |c| {
             c.db_enc_key = Some("supabaserealtim".into())
@@ -614,6 +620,21 @@ fn readme_documents_every_setting() {
             "README.md has no configuration row for {env}"
         );
     }
+}
+
+#[test]
+fn the_environments_tenant_placement_is_home_spread_or_refused_by_name() {
+    let env =
+        |v: &'static str| move |k: &str| (k == "SELF_HOST_TENANT_PLACEMENT").then(|| v.into());
+    assert_eq!(Config::default().self_host_tenant_placement, "home");
+    let c = load_args(&[], &env("spread")).unwrap().config;
+    assert_eq!(c.self_host_tenant_placement, "spread");
+    let err = load_args(&[], &env("everywhere")).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid setting `self_host_tenant_placement` (env SELF_HOST_TENANT_PLACEMENT): \
+         \"everywhere\" is not a placement: home or spread"
+    );
 }
 
 #[test]

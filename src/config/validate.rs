@@ -3,6 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::{Config, ConfigError, FIELDS};
+use crate::realtime::tenant::Placement;
 
 /// Upper bound for every `*_ms` setting (7 days): longer is never meant, and
 /// keeps `Instant + Duration` from overflowing.
@@ -172,6 +173,14 @@ impl Config {
                 "self_host_tenant_name",
                 "must be a non-empty DNS label (letters, digits, '-', '_'): \
                  it is matched against the first label of the Host",
+            ));
+        }
+
+        let placement = &self.self_host_tenant_placement;
+        if Placement::parse(placement).is_none() {
+            return Err(invalid(
+                "self_host_tenant_placement",
+                format!("{placement:?} is not a placement: home or spread"),
             ));
         }
 

@@ -281,7 +281,7 @@ pub fn directory_from_config(config: &Config) -> Result<Directory, String> {
     use crate::realtime::auth::{ClaimValidators, JwtKeys};
     use crate::realtime::tenant::record::{self, TenantDefaults, DEFAULT_SLOT};
     use crate::realtime::tenant::TenantDb;
-    use crate::realtime::tenant::{Limits, TenantConfig};
+    use crate::realtime::tenant::{Limits, Placement, TenantConfig};
     let validators = ClaimValidators::parse(&config.jwt_claim_validators)
         .map_err(|e| format!("JWT_CLAIM_VALIDATORS: {e}"))?;
     if config.uses_control_db() {
@@ -325,7 +325,8 @@ pub fn directory_from_config(config: &Config) -> Result<Directory, String> {
             db_pool: None,
             subscriber_pool_size: None,
         }),
-        placement: Default::default(),
+        // Checked by `Config::validate`.
+        placement: Placement::parse(&config.self_host_tenant_placement).unwrap_or_default(),
     });
     let from_file = crate::config::tenants::file_tenants(config).map_err(|e| e.to_string())?;
     for rec in &from_file {
@@ -334,4 +335,32 @@ pub fn directory_from_config(config: &Config) -> Result<Directory, String> {
         directory = directory.with(cfg);
     }
     Ok(directory)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::realtime::tenant::Placement;
+
+    /// The environment's tenant is placed by `SELF_HOST_TENANT_PLACEMENT`.
+    #[test]
+    fn the_environments_tenant_takes_its_placement_from_the_setting() {
+        for (value, want) in [
+            (None, Placement::Home),
+            (Some("spread"), Placement::Spread),
+            (Some("home"), Placement::Home),
+        ] {
+            let env = |k: &str| {
+                value
+                    .filter(|_| k == "SELF_HOST_TENANT_PLACEMENT")
+                    .map(Into::into)
+            };
+            let config = crate::config::load_from(["realtime"], &env).unwrap().config;
+            let dir = super::directory_from_config(&config).unwrap();
+            assert_eq!(
+                dir.get("realtime-dev").unwrap().placement,
+                want,
+                "{value:?}"
+            );
+        }
+    }
 }

@@ -23,12 +23,16 @@
 //! extension with a type and no settings object. A body that is not an
 //! object with a `tenant` object is 400 `"Bad Request"`, as Phoenix answers
 //! a request no action clause matches.
+//!
+//! One field is this server's own: `placement`, `"home"` (the default) or
+//! `"spread"`; anything else `is invalid`, null `can't be blank`.
 
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
 use super::record::{ExtensionRecord, TenantDefaults, TenantRecord, CDC_RLS, LEGACY_CDC};
+use super::Placement;
 use crate::config::Config;
 
 /// A refused admin API request: the exact status and JSON body to send.
@@ -63,7 +67,7 @@ pub const NOT_A_HOST_LABEL: &str =
     "is not a usable Host label (1 to 63 characters of a-z, 0-9, - and _)";
 
 /// Keys of `tenant` the API accepts besides `extensions`.
-const FIELDS: [&str; 20] = [
+const FIELDS: [&str; 21] = [
     "name",
     "external_id",
     "jwt_secret",
@@ -84,6 +88,7 @@ const FIELDS: [&str; 20] = [
     "client_presence_window_ms",
     "presence_enabled",
     "feature_flags",
+    "placement",
 ];
 
 /// Keys of an extension object; `id`, timestamps and the owner are what a
@@ -403,7 +408,8 @@ pub fn requested_external_id(body: &[u8]) -> Option<String> {
 /// requested disconnect`, close 1012): its keys, `private_only` or
 /// `suspend` changed. The Elixir server also disconnects when a request
 /// merely repeats the same `jwt_secret` (it compares against the
-/// ciphertext); here only a real change does.
+/// ciphertext); here only a real change does. A new `placement` keeps the
+/// sockets: it is a setting like the limits.
 pub fn needs_disconnect(old: &TenantRecord, new: &TenantRecord) -> bool {
     old.jwt_secret != new.jwt_secret
         || old.jwt_jwks != new.jwt_jwks
@@ -520,6 +526,15 @@ fn cast_field(
             Ok(None) => errors.add(key, BLANK),
             Err(()) => errors.add(key, INVALID),
         },
+        // This server's own field: `home` or `spread`, never null.
+        "placement" => match cast_string(value) {
+            Ok(Some(s)) => match Placement::parse(&s) {
+                Some(p) => rec.placement = p,
+                None => errors.add(key, INVALID),
+            },
+            Ok(None) => errors.add(key, BLANK),
+            Err(()) => errors.add(key, INVALID),
+        },
         "suspend" => flag(&mut rec.suspend, errors),
         "private_only" => flag(&mut rec.private_only, errors),
         "presence_enabled" => flag(&mut rec.presence_enabled, errors),
@@ -589,7 +604,8 @@ fn extension(item: &Map<String, Value>, now: &str) -> (ExtensionRecord, Errors) 
 }
 
 /// The tenant `SEED_SELF_HOST=true` writes: named after
-/// `SELF_HOST_TENANT_NAME`, the API's JWT secret and JWKS, and one CDC
+/// `SELF_HOST_TENANT_NAME`, placed by `SELF_HOST_TENANT_PLACEMENT`, the
+/// API's JWT secret and JWKS, and one CDC
 /// extension pointing at the `DB_*` database (`host.docker.internal` and
 /// `postgres` where `DB_HOST`/`DB_PASSWORD` are unset, as upstream seeds).
 pub fn seed_record(
@@ -634,6 +650,7 @@ pub fn seed_record(
     rec.external_id = name;
     rec.jwt_secret = (!config.api_jwt_secret.is_empty()).then(|| config.api_jwt_secret.clone());
     rec.jwt_jwks = config.api_jwt_jwks.clone();
+    rec.placement = Placement::parse(&config.self_host_tenant_placement).unwrap_or_default();
     rec.extensions = vec![ExtensionRecord {
         id: id(),
         kind: CDC_RLS.to_owned(),

@@ -226,6 +226,9 @@ fn every_field_of_the_wrong_type_is_invalid_and_changes_nothing() {
         ("migrations_ran", json!("x")),
         ("broadcast_adapter", json!("pubsub")),
         ("feature_flags", json!([1])),
+        ("placement", json!("everywhere")),
+        ("placement", json!("Spread")),
+        ("placement", json!(1)),
         ("extensions", json!({"type": "postgres_cdc_rls"})),
         ("extensions", json!(["postgres_cdc_rls"])),
         ("extensions", json!(null)),
@@ -296,6 +299,7 @@ fn null_for_a_column_that_cannot_be_null_is_blank() {
         "presence_enabled",
         "migrations_ran",
         "feature_flags",
+        "placement",
     ] {
         assert_eq!(
             errors(put(Some(&stored), "tenant-a", json!({ field: null }))),
@@ -443,6 +447,32 @@ fn post_looks_up_by_the_body_id_and_updates_say_what_to_restart() {
     moved["extensions"][0]["settings"]["db_port"] = json!("7000");
     let new = put(Some(&stored), "tenant-a", moved).unwrap();
     assert!(needs_db_restart(&stored, &new) && !needs_disconnect(&stored, &new));
+}
+
+#[test]
+fn placement_is_home_unless_given_and_changing_it_keeps_sockets() {
+    let stored = created();
+    assert_eq!(stored.placement, Placement::Home);
+    let spread = post(with(created_attrs(), "placement", json!("spread"))).unwrap();
+    assert_eq!(spread.placement, Placement::Spread);
+    // An update that names only the placement changes only it.
+    let new = put(Some(&stored), "tenant-a", json!({"placement": "spread"})).unwrap();
+    assert_eq!(
+        new,
+        TenantRecord {
+            placement: Placement::Spread,
+            updated_at: LATER.into(),
+            ..stored.clone()
+        }
+    );
+    assert!(!needs_disconnect(&stored, &new) && !needs_db_restart(&stored, &new));
+    let back = put(Some(&new), "tenant-a", json!({"placement": "home"})).unwrap();
+    assert_eq!(back.placement, Placement::Home);
+    // The refused value keeps the API's shape and changes nothing.
+    assert_eq!(
+        errors(put(Some(&stored), "tenant-a", json!({"placement": "all"}))),
+        json!({"errors": {"placement": ["is invalid"]}})
+    );
 }
 
 fn any_json() -> impl Strategy<Value = Value> {

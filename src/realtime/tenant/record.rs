@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 
 use super::row::{ExtensionRow, TenantRow};
-use super::{Limits, TenantConfig, TenantDb};
+use super::{Limits, Placement, TenantConfig, TenantDb};
 use crate::config::Config;
 use crate::realtime::auth::{ClaimValidators, JwtKeys};
 use crate::realtime::secrets::{SecretError, SecretKeys};
@@ -80,6 +80,8 @@ pub struct TenantRecord {
     pub suspend: bool,
     pub private_only: bool,
     pub presence_enabled: bool,
+    /// Which shards serve its sockets.
+    pub placement: Placement,
     pub migrations_ran: i64,
     pub broadcast_adapter: Option<String>,
     pub feature_flags: Value,
@@ -143,6 +145,12 @@ impl TenantRecord {
             None => None,
         };
         let feature_flags = parse_json(t, "feature_flags", &row.feature_flags)?;
+        // A row written before the column existed reads as the default.
+        let placement = match row.placement.as_deref() {
+            None => Placement::default(),
+            Some(s) => Placement::parse(s)
+                .ok_or_else(|| bad(t, "placement", format!("{s:?} is not home or spread")))?,
+        };
         let mut extensions = Vec::with_capacity(row.extensions.len());
         for ext in &row.extensions {
             let kind = if ext.kind == LEGACY_CDC {
@@ -195,6 +203,7 @@ impl TenantRecord {
             suspend: row.suspend,
             private_only: row.private_only,
             presence_enabled: row.presence_enabled,
+            placement,
             migrations_ran: row.migrations_ran,
             broadcast_adapter: row.broadcast_adapter,
             feature_flags,
@@ -262,6 +271,7 @@ impl TenantRecord {
             suspend: self.suspend,
             private_only: self.private_only,
             presence_enabled: self.presence_enabled,
+            placement: Some(self.placement.as_str().to_owned()),
             migrations_ran: self.migrations_ran,
             broadcast_adapter: self.broadcast_adapter.clone(),
             feature_flags: self.feature_flags.to_string(),
@@ -423,7 +433,7 @@ pub fn to_config(
         presence_enabled: rec.presence_enabled,
         has_database: db.is_some(),
         db,
-        placement: Default::default(),
+        placement: rec.placement,
     })
 }
 
@@ -437,6 +447,7 @@ pub fn iso_timestamp(pg: &str) -> String {
 /// from the stored row: the Elixir server renders extension settings as
 /// stored, so `db_host`, `db_port`, `db_name` and `db_user` appear
 /// encrypted; `db_password` is dropped and `jwt_secret` never appears.
+/// `placement` is this server's own key (`home` or `spread`).
 pub fn view(row: &TenantRow) -> Value {
     let extensions: Vec<Value> = row
         .extensions
@@ -475,6 +486,7 @@ pub fn view(row: &TenantRow) -> Value {
         "max_client_presence_events_per_window": row.max_client_presence_events_per_window,
         "client_presence_window_ms": row.client_presence_window_ms,
         "presence_enabled": row.presence_enabled,
+        "placement": row.placement,
     })
 }
 

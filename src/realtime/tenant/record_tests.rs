@@ -59,6 +59,8 @@ fn elixir_row() -> TenantRow {
         suspend: false,
         private_only: true,
         presence_enabled: false,
+        // The column this server adds, as read once it has migrated.
+        placement: Some("spread".into()),
         migrations_ran: 81,
         broadcast_adapter: Some("gen_rpc".into()),
         feature_flags: "{}".into(),
@@ -158,6 +160,32 @@ fn a_value_that_fails_to_decrypt_names_the_tenant_and_the_field() {
 }
 
 #[test]
+fn placement_reads_and_writes_its_name_and_a_bad_one_names_tenant_and_value() {
+    let rec = TenantRecord::from_row(elixir_row(), &keys(false)).unwrap();
+    assert_eq!(rec.placement, Placement::Spread);
+    let home = TenantRecord {
+        placement: Placement::Home,
+        ..rec
+    };
+    let row = home.to_row(&keys(false), || [0; 12]).unwrap();
+    assert_eq!(row.placement.as_deref(), Some("home"));
+    // A row from before the column (nothing read) is home; a name that is
+    // not a placement is refused naming the tenant and the value.
+    let bad = "tenant \"tenant-a\": placement \"Spread\" is not home or spread";
+    for (stored, want) in [
+        (None, Ok(Placement::Home)),
+        (Some("Spread"), Err(bad.to_owned())),
+    ] {
+        let row = TenantRow {
+            placement: stored.map(Into::into),
+            ..elixir_row()
+        };
+        let got = TenantRecord::from_row(row, &keys(false));
+        assert_eq!(got.map(|r| r.placement).map_err(|e| e.to_string()), want);
+    }
+}
+
+#[test]
 fn writing_without_a_key_for_the_write_cipher_is_an_error_not_plaintext() {
     let rec = TenantRecord::from_row(elixir_row(), &keys(false)).unwrap();
     let none = SecretKeys::new(None, None, false).unwrap();
@@ -198,7 +226,8 @@ fn view_renders_the_elixir_keys_never_the_secret_nor_the_password() {
             "private_only": true,
             "max_client_presence_events_per_window": null,
             "client_presence_window_ms": 5000,
-            "presence_enabled": false
+            "presence_enabled": false,
+            "placement": "spread"
         })
     );
     let text = v.to_string();
@@ -234,6 +263,7 @@ fn to_config_takes_keys_limits_switches_and_the_database_with_defaults_for_nulls
     assert_eq!(c.limits.client_presence_window_ms, 5000);
     assert_eq!(c.limits.max_topic_bytes, d.max_topic_bytes);
     assert!(c.suspended && c.private_only && !c.presence_enabled && c.has_database);
+    assert_eq!(c.placement, Placement::Spread);
     assert_eq!(
         c.db,
         Some(TenantDb {
@@ -308,4 +338,11 @@ fn the_seed_is_the_self_hosted_tenant_of_upstream_seeds() {
     );
     let c = to_config(&rec, &d, ClaimValidators::default()).unwrap();
     assert_eq!(c.db.unwrap().host, "db");
+    assert_eq!(c.placement, Placement::Home);
+    let spread = crate::config::Config {
+        self_host_tenant_placement: "spread".into(),
+        ..config
+    };
+    let rec = seed_record(&spread, &d, String::new, "2026-12-07 07:25:00");
+    assert_eq!(rec.placement, Placement::Spread);
 }

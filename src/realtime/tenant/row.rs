@@ -36,6 +36,10 @@ pub struct TenantRow {
     pub suspend: bool,
     pub private_only: bool,
     pub presence_enabled: bool,
+    /// Which shards serve its sockets: `home` or `spread` (this server's
+    /// own column). `None` when writing: the column's default (`home`) on
+    /// insert, the stored value on update; a row read always has it.
+    pub placement: Option<String>,
     /// Tenant-database migrations applied so far.
     pub migrations_ran: i64,
     /// `phoenix` or `gen_rpc`; kept so an Elixir deployment reads it back.

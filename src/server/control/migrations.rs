@@ -12,6 +12,12 @@
 //!
 //! Never edit a step that has shipped: add a new one. A database holding a
 //! version means that step's effect is there, whoever applied it.
+//!
+//! This server's own steps ([`OWN_VERSIONS`]) follow, numbered the same
+//! way (the UTC time they were written), in order with the Elixir ones.
+//! They only add what the Elixir server never reads (a column with a
+//! default it leaves out of its inserts): its tables keep working for it,
+//! and its migrator passes over versions it has no file for.
 
 use crate::server::migrator::m;
 pub use crate::server::migrator::Migration;
@@ -265,7 +271,18 @@ pub const MIGRATIONS: &[Migration] = &[
         "add_gcm_migrated_at_to_tenants",
         "alter table _realtime.tenants add column gcm_migrated_at timestamp(0);",
     ),
+    m(
+        20261207141500,
+        "add_placement_to_tenants",
+        "alter table _realtime.tenants
+            add column placement text not null default 'home',
+            add constraint placement_must_be_home_or_spread
+            check (placement in ('home', 'spread'));",
+    ),
 ];
+
+/// The versions of this server's own steps, which no Elixir server writes.
+pub const OWN_VERSIONS: &[i64] = &[20261207141500];
 
 #[cfg(test)]
 mod tests {
@@ -273,10 +290,13 @@ mod tests {
 
     #[test]
     fn versions_are_the_elixir_servers_in_order() {
-        assert_eq!(MIGRATIONS.len(), 33);
+        assert_eq!(MIGRATIONS.len(), 34);
         assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
         assert_eq!(MIGRATIONS[0].version, 20210706140551);
         assert_eq!(MIGRATIONS[32].version, 20260805000000);
+        for v in OWN_VERSIONS {
+            assert!(MIGRATIONS.iter().any(|m| m.version == *v), "{v}");
+        }
         // Every statement names the schema: nothing depends on search_path.
         for m in MIGRATIONS {
             assert!(m.sql.contains("_realtime."), "{}", m.name);

@@ -21,7 +21,7 @@ const TENANT_COLUMNS: &str = "id::text, name, external_id, jwt_secret, jwt_jwks:
     max_presence_events_per_second, max_payload_size_in_kb, max_bytes_per_second,
     max_channels_per_client, max_joins_per_second, max_client_presence_events_per_window,
     client_presence_window_ms, suspend, private_only, presence_enabled, migrations_ran,
-    broadcast_adapter, feature_flags::text,
+    broadcast_adapter, feature_flags::text, placement,
     to_char(gcm_migrated_at, 'YYYY-MM-DD HH24:MI:SS'),
     to_char(inserted_at, 'YYYY-MM-DD HH24:MI:SS'),
     to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS')";
@@ -103,9 +103,9 @@ pub async fn list(conn: &mut PgConn) -> Result<Vec<TenantRow>, ControlError> {
 /// The server sets the timestamps (`inserted_at` kept on update). An empty
 /// `row.id` gets a fresh UUID on insert; the id of an existing tenant never
 /// changes. A `None` for a column that is NOT NULL (the limits with
-/// defaults) means its default on insert and the stored value on update;
-/// any other `None` is written as NULL. An empty `feature_flags` keeps the
-/// stored flags (`{}` on insert).
+/// defaults, `placement`) means its default on insert and the stored value
+/// on update; any other `None` is written as NULL. An empty
+/// `feature_flags` keeps the stored flags (`{}` on insert).
 pub async fn upsert(conn: &mut PgConn, row: &TenantRow) -> Result<(TenantRow, bool), ControlError> {
     conn.transaction(async |c| upsert_in_transaction(c, row).await)
         .await
@@ -181,6 +181,9 @@ fn fields(row: &TenantRow) -> Vec<Field> {
         if let Some(v) = v {
             f.push((col, Some(v.to_string()), "integer"));
         }
+    }
+    if let Some(p) = &row.placement {
+        f.push(("placement", Some(p.clone()), "text"));
     }
     if !row.feature_flags.is_empty() {
         f.push(("feature_flags", Some(row.feature_flags.clone()), "jsonb"));
@@ -325,6 +328,7 @@ fn tenant_from(row: &[Option<String>]) -> Result<TenantRow, ControlError> {
         migrations_ran: c.int()?.unwrap_or(0),
         broadcast_adapter: c.opt()?,
         feature_flags: c.text()?,
+        placement: c.opt()?,
         gcm_migrated_at: c.opt()?,
         inserted_at: c.text()?,
         updated_at: c.text()?,
