@@ -189,7 +189,7 @@ fn a_shard_gets_a_topic_only_while_it_has_subscribers() {
 
 #[test]
 fn home_placement_keeps_a_tenant_on_one_shard() {
-    let srv = Server::start(&[("SHARDS", "3")]);
+    let srv = Server::start(&[("SHARDS", "3"), ("SELF_HOST_TENANT_PLACEMENT", "home")]);
     let t = token("anon", 3600);
     let mut socks: Vec<Ws> = (0..6)
         .map(|_| {

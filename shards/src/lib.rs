@@ -8,8 +8,12 @@
 //! - [`PoolBuilder`]: starts the executors and hands each a [`Shard`] handle.
 //! - [`Shard`]: this executor's id, its senders to every other shard, its
 //!   receivers, and the shared [`ShardStats`] table.
+//! - [`outbox::Outbox`]: ordered, bounded, never-waiting queues to the
+//!   other shards on top of the mesh.
 //! - [`ShardStats`]: monotonic counters and gauges each shard writes only for
 //!   itself (relaxed atomics, so `/metrics` on any shard can read them all).
+
+pub mod outbox;
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;

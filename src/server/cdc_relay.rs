@@ -5,21 +5,20 @@
 //! ordered queues between shards (`forward`), so a subscription's leave
 //! never overtakes its join, and its frames keep their order.
 
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::forward::{GapKey, ShardForwarder};
-use super::shard::{ShardMsg, ShardState};
-use super::tenants;
+use super::shard::{GapKey, ShardMsg, ShardState};
 use crate::realtime::cdc::{CdcRelay, CdcSub, RemoteSub, SubClaims};
 use crate::realtime::hub::{ChannelId, Outbound};
-use crate::realtime::tenant::TenantConfig;
+use crate::realtime::tenant::{Tenant, TenantConfig};
 
 /// A non-home shard's relay of one tenant's subscriptions to its home.
 pub struct ShardRelay {
-    fwd: Rc<ShardForwarder>,
+    state: Weak<ShardState>,
     me: usize,
     home: usize,
     config: Arc<TenantConfig>,
@@ -28,9 +27,9 @@ pub struct ShardRelay {
 
 impl ShardRelay {
     /// The relay of tenant `config` on `state`'s shard.
-    pub fn new(state: &ShardState, config: Arc<TenantConfig>) -> Self {
+    pub fn new(state: &Rc<ShardState>, config: Arc<TenantConfig>) -> Self {
         Self {
-            fwd: state.forwarder.clone(),
+            state: Rc::downgrade(state),
             me: state.shard.id,
             home: state.home_of(&config.external_id),
             tenant: config.external_id.as_str().into(),
@@ -39,7 +38,9 @@ impl ShardRelay {
     }
 
     fn send(&self, msg: ShardMsg) {
-        self.fwd.send(self.home, msg, 0, None);
+        if let Some(st) = self.state.upgrade() {
+            st.outbox.send(&st.shard, self.home, msg, 0, None);
+        }
     }
 }
 
@@ -73,7 +74,7 @@ impl CdcRelay for ShardRelay {
 /// shard, and frames lost between the shards close the channel's socket
 /// (1008) there.
 struct RemoteChannel {
-    fwd: Rc<ShardForwarder>,
+    state: Weak<ShardState>,
     origin: usize,
     tenant: Arc<str>,
     channel: ChannelId,
@@ -88,7 +89,9 @@ impl Outbound for RemoteChannel {
             frame,
         };
         let gap = GapKey::Channel(self.tenant.clone(), self.channel);
-        self.fwd.send(self.origin, msg, len, Some(gap));
+        if let Some(st) = self.state.upgrade() {
+            st.outbox.send(&st.shard, self.origin, msg, len, Some(gap));
+        }
     }
 
     fn speaks_kind0(&self) -> bool {
@@ -101,17 +104,20 @@ impl Outbound for RemoteChannel {
             channel: self.channel,
             code,
         };
-        self.fwd.send(self.origin, msg, 0, None);
+        if let Some(st) = self.state.upgrade() {
+            st.outbox.send(&st.shard, self.origin, msg, 0, None);
+        }
     }
 }
 
-/// At home: a channel on shard `origin` subscribed.
-pub fn added(state: &Rc<ShardState>, config: &Arc<TenantConfig>, origin: usize, sub: RemoteSub) {
-    let tenant = tenants::activate(state, config);
+/// At home: a channel on shard `origin` subscribed to `tenant` (made
+/// active here by the caller).
+pub fn added(state: &Rc<ShardState>, tenant: &RefCell<Tenant>, origin: usize, sub: RemoteSub) {
+    let id = tenant.borrow().config.external_id.as_str().into();
     let out = Rc::new(RemoteChannel {
-        fwd: state.forwarder.clone(),
+        state: Rc::downgrade(state),
         origin,
-        tenant: config.external_id.as_str().into(),
+        tenant: id,
         channel: sub.channel,
     });
     tenant.borrow_mut().cdc.add(CdcSub {

@@ -23,7 +23,7 @@ use super::tenants::{self, Resolved};
 use crate::proto::phoenix::{self, Vsn};
 use crate::proto::{http, ws};
 use crate::realtime::auth;
-use crate::realtime::authz::Authorize;
+use crate::realtime::authz::{AuthError, Authorize};
 use crate::realtime::errors::ConnectError;
 use crate::realtime::hub::Outbound;
 use crate::realtime::replay::PendingReplay;
@@ -507,7 +507,13 @@ async fn authorize(
     msg: &ws::Message,
 ) -> bool {
     let cfg = conn.tenant.borrow().config.clone();
-    let answer = rls::check_here(state, &cfg, &a.request).await;
+    let answer = rls::authorize(state, &cfg, &a.request)
+        .await
+        .unwrap_or_else(|| {
+            Err(AuthError::DatabaseUnavailable(
+                "the tenant's home shard gave no answer".into(),
+            ))
+        });
     if let Err(e) = &answer {
         tracing::warn!(tenant = %cfg.external_id, topic = %a.request.ctx.topic, error = ?e, "private channel policy check failed");
     }

@@ -34,6 +34,7 @@
 //!   [`replay`]: a private join's stored messages, read on that pool.
 
 pub mod admin_api;
+pub mod ask;
 pub mod bootstrap;
 pub mod cdc_relay;
 pub mod connection;
@@ -97,21 +98,20 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
             let first_channel = first_channel_id(shard.id);
             let receivers = shard.take_receivers();
             let state = Rc::new_cyclic(|me| {
-                let forwarder = Rc::new(forward::ShardForwarder::new(
-                    me.clone(),
+                let outbox = realtime_shards::outbox::Outbox::new(
                     shard.nr_shards,
                     config.shard_queue_bytes,
-                ));
+                    ShardMsg::Gap,
+                );
                 let interest = (shard.nr_shards > 1).then(|| {
+                    let fwd = Rc::new(forward::MeshForwarder { state: me.clone() });
                     Rc::new(crate::realtime::interest::ShardInterest::new(
-                        table,
-                        shard.id,
-                        forwarder.clone(),
+                        table, shard.id, fwd,
                     ))
                 });
                 ShardState {
                     interest,
-                    forwarder,
+                    outbox,
                     control,
                     settings: Settings {
                         channel_error_backoff_ms: config.channel_error_backoff_ms,
@@ -127,8 +127,9 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                     auth_pools: RefCell::new(HashMap::new()),
                     lookups: RefCell::new(HashMap::new()),
                     pending_acks: RefCell::new(HashMap::new()),
-                    pending_views: RefCell::new(HashMap::new()),
-                    pending_auths: RefCell::new(HashMap::new()),
+                    pending_views: Default::default(),
+                    pending_auths: Default::default(),
+                    pending_replays: Default::default(),
                     next_ticket: Cell::new(0),
                     tenants: RefCell::new(HashMap::new()),
                     writers: Rc::default(),
@@ -244,15 +245,32 @@ fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
             config,
             question,
             reply_to,
-        } => rls::answer_remote(state, config, *question, reply_to),
+        } => {
+            // A spread tenant's home may serve none of its sockets: its
+            // database work (the schema the check waits for) starts here.
+            tenants::activate(state, &config);
+            rls::answer_remote(state, config, *question, reply_to)
+        }
         ShardMsg::Authorized(ticket, answer) => rls::answered(state, ticket, answer),
+        ShardMsg::Replay {
+            config,
+            request,
+            reply_to,
+        } => replay::answer_remote(state, config, *request, reply_to),
+        ShardMsg::Replayed(ticket, answer) => state.pending_replays.answered(ticket, answer),
         ShardMsg::Fanout(msg) => forward::deliver(state, &msg),
         ShardMsg::Gap(key) => forward::gap(state, key),
+        ShardMsg::Activate(config) => {
+            tenants::activate(state, &config);
+        }
         ShardMsg::CdcAdd {
             config,
             origin,
             sub,
-        } => cdc_relay::added(state, &config, origin, *sub),
+        } => {
+            let tenant = tenants::activate(state, &config);
+            cdc_relay::added(state, &tenant, origin, *sub)
+        }
         ShardMsg::CdcRemove { tenant, channel } => cdc_relay::removed(state, &tenant, channel),
         ShardMsg::CdcClaims {
             tenant,

@@ -10,12 +10,13 @@
 //! the pool's, whichever is shorter.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::pgconn::{PgConn, PgError};
 use super::rls;
 use super::rls_pool::{AuthPool, Lease};
-use super::shard::ShardState;
+use super::shard::{ShardMsg, ShardState};
 use crate::realtime::authz::AuthError;
 use crate::realtime::replay::{
     ReplayAnswer, ReplayError, ReplayRequest, StoredMessage, StoredPayload,
@@ -38,23 +39,71 @@ const QUERY: &str = "SELECT id::text, event, payload::text, encode(binary_payloa
      ORDER BY inserted_at DESC \
      LIMIT $3::integer";
 
-/// [`fetch`] on `tenant`'s authorization pool on this shard (its home);
-/// failures are logged as the Elixir server logs them.
+/// [`fetch`] on `tenant`'s authorization pool, on its home shard (asked
+/// over the mesh from another shard); failures are logged as the Elixir
+/// server logs them.
 pub async fn fetch_for(
-    state: &ShardState,
-    tenant: &TenantConfig,
+    state: &Rc<ShardState>,
+    tenant: &Arc<TenantConfig>,
     req: &ReplayRequest,
 ) -> ReplayAnswer {
-    let answer = match rls::pool_for(state, tenant) {
-        Some(checker) => fetch(&checker.pool, req).await,
-        None => Err(ReplayError::Unavailable(
-            "no authorization pool for the tenant here".into(),
-        )),
+    let home = state.home_of(&tenant.external_id);
+    let answer = if home == state.shard.id {
+        fetch_here(state, tenant, req).await
+    } else {
+        // Two waits for a connection and the query, each bounded.
+        let wait = Duration::from_millis(state.config.db_query_timeout_ms.saturating_mul(3) + 1000);
+        let asked = state
+            .ask(&state.pending_replays, home, wait, |reply_to| {
+                ShardMsg::Replay {
+                    config: tenant.clone(),
+                    request: Box::new(req.clone()),
+                    reply_to,
+                }
+            })
+            .await;
+        asked.unwrap_or_else(|| {
+            Err(ReplayError::Unavailable(
+                "the tenant's home shard gave no answer".into(),
+            ))
+        })
     };
     if let Err(e) = &answer {
         tracing::warn!(tenant = %tenant.external_id, topic = %req.topic, error = ?e, "UnableToReplayMessages");
     }
     answer
+}
+
+async fn fetch_here(
+    state: &ShardState,
+    tenant: &TenantConfig,
+    req: &ReplayRequest,
+) -> ReplayAnswer {
+    match rls::pool_for(state, tenant) {
+        Some(checker) => fetch(&checker.pool, req).await,
+        None => Err(ReplayError::Unavailable(
+            "no authorization pool for the tenant here".into(),
+        )),
+    }
+}
+
+/// Fetches another shard's [`ShardMsg::Replay`] here and sends the answer
+/// back.
+pub fn answer_remote(
+    state: &Rc<ShardState>,
+    tenant: Arc<TenantConfig>,
+    req: ReplayRequest,
+    (origin, ticket): (usize, u64),
+) {
+    let st = state.clone();
+    glommio::spawn_local(async move {
+        let answer = fetch_here(&st, &tenant, &req).await;
+        let _ = st
+            .shard
+            .send_to(origin, ShardMsg::Replayed(ticket, answer))
+            .await;
+    })
+    .detach();
 }
 
 /// The stored messages `req` asks for, newest first. A pooled connection

@@ -8,7 +8,6 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use super::replication::ReplicationSettings;
@@ -93,42 +92,23 @@ pub async fn authorize(
     if home == state.shard.id {
         return Some(check_here(state, tenant, req).await);
     }
-    let ticket = state.next_ticket.get();
-    state.next_ticket.set(ticket + 1);
-    state
-        .pending_auths
-        .borrow_mut()
-        .insert(ticket, (None, None));
-    let msg = ShardMsg::Authorize {
-        config: tenant.clone(),
-        question: Box::new(AuthQuestion::from(req)),
-        reply_to: (state.shard.id, ticket),
-    };
-    if state.shard.send_to(home, msg).await.is_err() {
-        state.pending_auths.borrow_mut().remove(&ticket);
-        return None;
-    }
-    let answer = std::future::poll_fn(|cx| {
-        let mut waiting = state.pending_auths.borrow_mut();
-        match waiting.get_mut(&ticket) {
-            Some((Some(_), _)) => Poll::Ready(waiting.remove(&ticket).and_then(|(a, _)| a)),
-            Some((None, waker)) => {
-                *waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-            None => Poll::Ready(None),
-        }
-    });
     // The home shard's check has its own deadlines: two waits for a
     // connection and two tries at most, each within the query timeout.
     let wait = Duration::from_millis(state.config.db_query_timeout_ms.saturating_mul(4) + 1000);
-    let timeout = async {
-        glommio::timer::sleep(wait).await;
-        state.pending_auths.borrow_mut().remove(&ticket);
+    let question = Box::new(AuthQuestion::from(req));
+    let answer = state
+        .ask(&state.pending_auths, home, wait, |reply_to| {
+            ShardMsg::Authorize {
+                config: tenant.clone(),
+                question,
+                reply_to,
+            }
+        })
+        .await;
+    if answer.is_none() {
         tracing::warn!(tenant = %tenant.external_id, home, "a policy check asked of the tenant's home shard got no answer");
-        None
-    };
-    futures_lite::future::or(answer, timeout).await
+    }
+    answer
 }
 
 /// Runs another shard's [`ShardMsg::Authorize`] here and sends the answer
@@ -153,13 +133,7 @@ pub fn answer_remote(
 
 /// The answer to this shard's check `ticket` came.
 pub fn answered(state: &ShardState, ticket: u64, answer: AuthAnswer) {
-    let mut waiting = state.pending_auths.borrow_mut();
-    if let Some((slot, waker)) = waiting.get_mut(&ticket) {
-        *slot = Some(answer);
-        if let Some(w) = waker.take() {
-            w.wake();
-        }
-    }
+    state.pending_auths.answered(ticket, answer);
 }
 
 /// Drops the pool of `tenant` on this shard (its settings changed or it

@@ -11,14 +11,15 @@ use std::time::Instant;
 
 use realtime_shards::{Shard, ShardStats};
 
+use super::ask::Asks;
 use super::conns::Conn;
-use super::forward::{GapKey, ShardForwarder};
 use super::handoff::Handoff;
 use super::outq::Writers;
 use crate::config::Config;
 use crate::realtime::authz::{AuthAnswer, AuthQuestion};
 use crate::realtime::cdc::{RemoteSub, SubClaims};
 use crate::realtime::interest::{Forward, ShardInterest};
+use crate::realtime::replay::{ReplayAnswer, ReplayRequest};
 use crate::realtime::session::{Session, Settings};
 use crate::realtime::tenant::{Directory, Tenant, TenantConfig, Tenants};
 
@@ -62,11 +63,27 @@ pub enum ShardMsg {
     },
     /// The answer to [`ShardMsg::Authorize`] with this ticket.
     Authorized(u64, AuthAnswer),
+    /// Fetch these stored messages on the tenant's authorization pool (a
+    /// private join with a replay on another shard than the tenant's
+    /// home).
+    Replay {
+        /// The tenant's settings.
+        config: Arc<TenantConfig>,
+        /// The query's question.
+        request: Box<ReplayRequest>,
+        /// The asking shard and its ticket, to answer [`ShardMsg::Replayed`].
+        reply_to: (usize, u64),
+    },
+    /// The answer to [`ShardMsg::Replay`] with this ticket.
+    Replayed(u64, ReplayAnswer),
     /// A message fanned out on the sending shard, for this shard's
     /// subscribers of its topic (see `forward`).
     Fanout(Arc<Forward>),
     /// Messages were dropped on their way here.
     Gap(GapKey),
+    /// To a tenant's home: the tenant became active on another shard, so
+    /// its database work must run here.
+    Activate(Arc<TenantConfig>),
     /// To a tenant's home: a channel on shard `origin` subscribed to
     /// Postgres Changes (see `cdc_relay`).
     CdcAdd {
@@ -112,14 +129,6 @@ pub enum ShardMsg {
         code: u16,
     },
 }
-
-/// A question to a tenant's home shard: its answer once it came, and the
-/// asker's waker.
-pub type PendingView = (Option<TenantView>, Option<std::task::Waker>);
-
-/// A policy check asked of a tenant's home shard: its answer once it
-/// came, and the asker's waker.
-pub type PendingAuth = (Option<AuthAnswer>, Option<std::task::Waker>);
 
 /// A tenant's live state as its home shard sees it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -171,9 +180,11 @@ pub struct ShardState {
     pub pending_acks: RefCell<HashMap<u64, (usize, Option<std::task::Waker>)>>,
     /// Questions of this shard to a tenant's home shard still unanswered:
     /// ticket -> (the answer once it came, the asker's waker).
-    pub pending_views: RefCell<HashMap<u64, PendingView>>,
-    /// Policy checks this shard asked of a tenant's home shard, by ticket.
-    pub pending_auths: RefCell<HashMap<u64, PendingAuth>>,
+    pub pending_views: Asks<TenantView>,
+    /// Policy checks this shard asked of a tenant's home shard.
+    pub pending_auths: Asks<AuthAnswer>,
+    /// Replays this shard asked of a tenant's home shard.
+    pub pending_replays: Asks<ReplayAnswer>,
     /// Next announcement or question ticket.
     pub next_ticket: Cell<u64>,
     /// Tasks working for a tenant whose home is this shard (its
@@ -188,8 +199,9 @@ pub struct ShardState {
     pub auth_pools: RefCell<HashMap<String, Rc<super::rls_batch::Checker>>>,
     /// This shard's side of the interest table; `None` with one shard.
     pub interest: Option<Rc<ShardInterest>>,
-    /// Its queues to the other shards.
-    pub forwarder: Rc<ShardForwarder>,
+    /// Its ordered queues to the other shards, for what must keep its
+    /// order (forwarded messages, Postgres Changes relays; see `forward`).
+    pub outbox: realtime_shards::outbox::Outbox<ShardMsg, GapKey>,
     /// Handler switches derived from the config.
     pub settings: Settings,
     /// Tenants active on this shard.
@@ -213,6 +225,17 @@ pub struct ShardState {
     pub shutting_down: Cell<bool>,
     /// Monotonic origin for `now_ms`.
     pub started: Instant,
+}
+
+/// What lost messages between shards name: a tenant's topic (its
+/// subscribers on the receiving shard are closed), or one channel whose
+/// Postgres Changes frames cross from the tenant's home shard.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum GapKey {
+    /// (tenant, private, topic).
+    Topic(Arc<str>, bool, Arc<str>),
+    /// (tenant, channel).
+    Channel(Arc<str>, u64),
 }
 
 /// Whoever waits for a lookup another task is making.
@@ -264,6 +287,24 @@ impl ShardState {
     /// Which shard owns `tenant`.
     pub fn home_of(&self, tenant: &str) -> usize {
         realtime_shards::home_shard(tenant, self.shard.nr_shards)
+    }
+
+    /// Sends shard `to` the question `make((this shard, ticket))` builds
+    /// and waits for its answer in `asks`, at most `wait`. `None` when
+    /// that shard is gone or did not answer in time.
+    pub async fn ask<T>(
+        &self,
+        asks: &Asks<T>,
+        to: usize,
+        wait: std::time::Duration,
+        make: impl FnOnce((usize, u64)) -> ShardMsg,
+    ) -> Option<T> {
+        let ticket = asks.ticket(&self.next_ticket);
+        let msg = make((self.shard.id, ticket.id));
+        if self.shard.send_to(to, msg).await.is_err() {
+            return None;
+        }
+        ticket.answer(wait).await
     }
 
     /// Remembers to check a session's tokens at `exp`.

@@ -134,9 +134,14 @@ pub fn activate(state: &Rc<ShardState>, cfg: &Arc<TenantConfig>) -> Rc<RefCell<T
     if let Some(interest) = &state.interest {
         tenant.hub = crate::realtime::hub::Hub::linked(interest.clone(), &cfg.external_id);
     }
-    if cfg.has_database && state.home_of(&cfg.external_id) != state.shard.id {
+    let home = state.home_of(&cfg.external_id);
+    if cfg.has_database && home != state.shard.id {
         let relay = super::cdc_relay::ShardRelay::new(state, cfg.clone());
         tenant.cdc.set_relay(Box::new(relay));
+        // Its database work (schema, streams, authorization pool) runs on
+        // its home shard, which may serve none of its sockets.
+        let msg = ShardMsg::Activate(cfg.clone());
+        state.outbox.send(&state.shard, home, msg, 0, None);
     }
     let t = Rc::new(RefCell::new(tenant));
     state
@@ -275,46 +280,22 @@ pub async fn view(state: &Rc<ShardState>, id: &str) -> TenantView {
     if home == state.shard.id {
         return local_view(state, id);
     }
-    let ticket = state.next_ticket.get();
-    state.next_ticket.set(ticket + 1);
-    state
-        .pending_views
-        .borrow_mut()
-        .insert(ticket, (None, None));
-    let msg = ShardMsg::ViewTenant {
-        id: id.to_owned(),
-        reply_to: (state.shard.id, ticket),
-    };
-    if state.shard.send_to(home, msg).await.is_err() {
-        state.pending_views.borrow_mut().remove(&ticket);
-        return TenantView::default();
-    }
-    let answer = std::future::poll_fn(|cx| {
-        let mut views = state.pending_views.borrow_mut();
-        match views.get_mut(&ticket) {
-            Some((Some(v), _)) => {
-                let v = *v;
-                views.remove(&ticket);
-                Poll::Ready(v)
+    let asked = state
+        .ask(&state.pending_views, home, ACK_WAIT, |reply_to| {
+            ShardMsg::ViewTenant {
+                id: id.to_owned(),
+                reply_to,
             }
-            Some((None, waker)) => {
-                *waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-            None => Poll::Ready(TenantView::default()),
-        }
-    });
-    let timeout = async {
-        glommio::timer::sleep(ACK_WAIT).await;
-        state.pending_views.borrow_mut().remove(&ticket);
+        })
+        .await;
+    asked.unwrap_or_else(|| {
         tracing::warn!(
             tenant = id,
             home,
             "a tenant's home shard did not answer in time"
         );
         TenantView::default()
-    };
-    futures_lite::future::or(answer, timeout).await
+    })
 }
 
 fn local_view(state: &ShardState, id: &str) -> TenantView {
@@ -342,13 +323,7 @@ pub fn answer_view(state: &Rc<ShardState>, id: &str, (origin, ticket): (usize, u
 
 /// The answer to question `ticket` came.
 pub fn viewed(state: &ShardState, ticket: u64, view: TenantView) {
-    let mut views = state.pending_views.borrow_mut();
-    if let Some((answer, waker)) = views.get_mut(&ticket) {
-        *answer = Some(view);
-        if let Some(w) = waker.take() {
-            w.wake();
-        }
-    }
+    state.pending_views.answered(ticket, view);
 }
 
 /// Answers an announcement from another shard.

@@ -23,6 +23,8 @@ pub mod rowcheck;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use bytes::Bytes;
+
 use super::frames;
 use super::hub::{ChannelId, Outbound};
 use super::postgres_changes::binding::Binding;
@@ -274,6 +276,49 @@ impl CdcRegistry {
     /// Whether any subscriber exists (the driver skips work otherwise).
     pub fn is_empty(&self) -> bool {
         self.subs.is_empty()
+    }
+}
+
+impl CdcRegistry {
+    /// Makes this registry relay to the tenant's home shard (it is on
+    /// another shard).
+    pub fn set_relay(&mut self, relay: Box<dyn CdcRelay>) {
+        self.relaying = Some(relay::Relaying {
+            relay,
+            channels: Default::default(),
+        });
+    }
+
+    /// Hands a frame the home shard sent for `channel` to its socket;
+    /// `false` if that channel is no longer subscribed here.
+    pub fn relayed_push(&self, channel: ChannelId, frame: Bytes) -> bool {
+        match self
+            .relaying
+            .as_ref()
+            .and_then(|r| r.channels.get(&channel))
+        {
+            Some(out) => {
+                out.push(frame);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes the socket of a relayed channel with `code` (after what is
+    /// queued); `false` if that channel is no longer subscribed here.
+    pub fn relayed_close(&self, channel: ChannelId, code: u16) -> bool {
+        match self
+            .relaying
+            .as_ref()
+            .and_then(|r| r.channels.get(&channel))
+        {
+            Some(out) => {
+                out.close(code);
+                true
+            }
+            None => false,
+        }
     }
 }
 

@@ -8,9 +8,7 @@
 
 use std::rc::Rc;
 
-use bytes::Bytes;
-
-use super::SubClaims;
+use super::access::SubClaims;
 use crate::proto::phoenix::{Ref, Vsn};
 use crate::realtime::hub::{ChannelId, Outbound};
 use crate::realtime::postgres_changes::binding::Binding;
@@ -51,47 +49,4 @@ pub trait CdcRelay {
 pub(super) struct Relaying {
     pub(super) relay: Box<dyn CdcRelay>,
     pub(super) channels: std::collections::HashMap<ChannelId, Rc<dyn Outbound>>,
-}
-
-impl super::CdcRegistry {
-    /// Makes this registry relay to the tenant's home shard (it is on
-    /// another shard).
-    pub fn set_relay(&mut self, relay: Box<dyn CdcRelay>) {
-        self.relaying = Some(Relaying {
-            relay,
-            channels: Default::default(),
-        });
-    }
-
-    /// Hands a frame the home shard sent for `channel` to its socket;
-    /// `false` if that channel is no longer subscribed here.
-    pub fn relayed_push(&self, channel: ChannelId, frame: Bytes) -> bool {
-        match self
-            .relaying
-            .as_ref()
-            .and_then(|r| r.channels.get(&channel))
-        {
-            Some(out) => {
-                out.push(frame);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Closes the socket of a relayed channel with `code` (after what is
-    /// queued); `false` if that channel is no longer subscribed here.
-    pub fn relayed_close(&self, channel: ChannelId, code: u16) -> bool {
-        match self
-            .relaying
-            .as_ref()
-            .and_then(|r| r.channels.get(&channel))
-        {
-            Some(out) => {
-                out.close(code);
-                true
-            }
-            None => false,
-        }
-    }
 }
