@@ -31,10 +31,12 @@
 mod key;
 mod limiter;
 mod meta;
+mod replica;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rand::Rng;
 use serde_json::{Map, Value};
@@ -48,6 +50,7 @@ pub use limiter::{
     ClientPresenceLimiter, DEFAULT_CLIENT_PRESENCE_MAX_CALLS, DEFAULT_CLIENT_PRESENCE_WINDOW_MS,
 };
 pub use meta::{format_erlang_float, write_jason};
+pub use replica::{Change, PresenceDelta, PresenceSnapshot, ReplicaId};
 
 use meta::{into_string, write_object_members};
 
@@ -64,50 +67,86 @@ pub fn meta_json_len(meta: &Map<String, Value>) -> usize {
 /// A joined channel instance; the server assigns these in increasing order.
 pub type OwnerId = u64;
 
-/// One tracked meta, ready to be written.
+/// One tracked meta, ready to be written: its JSON object rendered once,
+/// shared (cloning is a reference-count bump, so diffs, deltas and the
+/// replicas of a topic share one copy of the bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
-    /// This version's reference (16 base64url chars).
-    phx_ref: Box<str>,
-    /// The reference this version replaced, after an update.
-    phx_ref_prev: Option<Box<str>>,
-    /// The user's meta object as Jason would write it, without the outer
-    /// braces (`"a":1,"b":"x"`); empty for `{}`.
-    members: Box<str>,
+    /// `{"phx_ref":"..",["phx_ref_prev":"..",]<members>}` exactly as sent.
+    json: Arc<str>,
+    /// End of the `phx_ref` value (it starts at [`REF_START`]).
+    ref_end: u32,
+    /// `phx_ref_prev` value span; empty when there is none.
+    prev: (u32, u32),
+    /// Start of the user's members (at the closing brace when `{}`).
+    members_start: u32,
 }
 
+/// Length of `{"phx_ref":"`, where every meta's reference starts.
+const REF_START: usize = 12;
+
 impl Meta {
+    /// A meta from its parts as another replica (or a test) holds them:
+    /// `members` is the user's object as Jason writes it, without braces
+    /// (`"a":1,"b":"x"`, empty for `{}`); the parts are written verbatim.
+    pub fn from_parts(phx_ref: &str, phx_ref_prev: Option<&str>, members: &str) -> Meta {
+        let prev_len = phx_ref_prev.map_or(0, |p| p.len() + 18);
+        let mut json = String::with_capacity(REF_START + phx_ref.len() + prev_len + members.len() + 4);
+        json.push_str("{\"phx_ref\":\"");
+        json.push_str(phx_ref);
+        let ref_end = json.len();
+        json.push('"');
+        let mut prev = (0, 0);
+        if let Some(p) = phx_ref_prev {
+            json.push_str(",\"phx_ref_prev\":\"");
+            let start = json.len();
+            json.push_str(p);
+            prev = (offset(start), offset(json.len()));
+            json.push('"');
+        }
+        if !members.is_empty() {
+            json.push(',');
+        }
+        let members_start = offset(json.len());
+        json.push_str(members);
+        json.push('}');
+        Meta {
+            json: json.into(),
+            ref_end: offset(ref_end),
+            prev,
+            members_start,
+        }
+    }
+
     /// The meta's `phx_ref`.
     pub fn phx_ref(&self) -> &str {
-        &self.phx_ref
+        &self.json[REF_START..self.ref_end as usize]
     }
 
     /// The meta's `phx_ref_prev`, set on metas produced by an update.
     pub fn phx_ref_prev(&self) -> Option<&str> {
-        self.phx_ref_prev.as_deref()
+        let (start, end) = self.prev;
+        (start != 0).then(|| &self.json[start as usize..end as usize])
     }
 
     /// The user's meta members as serialized (`"a":1,"b":"x"`).
     pub fn members_json(&self) -> &str {
-        &self.members
+        &self.json[self.members_start as usize..self.json.len() - 1]
+    }
+
+    /// The whole meta object as written by [`write_json`](Self::write_json).
+    pub fn as_json(&self) -> &str {
+        &self.json
     }
 
     /// Writes `{"phx_ref":"..",["phx_ref_prev":"..",]<members>}`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"phx_ref\":\"");
-        out.extend_from_slice(self.phx_ref.as_bytes());
-        out.push(b'"');
-        if let Some(prev) = &self.phx_ref_prev {
-            out.extend_from_slice(b",\"phx_ref_prev\":\"");
-            out.extend_from_slice(prev.as_bytes());
-            out.push(b'"');
-        }
-        if !self.members.is_empty() {
-            out.push(b',');
-            out.extend_from_slice(self.members.as_bytes());
-        }
-        out.push(b'}');
+        out.extend_from_slice(self.json.as_bytes());
     }
+}
+
+fn offset(n: usize) -> u32 {
+    u32::try_from(n).expect("a meta is smaller than 4 GiB")
 }
 
 /// One owner's entry under a key.
@@ -115,28 +154,49 @@ impl Meta {
 struct Entry {
     /// The channel that tracked it (sort key within the key's list).
     owner: OwnerId,
+    /// The replica authoritative for it (tie-break after the owner).
+    origin: ReplicaId,
     /// What it tracked.
     meta: Meta,
 }
 
-/// Presence entries of one topic.
+/// Presence entries of one topic, merged over every replica that has some
+/// (see `replica.rs` for the delta protocol); local changes are made as
+/// replica `local`.
 #[derive(Debug, Default)]
 pub struct TopicPresence {
-    /// key -> entries in owner order; keys iterate bytewise-sorted, which is
-    /// the order `presence_state` lists them in.
+    /// The replica this copy is authoritative for: local tracks are stored
+    /// and sent as its entries.
+    local: ReplicaId,
+    /// key -> entries in (owner, origin) order; keys iterate bytewise-sorted,
+    /// which is the order `presence_state` lists them in.
     keys: BTreeMap<Box<str>, Vec<Entry>>,
-    /// owner -> the key it tracks under, to find its entry.
-    owners: HashMap<OwnerId, Box<str>>,
+    /// (origin, owner) -> the key it tracks under, to find its entry;
+    /// ordered so one origin's entries are a range.
+    owners: BTreeMap<(ReplicaId, OwnerId), Box<str>>,
 }
 
 impl TopicPresence {
+    /// An empty topic whose local changes are `local`'s.
+    pub fn new(local: ReplicaId) -> TopicPresence {
+        TopicPresence {
+            local,
+            ..TopicPresence::default()
+        }
+    }
+
+    /// The replica local changes belong to.
+    pub fn local(&self) -> ReplicaId {
+        self.local
+    }
+
     /// Tracks `meta` for `owner` under `key`, with a fresh `phx_ref` from the
     /// thread-local RNG. See [`track_with`](Self::track_with).
     pub fn track(&mut self, owner: OwnerId, key: &str, meta: Map<String, Value>) -> Option<Diff> {
         self.track_with(owner, key, meta, &mut rand::rng())
     }
 
-    /// Tracks `meta` for `owner` under `key`:
+    /// Tracks `meta` for the local `owner` under `key`:
     /// - first track: a join;
     /// - same meta as currently tracked: no-op (`None`);
     /// - changed meta: an update, one diff whose `joins` holds the new meta
@@ -144,6 +204,8 @@ impl TopicPresence {
     ///   holds the old meta as it was;
     /// - (owner tracked under a different key: leave of the old entry and
     ///   join of the new one in one diff; the server never does this).
+    ///
+    /// Other replicas learn of it from [`local_delta`](Self::local_delta).
     pub fn track_with(
         &mut self,
         owner: OwnerId,
@@ -159,53 +221,27 @@ impl TopicPresence {
         meta.remove("phx_ref_prev");
         let mut members = Vec::with_capacity(64);
         write_object_members(&meta, &mut members);
-        let members = into_string(members).into_boxed_str();
+        let members = into_string(members);
 
-        let mut diff = Diff::default();
-        if let Some(old_key) = self.owners.get(&owner) {
-            if &**old_key == key {
-                let entries = self.keys.get_mut(key).expect("owner index is consistent");
-                let i = find(entries, owner).expect("owner index is consistent");
-                if entries[i].meta.members == members {
+        let prev = match self.get(owner) {
+            Some((old_key, old)) if old_key == key => {
+                if old.members_json() == members {
                     return None;
                 }
-                let new = Meta {
-                    phx_ref: new_phx_ref(rng).into_boxed_str(),
-                    phx_ref_prev: Some(entries[i].meta.phx_ref.clone()),
-                    members,
-                };
-                let old = std::mem::replace(&mut entries[i].meta, new.clone());
-                diff.joins.push((key.into(), new));
-                diff.leaves.push((key.into(), old));
-                return Some(diff);
+                Some(old.phx_ref())
             }
-            if let Some(left) = self.remove(owner) {
-                diff.leaves.push(left);
-            }
-        }
-        let new = Meta {
-            phx_ref: new_phx_ref(rng).into_boxed_str(),
-            phx_ref_prev: None,
-            members,
+            _ => None,
         };
-        let entries = self.keys.entry(key.into()).or_default();
-        let at = entries.partition_point(|e| e.owner < owner);
-        entries.insert(
-            at,
-            Entry {
-                owner,
-                meta: new.clone(),
-            },
-        );
-        self.owners.insert(owner, key.into());
-        diff.joins.push((key.into(), new));
+        let new = Meta::from_parts(&new_phx_ref(rng), prev, &members);
+        let mut diff = Diff::default();
+        self.put(self.local, owner, key, new, &mut diff);
         Some(diff)
     }
 
-    /// Stops tracking `owner` (client `untrack`): a diff with its meta in
-    /// `leaves`, or `None` if it tracked nothing.
+    /// Stops tracking the local `owner` (client `untrack`): a diff with its
+    /// meta in `leaves`, or `None` if it tracked nothing.
     pub fn untrack(&mut self, owner: OwnerId) -> Option<Diff> {
-        let left = self.remove(owner)?;
+        let left = self.remove(self.local, owner)?;
         Some(Diff {
             joins: Vec::new(),
             leaves: vec![left],
@@ -218,12 +254,12 @@ impl TopicPresence {
         self.untrack(owner)
     }
 
-    /// Whether nothing is tracked.
+    /// Whether nothing is tracked (by any replica).
     pub fn is_empty(&self) -> bool {
         self.owners.is_empty()
     }
 
-    /// Number of metas tracked (one per tracking owner).
+    /// Number of metas tracked (one per tracking owner, all replicas).
     pub fn len(&self) -> usize {
         self.owners.len()
     }
@@ -233,22 +269,27 @@ impl TopicPresence {
         self.keys.len()
     }
 
-    /// Whether `owner` tracks something.
+    /// Whether the local `owner` tracks something.
     pub fn is_tracking(&self, owner: OwnerId) -> bool {
-        self.owners.contains_key(&owner)
+        self.owners.contains_key(&(self.local, owner))
     }
 
-    /// The key and meta `owner` tracks.
+    /// The key and meta the local `owner` tracks.
     pub fn get(&self, owner: OwnerId) -> Option<(&str, &Meta)> {
-        let key = self.owners.get(&owner)?;
+        self.get_from(self.local, owner)
+    }
+
+    /// The key and meta `owner` of replica `origin` tracks.
+    pub fn get_from(&self, origin: ReplicaId, owner: OwnerId) -> Option<(&str, &Meta)> {
+        let key = self.owners.get(&(origin, owner))?;
         let entries = self.keys.get(key)?;
-        let i = find(entries, owner)?;
+        let i = find(entries, owner, origin)?;
         Some((key, &entries[i].meta))
     }
 
     /// Writes the `presence_state` payload:
     /// `{"<key>":{"metas":[{"phx_ref":"..",...meta},...]},...}` (`{}` when
-    /// empty).
+    /// empty), over the entries of every replica.
     pub fn state_json(&self, out: &mut Vec<u8>) {
         out.push(b'{');
         for (n, (key, entries)) in self.keys.iter().enumerate() {
@@ -268,10 +309,44 @@ impl TopicPresence {
         out.push(b'}');
     }
 
-    fn remove(&mut self, owner: OwnerId) -> Option<(Box<str>, Meta)> {
-        let key = self.owners.remove(&owner)?;
+    /// Sets `origin`'s `owner` to track `meta` under `key`, adding what
+    /// changed to `diff`: nothing when it already does (same bytes), else
+    /// the old meta (if any) leaves and the new one joins.
+    fn put(&mut self, origin: ReplicaId, owner: OwnerId, key: &str, meta: Meta, diff: &mut Diff) {
+        if let Some(old_key) = self.owners.get(&(origin, owner)) {
+            if &**old_key == key {
+                let entries = self.keys.get_mut(key).expect("owner index is consistent");
+                let i = find(entries, owner, origin).expect("owner index is consistent");
+                if entries[i].meta == meta {
+                    return;
+                }
+                let old = std::mem::replace(&mut entries[i].meta, meta.clone());
+                diff.joins.push((key.into(), meta));
+                diff.leaves.push((key.into(), old));
+                return;
+            }
+            if let Some(left) = self.remove(origin, owner) {
+                diff.leaves.push(left);
+            }
+        }
+        let entries = self.keys.entry(key.into()).or_default();
+        let at = entries.partition_point(|e| (e.owner, e.origin) < (owner, origin));
+        entries.insert(
+            at,
+            Entry {
+                owner,
+                origin,
+                meta: meta.clone(),
+            },
+        );
+        self.owners.insert((origin, owner), key.into());
+        diff.joins.push((key.into(), meta));
+    }
+
+    fn remove(&mut self, origin: ReplicaId, owner: OwnerId) -> Option<(Box<str>, Meta)> {
+        let key = self.owners.remove(&(origin, owner))?;
         let entries = self.keys.get_mut(&key).expect("owner index is consistent");
-        let i = find(entries, owner).expect("owner index is consistent");
+        let i = find(entries, owner, origin).expect("owner index is consistent");
         let e = entries.remove(i);
         if entries.is_empty() {
             self.keys.remove(&key);
@@ -280,8 +355,10 @@ impl TopicPresence {
     }
 }
 
-fn find(entries: &[Entry], owner: OwnerId) -> Option<usize> {
-    entries.binary_search_by_key(&owner, |e| e.owner).ok()
+fn find(entries: &[Entry], owner: OwnerId, origin: ReplicaId) -> Option<usize> {
+    entries
+        .binary_search_by(|e| (e.owner, e.origin).cmp(&(owner, origin)))
+        .ok()
 }
 
 /// A presence change: the `presence_diff` payload.
