@@ -33,6 +33,8 @@ mod limiter;
 mod meta;
 mod replica;
 #[cfg(test)]
+mod replica_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;
@@ -91,7 +93,8 @@ impl Meta {
     /// (`"a":1,"b":"x"`, empty for `{}`); the parts are written verbatim.
     pub fn from_parts(phx_ref: &str, phx_ref_prev: Option<&str>, members: &str) -> Meta {
         let prev_len = phx_ref_prev.map_or(0, |p| p.len() + 18);
-        let mut json = String::with_capacity(REF_START + phx_ref.len() + prev_len + members.len() + 4);
+        let mut json =
+            String::with_capacity(REF_START + phx_ref.len() + prev_len + members.len() + 4);
         json.push_str("{\"phx_ref\":\"");
         json.push_str(phx_ref);
         let ref_end = json.len();

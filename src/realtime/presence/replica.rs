@@ -219,7 +219,9 @@ impl TopicPresence {
         let entries = self
             .origin_owners(origin)
             .map(|(owner, key)| {
-                let (_, meta) = self.get_from(origin, owner).expect("owner index is consistent");
+                let (_, meta) = self
+                    .get_from(origin, owner)
+                    .expect("owner index is consistent");
                 (owner, key.into(), meta.clone())
             })
             .collect::<Vec<_>>();
