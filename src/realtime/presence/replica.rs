@@ -34,11 +34,7 @@
 
 use std::sync::Arc;
 
-use super::{Diff, Meta, OwnerId, TopicPresence};
-
-/// A replica of presence state: a shard, later a node.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ReplicaId(pub u32);
+use super::topic::{Diff, Meta, OwnerId, ReplicaId, TopicPresence};
 
 /// The new state of one owner of a delta's origin.
 #[derive(Debug, Clone, PartialEq, Eq)]

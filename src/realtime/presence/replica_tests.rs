@@ -5,6 +5,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::json;
 
+use super::topic::Entry;
 use super::*;
 
 fn obj(v: Value) -> Map<String, Value> {
@@ -43,12 +44,15 @@ fn meta_parts_round_trip() {
     assert_eq!((m.phx_ref_prev(), m.members_json()), (None, ""));
 }
 
+/// A local change made on a replica.
+type Step<'a> = &'a dyn Fn(&mut TopicPresence, &mut StdRng) -> Option<Diff>;
+
 #[test]
 fn deltas_mirror_local_changes_byte_for_byte() {
     let mut rng = StdRng::seed_from_u64(9);
     let mut a = TopicPresence::new(A);
     let mut b = TopicPresence::new(B);
-    let steps: [&dyn Fn(&mut TopicPresence, &mut StdRng) -> Option<Diff>; 4] = [
+    let steps: [Step; 4] = [
         &|p, r| p.track_with(7, "k", obj(json!({"v": 1})), r),
         &|p, r| p.track_with(7, "k", obj(json!({"v": 2})), r),
         &|p, r| p.track_with(7, "j", obj(json!({"v": 2})), r),
@@ -264,6 +268,12 @@ enum Op {
         from: usize,
         to: usize,
     },
+    /// The last message `from` sent `to` did not fit in the queue: it is
+    /// lost, and `from` owes `to` a snapshot.
+    Lose {
+        from: usize,
+        to: usize,
+    },
     /// `from` sends its snapshot to `to`.
     SendSnapshot {
         from: usize,
@@ -297,6 +307,7 @@ fn arb_op(n: usize) -> impl Strategy<Value = Op> {
         1 => (r.clone(), any::<u8>()).prop_map(|(r, mask)| Op::SocketClosed { r, mask }),
         2 => r.clone().prop_map(|r| Op::Flush { r }),
         10 => (r.clone(), r.clone()).prop_map(|(from, to)| Op::Deliver { from, to }),
+        1 => (r.clone(), r.clone()).prop_map(|(from, to)| Op::Lose { from, to }),
         1 => (r.clone(), r.clone()).prop_map(|(from, to)| Op::SendSnapshot { from, to }),
         1 => r.clone().prop_map(|r| Op::Resync { r }),
         2 => (r.clone(), r.clone()).prop_map(|(from, to)| Op::Answer { from, to }),
@@ -461,6 +472,11 @@ impl Cluster {
             Op::Flush { r } => self.flush(r),
             Op::Deliver { from, to } => {
                 self.deliver(from, to);
+            }
+            Op::Lose { from, to } => {
+                if self.queues[from][to].pop_back().is_some() {
+                    self.requested[from][to] = true;
+                }
             }
             Op::SendSnapshot { from, to } => {
                 if from != to {
