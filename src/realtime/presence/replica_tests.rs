@@ -5,27 +5,9 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::json;
 
+use super::tests::{diff_json, obj, state};
 use super::topic::Entry;
 use super::*;
-
-fn obj(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => panic!("not an object"),
-    }
-}
-
-fn state(p: &TopicPresence) -> String {
-    let mut out = Vec::new();
-    p.state_json(&mut out);
-    String::from_utf8(out).unwrap()
-}
-
-fn diff_json(d: &Diff) -> String {
-    let mut out = Vec::new();
-    d.to_json(&mut out);
-    String::from_utf8(out).unwrap()
-}
 
 const A: ReplicaId = ReplicaId(1);
 const B: ReplicaId = ReplicaId(2);
