@@ -1,5 +1,5 @@
 //! Presence state of one topic and the diffs its changes produce
-//! (PROTOCOL 5).
+//! (PROTOCOL 5), replicated over shards (later nodes).
 //!
 //! Each joined channel (an [`OwnerId`]) tracks at most one meta under its
 //! channel's presence key. [`TopicPresence::track`] / [`untrack`] /
@@ -25,21 +25,29 @@
 //! creation order, not tracking order. Owner ids must therefore be handed out
 //! in increasing order of channel creation.
 //!
+//! # Replicas
+//!
+//! A topic's presence is held by every replica (shard, later node)
+//! interested in it: each is authoritative for its own channels' entries
+//! (tagged with its [`ReplicaId`]) and sends their changes to the others as
+//! [`PresenceDelta`]s, with [`PresenceSnapshot`]s to (re)synchronize; see
+//! `replica.rs` for the protocol and what it assumes of the transport.
+//! Metas of one key are listed in (owner, origin) order.
+//!
 //! [`untrack`]: TopicPresence::untrack
 //! [`leave`]: TopicPresence::leave
 
 mod key;
 mod limiter;
 mod meta;
+mod replica;
+#[cfg(test)]
+mod replica_tests;
 #[cfg(test)]
 mod tests;
+mod topic;
 
-use std::collections::{BTreeMap, HashMap};
-
-use rand::Rng;
 use serde_json::{Map, Value};
-
-use crate::proto::json::write_str_buf;
 
 pub use key::{
     key_to_string, new_phx_ref, new_presence_key, presence_key_at, presence_key_from_config,
@@ -48,8 +56,10 @@ pub use limiter::{
     ClientPresenceLimiter, DEFAULT_CLIENT_PRESENCE_MAX_CALLS, DEFAULT_CLIENT_PRESENCE_WINDOW_MS,
 };
 pub use meta::{format_erlang_float, write_jason};
+pub use replica::{Change, PresenceDelta, PresenceSnapshot};
+pub use topic::{Diff, Meta, OwnerId, ReplicaId, TopicPresence};
 
-use meta::{into_string, write_object_members};
+use meta::write_object_members;
 
 /// The bytes a meta takes as stored and sent: its compact JSON, braces
 /// included, as [`TopicPresence::track`] serializes it (a client's
@@ -59,298 +69,4 @@ pub fn meta_json_len(meta: &Map<String, Value>) -> usize {
     let mut members = Vec::with_capacity(64);
     write_object_members(meta, &mut members);
     members.len() + 2
-}
-
-/// A joined channel instance; the server assigns these in increasing order.
-pub type OwnerId = u64;
-
-/// One tracked meta, ready to be written.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Meta {
-    /// This version's reference (16 base64url chars).
-    phx_ref: Box<str>,
-    /// The reference this version replaced, after an update.
-    phx_ref_prev: Option<Box<str>>,
-    /// The user's meta object as Jason would write it, without the outer
-    /// braces (`"a":1,"b":"x"`); empty for `{}`.
-    members: Box<str>,
-}
-
-impl Meta {
-    /// The meta's `phx_ref`.
-    pub fn phx_ref(&self) -> &str {
-        &self.phx_ref
-    }
-
-    /// The meta's `phx_ref_prev`, set on metas produced by an update.
-    pub fn phx_ref_prev(&self) -> Option<&str> {
-        self.phx_ref_prev.as_deref()
-    }
-
-    /// The user's meta members as serialized (`"a":1,"b":"x"`).
-    pub fn members_json(&self) -> &str {
-        &self.members
-    }
-
-    /// Writes `{"phx_ref":"..",["phx_ref_prev":"..",]<members>}`.
-    pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"phx_ref\":\"");
-        out.extend_from_slice(self.phx_ref.as_bytes());
-        out.push(b'"');
-        if let Some(prev) = &self.phx_ref_prev {
-            out.extend_from_slice(b",\"phx_ref_prev\":\"");
-            out.extend_from_slice(prev.as_bytes());
-            out.push(b'"');
-        }
-        if !self.members.is_empty() {
-            out.push(b',');
-            out.extend_from_slice(self.members.as_bytes());
-        }
-        out.push(b'}');
-    }
-}
-
-/// One owner's entry under a key.
-#[derive(Debug, Clone)]
-struct Entry {
-    /// The channel that tracked it (sort key within the key's list).
-    owner: OwnerId,
-    /// What it tracked.
-    meta: Meta,
-}
-
-/// Presence entries of one topic.
-#[derive(Debug, Default)]
-pub struct TopicPresence {
-    /// key -> entries in owner order; keys iterate bytewise-sorted, which is
-    /// the order `presence_state` lists them in.
-    keys: BTreeMap<Box<str>, Vec<Entry>>,
-    /// owner -> the key it tracks under, to find its entry.
-    owners: HashMap<OwnerId, Box<str>>,
-}
-
-impl TopicPresence {
-    /// Tracks `meta` for `owner` under `key`, with a fresh `phx_ref` from the
-    /// thread-local RNG. See [`track_with`](Self::track_with).
-    pub fn track(&mut self, owner: OwnerId, key: &str, meta: Map<String, Value>) -> Option<Diff> {
-        self.track_with(owner, key, meta, &mut rand::rng())
-    }
-
-    /// Tracks `meta` for `owner` under `key`:
-    /// - first track: a join;
-    /// - same meta as currently tracked: no-op (`None`);
-    /// - changed meta: an update, one diff whose `joins` holds the new meta
-    ///   (fresh `phx_ref`, `phx_ref_prev` = old ref) and whose `leaves`
-    ///   holds the old meta as it was;
-    /// - (owner tracked under a different key: leave of the old entry and
-    ///   join of the new one in one diff; the server never does this).
-    pub fn track_with(
-        &mut self,
-        owner: OwnerId,
-        key: &str,
-        mut meta: Map<String, Value>,
-        rng: &mut impl Rng,
-    ) -> Option<Diff> {
-        // The server writes `phx_ref`/`phx_ref_prev` itself; a client's own
-        // keys of those names would follow them as duplicates, and
-        // `JSON.parse` keeps the last: a forged ref in a leave makes other
-        // clients drop someone else's meta.
-        meta.remove("phx_ref");
-        meta.remove("phx_ref_prev");
-        let mut members = Vec::with_capacity(64);
-        write_object_members(&meta, &mut members);
-        let members = into_string(members).into_boxed_str();
-
-        let mut diff = Diff::default();
-        if let Some(old_key) = self.owners.get(&owner) {
-            if &**old_key == key {
-                let entries = self.keys.get_mut(key).expect("owner index is consistent");
-                let i = find(entries, owner).expect("owner index is consistent");
-                if entries[i].meta.members == members {
-                    return None;
-                }
-                let new = Meta {
-                    phx_ref: new_phx_ref(rng).into_boxed_str(),
-                    phx_ref_prev: Some(entries[i].meta.phx_ref.clone()),
-                    members,
-                };
-                let old = std::mem::replace(&mut entries[i].meta, new.clone());
-                diff.joins.push((key.into(), new));
-                diff.leaves.push((key.into(), old));
-                return Some(diff);
-            }
-            if let Some(left) = self.remove(owner) {
-                diff.leaves.push(left);
-            }
-        }
-        let new = Meta {
-            phx_ref: new_phx_ref(rng).into_boxed_str(),
-            phx_ref_prev: None,
-            members,
-        };
-        let entries = self.keys.entry(key.into()).or_default();
-        let at = entries.partition_point(|e| e.owner < owner);
-        entries.insert(
-            at,
-            Entry {
-                owner,
-                meta: new.clone(),
-            },
-        );
-        self.owners.insert(owner, key.into());
-        diff.joins.push((key.into(), new));
-        Some(diff)
-    }
-
-    /// Stops tracking `owner` (client `untrack`): a diff with its meta in
-    /// `leaves`, or `None` if it tracked nothing.
-    pub fn untrack(&mut self, owner: OwnerId) -> Option<Diff> {
-        let left = self.remove(owner)?;
-        Some(Diff {
-            joins: Vec::new(),
-            leaves: vec![left],
-        })
-    }
-
-    /// The owner's channel closed (leave, shutdown, socket gone): same as
-    /// [`untrack`](Self::untrack).
-    pub fn leave(&mut self, owner: OwnerId) -> Option<Diff> {
-        self.untrack(owner)
-    }
-
-    /// Whether nothing is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.owners.is_empty()
-    }
-
-    /// Number of metas tracked (one per tracking owner).
-    pub fn len(&self) -> usize {
-        self.owners.len()
-    }
-
-    /// Number of distinct keys.
-    pub fn nr_keys(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Whether `owner` tracks something.
-    pub fn is_tracking(&self, owner: OwnerId) -> bool {
-        self.owners.contains_key(&owner)
-    }
-
-    /// The key and meta `owner` tracks.
-    pub fn get(&self, owner: OwnerId) -> Option<(&str, &Meta)> {
-        let key = self.owners.get(&owner)?;
-        let entries = self.keys.get(key)?;
-        let i = find(entries, owner)?;
-        Some((key, &entries[i].meta))
-    }
-
-    /// Writes the `presence_state` payload:
-    /// `{"<key>":{"metas":[{"phx_ref":"..",...meta},...]},...}` (`{}` when
-    /// empty).
-    pub fn state_json(&self, out: &mut Vec<u8>) {
-        out.push(b'{');
-        for (n, (key, entries)) in self.keys.iter().enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            write_str_buf(out, key);
-            out.extend_from_slice(b":{\"metas\":[");
-            for (m, e) in entries.iter().enumerate() {
-                if m > 0 {
-                    out.push(b',');
-                }
-                e.meta.write_json(out);
-            }
-            out.extend_from_slice(b"]}");
-        }
-        out.push(b'}');
-    }
-
-    fn remove(&mut self, owner: OwnerId) -> Option<(Box<str>, Meta)> {
-        let key = self.owners.remove(&owner)?;
-        let entries = self.keys.get_mut(&key).expect("owner index is consistent");
-        let i = find(entries, owner).expect("owner index is consistent");
-        let e = entries.remove(i);
-        if entries.is_empty() {
-            self.keys.remove(&key);
-        }
-        Some((key, e.meta))
-    }
-}
-
-fn find(entries: &[Entry], owner: OwnerId) -> Option<usize> {
-    entries.binary_search_by_key(&owner, |e| e.owner).ok()
-}
-
-/// A presence change: the `presence_diff` payload.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Diff {
-    /// (key, meta) that joined.
-    joins: Vec<(Box<str>, Meta)>,
-    /// (key, meta) that left.
-    leaves: Vec<(Box<str>, Meta)>,
-}
-
-impl Diff {
-    /// The joined (key, meta) pairs.
-    pub fn joins(&self) -> impl Iterator<Item = (&str, &Meta)> {
-        self.joins.iter().map(|(k, m)| (&**k, m))
-    }
-
-    /// The left (key, meta) pairs.
-    pub fn leaves(&self) -> impl Iterator<Item = (&str, &Meta)> {
-        self.leaves.iter().map(|(k, m)| (&**k, m))
-    }
-
-    /// Whether the diff has neither joins nor leaves.
-    pub fn is_empty(&self) -> bool {
-        self.joins.is_empty() && self.leaves.is_empty()
-    }
-
-    /// Writes `{"joins":{...},"leaves":{...}}`, each side shaped like
-    /// [`TopicPresence::state_json`] (keys sorted, metas of one key in the
-    /// order they were added to the diff).
-    pub fn to_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"joins\":");
-        write_group(&self.joins, out);
-        out.extend_from_slice(b",\"leaves\":");
-        write_group(&self.leaves, out);
-        out.push(b'}');
-    }
-}
-
-fn write_group(items: &[(Box<str>, Meta)], out: &mut Vec<u8>) {
-    out.push(b'{');
-    match items {
-        [] => {}
-        [(key, meta)] => {
-            write_str_buf(out, key);
-            out.extend_from_slice(b":{\"metas\":[");
-            meta.write_json(out);
-            out.extend_from_slice(b"]}");
-        }
-        _ => {
-            let mut order: Vec<usize> = (0..items.len()).collect();
-            order.sort_by(|&a, &b| items[a].0.cmp(&items[b].0));
-            let mut prev: Option<&str> = None;
-            for &i in &order {
-                let (key, meta) = &items[i];
-                if prev == Some(&**key) {
-                    out.push(b',');
-                } else {
-                    if prev.is_some() {
-                        out.extend_from_slice(b"]},");
-                    }
-                    write_str_buf(out, key);
-                    out.extend_from_slice(b":{\"metas\":[");
-                    prev = Some(key);
-                }
-                meta.write_json(out);
-            }
-            out.extend_from_slice(b"]}");
-        }
-    }
-    out.push(b'}');
 }

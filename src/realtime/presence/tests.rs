@@ -1,23 +1,25 @@
+use std::collections::BTreeMap;
+
 use super::*;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::json;
 
-fn obj(v: Value) -> Map<String, Value> {
+pub(super) fn obj(v: Value) -> Map<String, Value> {
     match v {
         Value::Object(m) => m,
         _ => panic!("not an object"),
     }
 }
 
-fn diff_json(d: &Diff) -> String {
+pub(super) fn diff_json(d: &Diff) -> String {
     let mut out = Vec::new();
     d.to_json(&mut out);
     String::from_utf8(out).unwrap()
 }
 
-fn state(p: &TopicPresence) -> String {
+pub(super) fn state(p: &TopicPresence) -> String {
     let mut out = Vec::new();
     p.state_json(&mut out);
     String::from_utf8(out).unwrap()
