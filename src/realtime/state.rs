@@ -455,7 +455,7 @@ impl Session {
             self.remove_channel(env, &t);
         }
         if self.counted_user {
-            env.tenant.nr_users = env.tenant.nr_users.saturating_sub(1);
+            env.tenant.users.remove();
             self.counted_user = false;
         }
     }

@@ -130,7 +130,15 @@ pub fn activate(state: &Rc<ShardState>, cfg: &Arc<TenantConfig>) -> Rc<RefCell<T
     if let Some(t) = state.tenant(&cfg.external_id) {
         return t;
     }
-    let t = Rc::new(RefCell::new(Tenant::new(cfg.clone(), state.now_ms())));
+    // The registry's lock, once per activation (never per message).
+    let now = state.now_ms();
+    let shared = state.shared_tenants.attach(&cfg.external_id, now);
+    let t = Rc::new(RefCell::new(Tenant::on_shard(
+        cfg.clone(),
+        shared,
+        state.shard.id,
+        now,
+    )));
     state
         .tenants
         .borrow_mut()
@@ -309,14 +317,22 @@ pub async fn view(state: &Rc<ShardState>, id: &str) -> TenantView {
     futures_lite::future::or(answer, timeout).await
 }
 
+/// The users figure is the tenant's on every shard (from its shared
+/// gauge, through the registry when the tenant is not active here).
 fn local_view(state: &ShardState, id: &str) -> TenantView {
-    state.tenant(id).map_or_else(TenantView::default, |t| {
-        let t = t.borrow();
-        TenantView {
-            users: t.nr_users,
-            streaming: t.cdc.is_streaming(),
+    match state.tenant(id) {
+        Some(t) => {
+            let t = t.borrow();
+            TenantView {
+                users: t.nr_users(),
+                streaming: t.cdc.is_streaming(),
+            }
         }
-    })
+        None => TenantView {
+            users: state.shared_tenants.get(id).map_or(0, |s| s.nr_users()),
+            streaming: false,
+        },
+    }
 }
 
 /// Answers another shard's [`ShardMsg::ViewTenant`].

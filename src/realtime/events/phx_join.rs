@@ -268,7 +268,7 @@ fn validate(
     if tenant_cfg.private_only && !cfg.private {
         return Err(JoinError::PrivateOnly);
     }
-    if !session.counted_user && env.tenant.nr_users >= limits.max_concurrent_users {
+    if !session.counted_user && env.tenant.nr_users() >= limits.max_concurrent_users {
         return Err(JoinError::ConnectionRateLimitReached);
     }
     env.tenant.joins.add(1, env.now_ms);
@@ -366,7 +366,7 @@ fn build(
     );
     if !session.counted_user {
         session.counted_user = true;
-        env.tenant.nr_users += 1;
+        env.tenant.users.add();
     }
     env.tally.joins += 1;
     env.tally.channels += 1;
