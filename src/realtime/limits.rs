@@ -259,14 +259,17 @@ mod tests {
 
     #[test]
     fn average_updates_per_tick() {
-        let mut c = RateCounter::tenant(0);
-        c.add(600, 1_000);
-        assert_eq!(c.avg(4_999), 0.0, "no finished tick yet");
-        assert_eq!(c.avg(5_000), 120.0);
-        assert!(c.triggered(100, 5_000));
-        assert!(!c.triggered(121, 5_000));
-        // A quiet second tick halves the average over two buckets.
-        assert_eq!(c.avg(10_000), 60.0);
+        // Alone, and as the one shard of a shared counter: the same figures.
+        let shared = RateCounter::tenant_shared(Arc::new(SharedRate::new(1, 5_000, 0)), 0, 0);
+        for mut c in [RateCounter::tenant(0), shared] {
+            c.add(600, 1_000);
+            assert_eq!(c.avg(4_999), 0.0, "no finished tick yet");
+            assert_eq!(c.avg(5_000), 120.0);
+            assert!(c.triggered(100, 5_000));
+            assert!(!c.triggered(121, 5_000));
+            // A quiet second tick halves the average over two buckets.
+            assert_eq!(c.avg(10_000), 60.0);
+        }
     }
 
     #[test]
@@ -289,18 +292,6 @@ mod tests {
     fn a_shared_slot_is_one_padded_block_per_shard() {
         assert_eq!(std::mem::size_of::<Slot>(), 128);
         assert_eq!(std::mem::align_of::<Slot>(), 128);
-    }
-
-    #[test]
-    fn shared_counter_alone_averages_like_a_local_one() {
-        let rate = Arc::new(SharedRate::new(1, 5_000, 0));
-        let mut c = RateCounter::tenant_shared(rate, 0, 0);
-        c.add(600, 1_000);
-        assert_eq!(c.avg(4_999), 0.0, "no finished tick yet");
-        assert_eq!(c.avg(5_000), 120.0);
-        assert!(c.triggered(100, 5_000));
-        assert!(!c.triggered(121, 5_000));
-        assert_eq!(c.avg(10_000), 60.0);
     }
 
     #[test]

@@ -87,11 +87,9 @@ impl Shard {
         }
     }
 
-    /// Hands one text frame to the socket's session at `now_ms`.
-    fn send(&mut self, s: &mut Socket, frame: serde_json::Value, now_ms: u64) -> Flow {
-        let text = frame.to_string();
-        let msg = decode_text(Vsn::V1, text.as_bytes()).expect("valid frame");
-        let mut env = Env {
+    /// What a handler on this shard is given at `now_ms`.
+    fn env(&mut self, now_ms: u64) -> Env<'_> {
+        Env {
             tenant: &mut self.tenant,
             now_ms,
             now_unix: NOW_UNIX,
@@ -99,7 +97,14 @@ impl Shard {
             next_channel_id: &mut self.next_channel_id,
             shutting_down: false,
             tally: &mut self.tally,
-        };
+        }
+    }
+
+    /// Hands one text frame to the socket's session at `now_ms`.
+    fn send(&mut self, s: &mut Socket, frame: serde_json::Value, now_ms: u64) -> Flow {
+        let text = frame.to_string();
+        let msg = decode_text(Vsn::V1, text.as_bytes()).expect("valid frame");
+        let mut env = self.env(now_ms);
         s.session.handle(&mut env, msg)
     }
 
@@ -140,15 +145,7 @@ impl Shard {
     }
 
     fn close(&mut self, s: &mut Socket, now_ms: u64) {
-        let mut env = Env {
-            tenant: &mut self.tenant,
-            now_ms,
-            now_unix: NOW_UNIX,
-            settings: &self.settings,
-            next_channel_id: &mut self.next_channel_id,
-            shutting_down: false,
-            tally: &mut self.tally,
-        };
+        let mut env = self.env(now_ms);
         s.session.close(&mut env);
     }
 }
@@ -201,61 +198,68 @@ fn users_limit_holds_across_shards_with_the_exact_error() {
     assert_eq!(shared.nr_users(), 0);
 }
 
-/// `n_a` broadcasts on shard A and `n_b` on B in the first tick; then
-/// whether a broadcast on A in the second tick is refused.
-fn events_refused(n_a: u64, n_b: u64) -> bool {
-    // 10/s over the first 5 s tick: 50 events trigger it.
-    let (_shared, mut a, mut b) = two_shards(Limits {
-        max_events_per_second: 10,
-        ..limits()
-    });
+/// Two shards of a tenant with `limits`, a socket on each (joined to
+/// `room` if `joined`); then `n_a` calls of `op` on A and `n_b` on B, 1 ms
+/// apart, all in the first tick.
+fn burst(
+    limits: Limits,
+    joined: bool,
+    (n_a, n_b): (u64, u64),
+    op: impl Fn(&mut Shard, &mut Socket, u64, u64),
+) -> (Shard, Socket, Shard, Socket) {
+    let (_shared, mut a, mut b) = two_shards(limits);
     let (mut sa, mut sb) = (a.socket(1), b.socket(2));
-    a.join(&mut sa, "room", 0).unwrap();
-    b.join(&mut sb, "room", 0).unwrap();
+    if joined {
+        a.join(&mut sa, "room", 0).unwrap();
+        b.join(&mut sb, "room", 0).unwrap();
+    }
     for i in 0..n_a {
-        a.broadcast(&mut sa, "room", 100 + i);
+        op(&mut a, &mut sa, i, 100 + i);
     }
     for i in 0..n_b {
-        b.broadcast(&mut sb, "room", 200 + i);
+        op(&mut b, &mut sb, i, 200 + i);
     }
-    assert!(
-        !sa.was_told("Too many messages per second"),
-        "no finished tick yet"
-    );
-    a.broadcast(&mut sa, "room", 5_000);
-    sa.was_told("Too many messages per second")
+    (a, sa, b, sb)
 }
 
 #[test]
 fn events_on_two_shards_trigger_the_limit_together() {
-    assert!(!events_refused(30, 0), "30 on A alone: 6/s");
-    assert!(!events_refused(0, 30), "30 on B alone: 6/s");
-    assert!(events_refused(30, 30), "60 on A and B: 12/s");
+    // 10/s over the first 5 s tick: 50 events trigger it.
+    let refused = |n| {
+        let limits = Limits {
+            max_events_per_second: 10,
+            ..limits()
+        };
+        let (mut a, mut sa, ..) = burst(limits, true, n, |sh, s, _, t| sh.broadcast(s, "room", t));
+        let told = |s: &Socket| s.was_told("Too many messages per second");
+        assert!(!told(&sa), "no finished tick yet");
+        a.broadcast(&mut sa, "room", 5_000);
+        told(&sa)
+    };
+    assert!(!refused((30, 0)), "30 on A alone: 6/s");
+    assert!(!refused((0, 30)), "30 on B alone: 6/s");
+    assert!(refused((30, 30)), "60 on A and B: 12/s");
 }
 
 #[test]
 fn joins_on_two_shards_trigger_the_limit_together() {
-    let refused = |n_a: u64, n_b: u64| {
-        let (_shared, mut a, mut b) = two_shards(Limits {
+    let refused = |n| {
+        let limits = Limits {
             max_joins_per_second: 2,
             ..limits()
+        };
+        let (.., mut b, mut sb) = burst(limits, false, n, |sh, s, i, t| {
+            sh.join(s, &format!("r{i}"), t).unwrap()
         });
-        let (mut sa, mut sb) = (a.socket(1), b.socket(2));
-        for i in 0..n_a {
-            a.join(&mut sa, &format!("a{i}"), 100 + i).unwrap();
-        }
-        for i in 0..n_b {
-            b.join(&mut sb, &format!("b{i}"), 200 + i).unwrap();
-        }
         b.join(&mut sb, "late", 5_000)
     };
     assert_eq!(
-        refused(6, 0),
+        refused((6, 0)),
         Ok(()),
         "6 joins alone in the first tick: 1.2/s"
     );
     assert_eq!(
-        refused(6, 6),
+        refused((6, 6)),
         Err("ClientJoinRateLimitReached: Too many joins per second".into()),
         "12 joins on two shards: 2.4/s"
     );
@@ -263,25 +267,17 @@ fn joins_on_two_shards_trigger_the_limit_together() {
 
 #[test]
 fn presence_on_two_shards_triggers_the_limit_together() {
-    let refused = |n_a: u64, n_b: u64| {
-        let (_shared, mut a, mut b) = two_shards(Limits {
+    let refused = |n| {
+        let limits = Limits {
             max_presence_events_per_second: 2,
             ..limits()
-        });
-        let (mut sa, mut sb) = (a.socket(1), b.socket(2));
-        a.join(&mut sa, "room", 0).unwrap();
-        b.join(&mut sb, "room", 0).unwrap();
-        for i in 0..n_a {
-            a.track(&mut sa, "room", 100 + i);
-        }
-        for i in 0..n_b {
-            b.track(&mut sb, "room", 200 + i);
-        }
+        };
+        let (.., mut b, mut sb) = burst(limits, true, n, |sh, s, _, t| sh.track(s, "room", t));
         b.track(&mut sb, "room", 5_000);
         sb.was_told("Too many presence messages per second")
     };
-    assert!(!refused(0, 8), "8 tracks alone: 1.6/s");
-    assert!(refused(8, 8), "16 tracks on two shards: 3.2/s");
+    assert!(!refused((0, 8)), "8 tracks alone: 1.6/s");
+    assert!(refused((8, 8)), "16 tracks on two shards: 3.2/s");
 }
 
 #[test]
