@@ -1,7 +1,8 @@
 //! Runtime-free domain logic: everything here is plain data and functions of
 //! it, driven by the `server` layer. Time is always passed in.
 //!
-//! - [`tenant`]: tenant settings, the directory, per-shard tenant state.
+//! - [`tenant`]: tenant settings, the directory, per-shard tenant state,
+//!   and what a tenant's shards share (users gauge, rate counters).
 //! - [`auth`]: JWT verification and the exact error texts.
 //! - [`authz`]: private channels: the RLS questions handlers ask of the
 //!   tenant database and the answers the server hands back.
@@ -15,7 +16,7 @@
 //! - [`state`]: one connection's channels and what handlers are given.
 //! - [`events`]: one file per Phoenix event.
 //! - [`presence`]: presence state and diffs of one topic.
-//! - [`limits`]: rolling rate counters.
+//! - [`limits`]: rolling rate counters, alone or kept across shards.
 //! - [`frames`]: Phoenix messages framed as server WebSocket frames.
 //! - [`errors`]: the exact join and connect errors clients are told.
 //! - [`rest`]: REST broadcast request bodies.

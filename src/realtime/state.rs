@@ -388,7 +388,7 @@ impl Session {
     /// waiting at its deadline is shut down with `Replication connection
     /// was not established in time`. Whether any still waits.
     pub fn replication_ready(&mut self, env: &mut Env<'_>) -> bool {
-        let ready = env.tenant.messages_streaming;
+        let ready = env.tenant.messages_streaming();
         let now = env.now_ms;
         let due: Vec<Box<str>> = self
             .channels
@@ -455,7 +455,7 @@ impl Session {
             self.remove_channel(env, &t);
         }
         if self.counted_user {
-            env.tenant.nr_users = env.tenant.nr_users.saturating_sub(1);
+            env.tenant.users.remove();
             self.counted_user = false;
         }
     }

@@ -336,6 +336,9 @@ async fn delete(state: &Rc<ShardState>, id: &str) -> Result<Resp, ControlError> 
         .await?;
     if removed {
         tenants::announce(state, id, TenantChange::Disconnect, None).await;
+        // Every shard has let the tenant go: its shared users and rates
+        // go too (sockets still closing count down their own copy).
+        state.shared_tenants.remove(id);
         if let Some((_, rec)) = existing {
             drop_slot(state, &rec).await;
         }

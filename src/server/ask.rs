@@ -10,7 +10,10 @@ use std::time::Duration;
 
 /// This shard's open questions of one kind, by ticket: the answer once it
 /// came, and the asker's waker.
-pub struct Asks<T>(RefCell<HashMap<u64, (Option<T>, Option<Waker>)>>);
+pub struct Asks<T>(RefCell<HashMap<u64, Slot<T>>>);
+
+/// One open question: its answer once it came, and the asker's waker.
+type Slot<T> = (Option<T>, Option<Waker>);
 
 impl<T> Default for Asks<T> {
     fn default() -> Self {

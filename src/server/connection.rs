@@ -150,7 +150,7 @@ async fn check_connect(
     let cfg = tenant.borrow().config.clone();
     {
         let mut t = tenant.borrow_mut();
-        if t.nr_users >= cfg.limits.max_concurrent_users {
+        if t.nr_users() >= cfg.limits.max_concurrent_users {
             return Err(ConnectError::TooManyConnectedUsers.into());
         }
         let now = state.now_ms();

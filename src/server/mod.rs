@@ -76,6 +76,7 @@ use realtime_shards::{Shard, ShardStats};
 
 use crate::config::Config;
 use crate::realtime::session::Settings;
+use crate::realtime::tenant::shared::SharedTenants;
 use crate::realtime::tenant::Directory;
 
 use shard::{ShardMsg, ShardState};
@@ -89,10 +90,15 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
     let directory = Arc::new(directory);
     let nr = config.nr_shards();
     let table = Arc::new(crate::realtime::interest::InterestTable::default());
+    // One clock origin for every shard: tenant rate counters kept across
+    // shards number their ticks on it.
+    let started = Instant::now();
+    let shared_tenants = Arc::new(SharedTenants::new(nr));
     realtime_shards::PoolBuilder::new(nr).run(move |mut shard: Shard<ShardMsg>| {
         let config = config.clone();
         let directory = directory.clone();
         let table = table.clone();
+        let shared_tenants = shared_tenants.clone();
         async move {
             let control = control::pool::Pool::new(&config);
             let first_channel = first_channel_id(shard.id);
@@ -139,7 +145,8 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                     expiries: RefCell::new(BinaryHeap::new()),
                     replication_waiting: RefCell::default(),
                     shutting_down: Cell::new(false),
-                    started: Instant::now(),
+                    shared_tenants,
+                    started,
                 }
             });
             if let Err(e) = shard_main(state, receivers).await {

@@ -223,7 +223,11 @@ pub struct ShardState {
     pub replication_waiting: RefCell<std::collections::BTreeSet<u64>>,
     /// Set when the server is draining.
     pub shutting_down: Cell<bool>,
-    /// Monotonic origin for `now_ms`.
+    /// What the shards serving a tenant share (users gauge, rate
+    /// counters), by tenant id; one registry for the process.
+    pub shared_tenants: Arc<crate::realtime::tenant::shared::SharedTenants>,
+    /// Monotonic origin for `now_ms`, the same on every shard (tenant rate
+    /// counters shared by shards number their ticks on it).
     pub started: Instant,
 }
 
@@ -268,7 +272,8 @@ impl LookupWait {
 }
 
 impl ShardState {
-    /// Milliseconds since the shard started (monotonic).
+    /// Milliseconds since the server started (monotonic, the same clock
+    /// on every shard).
     pub fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }

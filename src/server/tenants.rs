@@ -130,7 +130,10 @@ pub fn activate(state: &Rc<ShardState>, cfg: &Arc<TenantConfig>) -> Rc<RefCell<T
     if let Some(t) = state.tenant(&cfg.external_id) {
         return t;
     }
-    let mut tenant = Tenant::new(cfg.clone(), state.now_ms());
+    // The registry's lock, once per activation (never per message).
+    let now = state.now_ms();
+    let shared = state.shared_tenants.attach(&cfg.external_id, now);
+    let mut tenant = Tenant::on_shard(cfg.clone(), shared, state.shard.id, now);
     if let Some(interest) = &state.interest {
         tenant.hub = crate::realtime::hub::Hub::linked(interest.clone(), &cfg.external_id);
     }
@@ -298,14 +301,22 @@ pub async fn view(state: &Rc<ShardState>, id: &str) -> TenantView {
     })
 }
 
+/// The users figure is the tenant's on every shard (from its shared
+/// gauge, through the registry when the tenant is not active here).
 fn local_view(state: &ShardState, id: &str) -> TenantView {
-    state.tenant(id).map_or_else(TenantView::default, |t| {
-        let t = t.borrow();
-        TenantView {
-            users: t.nr_users,
-            streaming: t.cdc.is_streaming(),
+    match state.tenant(id) {
+        Some(t) => {
+            let t = t.borrow();
+            TenantView {
+                users: t.nr_users(),
+                streaming: t.cdc.is_streaming(),
+            }
         }
-    })
+        None => TenantView {
+            users: state.shared_tenants.get(id).map_or(0, |s| s.nr_users()),
+            streaming: false,
+        },
+    }
 }
 
 /// Answers another shard's [`ShardMsg::ViewTenant`].

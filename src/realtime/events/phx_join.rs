@@ -223,7 +223,7 @@ fn finish(
     }
     announce(session, env, ch, &join, replayed);
     // Already streaming: told at once, right after the join's frames.
-    if join.cfg.replication_ready && env.tenant.messages_streaming {
+    if join.cfg.replication_ready && env.tenant.messages_streaming() {
         session.replication_ready(env);
     }
 }
@@ -268,7 +268,7 @@ fn validate(
     if tenant_cfg.private_only && !cfg.private {
         return Err(JoinError::PrivateOnly);
     }
-    if !session.counted_user && env.tenant.nr_users >= limits.max_concurrent_users {
+    if !session.counted_user && env.tenant.nr_users() >= limits.max_concurrent_users {
         return Err(JoinError::ConnectionRateLimitReached);
     }
     env.tenant.joins.add(1, env.now_ms);
@@ -366,7 +366,7 @@ fn build(
     );
     if !session.counted_user {
         session.counted_user = true;
-        env.tenant.nr_users += 1;
+        env.tenant.users.add();
     }
     env.tally.joins += 1;
     env.tally.channels += 1;

@@ -5,6 +5,7 @@ pub mod params;
 pub mod record;
 pub mod row;
 pub mod schema;
+pub mod shared;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -15,6 +16,7 @@ use super::auth::memo::TokenMemo;
 use super::auth::{ClaimValidators, JwtKeys};
 use super::hub::Hub;
 use super::limits::RateCounter;
+use shared::{SharedTenant, UsersShare};
 
 /// Per-tenant limits (PROTOCOL 7.1); defaults come from the server config.
 #[derive(Debug, Clone)]
@@ -198,45 +200,75 @@ impl Directory {
     }
 }
 
-/// A tenant's live state on its home shard.
+/// A tenant's live state on a shard that serves it (its home shard, or
+/// any shard for a `Spread` tenant). Its limits' counters are the
+/// tenant's, shared with its other shards ([`shared`]).
 pub struct Tenant {
     /// Settings shared with the directory.
     pub config: Arc<TenantConfig>,
     /// Topics, subscribers and presence.
     pub hub: Hub,
-    /// Connects and joins per second.
+    /// Connects and joins per second, over all the tenant's shards.
     pub joins: RateCounter,
-    /// Broadcast events per second.
+    /// Broadcast events per second, over all the tenant's shards.
     pub events: RateCounter,
-    /// Presence events per second.
+    /// Presence events per second, over all the tenant's shards.
     pub presence_events: RateCounter,
-    /// Connections that have joined a channel and are still open.
-    pub nr_users: u64,
+    /// This shard's part of the tenant-wide count of connections that have
+    /// joined a channel and are still open.
+    pub users: UsersShare,
     /// Postgres Changes subscribers.
     pub cdc: super::cdc::CdcRegistry,
     /// Join tokens verified recently: most joins repeat a token.
     pub join_tokens: TokenMemo<TenantConfig>,
-    /// The tenant's Broadcast from Database stream is streaming (set by
-    /// the server's driver; `broadcast.replication_ready` waits for it).
-    pub messages_streaming: bool,
 }
 
 impl Tenant {
-    /// Fresh state for a tenant that just became active on this shard.
+    /// Fresh state for a tenant that only this shard serves (its counters
+    /// shared with nobody).
     pub fn new(config: Arc<TenantConfig>, now_ms: u64) -> Self {
+        Self::on_shard(config, Arc::new(SharedTenant::new(1, now_ms)), 0, now_ms)
+    }
+
+    /// Fresh state for a tenant that just became active on shard `shard`,
+    /// counting into the tenant's `shared` state (from
+    /// [`shared::SharedTenants::attach`]).
+    pub fn on_shard(
+        config: Arc<TenantConfig>,
+        shared: Arc<SharedTenant>,
+        shard: usize,
+        now_ms: u64,
+    ) -> Self {
         let mut cdc = super::cdc::CdcRegistry::default();
         cdc.enabled = config.has_database;
+        let [joins, events, presence_events] = shared.counters(shard, now_ms);
         Self {
             hub: Hub::default(),
-            joins: RateCounter::tenant(now_ms),
-            events: RateCounter::tenant(now_ms),
-            presence_events: RateCounter::tenant(now_ms),
-            nr_users: 0,
+            joins,
+            events,
+            presence_events,
+            users: UsersShare::new(shared),
             cdc,
             join_tokens: TokenMemo::default(),
-            messages_streaming: false,
             config,
         }
+    }
+
+    /// Connections with a joined channel, on every shard of the tenant.
+    pub fn nr_users(&self) -> u64 {
+        self.users.nr_users()
+    }
+
+    /// The tenant's Broadcast from Database stream is streaming (set by
+    /// the server's driver on the home shard; `broadcast.replication_ready`
+    /// waits for it on every shard).
+    pub fn messages_streaming(&self) -> bool {
+        self.users.tenant().messages_streaming()
+    }
+
+    /// Its Broadcast from Database stream went up or down.
+    pub fn set_messages_streaming(&self, up: bool) {
+        self.users.tenant().set_messages_streaming(up);
     }
 }
 

@@ -43,6 +43,7 @@
 pub mod publication;
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use realtime_shards::ShardStats;
@@ -56,6 +57,7 @@ use crate::config::Config;
 use crate::proto::pg::pgoutput::Message;
 use crate::realtime::db_broadcast::{self, is_messages_relation, DbMessage};
 use crate::realtime::tenant::schema::SchemaState;
+use crate::realtime::tenant::shared::SharedTenant;
 
 /// The slot's name before `SLOT_NAME_SUFFIX`.
 pub const SLOT_PREFIX: &str = "realtime_messages_slot";
@@ -86,9 +88,10 @@ fn schema_ready(state: &ShardState, tenant: &str) -> bool {
     super::tenant_db::schema_state(state, tenant) == Some(SchemaState::Ready)
 }
 
-/// Whether the tenant has a joined channel on this shard (its home).
+/// Whether the tenant has a joined channel: on this shard (its home), or
+/// on any other (a spread tenant's users are counted tenant-wide).
 fn has_channel(state: &ShardState, tenant: &str) -> bool {
-    with_tenant(state, tenant, |t| t.hub.nr_topics() > 0).unwrap_or(false)
+    with_tenant(state, tenant, |t| t.hub.nr_topics() > 0 || t.nr_users() > 0).unwrap_or(false)
 }
 
 /// Runs the messages stream of `tenant` until the shard stops or the
@@ -169,27 +172,25 @@ async fn ensure_publication(tenant: &str, sql: &mut PgConn) -> Result<(), PgErro
     Ok(())
 }
 
-/// The tenant's `messages_streaming` flag, up while this lives.
-struct Streaming<'a> {
-    state: &'a ShardState,
-    tenant: &'a str,
-}
+/// The tenant's `messages_streaming` flag, up while this lives. It holds
+/// the tenant's shared state itself, so the flag goes down with the
+/// stream even when the tenant's state on this shard went first (a
+/// tenant change stops the stream).
+struct Streaming(Option<Arc<SharedTenant>>);
 
-impl<'a> Streaming<'a> {
-    fn set(state: &'a ShardState, tenant: &'a str) -> Self {
-        with_tenant(state, tenant, |t| t.messages_streaming = true);
-        Streaming { state, tenant }
+impl Streaming {
+    fn set(state: &ShardState, tenant: &str) -> Self {
+        Streaming(with_tenant(state, tenant, |t| {
+            t.set_messages_streaming(true);
+            t.users.tenant().clone()
+        }))
     }
 }
 
-impl Drop for Streaming<'_> {
+impl Drop for Streaming {
     fn drop(&mut self) {
-        // Not `with_tenant`: a drop while unwinding from a panic inside a
-        // tenant borrow must not panic again.
-        if let Some(t) = self.state.tenant(self.tenant) {
-            if let Ok(mut t) = t.try_borrow_mut() {
-                t.messages_streaming = false;
-            }
+        if let Some(s) = &self.0 {
+            s.set_messages_streaming(false);
         }
     }
 }
