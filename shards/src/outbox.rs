@@ -34,10 +34,14 @@ pub enum Sent {
     Gone,
 }
 
+/// A message waiting (or a gap), its accounted bytes, and whether it
+/// counts as forwarded once sent.
+type Waiting<M, K> = (Result<M, K>, usize, bool);
+
 struct Peer<M, K> {
-    /// Waiting for room, oldest first, with their accounted bytes; `Err`
-    /// holds a gap still to send.
-    overflow: RefCell<VecDeque<(Result<M, K>, usize)>>,
+    /// Waiting for room, oldest first, with their accounted bytes and
+    /// whether they count as forwarded; `Err` holds a gap still to send.
+    overflow: RefCell<VecDeque<Waiting<M, K>>>,
     bytes: Cell<usize>,
     /// The drain task holds a message it took from `overflow` and is
     /// sending it: nothing may take the direct path meanwhile.
@@ -80,8 +84,8 @@ impl<M: Send + 'static, K: Clone + Eq + Hash> Outbox<M, K> {
     /// Sends `msg` (accounting `len` bytes) to shard `to` in order with
     /// everything sent there before, without waiting. With a `key`, it may
     /// be dropped (see the module doc); without, it is always kept.
-    /// Drops are counted in `forward_drops`, direct sends in
-    /// `forwards_out`.
+    /// Drops are counted in `forward_drops`; messages with a key (data,
+    /// not control) in `forwards_out` once sent.
     pub fn send(&self, shard: &Shard<M>, to: usize, msg: M, len: usize, key: Option<K>) -> Sent {
         let peer = &self.peers[to];
         let stats = shard.my_stats();
@@ -94,7 +98,9 @@ impl<M: Send + 'static, K: Clone + Eq + Hash> Outbox<M, K> {
         let msg = if !peer.busy.get() && peer.overflow.borrow().is_empty() {
             match shard.try_send_to(to, msg) {
                 Ok(()) => {
-                    ShardStats::add(&stats.forwards_out, 1);
+                    if key.is_some() {
+                        ShardStats::add(&stats.forwards_out, 1);
+                    }
                     return Sent::Direct;
                 }
                 Err((_, true)) => return Sent::Gone,
@@ -107,13 +113,16 @@ impl<M: Send + 'static, K: Clone + Eq + Hash> Outbox<M, K> {
             Some(k) if len > 0 && peer.bytes.get() + len > self.bound => {
                 ShardStats::add(&stats.forward_drops, 1);
                 if peer.gapped.borrow_mut().insert(k.clone()) {
-                    peer.overflow.borrow_mut().push_back((Err(k), 0));
+                    peer.overflow.borrow_mut().push_back((Err(k), 0, false));
                 }
                 Sent::Dropped
             }
             _ => {
                 peer.bytes.set(peer.bytes.get() + len);
-                peer.overflow.borrow_mut().push_back((Ok(msg), len));
+                let counted = key.is_some();
+                peer.overflow
+                    .borrow_mut()
+                    .push_back((Ok(msg), len, counted));
                 Sent::Held
             }
         };
@@ -133,7 +142,7 @@ impl<M: Send + 'static, K: Clone + Eq + Hash> Outbox<M, K> {
     pub async fn drain(&self, shard: &Shard<M>, to: usize) {
         let peer = &self.peers[to];
         loop {
-            let (next, len) =
+            let (next, len, counted) =
                 std::future::poll_fn(|cx| match peer.overflow.borrow_mut().pop_front() {
                     Some(next) => {
                         peer.busy.set(true);
@@ -156,7 +165,7 @@ impl<M: Send + 'static, K: Clone + Eq + Hash> Outbox<M, K> {
                 Some(k) => {
                     peer.gapped.borrow_mut().remove(&k);
                 }
-                None if sent => ShardStats::add(&shard.my_stats().forwards_out, 1),
+                None if sent && counted => ShardStats::add(&shard.my_stats().forwards_out, 1),
                 None => {}
             }
         }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use super::frames;
 use super::interest::{self, Forward, ReadClass, ShardInterest};
-use super::presence::TopicPresence;
+use super::presence::{ReplicaId, TopicPresence};
 use crate::proto::phoenix::{self, Encoding, Vsn};
 
 /// Identifies one joined channel instance on a shard.
@@ -265,11 +265,12 @@ impl Hub {
         if let Some(link) = &self.link {
             link.shard.gained(link.slot(key), sub.vsn);
         }
+        let replica = self.replica();
         let space = self.space_mut(key.private);
         match space.get_mut(key.topic) {
             Some(t) => t.subs.push(sub),
             None => {
-                let mut t = Topic::default();
+                let mut t = new_topic(replica);
                 t.subs.push(sub);
                 space.insert(key.topic.into(), t);
             }
@@ -333,9 +334,10 @@ impl Hub {
     /// A topic, created if needed.
     pub fn topic_mut<'k>(&mut self, key: impl Into<TopicKey<'k>>) -> &mut Topic {
         let key = key.into();
+        let replica = self.replica();
         self.space_mut(key.private)
             .entry(key.topic.into())
-            .or_default()
+            .or_insert_with(|| new_topic(replica))
     }
 
     /// Number of topics with subscribers or presence.
@@ -684,6 +686,18 @@ pub(crate) mod test_sink {
         }
     }
 }
+
+/// An empty topic whose presence is replica `replica` of it.
+fn new_topic(replica: ReplicaId) -> Topic {
+    Topic {
+        subs: Vec::new(),
+        presence: TopicPresence::new(replica),
+    }
+}
+
+#[path = "hub_replicas.rs"]
+mod replicas;
+pub use replicas::TopicSnapshot;
 
 #[cfg(test)]
 #[path = "hub_tests.rs"]

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::proto::phoenix::Vsn;
+use crate::realtime::presence::PresenceDelta;
 
 /// Most shards one table serves.
 pub const MAX_SHARDS: usize = 64;
@@ -159,6 +160,8 @@ impl Forward {
 pub trait Forwarder {
     /// Queues `msg` once to each shard in `targets` (a bit per shard).
     fn forward(&self, targets: u64, msg: Arc<Forward>);
+    /// Queues a presence delta of a tenant's topic to every other shard.
+    fn presence(&self, tenant: &Arc<str>, topic: Arc<str>, private: bool, delta: PresenceDelta);
 }
 
 /// One shard's side of the table: its counts per slot, and how it sends.
@@ -229,6 +232,7 @@ mod tests {
     struct Nowhere;
     impl Forwarder for Nowhere {
         fn forward(&self, _: u64, _: Arc<Forward>) {}
+        fn presence(&self, _: &Arc<str>, _: Arc<str>, _: bool, _: PresenceDelta) {}
     }
 
     #[test]

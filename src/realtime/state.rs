@@ -494,15 +494,19 @@ pub fn lenient_bool(v: Option<&serde_json::Value>) -> Option<bool> {
 fn leave_presence(env: &mut Env<'_>, topic: TopicKey<'_>, owner: ChannelId) {
     let diff = env.tenant.hub.topic_mut(topic).presence.leave(owner);
     if let Some(d) = diff {
-        fan_presence_diff(env, topic, &d);
+        fan_presence_diff(env, topic, &d, owner);
     }
     // Drop the topic entry again if the leave emptied it.
     env.tenant.hub.unsubscribe(topic, owner);
 }
 
 /// Fans a `presence_diff` out to every subscriber of `topic` that may
-/// read presence.
-pub fn fan_presence_diff(env: &mut Env<'_>, topic: TopicKey<'_>, diff: &Diff) {
+/// read presence, after `owner`'s entry changed; a spread tenant's other
+/// shards get the change itself too (see `hub_replicas`).
+pub fn fan_presence_diff(env: &mut Env<'_>, topic: TopicKey<'_>, diff: &Diff, owner: ChannelId) {
+    if env.tenant.config.placement == super::tenant::Placement::Spread {
+        env.tenant.hub.replicate_presence(topic, owner);
+    }
     let mut body = Vec::with_capacity(128);
     diff.to_json(&mut body);
     let n = env.tenant.hub.fanout(

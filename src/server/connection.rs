@@ -145,6 +145,11 @@ async fn check_connect(
         return Err(ConnectError::Token(e).into());
     }
     let tenant = tenants::activate(state, &cfg);
+    // A spread tenant new on this shard: its other shards' presence first,
+    // so that this socket's joins see all of it.
+    if state.presence_syncs.borrow().contains_key(&cfg.external_id) {
+        super::forward::presence_synced(state, &cfg.external_id, PRESENCE_SYNC_WAIT).await;
+    }
     // The live state may hold newer settings than the lookup (a change
     // went by): its limits are the ones that count.
     let cfg = tenant.borrow().config.clone();
@@ -225,6 +230,10 @@ async fn websocket(
     // the connection's lifetime.
     glommio::spawn_local(session_task(state, stream, conn, buf)).detach();
 }
+
+/// Longest a socket of a spread tenant new on its shard waits for the
+/// other shards' presence entries (they answer at once unless stopping).
+const PRESENCE_SYNC_WAIT: Duration = Duration::from_secs(2);
 
 /// Drives an upgraded connection: the read loop, then clean-up once the
 /// shard's flusher has written what was queued (see `outq`).

@@ -26,7 +26,9 @@ use realtime_shards::ShardStats;
 
 use super::shard::{GapKey, ShardMsg, ShardState};
 use crate::realtime::hub::TopicKey;
+use crate::realtime::hub::TopicSnapshot;
 use crate::realtime::interest::{Forward, Forwarder};
+use crate::realtime::presence::PresenceDelta;
 
 /// This shard's [`Forwarder`]: forwarded messages go into its outbox
 /// (`ShardState::outbox`), one ordered queue per other shard.
@@ -52,6 +54,28 @@ impl Forwarder for MeshForwarder {
                     .outbox
                     .send(&state.shard, to, m, len, Some(gap.clone()));
             }
+        }
+    }
+
+    fn presence(&self, tenant: &Arc<str>, topic: Arc<str>, private: bool, delta: PresenceDelta) {
+        let Some(state) = self.state.upgrade() else {
+            return;
+        };
+        // Never dropped (it names no gap key): presence changes are few
+        // (rate-limited per tenant) and each shard's view must stay whole.
+        MeshForwarder::to_all(&state, || ShardMsg::Presence {
+            tenant: tenant.clone(),
+            topic: topic.clone(),
+            private,
+            delta: delta.clone(),
+        });
+    }
+}
+
+impl MeshForwarder {
+    fn to_all(state: &ShardState, make: impl Fn() -> ShardMsg) {
+        for to in (0..state.shard.nr_shards).filter(|&to| to != state.shard.id) {
+            state.outbox.send(&state.shard, to, make(), 0, None);
         }
     }
 }
@@ -108,5 +132,95 @@ pub fn gap(state: &ShardState, key: GapKey) {
              closing this topic's subscribers here as slow consumers"
         );
         ShardStats::add(&state.stats().forward_gap_closes, closed as u64);
+    }
+}
+
+/// A spread tenant became active on this shard: asks every other shard
+/// for its presence entries, and notes how many answers to wait for
+/// ([`presence_synced`]).
+pub fn ask_presence(state: &ShardState, tenant: &str) {
+    if state.shard.nr_shards < 2 {
+        return;
+    }
+    let others = state.shard.nr_shards - 1;
+    state
+        .presence_syncs
+        .borrow_mut()
+        .insert(tenant.to_owned(), (others, Vec::new()));
+    let id: Arc<str> = tenant.into();
+    let from = state.shard.id;
+    MeshForwarder::to_all(state, || ShardMsg::PresenceAsk {
+        tenant: id.clone(),
+        from,
+    });
+}
+
+/// Waits (at most `wait`) until every other shard answered this shard's
+/// presence question about `tenant`, so that a joiner's `presence_state`
+/// holds every shard's entries.
+pub async fn presence_synced(state: &ShardState, tenant: &str, wait: std::time::Duration) {
+    let synced = std::future::poll_fn(|cx| {
+        let mut syncs = state.presence_syncs.borrow_mut();
+        match syncs.get_mut(tenant) {
+            Some((_, wakers)) => {
+                wakers.push(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+            None => std::task::Poll::Ready(true),
+        }
+    });
+    let late = async {
+        glommio::timer::sleep(wait).await;
+        false
+    };
+    if !futures_lite::future::or(synced, late).await {
+        tracing::warn!(
+            tenant,
+            "presence of the tenant's other shards did not arrive in time"
+        );
+    }
+}
+
+/// Answers another shard's presence question with this shard's entries
+/// of the tenant (none if it is not active here), behind every delta sent
+/// there before.
+pub fn answer_presence(state: &ShardState, tenant: Arc<str>, from: usize) {
+    let topics = state
+        .tenant(&tenant)
+        .map(|t| t.borrow().hub.presence_snapshots())
+        .unwrap_or_default();
+    let msg = ShardMsg::PresenceSync { tenant, topics };
+    state.outbox.send(&state.shard, from, msg, 0, None);
+}
+
+/// Another shard's entries of a tenant, asked at its activation here.
+pub fn presence_answered(state: &ShardState, tenant: &str, topics: Vec<TopicSnapshot>) {
+    if let Some(t) = state.tenant(tenant) {
+        let mut t = t.borrow_mut();
+        for (topic, private, snap) in &topics {
+            t.hub.apply_snapshot(topic, *private, snap);
+        }
+    }
+    let mut syncs = state.presence_syncs.borrow_mut();
+    if let Some((left, _)) = syncs.get_mut(tenant) {
+        *left -= 1;
+        if *left == 0 {
+            if let Some((_, wakers)) = syncs.remove(tenant) {
+                wakers.into_iter().for_each(std::task::Waker::wake);
+            }
+        }
+    }
+}
+
+/// Another shard's presence change of a tenant's topic.
+pub fn presence_changed(
+    state: &ShardState,
+    tenant: &str,
+    topic: &str,
+    private: bool,
+    delta: &PresenceDelta,
+) {
+    if let Some(t) = state.tenant(tenant) {
+        t.borrow_mut().hub.apply_presence(topic, private, delta);
     }
 }

@@ -144,6 +144,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                     next_channel_id: Cell::new(first_channel),
                     expiries: RefCell::new(BinaryHeap::new()),
                     replication_waiting: RefCell::default(),
+                    presence_syncs: RefCell::default(),
                     shutting_down: Cell::new(false),
                     shared_tenants,
                     started,
@@ -267,6 +268,16 @@ fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
         ShardMsg::Replayed(ticket, answer) => state.pending_replays.answered(ticket, answer),
         ShardMsg::Fanout(msg) => forward::deliver(state, &msg),
         ShardMsg::Gap(key) => forward::gap(state, key),
+        ShardMsg::Presence {
+            tenant,
+            topic,
+            private,
+            delta,
+        } => forward::presence_changed(state, &tenant, &topic, private, &delta),
+        ShardMsg::PresenceAsk { tenant, from } => forward::answer_presence(state, tenant, from),
+        ShardMsg::PresenceSync { tenant, topics } => {
+            forward::presence_answered(state, &tenant, topics)
+        }
         ShardMsg::Activate(config) => {
             tenants::activate(state, &config);
         }

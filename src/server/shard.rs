@@ -18,7 +18,9 @@ use super::outq::Writers;
 use crate::config::Config;
 use crate::realtime::authz::{AuthAnswer, AuthQuestion};
 use crate::realtime::cdc::{RemoteSub, SubClaims};
+use crate::realtime::hub::TopicSnapshot;
 use crate::realtime::interest::{Forward, ShardInterest};
+use crate::realtime::presence::PresenceDelta;
 use crate::realtime::replay::{ReplayAnswer, ReplayRequest};
 use crate::realtime::session::{Session, Settings};
 use crate::realtime::tenant::{Directory, Tenant, TenantConfig, Tenants};
@@ -81,6 +83,33 @@ pub enum ShardMsg {
     Fanout(Arc<Forward>),
     /// Messages were dropped on their way here.
     Gap(GapKey),
+    /// A spread tenant's presence change on the sending shard.
+    Presence {
+        /// The tenant's external id.
+        tenant: Arc<str>,
+        /// The topic.
+        topic: Arc<str>,
+        /// Its private namespace.
+        private: bool,
+        /// The change.
+        delta: PresenceDelta,
+    },
+    /// A spread tenant became active on shard `from`: send it this
+    /// shard's presence entries of the tenant.
+    PresenceAsk {
+        /// The tenant's external id.
+        tenant: Arc<str>,
+        /// The asking shard.
+        from: usize,
+    },
+    /// The answer to [`ShardMsg::PresenceAsk`]: this shard's entries of
+    /// every topic of the tenant that has some.
+    PresenceSync {
+        /// The tenant's external id.
+        tenant: Arc<str>,
+        /// Per topic.
+        topics: Vec<TopicSnapshot>,
+    },
     /// To a tenant's home: the tenant became active on another shard, so
     /// its database work must run here.
     Activate(Arc<TenantConfig>),
@@ -221,6 +250,9 @@ pub struct ShardState {
     /// (`broadcast.replication_ready`), asked on every tick until none
     /// waits ([`crate::server::shutdown::replication_ready_sweeper`]).
     pub replication_waiting: RefCell<std::collections::BTreeSet<u64>>,
+    /// Spread tenants that became active here and still wait for other
+    /// shards' presence entries: answers left, and who waits.
+    pub presence_syncs: RefCell<HashMap<String, (usize, Vec<std::task::Waker>)>>,
     /// Set when the server is draining.
     pub shutting_down: Cell<bool>,
     /// What the shards serving a tenant share (users gauge, rate

@@ -26,7 +26,7 @@ use super::tenant_db;
 use crate::realtime::auth::ClaimValidators;
 use crate::realtime::secrets::SecretKeys;
 use crate::realtime::tenant::record::{self, TenantDefaults, TenantRecord};
-use crate::realtime::tenant::{Tenant, TenantConfig};
+use crate::realtime::tenant::{Placement, Tenant, TenantConfig};
 
 /// Entries a shard's catalog holds before it forgets the hosts it found
 /// no tenant for (tenants that exist are never forgotten this way).
@@ -145,6 +145,9 @@ pub fn activate(state: &Rc<ShardState>, cfg: &Arc<TenantConfig>) -> Rc<RefCell<T
         // its home shard, which may serve none of its sockets.
         let msg = ShardMsg::Activate(cfg.clone());
         state.outbox.send(&state.shard, home, msg, 0, None);
+    }
+    if cfg.placement == Placement::Spread {
+        super::forward::ask_presence(state, &cfg.external_id);
     }
     let t = Rc::new(RefCell::new(tenant));
     state

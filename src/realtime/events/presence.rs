@@ -116,7 +116,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             // reply resolves its `track()` (what a client that reads its
             // presence right after `await track()` counts on).
             if let Some(d) = diff {
-                fan_presence_diff(env, tk, &d);
+                fan_presence_diff(env, tk, &d, id);
             }
             session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
         }
@@ -131,7 +131,7 @@ pub fn handle(session: &mut Session, env: &mut Env<'_>, msg: Inbound<'_>) -> Flo
             // reply resolves its `track()` (what a client that reads its
             // presence right after `await track()` counts on).
             if let Some(d) = diff {
-                fan_presence_diff(env, tk, &d);
+                fan_presence_diff(env, tk, &d, id);
             }
             session.reply(join_ref.as_ref(), msg.msg_ref.as_ref(), topic, "ok", b"{}");
         }
