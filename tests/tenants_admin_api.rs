@@ -575,9 +575,12 @@ fn concurrent_first_connects_to_a_tenant_read_its_record_once_per_shard() {
         .map(|s| Ws::finish_handshake(s).expect("upgraded"))
         .collect();
     let reads = srv.metric("realtime_tenant_lookups_total") - before;
+    // At most one read per shard: the accepting shard reads the record
+    // (to place the socket) and so does the shard that serves it.
+    let shards: i64 = test_shards().parse().unwrap();
     assert!(
-        (1..=2).contains(&reads),
-        "{reads} control-database reads for 64 concurrent connects on 2 shards"
+        (1..=shards).contains(&reads),
+        "{reads} control-database reads for 64 concurrent connects on {shards} shards"
     );
     alive(&mut sockets[63]);
 }
