@@ -15,11 +15,12 @@
 
 pub mod outbox;
 
+use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use glommio::channels::channel_mesh::{MeshBuilder, Receivers, Senders};
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
 use glommio::{CpuSet, LocalExecutorBuilder, Placement};
 
 /// Which shard owns `tenant` when there are `nr_shards` shards.
@@ -292,7 +293,7 @@ impl PoolBuilder {
                 .spawn(move || async move {
                     let (senders, receivers) = match mesh {
                         Some(m) => {
-                            let (s, r) = m.join().await.expect("joining the shard mesh");
+                            let (s, r) = join_awake(m).await;
                             (Some(s), Some(r))
                         }
                         None => (None, None),
@@ -316,6 +317,28 @@ impl PoolBuilder {
         }
         Ok(())
     }
+}
+
+/// Joins the mesh, keeping this executor awake until it has.
+///
+/// A channel's `connect` waits for its peer's with a waker that only this
+/// executor's reactor wakes, on its next turn: the peer connecting does
+/// not wake it. An executor that went to sleep in the meantime (nothing
+/// else to do at startup) slept for good, and the process never served:
+/// seen with four shards on two busy cores. A timer every millisecond
+/// until the join is done gives the reactor its turns.
+async fn join_awake<M: Send + 'static>(mesh: MeshBuilder<M, Full>) -> (Senders<M>, Receivers<M>) {
+    let joined = Rc::new(std::cell::Cell::new(false));
+    let done = joined.clone();
+    let ticker = glommio::spawn_local(async move {
+        while !done.get() {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let r = mesh.join().await.expect("joining the shard mesh");
+    joined.set(true);
+    ticker.await;
+    r
 }
 
 #[cfg(test)]

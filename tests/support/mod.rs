@@ -96,7 +96,7 @@ impl Server {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn realtime");
-        let s = Server {
+        let mut s = Server {
             port,
             child: Some(child),
         };
@@ -104,6 +104,10 @@ impl Server {
         while Instant::now() < deadline {
             if let Ok((200, _, _)) = s.try_http("GET", "/healthcheck", &[], b"") {
                 return s;
+            }
+            if let Ok(Some(status)) = s.child.as_mut().unwrap().try_wait() {
+                s.child = None;
+                panic!("server on port {port} exited while starting: {status}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
