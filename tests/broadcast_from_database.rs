@@ -67,10 +67,14 @@ fn kind4(ws: &mut Ws) -> (String, String, Value, u8, Vec<u8>) {
     (topic, event, meta, enc, payload)
 }
 
-/// Waits until the server streams from its messages slot.
+/// Waits until the server streams from its messages slot: its walsender
+/// is past `START_REPLICATION`. A slot is already `active` while it is
+/// being created, before its consistent point, and a row committed then
+/// is not decoded.
 fn wait_streaming(db: &SchemaDb) {
     let q = format!(
-        "select count(*) from pg_replication_slots where slot_name = 'realtime_messages_slot_{}' and active",
+        "select count(*) from pg_replication_slots s join pg_stat_replication r on r.pid = s.active_pid \
+         where s.slot_name = 'realtime_messages_slot_{}' and r.state = 'streaming'",
         db.name
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
