@@ -13,6 +13,15 @@
 //! later messages naming that key are dropped too, until a gap message made
 //! from the key reaches the target, after everything queued before the
 //! drop. Messages that name no key (control messages) are never dropped.
+//!
+//! Before the bound, a queue is *congested* from the moment it holds more
+//! than half the bound until it is back under a quarter.
+//! [`Outbox::poll_uncongested`] lets a producer that can wait (a socket
+//! whose reads can pause) wait for that, so a target that is slow for a
+//! while (its core busy with other shards) paces the producers instead of
+//! losing their messages at the bound. A producer whose wait ran too long
+//! says so ([`Outbox::overdue`]): then no producer waits until no queue is
+//! congested, so a target stalled for good does not stall the others.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
@@ -48,6 +57,8 @@ struct Peer<M, K> {
     busy: Cell<bool>,
     gapped: RefCell<HashSet<K>>,
     waker: Cell<Option<Waker>>,
+    /// Past half the bound, not yet back under a quarter.
+    congested: Cell<bool>,
 }
 
 impl<M, K> Default for Peer<M, K> {
@@ -58,6 +69,7 @@ impl<M, K> Default for Peer<M, K> {
             busy: Cell::new(false),
             gapped: RefCell::new(HashSet::new()),
             waker: Cell::new(None),
+            congested: Cell::new(false),
         }
     }
 }
@@ -67,6 +79,12 @@ pub struct Outbox<M, K> {
     peers: Box<[Peer<M, K>]>,
     bound: usize,
     gap: fn(K) -> M,
+    /// Peers whose queue is congested.
+    nr_congested: Cell<usize>,
+    /// Producers waiting for no queue to be congested.
+    uncongested: RefCell<Vec<Waker>>,
+    /// A wait ran too long: none waits until no queue is congested.
+    overdue: Cell<bool>,
 }
 
 impl<M: Send + 'static, K: Clone + Eq + Hash> Outbox<M, K> {
@@ -78,6 +96,9 @@ impl<M: Send + 'static, K: Clone + Eq + Hash> Outbox<M, K> {
             peers: (0..nr_shards).map(|_| Peer::default()).collect(),
             bound,
             gap,
+            nr_congested: Cell::new(0),
+            uncongested: RefCell::default(),
+            overdue: Cell::new(false),
         }
     }
 
@@ -119,6 +140,10 @@ impl<M: Send + 'static, K: Clone + Eq + Hash> Outbox<M, K> {
             }
             _ => {
                 peer.bytes.set(peer.bytes.get() + len);
+                if !peer.congested.get() && peer.bytes.get() > self.bound / 2 {
+                    peer.congested.set(true);
+                    self.nr_congested.set(self.nr_congested.get() + 1);
+                }
                 let counted = key.is_some();
                 peer.overflow
                     .borrow_mut()
@@ -135,6 +160,52 @@ impl<M: Send + 'static, K: Clone + Eq + Hash> Outbox<M, K> {
     /// Bytes waiting for shard `to`.
     pub fn waiting(&self, to: usize) -> usize {
         self.peers[to].bytes.get()
+    }
+
+    /// Whether some queue is congested (see the module doc) and producers
+    /// that can wait should.
+    pub fn congested(&self) -> bool {
+        self.nr_congested.get() > 0 && !self.overdue.get()
+    }
+
+    /// A producer waited for [`Outbox::poll_uncongested`] longer than it
+    /// could: no producer waits until no queue is congested, and those
+    /// waiting go on.
+    pub fn overdue(&self) {
+        if self.nr_congested.get() > 0 {
+            self.overdue.set(true);
+            for w in self.uncongested.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Ready once no queue is congested, or once a wait was overdue.
+    pub fn poll_uncongested(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if !self.congested() {
+            return Poll::Ready(());
+        }
+        let mut waiting = self.uncongested.borrow_mut();
+        if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+            waiting.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// `peer`'s queue shrank: ends its congestion under a quarter of the
+    /// bound, and wakes the waiting producers once no queue is congested.
+    fn shrank(&self, peer: &Peer<M, K>) {
+        if !peer.congested.get() || peer.bytes.get() > self.bound / 4 {
+            return;
+        }
+        peer.congested.set(false);
+        self.nr_congested.set(self.nr_congested.get() - 1);
+        if self.nr_congested.get() == 0 {
+            self.overdue.set(false);
+            for w in self.uncongested.take() {
+                w.wake();
+            }
+        }
     }
 
     /// Sends what waits for shard `to` as its mesh queue makes room; runs
@@ -161,6 +232,7 @@ impl<M: Send + 'static, K: Clone + Eq + Hash> Outbox<M, K> {
             let sent = shard.send_to(to, msg).await.is_ok();
             peer.busy.set(false);
             peer.bytes.set(peer.bytes.get() - len);
+            self.shrank(peer);
             match gap {
                 Some(k) => {
                     peer.gapped.borrow_mut().remove(&k);
@@ -214,12 +286,22 @@ mod tests {
                         assert_eq!(sent[..16], [Sent::Direct; 16]);
                         assert_eq!(sent[16..26], [Sent::Held; 10]);
                         assert!(sent[26..].iter().all(|s| *s == Sent::Dropped));
+                        // Past half the bound: a producer may wait for it
+                        // to drain under a quarter.
+                        assert!(out.congested());
+                        let o = out.clone();
+                        let paced = glommio::spawn_local(async move {
+                            std::future::poll_fn(|cx| o.poll_uncongested(cx)).await;
+                            o.waiting(1)
+                        });
                         // A control message is never dropped.
                         assert_eq!(out.send(&shard, 1, Msg::N(9999), 0, None), Sent::Held);
                         while out.waiting(1) > 0 {
                             glommio::yield_if_needed().await;
                             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
                         }
+                        assert!(paced.await <= 25, "woken once under a quarter");
+                        assert!(!out.congested());
                         let _ = rx.recv().await;
                     } else {
                         // Blocked until everything above was sent or queued.

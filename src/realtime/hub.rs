@@ -1,9 +1,10 @@
 //! The per-tenant subscriber registry and the fan-out ("fastlane") path.
 //!
 //! A message is encoded once per wire form actually needed on the topic
-//! (v2 text, v1 text, v2 binary) into a complete WebSocket frame, and every
-//! subscriber's queue gets a clone of that `Bytes`: no per-subscriber JSON
-//! work and no per-subscriber copy.
+//! (v2 text, v1 text, v2 binary) into a complete WebSocket frame (see
+//! [`outgoing`](super::outgoing)), and every subscriber's queue gets a
+//! clone of that `Bytes`: no per-subscriber JSON work and no
+//! per-subscriber copy.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -12,10 +13,12 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
-use super::frames;
 use super::interest::{self, Forward, ReadClass, ShardInterest};
+use super::outgoing::{message_id, might_carry_id, FrameCache};
 use super::presence::{OwnerId, PresenceDelta, PresenceSnapshot, ReplicaId, TopicPresence};
-use crate::proto::phoenix::{self, Encoding, Vsn};
+use crate::proto::phoenix::Vsn;
+
+pub use super::outgoing::{encode, Outgoing};
 
 /// Identifies one joined channel instance on a shard.
 pub type ChannelId = u64;
@@ -118,58 +121,6 @@ pub struct Topic {
     pub subs: Vec<Sub>,
     /// Presence entries tracked on this topic.
     pub presence: TopicPresence,
-}
-
-/// A message to fan out to a topic.
-pub enum Outgoing<'a> {
-    /// A JSON push; v1 and v2 subscribers both get text.
-    Json {
-        /// Event name (`broadcast`, `presence_diff`, `system`...).
-        event: &'a str,
-        /// Payload JSON as it goes on the wire.
-        payload: &'a [u8],
-    },
-    /// A user broadcast (binary kind 3 from a client, REST single, DB):
-    /// kind 4 to v2, JSON conversion to v1 when the payload is JSON. The
-    /// v1 form splices `metadata` and a JSON `payload` verbatim, so the
-    /// producer must have checked both are one JSON value each
-    /// ([`is_json_value`](crate::proto::json::is_json_value)); the kind 3
-    /// decoder and the REST body parser do.
-    User {
-        /// The user's event name.
-        event: &'a str,
-        /// Payload encoding.
-        encoding: Encoding,
-        /// Metadata JSON (empty when none).
-        metadata: &'a [u8],
-        /// The user's payload bytes.
-        payload: &'a [u8],
-    },
-    /// A kind-0 push re-fanned as kind 2, only to sockets that speak kind 0.
-    Kind0 {
-        /// Event name.
-        event: &'a str,
-        /// Raw payload bytes.
-        payload: &'a [u8],
-    },
-}
-
-impl Outgoing<'_> {
-    /// Which read policy receiving it needs.
-    fn read_class(&self) -> ReadClass {
-        match self {
-            Outgoing::Json {
-                event: "presence_diff",
-                ..
-            } => ReadClass::Presence,
-            Outgoing::Json {
-                event: "broadcast", ..
-            }
-            | Outgoing::User { .. }
-            | Outgoing::Kind0 { .. } => ReadClass::Broadcast,
-            Outgoing::Json { .. } => ReadClass::Any,
-        }
-    }
 }
 
 /// The ids of the messages replayed to one channel on its join (at most
@@ -357,7 +308,7 @@ impl Hub {
         let key = key.into();
         let topic = key.topic;
         let Some(t) = self.space(key.private).get(topic) else {
-            self.forward(key, msg, &mut FrameCache::default());
+            self.forward(key, msg, &mut FrameCache::default(), false);
             return 0;
         };
         let mut cache = FrameCache::default();
@@ -367,12 +318,12 @@ impl Hub {
             if Some(s.channel) == exclude || !s.reads(msg) || self.was_replayed(s, msg, &mut id) {
                 continue;
             }
-            if let Some(f) = cache.frame(topic, msg, s) {
+            if let Some(f) = cache.frame(topic, msg, s.vsn, || s.out.speaks_kind0()) {
                 s.out.push(f);
                 n += 1;
             }
         }
-        self.forward(key, msg, &mut cache);
+        self.forward(key, msg, &mut cache, false);
         n
     }
 }
@@ -401,7 +352,7 @@ impl Hub {
         let key = key.into();
         let topic = key.topic;
         let Some(t) = self.space(key.private).get(topic) else {
-            self.forward(key, msg, &mut FrameCache::default());
+            self.forward(key, msg, &mut FrameCache::default(), true);
             return Ok(0);
         };
         let mut cache = FrameCache::default();
@@ -410,7 +361,7 @@ impl Hub {
             if Some(s.channel) == exclude || !s.reads(msg) || self.was_replayed(s, msg, &mut id) {
                 continue;
             }
-            if let Some(f) = cache.frame(topic, msg, s) {
+            if let Some(f) = cache.frame(topic, msg, s.vsn, || s.out.speaks_kind0()) {
                 if !s.out.has_room(f.len()) {
                     return Err(NoRoom {
                         out: s.out.clone(),
@@ -424,12 +375,12 @@ impl Hub {
             if Some(s.channel) == exclude || !s.reads(msg) || self.was_replayed(s, msg, &mut id) {
                 continue;
             }
-            if let Some(f) = cache.frame(topic, msg, s) {
+            if let Some(f) = cache.frame(topic, msg, s.vsn, || s.out.speaks_kind0()) {
                 s.out.push(f);
                 n += 1;
             }
         }
-        self.forward(key, msg, &mut cache);
+        self.forward(key, msg, &mut cache, true);
         Ok(n)
     }
 }
@@ -452,42 +403,17 @@ impl Hub {
     }
 }
 
-/// The id a message carries, as the Elixir server's dispatcher reads it: a
-/// user broadcast's metadata `{"id": …}` (Broadcast from Database), a JSON
-/// broadcast's `meta.id` (a REST batch message with an id). Only string
-/// ids can name a replayed message.
-fn message_id(msg: &Outgoing<'_>) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct WithId {
-        id: Option<serde_json::Value>,
-    }
-    #[derive(serde::Deserialize)]
-    struct WithMeta {
-        meta: Option<WithId>,
-    }
-    let id = match msg {
-        Outgoing::User { metadata, .. } if !metadata.is_empty() => {
-            serde_json::from_slice::<WithId>(metadata).ok()?.id
-        }
-        Outgoing::Json {
-            event: "broadcast",
-            payload,
-        } if payload.first() == Some(&b'{') => {
-            serde_json::from_slice::<WithMeta>(payload).ok()?.meta?.id
-        }
-        _ => None,
-    };
-    match id? {
-        serde_json::Value::String(s) => Some(s),
-        _ => None,
-    }
-}
-
 impl Hub {
     /// Sends `msg` on to the other shards with subscribers of its topic,
     /// as the frames `cache` holds (or encodes now for the forms only
     /// they need).
-    fn forward(&self, key: TopicKey<'_>, msg: &Outgoing<'_>, cache: &mut FrameCache) {
+    fn forward(
+        &self,
+        key: TopicKey<'_>,
+        msg: &Outgoing<'_>,
+        cache: &mut FrameCache,
+        patient: bool,
+    ) {
         let Some(link) = &self.link else { return };
         let (v1, v2) = link.shard.others(link.slot(key));
         if v1 | v2 == 0 {
@@ -514,6 +440,7 @@ impl Hub {
             class: msg.read_class(),
             kind0,
             id: id.map(String::into_boxed_str),
+            patient,
         };
         link.shard.forwarder.forward(targets, Arc::new(fwd));
     }
@@ -522,10 +449,39 @@ impl Hub {
     /// subscribers of its topic only (never forwarded again). Returns the
     /// number of frames queued.
     pub fn deliver(&self, fwd: &Forward) -> u64 {
-        let Some(t) = self.space(fwd.private).get(&*fwd.topic) else {
-            return 0;
-        };
         let mut n = 0;
+        self.each_receiver(fwd, |s, f| {
+            s.out.push(f.clone());
+            n += 1;
+        });
+        n
+    }
+
+    /// [`Hub::deliver`] for a patient message ([`Forward::patient`]): when
+    /// every receiver has room, as `deliver`; otherwise nothing is queued
+    /// and the first receiver without room is returned.
+    pub fn deliver_if_room(&self, fwd: &Forward) -> Result<u64, NoRoom> {
+        let mut full = None;
+        self.each_receiver(fwd, |s, f| {
+            if full.is_none() && !s.out.has_room(f.len()) {
+                full = Some(NoRoom {
+                    out: s.out.clone(),
+                    len: f.len(),
+                });
+            }
+        });
+        match full {
+            Some(full) => Err(full),
+            None => Ok(self.deliver(fwd)),
+        }
+    }
+
+    /// Calls `each` with every subscriber here that receives `fwd`, and its
+    /// frame.
+    fn each_receiver(&self, fwd: &Forward, mut each: impl FnMut(&Sub, &Bytes)) {
+        let Some(t) = self.space(fwd.private).get(&*fwd.topic) else {
+            return;
+        };
         for s in &t.subs {
             if !s.reads_class(fwd.class) {
                 continue;
@@ -547,11 +503,9 @@ impl Hub {
                 Vsn::V2 => &fwd.v2,
             };
             if let Some(f) = frame {
-                s.out.push(f.clone());
-                n += 1;
+                each(s, f);
             }
         }
-        n
     }
 
     /// Messages of a topic forwarded to this shard were lost on the way
@@ -569,88 +523,6 @@ impl Hub {
             s.out.close(1008);
         }
         t.subs.len()
-    }
-}
-
-/// Whether `msg` can carry an id at all (a cheap look before parsing).
-fn might_carry_id(msg: &Outgoing<'_>) -> bool {
-    match msg {
-        Outgoing::User { metadata, .. } => !metadata.is_empty(),
-        Outgoing::Json {
-            event: "broadcast",
-            payload,
-        } => payload.windows(6).any(|w| w == b"\"meta\""),
-        _ => false,
-    }
-}
-
-/// The encoded forms of one outgoing message, built on first need.
-#[derive(Default)]
-struct FrameCache {
-    v1: Option<Option<Bytes>>,
-    v2: Option<Option<Bytes>>,
-}
-
-impl FrameCache {
-    fn frame(&mut self, topic: &str, msg: &Outgoing<'_>, sub: &Sub) -> Option<Bytes> {
-        if let Outgoing::Kind0 { .. } = msg {
-            if sub.vsn != Vsn::V2 || !sub.out.speaks_kind0() {
-                return None;
-            }
-        }
-        self.form(sub.vsn, topic, msg)
-    }
-
-    /// The `vsn` form of `msg`, encoded on first need.
-    fn form(&mut self, vsn: Vsn, topic: &str, msg: &Outgoing<'_>) -> Option<Bytes> {
-        let slot = match vsn {
-            Vsn::V1 => &mut self.v1,
-            Vsn::V2 => &mut self.v2,
-        };
-        slot.get_or_insert_with(|| encode(vsn, topic, msg)).clone()
-    }
-}
-
-/// The complete WebSocket frame a `vsn` subscriber of `topic` gets for
-/// `msg`, or `None` when that subscriber gets nothing (binary user payloads
-/// to vsn 1.0.0, kind 0 re-fans, fields too long for the binary format).
-/// Public so the fuzz targets check exactly what fan-out sends.
-pub fn encode(vsn: Vsn, topic: &str, msg: &Outgoing<'_>) -> Option<Bytes> {
-    match (msg, vsn) {
-        (Outgoing::Json { event, payload }, _) => {
-            Some(frames::message(vsn, None, None, topic, event, payload))
-        }
-        (
-            Outgoing::User {
-                event,
-                encoding,
-                metadata,
-                payload,
-            },
-            Vsn::V2,
-        ) => frames::user_broadcast_binary(topic, event, metadata, *encoding, payload),
-        (
-            Outgoing::User {
-                encoding: Encoding::Binary,
-                ..
-            },
-            Vsn::V1,
-        ) => None,
-        (
-            Outgoing::User {
-                event,
-                metadata,
-                payload,
-                ..
-            },
-            Vsn::V1,
-        ) => {
-            let mut body = bytes::BytesMut::with_capacity(payload.len() + event.len() + 48);
-            let meta = (!metadata.is_empty()).then_some(*metadata);
-            phoenix::encode_user_broadcast_json(&mut body, event, meta, payload);
-            Some(frames::message(vsn, None, None, topic, "broadcast", &body))
-        }
-        (Outgoing::Kind0 { event, payload }, _) => frames::binary_broadcast(topic, event, payload),
     }
 }
 
@@ -766,7 +638,7 @@ impl Hub {
         let mut cache = FrameCache::default();
         let mut n = 0;
         for s in t.subs.iter().filter(|s| s.reads(msg)) {
-            if let Some(f) = cache.frame(key.topic, msg, s) {
+            if let Some(f) = cache.frame(key.topic, msg, s.vsn, || s.out.speaks_kind0()) {
                 s.out.push(f);
                 n += 1;
             }

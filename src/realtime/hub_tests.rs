@@ -4,7 +4,8 @@
 use std::cell::{Cell, RefCell};
 
 use super::*;
-use crate::proto::phoenix::{decode_binary, InPayload};
+use crate::proto::phoenix::{decode_binary, Encoding, InPayload};
+use crate::realtime::frames;
 use proptest::prelude::*;
 use serde_json::Value;
 

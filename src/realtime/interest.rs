@@ -139,6 +139,10 @@ pub struct Forward {
     pub kind0: bool,
     /// Its id, for channels that were replayed it (PROTOCOL 4.7).
     pub id: Option<Box<str>>,
+    /// From a producer that waits for its subscribers' room (the REST
+    /// API): the receiving shard waits for its own subscribers' room too,
+    /// rather than close one whose queue is still being written.
+    pub patient: bool,
 }
 
 impl Forward {

@@ -40,6 +40,7 @@ pub mod hub;
 pub mod interest;
 pub mod join_config;
 pub mod limits;
+pub mod outgoing;
 pub mod postgres_changes;
 pub mod presence;
 pub mod replay;

@@ -360,6 +360,7 @@ fn read_loop<'a>(
         loop {
             // Drain every complete frame already buffered.
             loop {
+                let forwarded = state.forwarded.get();
                 let msg = match decoder.decode(buf) {
                     Ok(Some(m)) => m,
                     Ok(None) => break,
@@ -383,6 +384,10 @@ fn read_loop<'a>(
                 };
                 if !go_on {
                     return;
+                }
+                if state.forwarded.get() != forwarded && state.outbox.congested() {
+                    // Rare: boxed, like the delay above.
+                    Box::pin(super::forward::pace(state, PACE_LIMIT)).await;
                 }
             }
             if buf.is_empty() {
@@ -436,6 +441,10 @@ fn read_loop<'a>(
 async fn let_writers_run() {
     glommio::timer::sleep(Duration::from_micros(1)).await;
 }
+
+/// The longest a reader is paused at a time for a congested queue to
+/// other shards (`forward::pace`).
+const PACE_LIMIT: Duration = Duration::from_secs(1);
 
 /// What the read loop does after a message.
 enum Step {

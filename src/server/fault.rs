@@ -114,15 +114,30 @@ pub fn inject(point: &str, name: &[u8]) {
 pub const POISON: &str = "__panic__";
 
 /// Test hook: blocks this shard's thread for [`STALL_MS`] when `bytes`
-/// hold the marker [`STALL`], as a shard busy with other work would be
-/// (its queues from other shards fill meanwhile). Compiled only with the
-/// `fault-injection` feature.
+/// hold the marker [`STALL`] (for [`PAUSE_MS`] with [`PAUSE`]), as a shard
+/// busy with other work would be (its queues from other shards fill
+/// meanwhile). Compiled only with the `fault-injection` feature.
 #[cfg(feature = "fault-injection")]
 pub fn stall_if_marked(bytes: &[u8]) {
-    if bytes.windows(STALL.len()).any(|w| w == STALL.as_bytes()) {
-        std::thread::sleep(std::time::Duration::from_millis(STALL_MS));
-    }
+    let has = |m: &str| bytes.windows(m.len()).any(|w| w == m.as_bytes());
+    let ms = if has(STALL) {
+        STALL_MS
+    } else if has(PAUSE) {
+        PAUSE_MS
+    } else {
+        return;
+    };
+    std::thread::sleep(std::time::Duration::from_millis(ms));
 }
+
+/// The reserved payload text that makes [`stall_if_marked`] block for
+/// less than a paced publisher waits (`connection::pace`).
+#[cfg(feature = "fault-injection")]
+pub const PAUSE: &str = "__pause_shard__";
+
+/// How long [`stall_if_marked`] blocks on [`PAUSE`].
+#[cfg(feature = "fault-injection")]
+pub const PAUSE_MS: u64 = 300;
 
 /// The reserved payload text that makes [`stall_if_marked`] block.
 #[cfg(feature = "fault-injection")]

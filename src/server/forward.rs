@@ -7,7 +7,8 @@
 //! the shard's outbox (`realtime_shards::outbox`): straight into the
 //! target's mesh queue when that has room, else into an overflow queue
 //! for that target, in order, so one publisher's messages keep their
-//! order; the sender never waits. The same queues carry, in order with
+//! order; sending never waits, but a socket or REST batch that forwarded
+//! is paced while a queue is congested ([`pace`]). The same queues carry, in order with
 //! them, what a non-home shard and a tenant's home shard say about
 //! Postgres Changes subscriptions (see `cdc_relay`).
 //!
@@ -21,12 +22,13 @@
 
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use realtime_shards::ShardStats;
 
-use super::shard::{GapKey, ShardMsg, ShardState};
-use crate::realtime::hub::TopicKey;
+use super::shard::{GapKey, ShardMsg, ShardState, TopicId, WaitingTopic};
 use crate::realtime::hub::TopicSnapshot;
+use crate::realtime::hub::{NoRoom, TopicKey};
 use crate::realtime::interest::{Forward, Forwarder};
 use crate::realtime::presence::PresenceDelta;
 
@@ -44,6 +46,7 @@ impl Forwarder for MeshForwarder {
         };
         let len = msg.len();
         let gap = GapKey::Topic(msg.tenant.clone(), msg.private, msg.topic.clone());
+        state.forwarded.set(state.forwarded.get() + 1);
         let mut rest = targets;
         while rest != 0 {
             let to = rest.trailing_zeros() as usize;
@@ -80,6 +83,37 @@ impl MeshForwarder {
     }
 }
 
+/// Pauses a reader (or a REST batch) that forwarded messages to other
+/// shards while one of this shard's queues to them is congested (more
+/// than half of `SHARD_QUEUE_BYTES` waiting), until they drain or `limit`
+/// has passed.
+///
+/// A publisher on one shard can write faster than a shard busy with other
+/// work (sharing its core) takes in what it forwards; on one shard, the
+/// same publisher is paced by the writes to its subscribers, which run
+/// between its reads. Without this, such a burst would fill the queue and
+/// close the other shard's subscribers as slow consumers, though they read
+/// as fast as they can. The pause is bounded: past `limit`, no reader or
+/// request of this shard waits until the queues were uncongested once, so
+/// a shard stalled for longer does not stall the publishers of others;
+/// their messages go on to the bound, and past it the rule above applies.
+pub async fn pace(state: &ShardState, limit: Duration) {
+    let drained = futures_lite::future::or(
+        async {
+            std::future::poll_fn(|cx| state.outbox.poll_uncongested(cx)).await;
+            true
+        },
+        async {
+            glommio::timer::sleep(limit).await;
+            false
+        },
+    )
+    .await;
+    if !drained {
+        state.outbox.overdue();
+    }
+}
+
 /// Sends what waits in this shard's outbox for shard `to`; runs for the
 /// life of the shard.
 pub async fn drain(state: Rc<ShardState>, to: usize) {
@@ -88,17 +122,103 @@ pub async fn drain(state: Rc<ShardState>, to: usize) {
 
 /// Delivers a message another shard forwarded to this shard's subscribers
 /// of its topic.
-pub fn deliver(state: &ShardState, msg: &Forward) {
+///
+/// A patient message (from the REST API, whose sender waits for its own
+/// subscribers' room) that finds a subscriber here without room waits for
+/// it as the sender would: up to `REST_QUEUE_WAIT_MS`, then that
+/// subscriber is closed as a slow consumer. Later messages of the topic
+/// queue behind it, in order; past `SHARD_QUEUE_BYTES` of them the topic's
+/// subscribers here are closed as a gap would close them.
+pub fn deliver(state: &Rc<ShardState>, msg: Arc<Forward>) {
     #[cfg(feature = "fault-injection")]
     super::fault::stall_if_marked(msg.v2.as_deref().or(msg.v1.as_deref()).unwrap_or(b""));
-    let Some(tenant) = state.tenant(&msg.tenant) else {
+    let id: TopicId = (msg.tenant.clone(), msg.private, msg.topic.clone());
+    if let Some(w) = state.waiting_topics.borrow_mut().get_mut(&id) {
+        w.bytes += msg.len();
+        w.queue.push_back(msg);
+        if w.bytes > state.config.shard_queue_bytes {
+            w.queue.clear();
+            w.bytes = 0;
+            gap(state, GapKey::Topic(id.0, id.1, id.2));
+        }
         return;
+    }
+    if let Err(msg) = try_deliver(state, msg) {
+        let w = WaitingTopic {
+            bytes: msg.len(),
+            queue: [msg].into(),
+        };
+        state.waiting_topics.borrow_mut().insert(id.clone(), w);
+        glommio::spawn_local(deliver_waiting(state.clone(), id)).detach();
+    }
+}
+
+/// Delivers `msg` now, or gives it back: patient, and a receiver has no
+/// room.
+fn try_deliver(state: &ShardState, msg: Arc<Forward>) -> Result<(), Arc<Forward>> {
+    let Some(tenant) = state.tenant(&msg.tenant) else {
+        return Ok(());
     };
     let mut t = tenant.borrow_mut();
-    let n = t.hub.deliver(msg);
+    let n = if msg.patient {
+        match t.hub.deliver_if_room(&msg) {
+            Ok(n) => n,
+            Err(_) => return Err(msg),
+        }
+    } else {
+        t.hub.deliver(&msg)
+    };
     if n > 0 {
         // Deliveries count toward the tenant's events, as local ones do.
         t.events.add(n, state.now_ms());
+    }
+    Ok(())
+}
+
+/// Delivers the messages waiting for topic `id`, in order, each once its
+/// receivers have room (see [`deliver`]).
+async fn deliver_waiting(state: Rc<ShardState>, id: TopicId) {
+    let wait = Duration::from_millis(state.config.rest_queue_wait_ms);
+    let mut deadline = None;
+    loop {
+        let front = {
+            let topics = state.waiting_topics.borrow();
+            topics.get(&id).and_then(|w| w.queue.front().cloned())
+        };
+        let Some(msg) = front else {
+            state.waiting_topics.borrow_mut().remove(&id);
+            return;
+        };
+        let full = match state.tenant(&msg.tenant) {
+            Some(tenant) if msg.patient => tenant.borrow().hub.deliver_if_room(&msg).err(),
+            _ => None,
+        };
+        let Some(NoRoom { out, len }) = full else {
+            let _ = try_deliver(&state, msg.clone());
+            if let Some(w) = state.waiting_topics.borrow_mut().get_mut(&id) {
+                if w.queue.front().is_some_and(|f| Arc::ptr_eq(f, &msg)) {
+                    w.queue.pop_front();
+                    w.bytes = w.bytes.saturating_sub(msg.len());
+                }
+            }
+            deadline = None;
+            continue;
+        };
+        let deadline = *deadline.get_or_insert_with(|| Instant::now() + wait);
+        let room = futures_lite::future::or(
+            async {
+                std::future::poll_fn(|cx| out.poll_room(len, cx)).await;
+                true
+            },
+            async {
+                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+                false
+            },
+        )
+        .await;
+        if !room {
+            out.overflow();
+        }
     }
 }
 

@@ -505,12 +505,15 @@ async fn authorize(
 /// Queues `messages` in order, each once every subscriber of its topic has
 /// room for it. A subscriber still without room `rest_queue_wait_ms` after
 /// a message first waited is closed as a slow consumer. Each message counts
-/// as one event and each frame queued as one more (PROTOCOL 7.3).
+/// as one event and each frame queued as one more (PROTOCOL 7.3). Messages
+/// that went on to other shards wait, as long, for this shard's queues to
+/// them to be no longer congested (see `forward::pace`).
 async fn deliver(state: &ShardState, tenant_id: &str, messages: Vec<Broadcast>) {
     let wait = Duration::from_millis(state.config.rest_queue_wait_ms);
     for m in &messages {
         // A long batch must not keep the shard's other tasks waiting.
         glommio::yield_if_needed().await;
+        let forwarded = state.forwarded.get();
         let mut deadline = None;
         loop {
             let Some(tenant) = state.tenant(tenant_id) else {
@@ -553,6 +556,9 @@ async fn deliver(state: &ShardState, tenant_id: &str, messages: Vec<Broadcast>) 
             if !room {
                 out.overflow();
             }
+        }
+        if state.forwarded.get() != forwarded && state.outbox.congested() {
+            super::forward::pace(state, wait).await;
         }
     }
 }

@@ -146,6 +146,8 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                     replication_waiting: RefCell::default(),
                     presence_syncs: RefCell::default(),
                     shutting_down: Cell::new(false),
+                    forwarded: Cell::new(0),
+                    waiting_topics: RefCell::default(),
                     shared_tenants,
                     started,
                 }
@@ -266,7 +268,7 @@ fn handle_shard_msg(state: &Rc<ShardState>, msg: ShardMsg) {
             reply_to,
         } => replay::answer_remote(state, config, *request, reply_to),
         ShardMsg::Replayed(ticket, answer) => state.pending_replays.answered(ticket, answer),
-        ShardMsg::Fanout(msg) => forward::deliver(state, &msg),
+        ShardMsg::Fanout(msg) => forward::deliver(state, msg),
         ShardMsg::Gap(key) => forward::gap(state, key),
         ShardMsg::Presence {
             tenant,

@@ -25,6 +25,18 @@ use crate::realtime::replay::{ReplayAnswer, ReplayRequest};
 use crate::realtime::session::{Session, Settings};
 use crate::realtime::tenant::{Directory, Tenant, TenantConfig, Tenants};
 
+/// A tenant's topic: (tenant, private, `realtime:<name>`).
+pub type TopicId = (Arc<str>, bool, Arc<str>);
+
+/// Forwarded messages of one topic waiting, in order, and their bytes.
+#[derive(Default)]
+pub struct WaitingTopic {
+    /// Oldest first.
+    pub queue: std::collections::VecDeque<Arc<Forward>>,
+    /// The frames' bytes.
+    pub bytes: usize,
+}
+
 /// Messages between shards.
 pub enum ShardMsg {
     /// A socket whose tenant lives on the receiving shard, with the request
@@ -231,6 +243,12 @@ pub struct ShardState {
     /// Its ordered queues to the other shards, for what must keep its
     /// order (forwarded messages, Postgres Changes relays; see `forward`).
     pub outbox: realtime_shards::outbox::Outbox<ShardMsg, GapKey>,
+    /// Messages this shard forwarded to other shards; a reader that made
+    /// it grow paces itself on the outbox (`forward::pace`).
+    pub forwarded: Cell<u64>,
+    /// Forwarded messages of a topic waiting here for its subscribers'
+    /// room, behind a patient one (`forward::deliver`).
+    pub waiting_topics: RefCell<HashMap<TopicId, WaitingTopic>>,
     /// Handler switches derived from the config.
     pub settings: Settings,
     /// Tenants active on this shard.
