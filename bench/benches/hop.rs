@@ -217,7 +217,6 @@ impl Waiter {
 enum Seed {
     Mesh(MeshBuilder<Msg, Full>),
     Crossbeam {
-        role: usize,
         tx: Sender<Msg>,
         rx: Receiver<Msg>,
         /// Rung after each push (the peer waits for data on it).
@@ -264,34 +263,31 @@ async fn counted<T>(fut: impl Future<Output = T>, waits: &mut u64) -> T {
 }
 
 impl Seed {
-    /// Joins the link; returns this side's role (0 sends, 1 receives).
-    async fn connect(self) -> (usize, End) {
+    /// Joins the link.
+    async fn connect(self) -> End {
         match self {
             Seed::Mesh(mesh) => {
                 let (tx, mut rx) = mesh.join().await.expect("joining the mesh");
-                let role = tx.peer_id();
+                // The mesh numbers peers in join order; the roles follow
+                // the executor (and so the core), not that order.
                 let (peer, rx) = rx.streams().pop().expect("one peer");
-                (role, End::Mesh { tx, rx, peer })
+                End::Mesh { tx, rx, peer }
             }
             Seed::Crossbeam {
-                role,
                 tx,
                 rx,
                 data_out,
                 room_out,
                 data_in,
                 room_in,
-            } => {
-                let end = End::Crossbeam {
-                    tx,
-                    rx,
-                    data_out,
-                    room_out,
-                    data_in: Waiter::new(data_in),
-                    room_in: Waiter::new(room_in),
-                };
-                (role, end)
-            }
+            } => End::Crossbeam {
+                tx,
+                rx,
+                data_out,
+                room_out,
+                data_in: Waiter::new(data_in),
+                room_in: Waiter::new(room_in),
+            },
         }
     }
 }
@@ -393,7 +389,6 @@ impl Kind {
                 let [d0, d1] = data;
                 let [r0, r1] = room;
                 let s0 = Seed::Crossbeam {
-                    role: 0,
                     tx: tx01,
                     rx: rx10,
                     data_out: d1.0.clone(),
@@ -402,7 +397,6 @@ impl Kind {
                     room_in: (r0.0.clone(), r0.1),
                 };
                 let s1 = Seed::Crossbeam {
-                    role: 1,
                     tx: tx10,
                     rx: rx01,
                     data_out: d0.0,
@@ -487,7 +481,8 @@ async fn side(role: usize, mut end: End, job: Job, start: Arc<Barrier>) -> Side 
 }
 
 /// Runs `job` over a fresh link of `kind` between two executors pinned to
-/// the first two allowed cores; returns role 0's and role 1's measures.
+/// the first two allowed cores (role `i` on the `i`-th); returns role 0's
+/// and role 1's measures.
 fn run(kind: Kind, job: Job) -> [Side; 2] {
     let cpus = realtime_shards::pinnable_cpus();
     let start = Arc::new(Barrier::new(2));
@@ -505,19 +500,17 @@ fn run(kind: Kind, job: Job) -> [Side; 2] {
                 .name(&format!("hop-{i}"))
                 .io_memory(2 << 20)
                 .spawn(move || async move {
-                    let (role, end) = seed.connect().await;
-                    (role, side(role, end, job, start).await)
+                    let end = seed.connect().await;
+                    side(i, end, job, start).await
                 })
                 .expect("spawning an executor")
         })
         .collect();
-    let mut sides: Vec<(usize, Side)> = handles
+    let sides: Vec<Side> = handles
         .into_iter()
         .map(|h| h.join().expect("executor"))
         .collect();
-    sides.sort_by_key(|(role, _)| *role);
-    let [(_, a), (_, b)]: [(usize, Side); 2] = sides.try_into().expect("two sides");
-    [a, b]
+    sides.try_into().expect("two sides")
 }
 
 /// Sums over every run of one bench id.
@@ -617,6 +610,8 @@ fn bench_idle(c: &mut Criterion, report: &mut Report) {
             report.note(&id, &format!("one_way_{name}_us"), us);
         }
         report.note(&id, "receiver_woken_share", t.waits as f64 / n as f64);
+        let slow = t.one_way.iter().filter(|d| **d > Duration::from_millis(1));
+        report.note(&id, "over_1ms_share", slow.count() as f64 / n as f64);
     }
     g.finish();
 }
