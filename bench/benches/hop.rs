@@ -566,6 +566,9 @@ fn bench_burst(c: &mut Criterion, report: &mut Report) {
                 timed
             })
         });
+        if t.nr_units == 0 {
+            continue; // filtered out
+        }
         let id = format!("hop/burst/{}", kind.name());
         t.note_cpu(report, &id, "msg");
         let bursts = (t.nr_units / BURST as u64).max(1) as f64;
@@ -599,6 +602,9 @@ fn bench_idle(c: &mut Criterion, report: &mut Report) {
                 one_way
             })
         });
+        if t.one_way.is_empty() {
+            continue; // filtered out
+        }
         let id = format!("hop/idle_one_way/{}", kind.name());
         t.note_cpu(report, &id, "ping");
         let n = t.one_way.len().max(1);
@@ -611,7 +617,17 @@ fn bench_idle(c: &mut Criterion, report: &mut Report) {
         }
         report.note(&id, "receiver_woken_share", t.waits as f64 / n as f64);
         let slow = t.one_way.iter().filter(|d| **d > Duration::from_millis(1));
-        report.note(&id, "over_1ms_share", slow.count() as f64 / n as f64);
+        let slow = slow.count() as f64 / n as f64;
+        report.note(&id, "over_1ms_share", slow);
+        let pct = |q: f64| t.one_way[((n as f64 * q) as usize).min(n - 1)];
+        eprintln!(
+            "{id}: {n} pings, one-way p50 {:?} p99 {:?}, over 1 ms {:.2} %, cpu/ping sender {:?} receiver {:?}",
+            pct(0.5),
+            pct(0.99),
+            slow * 100.0,
+            (t.cpu[0].user + t.cpu[0].sys) / n as u32,
+            (t.cpu[1].user + t.cpu[1].sys) / n as u32,
+        );
     }
     g.finish();
 }
