@@ -57,7 +57,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{Criterion, SamplingMode, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use futures_lite::AsyncReadExt;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
@@ -549,6 +550,28 @@ impl Totals {
     }
 }
 
+/// Benches `kind` under `g`: each criterion call runs `job(n)` on fresh
+/// executors and reports `timed` of its sides; returns the sums, with
+/// `units` per iteration.
+fn measure(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    kind: Kind,
+    job: fn(u64) -> Job,
+    units: u64,
+    timed: fn(&[Side; 2]) -> Duration,
+) -> Totals {
+    let mut t = Totals::default();
+    g.bench_function(kind.name(), |b| {
+        b.iter_custom(|n| {
+            let sides = run(kind, job(n));
+            let d = timed(&sides);
+            t.add(n * units, sides);
+            d
+        })
+    });
+    t
+}
+
 fn bench_burst(c: &mut Criterion, report: &mut Report) {
     let mut g = c.benchmark_group("hop/burst");
     g.throughput(Throughput::Elements(BURST as u64))
@@ -557,15 +580,7 @@ fn bench_burst(c: &mut Criterion, report: &mut Report) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
     for kind in [Kind::Mesh, Kind::Crossbeam] {
-        let mut t = Totals::default();
-        g.bench_function(kind.name(), |b| {
-            b.iter_custom(|n| {
-                let sides = run(kind, Job::Bursts(n));
-                let timed = sides[0].timed;
-                t.add(n * BURST as u64, sides);
-                timed
-            })
-        });
+        let t = measure(&mut g, kind, Job::Bursts, BURST as u64, |[a, _]| a.timed);
         if t.nr_units == 0 {
             continue; // filtered out
         }
@@ -575,7 +590,7 @@ fn bench_burst(c: &mut Criterion, report: &mut Report) {
         report.note(&id, "sender_full_per_burst", t.fulls as f64 / bursts);
         report.note(&id, "receiver_empty_per_burst", t.waits as f64 / bursts);
         eprintln!(
-            "{id}: cpu/msg sender {:?} receiver {:?}; full {} empty {} over {} msgs",
+            "{id}: cpu sender {:?} receiver {:?}; full {} empty {} over {} msgs",
             t.cpu[0].user + t.cpu[0].sys,
             t.cpu[1].user + t.cpu[1].sys,
             t.fulls,
@@ -593,33 +608,24 @@ fn bench_idle(c: &mut Criterion, report: &mut Report) {
         .warm_up_time(Duration::from_millis(100))
         .measurement_time(Duration::from_millis(1500));
     for kind in [Kind::Mesh, Kind::Crossbeam] {
-        let mut t = Totals::default();
-        g.bench_function(kind.name(), |b| {
-            b.iter_custom(|n| {
-                let sides = run(kind, Job::Pings(n));
-                let one_way = sides[1].one_way.iter().sum();
-                t.add(n, sides);
-                one_way
-            })
-        });
+        let mut t = measure(&mut g, kind, Job::Pings, 1, |[_, b]| b.one_way.iter().sum());
         if t.one_way.is_empty() {
             continue; // filtered out
         }
         let id = format!("hop/idle_one_way/{}", kind.name());
         t.note_cpu(report, &id, "ping");
-        let n = t.one_way.len().max(1);
+        let n = t.one_way.len();
         report.note(&id, "rtt_us", t.timed.as_secs_f64() * 1e6 / n as f64);
         t.one_way.sort_unstable();
+        let pct = |q: f64| t.one_way[((n as f64 * q) as usize).min(n - 1)];
         for (name, q) in [("p50", 0.50), ("p90", 0.90), ("p99", 0.99)] {
-            let i = ((n as f64 * q) as usize).min(n - 1);
-            let us = t.one_way.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e6);
+            let us = pct(q).as_secs_f64() * 1e6;
             report.note(&id, &format!("one_way_{name}_us"), us);
         }
         report.note(&id, "receiver_woken_share", t.waits as f64 / n as f64);
         let slow = t.one_way.iter().filter(|d| **d > Duration::from_millis(1));
         let slow = slow.count() as f64 / n as f64;
         report.note(&id, "over_1ms_share", slow);
-        let pct = |q: f64| t.one_way[((n as f64 * q) as usize).min(n - 1)];
         eprintln!(
             "{id}: {n} pings, one-way p50 {:?} p99 {:?}, over 1 ms {:.2} %, cpu/ping sender {:?} receiver {:?}",
             pct(0.5),
