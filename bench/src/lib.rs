@@ -15,7 +15,8 @@
 //! - [`queue`]: an `Outbound` that behaves like the server's socket queue.
 //!
 //! The bench targets themselves are in `benches/`: `ws`, `phoenix`,
-//! `fanout`, `presence`.
+//! `fanout`, `presence`, `pg`, and `hop` (the one that is not sans-io: two
+//! glommio executors on two threads, the shards' mesh against crossbeam).
 
 use std::time::Duration;
 
