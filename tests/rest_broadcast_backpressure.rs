@@ -124,8 +124,6 @@ fn a_subscriber_that_never_reads_is_still_closed_and_readers_get_everything() {
         ("TENANT_MAX_PAYLOAD_SIZE_IN_KB", "32"),
         ("TENANT_MAX_EVENTS_PER_SECOND", "1000000"),
         ("REST_QUEUE_WAIT_MS", "300"),
-        // As below: readers on the publishing shard.
-        ("SELF_HOST_TENANT_PLACEMENT", "home"),
     ]);
     let t = token("anon", 3600);
     let mut reader = Ws::connect(srv.port, "2.0.0", &t);
@@ -193,13 +191,8 @@ fn a_batch_over_the_events_budget_gets_the_429_and_delivers_nothing() {
 
 #[test]
 fn a_100k_message_batch_within_the_budget_reaches_every_reader() {
-    // Pacing by every reader holds where the readers are on the shard
-    // that publishes REST (all of a `home` tenant's); a spread tenant's
-    // readers on other shards are not waited for yet (README, Placement).
-    let srv = Server::start(&[
-        ("TENANT_MAX_EVENTS_PER_SECOND", "1000000"),
-        ("SELF_HOST_TENANT_PLACEMENT", "home"),
-    ]);
+    // Every reader paces the batch, on whichever shard it is.
+    let srv = Server::start(&[("TENANT_MAX_EVENTS_PER_SECOND", "1000000")]);
     let t = token("anon", 3600);
     let n = 100_000;
     let mut a = Ws::connect(srv.port, "2.0.0", &t);
@@ -308,6 +301,53 @@ fn a_single_rest_message_larger_than_the_queue_reaches_a_reader() {
         let p = broadcast_payload(&got1[0]);
         assert_eq!(p["event"], "big");
         assert_eq!(p["payload"], serde_json::from_str::<Value>(&body).unwrap());
+    }
+    assert_eq!(srv.metric("realtime_queue_drops_total"), 0);
+}
+
+#[test]
+fn a_spread_tenants_readers_on_every_shard_are_waited_for() {
+    // Two readers on two shards: one of them is not on the tenant's home
+    // shard, which publishes REST. Neither reads for a moment while 7 MB
+    // of 30 kB messages go out against 64 KiB queues (more than a socket
+    // that is not read takes in); each shard waits for its own reader's
+    // room rather than close it.
+    let srv = Server::start(&[
+        ("SHARDS", "2"),
+        ("SELF_HOST_TENANT_PLACEMENT", "spread"),
+        ("WEBSOCKET_QUEUE_BYTES", "65536"),
+        ("TENANT_MAX_PAYLOAD_SIZE_IN_KB", "32"),
+        ("TENANT_MAX_EVENTS_PER_SECOND", "1000000"),
+        ("REST_QUEUE_WAIT_MS", "10000"),
+    ]);
+    let t = token("anon", 3600);
+    let mut a = Ws::connect(srv.port, "2.0.0", &t);
+    let mut b = Ws::connect(srv.port, "2.0.0", &t);
+    assert_eq!(srv.metric_by_shard("realtime_connections"), [1, 1]);
+    a.join_v2("1", "realtime:flood", json!({}));
+    b.join_v2("1", "realtime:flood", json!({}));
+    let n = 7_000_000 / 30_000;
+    let messages: Vec<Value> = (0..n)
+        .map(|i| json!({"topic": "flood", "event": "e", "payload": {"i": i, "p": "z".repeat(30_000)}}))
+        .collect();
+    let body = json!({ "messages": messages }).to_string();
+    // A slow reader: it starts reading only after a while.
+    let slow = |ws: &mut Ws| {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        read_n(ws, n)
+    };
+    let (status, got_a, got_b) = std::thread::scope(|s| {
+        let ra = s.spawn(|| slow(&mut a));
+        let rb = s.spawn(|| slow(&mut b));
+        let (status, _, _) = post_json(&srv, "/api/broadcast", &t, body.as_bytes());
+        (status, ra.join().unwrap(), rb.join().unwrap())
+    });
+    assert_eq!(status, 202);
+    for got in [got_a, got_b] {
+        assert_eq!(got.len(), n, "stopped at {}", describe(got.last().unwrap()));
+        for (i, f) in got.iter().enumerate() {
+            assert_eq!(broadcast_payload(f)["payload"]["i"], i);
+        }
     }
     assert_eq!(srv.metric("realtime_queue_drops_total"), 0);
 }

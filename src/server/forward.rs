@@ -143,7 +143,7 @@ pub fn deliver(state: &Rc<ShardState>, msg: Arc<Forward>) {
         }
         return;
     }
-    if let Err(msg) = try_deliver(state, msg) {
+    if try_deliver(state, &msg).is_err() {
         let w = WaitingTopic {
             bytes: msg.len(),
             queue: [msg].into(),
@@ -153,20 +153,17 @@ pub fn deliver(state: &Rc<ShardState>, msg: Arc<Forward>) {
     }
 }
 
-/// Delivers `msg` now, or gives it back: patient, and a receiver has no
-/// room.
-fn try_deliver(state: &ShardState, msg: Arc<Forward>) -> Result<(), Arc<Forward>> {
+/// Delivers `msg` now, unless it is patient and a receiver has no room
+/// (returned, nothing delivered).
+fn try_deliver(state: &ShardState, msg: &Forward) -> Result<(), NoRoom> {
     let Some(tenant) = state.tenant(&msg.tenant) else {
         return Ok(());
     };
     let mut t = tenant.borrow_mut();
     let n = if msg.patient {
-        match t.hub.deliver_if_room(&msg) {
-            Ok(n) => n,
-            Err(_) => return Err(msg),
-        }
+        t.hub.deliver_if_room(msg)?
     } else {
-        t.hub.deliver(&msg)
+        t.hub.deliver(msg)
     };
     if n > 0 {
         // Deliveries count toward the tenant's events, as local ones do.
@@ -189,12 +186,7 @@ async fn deliver_waiting(state: Rc<ShardState>, id: TopicId) {
             state.waiting_topics.borrow_mut().remove(&id);
             return;
         };
-        let full = match state.tenant(&msg.tenant) {
-            Some(tenant) if msg.patient => tenant.borrow().hub.deliver_if_room(&msg).err(),
-            _ => None,
-        };
-        let Some(NoRoom { out, len }) = full else {
-            let _ = try_deliver(&state, msg.clone());
+        let Err(NoRoom { out, len }) = try_deliver(&state, &msg) else {
             if let Some(w) = state.waiting_topics.borrow_mut().get_mut(&id) {
                 if w.queue.front().is_some_and(|f| Arc::ptr_eq(f, &msg)) {
                     w.queue.pop_front();
