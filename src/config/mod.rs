@@ -274,9 +274,10 @@ settings! {
 
     /// Which shards serve the environment's tenant (and the one
     /// `seed_self_host` writes): `home` keeps every socket of it on its
-    /// home shard, nothing crosses shards; `spread` serves sockets where
-    /// they are accepted, so one big tenant uses every core.
-    self_host_tenant_placement: String = "home".to_owned(), "home", env "SELF_HOST_TENANT_PLACEMENT";
+    /// home shard, nothing crosses shards; `spread` (the default: a
+    /// self-hosted server has this one tenant) balances its sockets over
+    /// the shards, so it uses every core.
+    self_host_tenant_placement: String = "spread".to_owned(), "spread", env "SELF_HOST_TENANT_PLACEMENT";
 
     /// Delay before answering a refused WebSocket connect. Slows reconnect
     /// storms from misconfigured clients at the cost of slower error reports;

@@ -623,12 +623,12 @@ fn readme_documents_every_setting() {
 }
 
 #[test]
-fn the_environments_tenant_placement_is_home_spread_or_refused_by_name() {
+fn the_environments_tenant_placement_is_spread_home_or_refused_by_name() {
     let env =
         |v: &'static str| move |k: &str| (k == "SELF_HOST_TENANT_PLACEMENT").then(|| v.into());
-    assert_eq!(Config::default().self_host_tenant_placement, "home");
-    let c = load_args(&[], &env("spread")).unwrap().config;
-    assert_eq!(c.self_host_tenant_placement, "spread");
+    assert_eq!(Config::default().self_host_tenant_placement, "spread");
+    let c = load_args(&[], &env("home")).unwrap().config;
+    assert_eq!(c.self_host_tenant_placement, "home");
     let err = load_args(&[], &env("everywhere")).unwrap_err().to_string();
     assert_eq!(
         err,

@@ -261,8 +261,9 @@ impl Drop for Server {
 
 /// Shards of the servers tests start, unless a test says otherwise:
 /// `REALTIME_TEST_SHARDS`, or 2. The test command runs the suite again
-/// with 1, and with 4 and `REALTIME_TEST_PLACEMENT=spread` (every test
-/// server's tenant then spans its shards).
+/// with 1, and with 4 and `REALTIME_TEST_PLACEMENT=spread`. The
+/// environment's tenant is spread by default; `REALTIME_TEST_PLACEMENT`
+/// sets it for every test server that does not set it itself.
 pub fn test_shards() -> String {
     std::env::var("REALTIME_TEST_SHARDS").unwrap_or_else(|_| "2".into())
 }
