@@ -12,22 +12,29 @@ _rt_suite_selected() {
   [[ " ${CLIENT_SUITES:-realtime-js realtime-js-pg phoenix python} " == *" $1 "* ]]
 }
 
+# run_client_suites LOGDIR [LABEL]: LABEL (e.g. "4 shards") names the
+# steps and their logs apart when the suites run more than once.
 run_client_suites() {
-  local logdir=$1
+  local logdir=$1 label=${2:-}
+  local tag="" file=""
+  if [[ -n $label ]]; then
+    tag=" ($label)"
+    file="-${label// /-}"
+  fi
   if _rt_suite_selected realtime-js; then
-    run_step "client: realtime-js" "$logdir/client-realtime-js.log" \
+    run_step "client: realtime-js$tag" "$logdir/client-realtime-js$file.log" \
       timeout 900 node tests/clients/js/run.mjs realtime-js
   fi
   if _rt_suite_selected realtime-js-pg; then
-    run_step "client: realtime-js pg" "$logdir/client-realtime-js-pg.log" \
+    run_step "client: realtime-js pg$tag" "$logdir/client-realtime-js-pg$file.log" \
       timeout 600 node tests/clients/js/run.mjs realtime-js-pg
   fi
   if _rt_suite_selected phoenix; then
-    run_step "client: phoenix.js" "$logdir/client-phoenix.log" \
+    run_step "client: phoenix.js$tag" "$logdir/client-phoenix$file.log" \
       timeout 300 node tests/clients/js/run.mjs phoenix
   fi
   if _rt_suite_selected python; then
-    run_step "client: python realtime" "$logdir/client-python.log" \
+    run_step "client: python realtime$tag" "$logdir/client-python$file.log" \
       timeout 600 target/pyenv/bin/python -m pytest -c tests/clients/python/pytest.ini tests/clients/python -v
   fi
 }

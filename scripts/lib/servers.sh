@@ -13,6 +13,10 @@
 # are substituted when the instance starts (e.g. DB_PORT=${DEV_DB_PORT}). An
 # instance that names an unset variable is not started (a warning says which
 # variable); the suite that needs it then fails for want of RT_<NAME>_PORT.
+#
+# RT_SERVERS_ENV (space-separated ENV=VALUE words) is given to every
+# instance after its own line, e.g. RT_SERVERS_ENV="SHARDS=4" to run the
+# suites against four shards.
 
 RT_SERVER_PIDS=()
 # Instances started by start_servers, for the health wait.
@@ -77,7 +81,7 @@ start_servers() {
     [[ -z "$name" || "$name" == \#* ]] && continue
     local envs=() words=() word value rc missing=""
     # ENV=VALUE words split on whitespace, never glob-expanded.
-    read -ra words <<<"$rest"
+    read -ra words <<<"$rest ${RT_SERVERS_ENV:-}"
     for word in "${words[@]}"; do
       rc=0
       value=$(_rt_expand "$word") || rc=$?
