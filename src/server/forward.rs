@@ -197,20 +197,26 @@ async fn deliver_waiting(state: Rc<ShardState>, id: TopicId) {
             continue;
         };
         let deadline = *deadline.get_or_insert_with(|| Instant::now() + wait);
-        let room = futures_lite::future::or(
-            async {
-                std::future::poll_fn(|cx| out.poll_room(len, cx)).await;
-                true
-            },
-            async {
-                glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
-                false
-            },
-        )
-        .await;
-        if !room {
-            out.overflow();
-        }
+        room_or_overflow(&NoRoom { out, len }, deadline).await;
+    }
+}
+
+/// Waits until the subscriber `full` names has room for its frame; one
+/// still without room at `deadline` is closed as a slow consumer.
+pub async fn room_or_overflow(full: &NoRoom, deadline: Instant) {
+    let room = futures_lite::future::or(
+        async {
+            std::future::poll_fn(|cx| full.out.poll_room(full.len, cx)).await;
+            true
+        },
+        async {
+            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+            false
+        },
+    )
+    .await;
+    if !room {
+        full.out.overflow();
     }
 }
 

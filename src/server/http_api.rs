@@ -10,7 +10,6 @@
 //! as a slow consumer.
 
 use std::collections::HashMap;
-use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ use crate::proto::phoenix::Encoding;
 use crate::realtime::auth;
 use crate::realtime::auth::Claims;
 use crate::realtime::authz::{AuthContext, AuthRequest};
-use crate::realtime::hub::{NoRoom, Outgoing, TopicKey};
+use crate::realtime::hub::{Outgoing, TopicKey};
 use crate::realtime::rest;
 use crate::realtime::tenant::TenantConfig;
 
@@ -538,24 +537,11 @@ async fn deliver(state: &ShardState, tenant_id: &str, messages: Vec<Broadcast>) 
                     Err(full) => Some(full),
                 }
             };
-            let Some(NoRoom { out, len }) = full else {
+            let Some(full) = full else {
                 break;
             };
             let deadline = *deadline.get_or_insert_with(|| Instant::now() + wait);
-            let room = futures_lite::future::or(
-                async {
-                    poll_fn(|cx| out.poll_room(len, cx)).await;
-                    true
-                },
-                async {
-                    glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
-                    false
-                },
-            )
-            .await;
-            if !room {
-                out.overflow();
-            }
+            super::forward::room_or_overflow(&full, deadline).await;
         }
         if state.forwarded.get() != forwarded && state.outbox.congested() {
             super::forward::pace(state, wait).await;
