@@ -383,7 +383,7 @@ mod tests {
     #[test]
     fn the_environments_tenant_takes_its_placement_from_the_setting() {
         for (value, want) in [
-            (None, Placement::Home),
+            (None, Placement::Spread),
             (Some("spread"), Placement::Spread),
             (Some("home"), Placement::Home),
         ] {

@@ -338,11 +338,12 @@ fn the_seed_is_the_self_hosted_tenant_of_upstream_seeds() {
     );
     let c = to_config(&rec, &d, ClaimValidators::default()).unwrap();
     assert_eq!(c.db.unwrap().host, "db");
-    assert_eq!(c.placement, Placement::Home);
-    let spread = crate::config::Config {
-        self_host_tenant_placement: "spread".into(),
+    // The self-hosted tenant is spread unless the setting says home.
+    assert_eq!(c.placement, Placement::Spread);
+    let home = crate::config::Config {
+        self_host_tenant_placement: "home".into(),
         ..config
     };
-    let rec = seed_record(&spread, &d, String::new, "2026-12-07 07:25:00");
-    assert_eq!(rec.placement, Placement::Spread);
+    let rec = seed_record(&home, &d, String::new, "2026-12-07 07:25:00");
+    assert_eq!(rec.placement, Placement::Home);
 }
