@@ -34,7 +34,7 @@ use crate::realtime::tenant::Tenant;
 const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 /// Bytes a reader may take in without the socket ever making it wait
 /// before it lets the shard write (see [`let_writers_run`]).
-const READ_BURST: u32 = 64 * 1024;
+pub const READ_BURST: u32 = 64 * 1024;
 
 /// The WebSocket endpoints.
 fn is_ws_path(path: &str) -> bool {
@@ -438,7 +438,7 @@ fn read_loop<'a>(
 /// flusher run but not the reactor; a timer already due by the time the
 /// executor next looks makes the reader wait for both, and costs one timer
 /// per [`READ_BURST`] bytes only on busy sockets.
-async fn let_writers_run() {
+pub async fn let_writers_run() {
     glommio::timer::sleep(Duration::from_micros(1)).await;
 }
 

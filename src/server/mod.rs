@@ -191,8 +191,20 @@ async fn shard_main(
     for rx in receivers {
         let st = state.clone();
         glommio::spawn_local(async move {
+            // Frame bytes delivered since the last pause: forwarded
+            // messages that come back to back are paced like a busy
+            // socket's reads, so the flusher writes the first before the
+            // next joins its subscribers' queues.
+            let mut burst = 0usize;
             while let Some(msg) = rx.recv().await {
+                if let ShardMsg::Fanout(f) = &msg {
+                    burst += f.len();
+                }
                 handle_shard_msg(&st, msg);
+                if burst >= connection::READ_BURST as usize {
+                    burst = 0;
+                    connection::let_writers_run().await;
+                }
             }
         })
         .detach();
