@@ -3,7 +3,8 @@
 //! `realtime.messages` reach the subscribers of their public or private
 //! topic as user broadcasts with `meta.id` (PROTOCOL 2.5, 4.6), through the
 //! messages publication the server creates and repairs, within the
-//! tenant's limits, and nothing committed while the server is down is lost.
+//! tenant's limits, and nothing committed while the server is down is lost,
+//! nor when a spread tenant's other shard is slow to take its share.
 
 mod support;
 use serde_json::{json, Value};
@@ -304,6 +305,52 @@ fn a_payload_over_the_tenant_limit_is_dropped_and_logged_and_the_next_arrives() 
         "the drop is logged"
     );
     assert_eq!(srv.metric("realtime_db_broadcast_drops_total"), 1);
+    drop(srv);
+}
+
+#[test]
+fn a_shard_busy_for_a_moment_paces_the_stream_and_loses_no_message() {
+    let db = SchemaDb::create("bfd_pace", true, "");
+    let mut env = db.server_env();
+    for (k, v) in [
+        ("SHARDS", "2"),
+        ("SELF_HOST_TENANT_PLACEMENT", "spread"),
+        ("TENANT_MAX_PAYLOAD_SIZE_IN_KB", "1"),
+        ("TENANT_MAX_EVENTS_PER_SECOND", "10000000"),
+        ("SHARD_QUEUE_BYTES", "100000"),
+    ] {
+        env.push((k.into(), v.into()));
+    }
+    let srv = Server::start_env(&env);
+    // One subscriber on each shard; the stream runs on one of them.
+    let mut subs: Vec<Ws> = (0..2)
+        .map(|_| {
+            let mut ws = authed(srv.port, "2.0.0");
+            assert_ok(&join_v2(&mut ws, "room:pace", false));
+            ws
+        })
+        .collect();
+    assert_eq!(srv.metric_by_shard("realtime_connections"), [1, 1]);
+    wait_streaming(&db);
+    // Message 0 keeps the other shard's thread busy for 300 ms as it
+    // arrives there; about 1 MB of messages follows it, ten times the bound
+    // of the queue between the shards.
+    let n = 3000;
+    db.sql(&format!(
+        "select realtime.send(jsonb_build_object('n', g, 'pad', \
+           case when g = 0 then '__pause_shard__' else repeat('x', 200) end), \
+           'e', 'room:pace', false) from generate_series(0, {}) g",
+        n - 1
+    ));
+    for (s, ws) in subs.iter_mut().enumerate() {
+        for i in 0..n {
+            let (_, _, _, _, payload) = kind4(ws);
+            let p: Value = serde_json::from_slice(&payload).unwrap();
+            assert_eq!(p["n"], i, "subscriber {s}: in order and without a hole");
+        }
+    }
+    assert_eq!(srv.metric("realtime_forward_drops_total"), 0);
+    assert_eq!(srv.metric("realtime_forward_gap_closes_total"), 0);
     drop(srv);
 }
 

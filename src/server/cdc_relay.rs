@@ -151,6 +151,8 @@ pub fn claims(state: &ShardState, tenant: &str, channel: ChannelId, claims: SubC
 
 /// On the channel's shard: a frame from home.
 pub fn frame(state: &ShardState, tenant: &str, channel: ChannelId, frame: Bytes) {
+    #[cfg(feature = "fault-injection")]
+    super::fault::stall_if_marked(&frame);
     if let Some(t) = state.tenant(tenant) {
         t.borrow().cdc.relayed_push(channel, frame);
     }

@@ -197,8 +197,10 @@ async fn shard_main(
             // next joins its subscribers' queues.
             let mut burst = 0usize;
             while let Some(msg) = rx.recv().await {
-                if let ShardMsg::Fanout(f) = &msg {
-                    burst += f.len();
+                match &msg {
+                    ShardMsg::Fanout(f) => burst += f.len(),
+                    ShardMsg::ToChannel { frame, .. } => burst += frame.len(),
+                    _ => {}
                 }
                 handle_shard_msg(&st, msg);
                 if burst >= connection::READ_BURST as usize {

@@ -219,6 +219,21 @@ impl CdcRegistry {
         types: &dyn TypeResolver,
         answers: &Answers,
     ) -> u64 {
+        self.deliver_part(changes, 0..changes.len(), access, types, answers)
+    }
+
+    /// [`deliver`](Self::deliver) for the changes of the batch at
+    /// positions `part` only: a large batch goes out in parts, so a stream
+    /// whose frames cross to other shards can wait between them for room
+    /// (`server::replication::pace_relay`).
+    pub fn deliver_part(
+        &self,
+        changes: &[Change<'_>],
+        part: std::ops::Range<usize>,
+        access: &dyn AccessView,
+        types: &dyn TypeResolver,
+        answers: &Answers,
+    ) -> u64 {
         let index = RelationIndex::build(&self.subs, changes);
         let mut g = Groups::default();
         let mut rendered: Vec<Rendered<'_>> = Vec::new();
@@ -228,7 +243,8 @@ impl CdcRegistry {
         let mut sent_ids: Vec<u64> = Vec::new();
         let mut stamp = CommitStamp::default();
         let mut deliveries = 0;
-        'changes: for (idx, change) in changes.iter().enumerate() {
+        let parts = changes.iter().enumerate().take(part.end).skip(part.start);
+        'changes: for (idx, change) in parts {
             spare.extend(rendered.drain(..).map(|r| r.data));
             sent.clear();
             sent_ids.clear();

@@ -51,7 +51,9 @@ use realtime_shards::ShardStats;
 use super::fault::{self, Boundary};
 use super::pgconn::{PgConn, PgError};
 use super::replication::stream::{Action, Pending};
-use super::replication::{connect, lag, step, Live, ReplicationSettings, SessionEnd, Step};
+use super::replication::{
+    connect, lag, pace_relay, step, Live, ReplicationSettings, SessionEnd, Step,
+};
 use super::shard::{with_tenant, ShardState};
 use crate::config::Config;
 use crate::proto::pg::pgoutput::Message;
@@ -223,7 +225,7 @@ async fn session(
                 false
             }
             Action::Flush(tx) => {
-                deliver(state, tenant, live.stream.pending_mut());
+                deliver(state, tenant, live.stream.pending_mut()).await;
                 live.stream.flushed(tx, true);
                 false
             }
@@ -237,10 +239,12 @@ async fn session(
 /// Fans out the inserts among `pending`, in commit order, and empties it.
 /// A row that cannot go out is logged as `UnableToBroadcastChanges` and
 /// counted; it is confirmed with the rest (retrying would not change it).
-fn deliver(state: &ShardState, tenant: &str, pending: &mut Vec<Pending>) {
-    let now = state.now_ms();
+/// Between messages, a congested queue to other shards is waited for
+/// (`pace_relay`).
+async fn deliver(state: &ShardState, tenant: &str, pending: &mut Vec<Pending>) {
     let stats = state.stats();
     for p in pending.drain(..) {
+        let now = state.now_ms();
         let Message::Insert(ins) = &p.msg else {
             continue;
         };
@@ -262,5 +266,6 @@ fn deliver(state: &ShardState, tenant: &str, pending: &mut Vec<Pending>) {
                 tracing::error!(tenant, error = %e, "UnableToBroadcastChanges: {e}");
             }
         }
+        pace_relay(state).await;
     }
 }

@@ -229,6 +229,7 @@ async fn session(
                 )
                 .await?;
                 live.stream.flushed(tx, done);
+                pace_relay(state).await;
                 false
             }
         };
@@ -236,6 +237,34 @@ async fn session(
             return Ok(end);
         }
     }
+}
+
+/// The longest a stream stops reading at a time for a congested queue to
+/// other shards (`pace_relay`).
+const RELAY_PACE_LIMIT: Duration = Duration::from_secs(5);
+
+/// After a batch went out: while this shard's queue to other shards is
+/// congested (a spread tenant's channels there read slower than the stream
+/// relays to them), the stream reads nothing further, for at most
+/// [`RELAY_PACE_LIMIT`], as a busy socket's reader waits in
+/// `forward::pace`. What is not read stays in the database's slot, so
+/// waiting loses nothing, while relaying on would overflow the queue and
+/// close those channels as slow consumers.
+pub(crate) async fn pace_relay(state: &ShardState) {
+    if state.outbox.congested() {
+        super::forward::pace(state, RELAY_PACE_LIMIT).await;
+    }
+}
+
+/// Changes of a batch delivered between two looks at the queues to other
+/// shards (`pace_relay`).
+const DELIVER_PART: usize = 64;
+
+/// The parts a batch of `n` changes is delivered in.
+fn parts(n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..n)
+        .step_by(DELIVER_PART)
+        .map(move |start| start..(start + DELIVER_PART).min(n))
 }
 
 /// Opens a session's two connections: catalog queries, then the stream.
@@ -472,19 +501,25 @@ async fn flush(
             }
             _ => Default::default(),
         };
-        let queued = with_tenant(state, tenant, |t| {
-            // Inside the tenant's borrow on purpose (see `fault`). Only a
-            // change someone subscribes to, so a restarted stream gets past
-            // the poisoned row once its subscriber is gone.
-            #[cfg(feature = "fault-injection")]
-            for c in &changes {
-                if needs.iter().any(|(oid, _)| *oid == c.rel.oid) {
-                    fault::inject("replication delivery", c.rel.name.as_bytes());
-                }
+        let mut queued = 0;
+        for part in parts(changes.len()) {
+            if part.start > 0 {
+                pace_relay(state).await;
             }
-            t.cdc.deliver(&changes, access, types, &answers)
-        })
-        .unwrap_or(0);
+            queued += with_tenant(state, tenant, |t| {
+                // Inside the tenant's borrow on purpose (see `fault`). Only
+                // a change someone subscribes to, so a restarted stream gets
+                // past the poisoned row once its subscriber is gone.
+                #[cfg(feature = "fault-injection")]
+                for c in &changes[part.clone()] {
+                    if needs.iter().any(|(oid, _)| *oid == c.rel.oid) {
+                        fault::inject("replication delivery", c.rel.name.as_bytes());
+                    }
+                }
+                t.cdc.deliver_part(&changes, part, access, types, &answers)
+            })
+            .unwrap_or(0);
+        }
         tracing::trace!(tenant, changes = changes.len(), queued, "batch delivered");
     }
     drop(changes);
