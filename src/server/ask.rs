@@ -58,12 +58,11 @@ impl<T> Asks<T> {
                 None => Poll::Ready(None),
             }
         });
-        let timeout = async {
-            glommio::timer::sleep(wait).await;
+        let answer = super::deadline::within(wait, answer).await;
+        if answer.is_none() {
             self.close(ticket);
-            None
-        };
-        futures_lite::future::or(answer, timeout).await
+        }
+        answer.flatten()
     }
 
     /// Opens a question; its ticket comes from `next`.

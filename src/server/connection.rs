@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use realtime_shards::ShardStats;
 
 use super::conns::Conn;
+use super::deadline::within;
 use super::fault::{self, Boundary};
 use super::http_api;
 use super::outq::{CloseReason, OutQueue, OutState};
@@ -278,18 +279,8 @@ fn session_task(
         }
         // A closing socket gets its last frames (the close frame among them)
         // unless its peer stops reading for longer than this.
-        let settled = futures_lite::future::or(
-            async {
-                poll_fn(|cx| out.poll_settled(cx)).await;
-                true
-            },
-            async {
-                glommio::timer::sleep(CLOSE_FLUSH_LIMIT).await;
-                false
-            },
-        )
-        .await;
-        if !settled {
+        let settled = within(CLOSE_FLUSH_LIMIT, poll_fn(|cx| out.poll_settled(cx))).await;
+        if settled.is_none() {
             out.kill();
         }
         drop(stream);

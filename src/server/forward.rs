@@ -20,12 +20,14 @@
 //! socket that overflows its own queue meets. So no subscriber goes on
 //! with a gap it cannot see.
 
+use std::future::poll_fn;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use realtime_shards::ShardStats;
 
+use super::deadline::within;
 use super::shard::{GapKey, ShardMsg, ShardState, TopicId, WaitingTopic};
 use crate::realtime::hub::TopicSnapshot;
 use crate::realtime::hub::{NoRoom, TopicKey};
@@ -98,18 +100,8 @@ impl MeshForwarder {
 /// a shard stalled for longer does not stall the publishers of others;
 /// their messages go on to the bound, and past it the rule above applies.
 pub async fn pace(state: &ShardState, limit: Duration) {
-    let drained = futures_lite::future::or(
-        async {
-            std::future::poll_fn(|cx| state.outbox.poll_uncongested(cx)).await;
-            true
-        },
-        async {
-            glommio::timer::sleep(limit).await;
-            false
-        },
-    )
-    .await;
-    if !drained {
+    let drained = within(limit, poll_fn(|cx| state.outbox.poll_uncongested(cx))).await;
+    if drained.is_none() {
         state.outbox.overdue();
     }
 }
@@ -204,18 +196,11 @@ async fn deliver_waiting(state: Rc<ShardState>, id: TopicId) {
 /// Waits until the subscriber `full` names has room for its frame; one
 /// still without room at `deadline` is closed as a slow consumer.
 pub async fn room_or_overflow(full: &NoRoom, deadline: Instant) {
-    let room = futures_lite::future::or(
-        async {
-            std::future::poll_fn(|cx| full.out.poll_room(full.len, cx)).await;
-            true
-        },
-        async {
-            glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
-            false
-        },
-    )
-    .await;
-    if !room {
+    let wait = deadline.saturating_duration_since(Instant::now());
+    if within(wait, poll_fn(|cx| full.out.poll_room(full.len, cx)))
+        .await
+        .is_none()
+    {
         full.out.overflow();
     }
 }
@@ -277,21 +262,17 @@ pub fn ask_presence(state: &ShardState, tenant: &str) {
 /// presence question about `tenant`, so that a joiner's `presence_state`
 /// holds every shard's entries.
 pub async fn presence_synced(state: &ShardState, tenant: &str, wait: std::time::Duration) {
-    let synced = std::future::poll_fn(|cx| {
+    let synced = poll_fn(|cx| {
         let mut syncs = state.presence_syncs.borrow_mut();
         match syncs.get_mut(tenant) {
             Some((_, wakers)) => {
                 wakers.push(cx.waker().clone());
                 std::task::Poll::Pending
             }
-            None => std::task::Poll::Ready(true),
+            None => std::task::Poll::Ready(()),
         }
     });
-    let late = async {
-        glommio::timer::sleep(wait).await;
-        false
-    };
-    if !futures_lite::future::or(synced, late).await {
+    if within(wait, synced).await.is_none() {
         tracing::warn!(
             tenant,
             "presence of the tenant's other shards did not arrive in time"

@@ -41,6 +41,7 @@ pub mod connection;
 pub mod conns;
 pub mod control;
 pub mod db_broadcast;
+pub mod deadline;
 pub mod fault;
 pub mod forward;
 pub mod handoff;

@@ -534,14 +534,14 @@ async fn within<T>(
     what: &str,
     fut: impl std::future::Future<Output = Result<T, PgError>>,
 ) -> Result<T, PgError> {
-    futures_lite::future::or(fut, async {
-        glommio::timer::sleep(timeout).await;
-        Err(PgError::Timeout(format!(
-            "no answer to {what} within {} ms",
-            timeout.as_millis()
-        )))
-    })
-    .await
+    super::deadline::within(timeout, fut)
+        .await
+        .unwrap_or_else(|| {
+            Err(PgError::Timeout(format!(
+                "no answer to {what} within {} ms",
+                timeout.as_millis()
+            )))
+        })
 }
 
 /// How a host name becomes addresses: the system resolver (getaddrinfo,

@@ -96,14 +96,9 @@ pub fn answer_remote(
     (origin, ticket): (usize, u64),
 ) {
     let st = state.clone();
-    glommio::spawn_local(async move {
-        let answer = fetch_here(&st, &tenant, &req).await;
-        let _ = st
-            .shard
-            .send_to(origin, ShardMsg::Replayed(ticket, answer))
-            .await;
-    })
-    .detach();
+    state.answer(origin, async move {
+        ShardMsg::Replayed(ticket, fetch_here(&st, &tenant, &req).await)
+    });
 }
 
 /// The stored messages `req` asks for, newest first. A pooled connection
@@ -149,11 +144,7 @@ async fn attempt(
         });
     };
     let timeout = pool.cfg.timeout.min(REPLAY_TIMEOUT);
-    let ran = futures_lite::future::or(async { Some(query(conn, req).await) }, async {
-        glommio::timer::sleep(timeout).await;
-        None
-    })
-    .await;
+    let ran = super::deadline::within(timeout, query(conn, req)).await;
     match ran {
         // Cut off mid-query: the connection is not trusted again.
         None => Err(Failed {

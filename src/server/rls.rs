@@ -120,15 +120,10 @@ pub fn answer_remote(
     (origin, ticket): (usize, u64),
 ) {
     let st = state.clone();
-    glommio::spawn_local(async move {
+    state.answer(origin, async move {
         let req = AuthRequest::from(question);
-        let answer = check_here(&st, &tenant, &req).await;
-        let _ = st
-            .shard
-            .send_to(origin, ShardMsg::Authorized(ticket, answer))
-            .await;
-    })
-    .detach();
+        ShardMsg::Authorized(ticket, check_here(&st, &tenant, &req).await)
+    });
 }
 
 /// The answer to this shard's check `ticket` came.

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use realtime_shards::ShardStats;
 
+use super::deadline::within;
 use super::pgconn::PgError;
 use super::rls_pool::{AuthPool, Lease};
 use super::rls_script::{self, map_error, Probes};
@@ -150,13 +151,11 @@ impl Checker {
         // connection, two tries); this one only guards against a runner
         // that went away.
         let limit = self.pool.cfg.timeout.saturating_mul(4) + Duration::from_secs(1);
-        futures_lite::future::or(answered, async {
-            glommio::timer::sleep(limit).await;
+        within(limit, answered).await.unwrap_or_else(|| {
             Err(AuthError::DatabaseUnavailable(
                 "no answer from the tenant's checker".into(),
             ))
         })
-        .await
     }
 
     /// Starts a runner if there is room for one.

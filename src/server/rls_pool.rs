@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
+use super::deadline::within;
 use super::pgconn::{PgConfig, PgConn};
 use crate::realtime::authz::AuthError;
 
@@ -101,11 +102,7 @@ impl AuthPool {
     /// (`IncreaseConnectionPool` otherwise). A connection that cannot be
     /// opened is `DatabaseUnavailable`.
     pub async fn acquire(self: &Rc<Self>) -> Result<Lease, AuthError> {
-        let waited = futures_lite::future::or(async { Some(self.turn().await) }, async {
-            glommio::timer::sleep(self.cfg.timeout).await;
-            None
-        })
-        .await;
+        let waited = within(self.cfg.timeout, self.turn()).await;
         let reuse = match waited {
             None => return Err(AuthError::IncreaseConnectionPool),
             Some(None) => return Err(unavailable("the tenant's database work stopped")),

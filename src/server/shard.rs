@@ -362,6 +362,21 @@ impl ShardState {
         ticket.answer(wait).await
     }
 
+    /// The other side of [`ask`](Self::ask): runs `work` here in the
+    /// background and sends the message it ends with (the answer, naming
+    /// the asker's ticket) back to shard `origin`.
+    pub fn answer(
+        self: &Rc<Self>,
+        origin: usize,
+        work: impl std::future::Future<Output = ShardMsg> + 'static,
+    ) {
+        let st = self.clone();
+        glommio::spawn_local(async move {
+            let _ = st.shard.send_to(origin, work.await).await;
+        })
+        .detach();
+    }
+
     /// Remembers to check a session's tokens at `exp`.
     pub fn schedule_expiry(&self, session: &Session) {
         if let Some(exp) = session.earliest_expiry() {

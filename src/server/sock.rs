@@ -41,6 +41,7 @@ use bytes::BytesMut;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
+use super::deadline::within;
 use crate::config::Config;
 use crate::proto::http;
 
@@ -220,11 +221,8 @@ impl SharedStream {
                 }
             }
         };
-        let late = async {
-            glommio::timer::sleep(Duration::from_millis(config.request_head_timeout_ms)).await;
-            Outcome::Late
-        };
-        let status = match futures_lite::future::or(read, late).await {
+        let limit = Duration::from_millis(config.request_head_timeout_ms);
+        let status = match within(limit, read).await.unwrap_or(Outcome::Late) {
             Outcome::Head(head) => {
                 let _ = buf.split_to(head.head_len);
                 let too_long = head

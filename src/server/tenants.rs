@@ -258,18 +258,7 @@ pub async fn announce(
             }
         }
     });
-    let in_time = futures_lite::future::or(
-        async {
-            all_done.await;
-            true
-        },
-        async {
-            glommio::timer::sleep(ACK_WAIT).await;
-            false
-        },
-    )
-    .await;
-    if !in_time {
+    if super::deadline::within(ACK_WAIT, all_done).await.is_none() {
         state.pending_acks.borrow_mut().remove(&ticket);
         tracing::warn!(
             tenant = id,

@@ -54,11 +54,9 @@ pub fn from_wal_sender_timeout(ms: Option<u64>) -> Duration {
 /// The next stream message, or `None` after `wait` without one.
 /// Cancelling the read loses nothing ([`PgConn::recv_copy`] is cancel-safe).
 pub async fn recv_within(repl: &mut PgConn, wait: Duration) -> Result<Option<CopyMsg>, PgError> {
-    futures_lite::future::or(async { repl.recv_copy().await.map(Some) }, async {
-        glommio::timer::sleep(wait).await;
-        Ok(None)
-    })
-    .await
+    crate::server::deadline::within(wait, repl.recv_copy())
+        .await
+        .transpose()
 }
 
 /// The error that ends a session whose stream stayed silent though asked.

@@ -94,11 +94,9 @@ pub async fn migrate(pg: &PgConfig) -> Result<Migrated, TenantDbError> {
         conn.terminate().await;
         Ok::<_, TenantDbError>(r?)
     };
-    futures_lite::future::or(run, async {
-        glommio::timer::sleep(deadline).await;
-        Err(TenantDbError::Deadline(deadline.as_millis()))
-    })
-    .await
+    crate::server::deadline::within(deadline, run)
+        .await
+        .unwrap_or(Err(TenantDbError::Deadline(deadline.as_millis())))
 }
 
 /// First wait before retrying a failed run; doubles up to [`RETRY_MAX`].
