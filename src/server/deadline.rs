@@ -2,17 +2,50 @@
 //! the one way the server writes it.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use glommio::timer::Timer;
 
 /// `fut`'s output if it is ready within `limit`, else `None`. Past the
 /// limit `fut` is dropped, so whatever it was waiting on must be safe to
 /// abandon midway (each caller says why it is).
-pub async fn within<F: Future>(limit: Duration, fut: F) -> Option<F::Output> {
-    futures_lite::future::or(async { Some(fut.await) }, async {
-        glommio::timer::sleep(limit).await;
-        None
-    })
-    .await
+///
+/// A plain combinator, not an `async fn`: an `async fn` keeps its
+/// argument and the future it awaits in separate slots, so every layer of
+/// waits wrapped in waits doubled the size of the futures inside it, and
+/// one such chain (a replay query inside the database client's own
+/// deadline) overflowed a shard's 2 MiB stack while being built.
+pub fn within<F: Future>(limit: Duration, fut: F) -> Within<F> {
+    Within {
+        fut,
+        timer: Timer::new(limit),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// What [`within`] returns.
+    pub struct Within<F> {
+        #[pin]
+        fut: F,
+        timer: Timer,
+    }
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        match Pin::new(this.timer).poll(cx) {
+            Poll::Ready(_) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 #[cfg(test)]
