@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod json;
+pub mod nats;
 pub mod pg;
 pub mod phoenix;
 pub mod ws;
