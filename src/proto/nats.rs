@@ -248,7 +248,10 @@ pub fn write_sub(
 ) -> Result<(), WriteError> {
     check_subject(subject)?;
     if let Some(q) = queue {
-        if q.is_empty() || q.iter().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        if q.is_empty()
+            || q.iter()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
             return Err(WriteError::BadQueue(String::from_utf8_lossy(q).into()));
         }
     }

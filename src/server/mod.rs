@@ -49,6 +49,7 @@ pub mod http_api;
 pub mod listener;
 pub mod metrics;
 pub mod migrator;
+pub mod nats;
 pub mod outq;
 pub mod pgconn;
 pub mod pgerror;
