@@ -12,6 +12,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::json::write_u64;
+
 /// The longest control line read (nats-server's own default for what it
 /// accepts, `max_control_line`).
 pub const MAX_CONTROL_LINE: usize = 4096;
@@ -232,7 +234,7 @@ pub fn write_pub(
         out.put_slice(r);
     }
     out.put_u8(b' ');
-    put_usize(out, payload.len());
+    write_u64(out, payload.len() as u64);
     out.put_slice(b"\r\n");
     out.put_slice(payload);
     out.put_slice(b"\r\n");
@@ -262,7 +264,7 @@ pub fn write_sub(
         out.put_slice(q);
     }
     out.put_u8(b' ');
-    put_usize(out, sid as usize);
+    write_u64(out, sid);
     out.put_slice(b"\r\n");
     Ok(())
 }
@@ -270,7 +272,7 @@ pub fn write_sub(
 /// Appends `UNSUB sid`.
 pub fn write_unsub(out: &mut BytesMut, sid: u64) {
     out.put_slice(b"UNSUB ");
-    put_usize(out, sid as usize);
+    write_u64(out, sid);
     out.put_slice(b"\r\n");
 }
 
@@ -416,21 +418,6 @@ fn parse_usize(s: &[u8]) -> Option<usize> {
     s.iter().try_fold(0usize, |n, d| {
         n.checked_mul(10)?.checked_add((d - b'0') as usize)
     })
-}
-
-fn put_usize(out: &mut BytesMut, n: usize) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[i..]);
 }
 
 #[cfg(test)]
