@@ -247,12 +247,14 @@ fn session_task(
     mut buf: BytesMut,
 ) -> impl Future<Output = ()> {
     async move {
-        let out = conn.out.clone();
-        let id = conn.session.borrow().id;
+        // Nothing else is held across the read loop: the task lives as
+        // long as the socket (see `fault::caught` for its size).
         if let Err(msg) = fault::caught(read_loop(&state, &stream, &conn, &mut buf)).await {
             fault::record(&state, Boundary::Connection, &tenant_id(&conn), &msg);
-            out.close_with(1011, CloseReason::Panicked);
+            conn.out.close_with(1011, CloseReason::Panicked);
         }
+        let out = conn.out.clone();
+        let id = conn.session.borrow().id;
 
         // Leave everything, then let the flusher write what is queued. The
         // same teardown after a caught panic (see `fault`).
