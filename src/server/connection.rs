@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Duration;
@@ -248,12 +249,14 @@ fn session_task(
     mut buf: BytesMut,
 ) -> impl Future<Output = ()> {
     async move {
-        let out = conn.out.clone();
-        let id = conn.session.borrow().id;
+        // Nothing else is held across the read loop: the task lives as
+        // long as the socket (see `fault::caught` for its size).
         if let Err(msg) = fault::caught(read_loop(&state, &stream, &conn, &mut buf)).await {
             fault::record(&state, Boundary::Connection, &tenant_id(&conn), &msg);
-            out.close_with(1011, CloseReason::Panicked);
+            conn.out.close_with(1011, CloseReason::Panicked);
         }
+        let out = conn.out.clone();
+        let id = conn.session.borrow().id;
 
         // Leave everything, then let the flusher write what is queued. The
         // same teardown after a caught panic (see `fault`).
@@ -352,29 +355,28 @@ fn read_loop<'a>(
             // Drain every complete frame already buffered.
             loop {
                 let forwarded = state.forwarded.get();
-                let msg = match decoder.decode(buf) {
-                    Ok(Some(m)) => m,
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::debug!(conn = conn.session.borrow().id, error = %e, "websocket protocol error");
-                        out.close_with(e.close_code(), CloseReason::ProtocolError);
-                        return;
+                // The message and its step end in this block: only a boxed
+                // pointer is held across the await below, not their bytes.
+                let slow = {
+                    let msg = match decoder.decode(buf) {
+                        Ok(Some(m)) => m,
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::debug!(conn = conn.session.borrow().id, error = %e, "websocket protocol error");
+                            out.close_with(e.close_code(), CloseReason::ProtocolError);
+                            return;
+                        }
+                    };
+                    match on_message(state, conn, &msg) {
+                        Step::Read => None,
+                        Step::Stop => return,
+                        step => Some(slow_step(state, conn, step, msg)),
                     }
                 };
-                let go_on = match on_message(state, conn, &msg) {
-                    Step::Read => true,
-                    Step::Stop => false,
-                    // Rare (join errors): boxed, so an idle reader's future
-                    // does not carry the delay's state.
-                    Step::Delay(d) => Box::pin(delay(conn, d)).await,
-                    // Private channels' checks: boxed for the same reason.
-                    // Nothing more is read from this socket until the
-                    // answer is in, so its messages keep their order.
-                    Step::Authorize(a) => Box::pin(authorize(state, conn, *a, &msg)).await,
-                    Step::Replay(r) => Box::pin(replay(state, conn, *r)).await,
-                };
-                if !go_on {
-                    return;
+                if let Some(slow) = slow {
+                    if !slow.await {
+                        return;
+                    }
                 }
                 if state.forwarded.get() != forwarded && state.outbox.congested() {
                     // Rare: boxed, like the delay above.
@@ -415,6 +417,25 @@ fn read_loop<'a>(
                 }
             }
         }
+    }
+}
+
+/// A step that waits (rare): boxed, so an idle reader's future carries
+/// neither its state nor the message that asked for it. Private channels'
+/// checks read nothing more from the socket until the answer is in, so its
+/// messages keep their order. True: keep reading.
+fn slow_step<'a>(
+    state: &'a Rc<ShardState>,
+    conn: &'a Rc<Conn>,
+    step: Step,
+    msg: ws::Message,
+) -> Pin<Box<dyn Future<Output = bool> + 'a>> {
+    match step {
+        Step::Read => Box::pin(std::future::ready(true)),
+        Step::Stop => Box::pin(std::future::ready(false)),
+        Step::Delay(d) => Box::pin(delay(conn, d)),
+        Step::Authorize(a) => Box::pin(async move { authorize(state, conn, *a, &msg).await }),
+        Step::Replay(r) => Box::pin(replay(state, conn, *r)),
     }
 }
 
