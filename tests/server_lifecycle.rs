@@ -1,7 +1,7 @@
 //! Shard-level behaviour: sockets reach their tenant's home shard whatever
 //! shard accepted them, SIGTERM drains with `Server requested disconnect`
-//! and close 1012, and a subscriber that stops reading is cut off without
-//! slowing the others.
+//! and close 1012, a subscriber that stops reading is cut off without
+//! slowing the others, and a server that cannot listen fails at once.
 
 mod support;
 use serde_json::json;
@@ -74,4 +74,37 @@ fn a_subscriber_that_stops_reading_is_disconnected() {
         srv.metric("realtime_queue_drops_total") >= 1,
         "the slow socket was not dropped"
     );
+}
+
+#[test]
+fn a_port_already_taken_stops_the_server_with_an_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realtime"))
+        .env_clear()
+        .env("PORT", port.to_string())
+        .env("SHARDS", "2")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("a server that cannot listen kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("realtime: cannot listen on 127.0.0.1:{port}: ")),
+        "{err}"
+    );
+    drop(taken);
 }

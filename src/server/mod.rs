@@ -176,7 +176,16 @@ async fn shard_main(
     state: Rc<ShardState>,
     receivers: Vec<glommio::channels::shared_channel::ConnectedReceiver<ShardMsg>>,
 ) -> std::io::Result<()> {
-    let listener = glommio::net::TcpListener::bind((state.config.bind, state.config.port))?;
+    let (bind, port) = (state.config.bind, state.config.port);
+    let listener = match glommio::net::TcpListener::bind((bind, port)) {
+        Ok(l) => l,
+        Err(e) => {
+            // Nothing is served yet, and a server that cannot listen
+            // serves nothing: it stops, says why, and fails.
+            eprintln!("realtime: cannot listen on {bind}:{port}: {e}");
+            std::process::exit(1);
+        }
+    };
     if state.shard.id == 0 {
         if state.config.db_enc_write_gcm && state.config.db_enc_key_gcm.is_none() {
             tracing::warn!(

@@ -111,6 +111,15 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // Name the hang for whoever reads the failure: the server's
+        // threads as they stand (when gdb is there to ask).
+        let pid = s.child.as_ref().unwrap().id().to_string();
+        if let Ok(out) = Command::new("gdb")
+            .args(["-p", &pid, "-batch", "-ex", "thread apply all bt 30"])
+            .output()
+        {
+            eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+        }
         panic!("server did not become healthy on port {port}");
     }
 
