@@ -8,66 +8,13 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use realtime::proto::nats::subject;
 use realtime::server::deadline::within;
 use realtime::server::nats::{NatsConn, NatsConnError};
 
-/// A nats-server on a free loopback port, stopped on drop.
-struct Nats {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempdir::Dir,
-}
-
-mod tempdir {
-    /// A directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-impl Nats {
-    /// Started with `config` (nats-server's configuration format).
-    fn start(config: &str) -> Nats {
-        let port = support::free_port();
-        let dir = std::env::temp_dir().join(format!("rt-nats-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let conf = dir.join("nats.conf");
-        std::fs::write(&conf, format!("host: 127.0.0.1\nport: {port}\n{config}\n")).unwrap();
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nats-server (scripts/install-deps installs it)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Nats {
-            child,
-            addr,
-            _dir: tempdir::Dir(dir),
-        }
-    }
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::nats::Nats;
 
 fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F + Send + 'static) {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)

@@ -73,6 +73,17 @@ pub struct ShardStats {
     pub forward_gap_closes: AtomicU64,
     /// Sockets handed to this shard by another one.
     pub handoffs_in: AtomicU64,
+    /// 1 while this shard's NATS connection is up (a cluster node).
+    pub nats_up: AtomicI64,
+    /// Messages published to the other nodes.
+    pub nats_out: AtomicU64,
+    /// Messages of other nodes delivered here.
+    pub nats_in: AtomicU64,
+    /// Messages for the other nodes dropped: NATS down, or too many
+    /// waiting for it.
+    pub nats_drops: AtomicU64,
+    /// Messages from NATS that were not valid archives.
+    pub nats_invalid: AtomicU64,
     /// REST requests served.
     pub http_requests: AtomicU64,
     /// Failed `accept` calls (descriptor limit and the like).

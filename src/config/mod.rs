@@ -392,6 +392,18 @@ settings! {
     /// their topics as slow consumers; the sending shard never waits.
     shard_queue_bytes: usize = 16 * 1024 * 1024, "16777216", env "SHARD_QUEUE_BYTES";
 
+    /// NATS servers joining this server to others as one cluster
+    /// (comma-separated `nats://host:port` or `host:port`, tried in turn).
+    /// Empty: a single node, nothing is sent anywhere.
+    nats_url: String = String::new(), "", env "NATS_URL";
+
+    /// This node's name in the cluster (logs, metrics); empty: the host
+    /// name and port.
+    node_name: String = String::new(), "", env "NODE_NAME";
+
+    /// The region this node runs in, reported with its name.
+    region: String = String::new(), "", env "REGION";
+
     /// How often connections that joined and then left every channel are swept
     /// (closed). Frees abandoned sockets; too short cuts clients between joins.
     no_channel_timeout_ms: u64 = 600_000, "600000", env "NO_CHANNEL_TIMEOUT_IN_MS";
@@ -628,6 +640,29 @@ impl Config {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         }
+    }
+
+    /// The NATS servers of `nats_url` as `host:port` (port 4222 when
+    /// none is given), in the order given.
+    pub fn nats_servers(&self) -> Vec<String> {
+        self.nats_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| {
+                let hostport = u.strip_prefix("nats://").unwrap_or(u);
+                let hostport = hostport.trim_end_matches('/');
+                let has_port = hostport
+                    .rsplit_once(':')
+                    .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                    && !hostport.ends_with(']');
+                if has_port {
+                    hostport.to_owned()
+                } else {
+                    format!("{hostport}:4222")
+                }
+            })
+            .collect()
     }
 
     /// Whether tenants live in the control database (`control_db`, or

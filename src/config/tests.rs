@@ -662,3 +662,38 @@ fn a_control_database_needs_its_host() {
         assert!(load_args(&[], &with_key).unwrap().config.uses_control_db());
     }
 }
+
+#[test]
+fn nats_urls_are_read_or_refused_with_the_reason() {
+    let with = |url: &str| Config {
+        nats_url: url.into(),
+        ..Config::default()
+    };
+    assert!(with("").validate().is_ok());
+    let c = with(" nats://10.0.0.1:4223, nats-2 ,127.0.0.1:5000,nats://[::1]");
+    assert!(c.validate().is_ok());
+    assert_eq!(
+        c.nats_servers(),
+        [
+            "10.0.0.1:4223",
+            "nats-2:4222",
+            "127.0.0.1:5000",
+            "[::1]:4222"
+        ]
+    );
+    for bad in [
+        "tls://a:4222",
+        "nats://u:p@a:4222",
+        "a:4222,,b:4222",
+        "a:0",
+        "a:99999",
+        "nats://a:4222/x",
+        ":4222",
+    ] {
+        assert_eq!(invalid_field(&with(bad)), "nats_url", "{bad}");
+    }
+    let Err(e) = with("tls://a:4222").validate() else {
+        unreachable!()
+    };
+    assert!(e.to_string().contains("tls:// is not supported"), "{e}");
+}

@@ -184,6 +184,7 @@ impl Config {
             ));
         }
 
+        nats_url(&self.nats_url)?;
         positive_duration("accept_backoff_max_ms", self.accept_backoff_max_ms)?;
         duration("connect_error_backoff_ms", self.connect_error_backoff_ms)?;
         positive_duration("db_query_timeout_ms", self.db_query_timeout_ms)?;
@@ -319,4 +320,50 @@ impl Config {
         }
         super::tenants::check(self)
     }
+}
+
+/// `nats_url`: empty, or comma-separated `[nats://]host[:port]`.
+fn nats_url(url: &str) -> Result<(), ConfigError> {
+    if url.trim().is_empty() {
+        return Ok(());
+    }
+    for u in url.split(',').map(str::trim) {
+        let bad = |why: &str| invalid("nats_url", format!("{u:?}: {why}"));
+        if u.is_empty() {
+            return Err(bad("an empty server in the list"));
+        }
+        let rest = match u.split_once("://") {
+            Some(("nats", rest)) => rest,
+            Some((scheme, _)) => {
+                return Err(bad(&format!(
+                    "scheme {scheme}:// is not supported (nats:// only; no TLS to NATS yet)"
+                )))
+            }
+            None => u,
+        };
+        if rest.contains('@') {
+            return Err(bad("credentials are not supported yet"));
+        }
+        let rest = rest.trim_end_matches('/');
+        if rest.contains('/') || rest.is_empty() || rest.contains(char::is_whitespace) {
+            return Err(bad("expected host:port"));
+        }
+        // `[v6]` or `[v6]:port`; otherwise `host` or `host:port`.
+        let port = match rest.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((addr, "")) if !addr.is_empty() => None,
+                Some((addr, tail)) if !addr.is_empty() && tail.starts_with(':') => Some(&tail[1..]),
+                _ => return Err(bad("expected [address]:port")),
+            },
+            None => match rest.rsplit_once(':') {
+                Some(("", _)) => return Err(bad("expected host:port")),
+                Some((_, port)) => Some(port),
+                None => None,
+            },
+        };
+        if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+            return Err(bad("expected host:port with a port from 1 to 65535"));
+        }
+    }
+    Ok(())
 }

@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 
+use super::cluster::NodeLink;
 use super::interest::{self, Forward, ReadClass, ShardInterest};
 use super::outgoing::{message_id, might_carry_id, FrameCache};
 use super::presence::{OwnerId, PresenceDelta, PresenceSnapshot, ReplicaId, TopicPresence};
@@ -146,10 +147,12 @@ pub struct Hub {
     link: Option<Link>,
 }
 
-/// A hub's link to the other shards.
+/// A hub's link to the other shards and to the other nodes.
 struct Link {
-    /// This shard's side of the interest table.
-    shard: Rc<ShardInterest>,
+    /// This shard's side of the interest table (`None` with one shard).
+    shard: Option<Rc<ShardInterest>>,
+    /// This shard's side of the cluster (`None` on a single node).
+    node: Option<Rc<dyn NodeLink>>,
     /// The tenant's id, as forwarded messages name it.
     tenant: Arc<str>,
     /// The tenant's part of the slot hash.
@@ -169,9 +172,15 @@ impl Drop for Hub {
         let Some(link) = &self.link else { return };
         for (private, space) in [(false, &self.topics), (true, &self.private)] {
             for (topic, t) in space {
-                let slot = link.slot(TopicKey { topic, private });
-                for s in &t.subs {
-                    link.shard.lost(slot, s.vsn);
+                let key = TopicKey { topic, private };
+                if let Some(shard) = &link.shard {
+                    let slot = link.slot(key);
+                    for s in &t.subs {
+                        shard.lost(slot, s.vsn);
+                    }
+                }
+                if let (Some(node), false) = (&link.node, t.subs.is_empty()) {
+                    node.lost(&link.tenant, key);
                 }
             }
         }
@@ -180,14 +189,19 @@ impl Drop for Hub {
 
 impl Hub {
     /// A hub of tenant `tenant` that shares its topics with the other
-    /// shards through `shard`.
-    pub fn linked(shard: Rc<ShardInterest>, tenant: &str) -> Hub {
+    /// shards through `shard` and with the other nodes through `node`.
+    pub fn linked(
+        shard: Option<Rc<ShardInterest>>,
+        node: Option<Rc<dyn NodeLink>>,
+        tenant: &str,
+    ) -> Hub {
         Hub {
             topics: HashMap::new(),
             private: HashMap::new(),
             replayed: HashMap::new(),
             link: Some(Link {
                 shard,
+                node,
                 tenant: tenant.into(),
                 seed: interest::tenant_seed(tenant),
             }),
@@ -213,17 +227,26 @@ impl Hub {
     /// Adds a subscriber to a topic.
     pub fn subscribe<'k>(&mut self, key: impl Into<TopicKey<'k>>, sub: Sub) {
         let key = key.into();
-        if let Some(link) = &self.link {
-            link.shard.gained(link.slot(key), sub.vsn);
+        if let Some(shard) = self.link.as_ref().and_then(|l| l.shard.as_ref()) {
+            shard.gained(self.link.as_ref().unwrap().slot(key), sub.vsn);
         }
         let replica = self.replica();
         let space = self.space_mut(key.private);
-        match space.get_mut(key.topic) {
-            Some(t) => t.subs.push(sub),
+        let first = match space.get_mut(key.topic) {
+            Some(t) => {
+                t.subs.push(sub);
+                t.subs.len() == 1
+            }
             None => {
                 let mut t = new_topic(replica);
                 t.subs.push(sub);
                 space.insert(key.topic.into(), t);
+                true
+            }
+        };
+        if let (true, Some(link)) = (first, &self.link) {
+            if let Some(node) = &link.node {
+                node.gained(&link.tenant, key);
             }
         }
     }
@@ -244,17 +267,27 @@ impl Hub {
         if !self.replayed.is_empty() {
             self.replayed.remove(&channel);
         }
-        let slot = self.link.as_ref().map(|l| (l.slot(key), l.shard.clone()));
+        let slot = self
+            .link
+            .as_ref()
+            .and_then(|l| Some((l.slot(key), l.shard.clone()?)));
         let space = self.space_mut(key.private);
+        let mut last = false;
         if let Some(t) = space.get_mut(key.topic) {
             if let Some(i) = t.subs.iter().position(|s| s.channel == channel) {
                 let gone = t.subs.swap_remove(i);
-                if let Some((slot, shard)) = slot {
-                    shard.lost(slot, gone.vsn);
+                if let Some((slot, shard)) = &slot {
+                    shard.lost(*slot, gone.vsn);
                 }
+                last = t.subs.is_empty();
             }
             if t.subs.is_empty() && t.presence.is_empty() {
                 space.remove(key.topic);
+            }
+        }
+        if let (true, Some(link)) = (last, &self.link) {
+            if let Some(node) = &link.node {
+                node.lost(&link.tenant, key);
             }
         }
     }
@@ -415,19 +448,29 @@ impl Hub {
         patient: bool,
     ) {
         let Some(link) = &self.link else { return };
-        let (v1, v2) = link.shard.others(link.slot(key));
-        if v1 | v2 == 0 {
+        let (v1, v2) = match &link.shard {
+            Some(shard) => shard.others(link.slot(key)),
+            None => (0, 0),
+        };
+        // Presence travels between nodes as state, not as diff frames.
+        let node = link
+            .node
+            .as_ref()
+            .filter(|_| msg.read_class() != ReadClass::Presence);
+        if v1 | v2 == 0 && node.is_none() {
             return;
         }
+        // Other nodes' subscribers are unknown here: they get every form
+        // (a kind-0 re-fan has no v1 form).
         let kind0 = matches!(msg, Outgoing::Kind0 { .. });
-        let v1f = (v1 != 0 && !kind0)
+        let v1f = ((v1 != 0 || node.is_some()) && !kind0)
             .then(|| cache.form(Vsn::V1, key.topic, msg))
             .flatten();
-        let v2f = (v2 != 0)
+        let v2f = (v2 != 0 || node.is_some())
             .then(|| cache.form(Vsn::V2, key.topic, msg))
             .flatten();
         let targets = if v1f.is_some() { v1 } else { 0 } | if v2f.is_some() { v2 } else { 0 };
-        if targets == 0 {
+        if targets == 0 && (node.is_none() || v1f.is_none() && v2f.is_none()) {
             return;
         }
         let id = might_carry_id(msg).then(|| message_id(msg)).flatten();
@@ -442,7 +485,12 @@ impl Hub {
             id: id.map(String::into_boxed_str),
             patient,
         };
-        link.shard.forwarder.forward(targets, Arc::new(fwd));
+        if let Some(node) = node {
+            node.publish(&fwd);
+        }
+        if let (Some(shard), true) = (&link.shard, targets != 0) {
+            shard.forwarder.forward(targets, Arc::new(fwd));
+        }
     }
 
     /// Fans out a message another shard forwarded, to this shard's
@@ -571,18 +619,20 @@ pub type TopicSnapshot = (Arc<str>, bool, PresenceSnapshot);
 impl Hub {
     /// The replica this hub's presence is: its shard.
     fn replica(&self) -> ReplicaId {
-        ReplicaId(self.link.as_ref().map_or(0, |l| l.shard.me as u32))
+        let shard = self.link.as_ref().and_then(|l| l.shard.as_ref());
+        ReplicaId(shard.map_or(0, |s| s.me as u32))
     }
 
     /// Sends the tenant's other shards the change `owner`'s entry on
     /// `key` just went through (its whole state now).
     pub fn replicate_presence(&self, key: TopicKey<'_>, owner: OwnerId) {
         let Some(link) = &self.link else { return };
+        let Some(shard) = &link.shard else { return };
         let Some(t) = self.space(key.private).get(key.topic) else {
             return;
         };
         let delta = t.presence.local_delta(owner);
-        link.shard
+        shard
             .forwarder
             .presence(&link.tenant, key.topic.into(), key.private, delta);
     }

@@ -32,6 +32,7 @@
 pub mod auth;
 pub mod authz;
 pub mod cdc;
+pub mod cluster;
 pub mod db_broadcast;
 pub mod errors;
 pub mod events;

@@ -367,10 +367,14 @@ fn read_loop<'a>(
                             return;
                         }
                     };
-                    match on_message(state, conn, &msg) {
-                        Step::Read => None,
-                        Step::Stop => return,
-                        step => Some(slow_step(state, conn, step, msg)),
+                    if let Some(id) = super::cluster::join_to_wait_for(state, conn, &msg) {
+                        Some(join_when_subscribed(state, conn, id, msg))
+                    } else {
+                        match on_message(state, conn, &msg) {
+                            Step::Read => None,
+                            Step::Stop => return,
+                            step => Some(slow_step(state, conn, step, msg)),
+                        }
                     }
                 };
                 if let Some(slow) = slow {
@@ -524,6 +528,34 @@ fn step_of(out: &OutQueue, flow: Flow) -> Step {
         Flow::Authorize(a) => Step::Authorize(a),
         Flow::Replay(r) => Step::Replay(r),
     }
+}
+
+/// Handles a join once this shard's subscription to its topic is in
+/// effect at NATS (or [`JOIN_WAIT`](super::cluster::JOIN_WAIT) has
+/// passed): a broadcast sent from another node after the client saw its
+/// join reply reaches it. The topic is held meanwhile, and until the join
+/// is done (then its subscriber holds it, or nothing does). Boxed: rare,
+/// once per topic and shard.
+fn join_when_subscribed<'a>(
+    state: &'a Rc<ShardState>,
+    conn: &'a Rc<Conn>,
+    id: super::shard::TopicId,
+    msg: ws::Message,
+) -> Pin<Box<dyn Future<Output = bool> + 'a>> {
+    Box::pin(async move {
+        let Some(cluster) = state.cluster.clone() else {
+            return true;
+        };
+        cluster.hold(&id);
+        let _ = within(super::cluster::JOIN_WAIT, cluster.until_join_ready(&id)).await;
+        let go_on = match on_message(state, conn, &msg) {
+            Step::Read => true,
+            Step::Stop => false,
+            step => slow_step(state, conn, step, msg).await,
+        };
+        cluster.release(&id);
+        go_on
+    })
 }
 
 /// Runs a handler's question on the tenant's authorization pool, hands

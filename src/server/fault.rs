@@ -172,6 +172,16 @@ pub const STALL: &str = "__stall_shard__";
 #[cfg(feature = "fault-injection")]
 pub const STALL_MS: u64 = 1500;
 
+/// Test hook: a topic whose name holds this is subscribed to at NATS
+/// [`SLOW_SUBSCRIBE_MS`] late, as over a slow link to nats-server (a join
+/// of it must still hear what is sent after its reply).
+#[cfg(feature = "fault-injection")]
+pub const SLOW_SUBSCRIBE: &str = "__slow_subscribe__";
+
+/// How late [`SLOW_SUBSCRIBE`] topics are subscribed to.
+#[cfg(feature = "fault-injection")]
+pub const SLOW_SUBSCRIBE_MS: u64 = 300;
+
 #[cfg(test)]
 mod tests {
     use super::*;

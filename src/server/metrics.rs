@@ -34,7 +34,7 @@ pub fn render(state: &ShardState, head: &RequestHead) -> Resp {
         &'static str,
         fn(&ShardStats) -> i64,
     );
-    let series: [Series; 22] = [
+    let series: [Series; 27] = [
         (
             "realtime_db_broadcasts_total",
             "counter",
@@ -109,6 +109,36 @@ pub fn render(state: &ShardState, head: &RequestHead) -> Resp {
             "counter",
             "Sockets closed as slow consumers because forwarded messages of their topic were dropped.",
             |s| s.forward_gap_closes.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_nats_connected",
+            "gauge",
+            "1 per shard connected to NATS (a cluster node); 0 alone.",
+            |s| s.nats_up.load(Ordering::Relaxed),
+        ),
+        (
+            "realtime_nats_published_total",
+            "counter",
+            "Messages published to the other nodes of the cluster.",
+            |s| s.nats_out.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_nats_delivered_total",
+            "counter",
+            "Messages of other nodes delivered to this node's subscribers.",
+            |s| s.nats_in.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_nats_drops_total",
+            "counter",
+            "Messages for the other nodes dropped (NATS unreachable or too slow).",
+            |s| s.nats_drops.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "realtime_nats_invalid_total",
+            "counter",
+            "Messages from NATS that were not valid archives (ignored).",
+            |s| s.nats_invalid.load(Ordering::Relaxed) as i64,
         ),
         (
             "realtime_handoffs_total",

@@ -37,6 +37,7 @@ pub mod admin_api;
 pub mod ask;
 pub mod bootstrap;
 pub mod cdc_relay;
+pub mod cluster;
 pub mod connection;
 pub mod conns;
 pub mod control;
@@ -96,11 +97,16 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
     // shards number their ticks on it.
     let started = Instant::now();
     let shared_tenants = Arc::new(SharedTenants::new(nr));
+    let node = Arc::new(cluster::Node::of(&config));
+    if !config.nats_url.is_empty() {
+        tracing::info!(node = %node.name, region = %config.region, nats = %config.nats_url, "joining the cluster");
+    }
     realtime_shards::PoolBuilder::new(nr).run(move |mut shard: Shard<ShardMsg>| {
         let config = config.clone();
         let directory = directory.clone();
         let table = table.clone();
         let shared_tenants = shared_tenants.clone();
+        let node = node.clone();
         async move {
             let control = control::pool::Pool::new(&config);
             let first_channel = first_channel_id(shard.id);
@@ -117,8 +123,19 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                         table, shard.id, fwd,
                     ))
                 });
+                let cluster = (!config.nats_url.is_empty()).then(|| {
+                    Rc::new(cluster::Cluster::new(
+                        me.clone(),
+                        node.id,
+                        &node.name,
+                        shard.id,
+                        config.nats_servers(),
+                        config.shard_queue_bytes,
+                    ))
+                });
                 ShardState {
                     interest,
+                    cluster,
                     outbox,
                     control,
                     settings: Settings {
@@ -245,6 +262,9 @@ async fn shard_main(
                 tenants::activate(&state, &cfg);
             }
         }
+    }
+    if let Some(c) = &state.cluster {
+        glommio::spawn_local(c.clone().run()).detach();
     }
     let accept = glommio::spawn_local(listener::accept_loop(state.clone(), listener));
     shutdown::wait_for_signal().await;

@@ -1,6 +1,6 @@
 //! One connection to nats-server, driven on a shard's executor over the
-//! sans-io codec in [`crate::proto::nats`]: the transport the cluster
-//! will use between nodes (not used by the server yet).
+//! sans-io codec in [`crate::proto::nats`]: the transport between the
+//! nodes of a cluster (see `cluster`).
 //!
 //! Writes are buffered and sent by [`NatsConn::flush`]; reads come from
 //! [`NatsConn::next`], which answers the server's keep-alive `PING`s
@@ -47,6 +47,8 @@ pub struct NatsConn {
     timeout: Duration,
     /// Our `PING`s not answered yet.
     pings_out: u32,
+    /// `PONG`s read since the handshake's.
+    pongs: u64,
     /// Messages read while waiting for a `PONG`, not yet taken.
     pending: VecDeque<Msg>,
     /// The server's `server_id`, from its `INFO`.
@@ -85,6 +87,7 @@ impl NatsConn {
             decoder: Decoder::default(),
             timeout,
             pings_out: 0,
+            pongs: 0,
             pending: VecDeque::new(),
             server_id: String::new(),
         };
@@ -186,6 +189,47 @@ impl NatsConn {
         self.pings_out
     }
 
+    /// `PONG`s read since the handshake: the server has taken in
+    /// everything written before the `PING` of each.
+    pub fn pongs(&self) -> u64 {
+        self.pongs
+    }
+
+    /// Queues operations already written with [`crate::proto::nats`]'s
+    /// writers, to go with the next [`flush`](Self::flush). A `PING`
+    /// among them is counted in [`pongs`](Self::pongs) when answered, not
+    /// in [`pings_out`](Self::pings_out).
+    pub fn queue_written(&mut self, ops: &[u8]) {
+        self.wbuf.extend_from_slice(ops);
+    }
+
+    /// The next message, or `None` when a `PONG` was read (see
+    /// [`pongs`](Self::pongs)). The server's `PING`s are answered in the
+    /// write buffer without sending: for a caller that flushes on its own
+    /// schedule and may drop this future while it waits (it is
+    /// cancel-safe: nothing read is lost and nothing is half written).
+    pub async fn next_unflushed(&mut self) -> Result<Option<Msg>, NatsConnError> {
+        loop {
+            if let Some(m) = self.pending.pop_front() {
+                return Ok(Some(m));
+            }
+            match self.read_op().await? {
+                ServerOp::Msg(m) => return Ok(Some(m)),
+                ServerOp::Ping => nats::write_pong(&mut self.wbuf),
+                ServerOp::Pong => {
+                    self.take_op(ServerOp::Pong)?;
+                    return Ok(None);
+                }
+                op => self.take_op(op)?,
+            }
+        }
+    }
+
+    /// Whether a `PONG` is owed to the server.
+    pub fn has_queued(&self) -> bool {
+        !self.wbuf.is_empty()
+    }
+
     /// Sends everything queued, within the connection's timeout.
     pub async fn flush(&mut self) -> Result<(), NatsConnError> {
         if self.wbuf.is_empty() {
@@ -242,10 +286,21 @@ impl NatsConn {
                 nats::write_pong(&mut self.wbuf);
                 self.flush().await?;
             }
-            ServerOp::Pong => self.pings_out = self.pings_out.saturating_sub(1),
+            op => self.take_op(op)?,
+        }
+        Ok(())
+    }
+
+    /// Handles an operation other than a message or a server's `PING`.
+    fn take_op(&mut self, op: ServerOp) -> Result<(), NatsConnError> {
+        match op {
+            ServerOp::Pong => {
+                self.pings_out = self.pings_out.saturating_sub(1);
+                self.pongs += 1;
+            }
             ServerOp::Err(e) => return Err(NatsConnError::Refused(e)),
             ServerOp::Info(info) => self.take_info(&info),
-            ServerOp::Ok => {}
+            ServerOp::Ok | ServerOp::Ping | ServerOp::Msg(_) => {}
         }
         Ok(())
     }

@@ -240,6 +240,8 @@ pub struct ShardState {
     pub auth_pools: RefCell<HashMap<String, Rc<super::rls_batch::Checker>>>,
     /// This shard's side of the interest table; `None` with one shard.
     pub interest: Option<Rc<ShardInterest>>,
+    /// This shard's link to the other nodes (`NATS_URL` set).
+    pub cluster: Option<Rc<super::cluster::Cluster>>,
     /// Its ordered queues to the other shards, for what must keep its
     /// order (forwarded messages, Postgres Changes relays; see `forward`).
     pub outbox: realtime_shards::outbox::Outbox<ShardMsg, GapKey>,

@@ -134,8 +134,13 @@ pub fn activate(state: &Rc<ShardState>, cfg: &Arc<TenantConfig>) -> Rc<RefCell<T
     let now = state.now_ms();
     let shared = state.shared_tenants.attach(&cfg.external_id, now);
     let mut tenant = Tenant::on_shard(cfg.clone(), shared, state.shard.id, now);
-    if let Some(interest) = &state.interest {
-        tenant.hub = crate::realtime::hub::Hub::linked(interest.clone(), &cfg.external_id);
+    if state.interest.is_some() || state.cluster.is_some() {
+        let node = state
+            .cluster
+            .clone()
+            .map(|c| c as Rc<dyn crate::realtime::cluster::NodeLink>);
+        tenant.hub =
+            crate::realtime::hub::Hub::linked(state.interest.clone(), node, &cfg.external_id);
     }
     let home = state.home_of(&cfg.external_id);
     if cfg.has_database && home != state.shard.id {

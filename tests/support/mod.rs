@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod control;
+pub mod nats;
 pub mod pg;
 pub mod proxy;
 pub mod rls;

@@ -1,0 +1,570 @@
+//! A shard's side of the cluster: its own connection to NATS
+//! (`NATS_URL`), the subjects of the topics it has subscribers of, and
+//! the messages of other nodes delivered to them.
+//!
+//! # Shape
+//!
+//! Every shard of every node keeps one connection (thread per core: no
+//! connection shared between executors, no queue to a transport
+//! thread). A hub tells its shard's link when it gains its first
+//! subscriber of a topic or loses its last (`realtime::cluster::NodeLink`);
+//! the link subscribes to or unsubscribes from the topic's subject, so
+//! nats-server sends a message only to shards that have subscribers of
+//! it. What a hub fans out is published once, as the frames its own
+//! subscribers got ([`crate::realtime::cluster::NodeFrame`]); a
+//! receiving shard delivers them to its own subscribers only. Shards of
+//! the sending node, subscribed to the same subject, skip its copy: they
+//! had the message between shards.
+//!
+//! # Subjects
+//!
+//! `rt.b.<tenant>.<topic>` for public topics, `rt.p.<tenant>.<topic>` for
+//! private ones, each name one escaped token (`proto::nats::subject`): no
+//! topic name reaches another topic's subject or a wildcard. A subject
+//! too long for a control line is `rt.h.<hash>`; the archive names its
+//! tenant and topic, which the receiver compares with the subscription's,
+//! so a hash collision delivers nothing wrong.
+//!
+//! # Joins
+//!
+//! A subscription is in effect at nats-server once a `PING` written after
+//! it is answered. A join whose topic is new on this shard waits for that
+//! (see [`Cluster::join_ready`]) before it is answered, so a broadcast
+//! sent from any node after the client saw its join reply reaches it.
+//!
+//! # Outages
+//!
+//! While NATS is unreachable the shard serves its own sockets as a single
+//! node would: nothing waits for it, messages for other nodes are counted
+//! as dropped. The link reconnects with backoff, trying each server in
+//! turn, and subscribes to every topic again.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::poll_fn;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::future;
+use realtime_shards::ShardStats;
+
+use super::nats::{NatsConn, NatsConnError};
+use super::shard::{ShardState, TopicId};
+use crate::proto::nats::{self as wire, Msg};
+use crate::realtime::cluster::{self, NodeLink};
+use crate::realtime::hub::TopicKey;
+use crate::realtime::interest::Forward;
+
+/// Deadline of a connection's handshake and of each write.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a quiet connection is pinged; two unanswered pings close it.
+const PING_EVERY: Duration = Duration::from_secs(2);
+/// The longest a join waits for its topic's subscription.
+pub const JOIN_WAIT: Duration = Duration::from_secs(2);
+/// Longest subject used as is; longer ones are hashed.
+const MAX_SUBJECT: usize = 1024;
+
+/// This process as a node of the cluster.
+pub struct Node {
+    /// Random per start: a restarted node is a new one to the others.
+    pub id: u64,
+    /// `NODE_NAME`, or the host name and port.
+    pub name: String,
+}
+
+impl Node {
+    /// The node `config` describes.
+    pub fn of(config: &crate::config::Config) -> Node {
+        let name = if config.node_name.is_empty() {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "localhost".into());
+            format!("{host}:{}", config.port)
+        } else {
+            config.node_name.clone()
+        };
+        Node {
+            id: rand::random(),
+            name,
+        }
+    }
+}
+
+/// One shard's link to the other nodes.
+pub struct Cluster {
+    state: Weak<ShardState>,
+    /// This process's node id (random per start).
+    node: u64,
+    /// The client name nats-server shows (`NODE_NAME`, shard).
+    name: String,
+    /// `host:port` of each NATS server, tried in turn.
+    servers: Vec<String>,
+    /// Bytes of operations that may wait for the connection.
+    max_out: usize,
+    inner: RefCell<Inner>,
+    /// The connection's task, waiting for operations to send.
+    writer: Cell<Option<Waker>>,
+    /// Joins waiting for their topic's subscription.
+    waiters: RefCell<Vec<Waker>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Operations written, not yet handed to the connection.
+    out: BytesMut,
+    /// Connected and past the handshake.
+    up: bool,
+    /// The server's `max_payload`.
+    max_payload: usize,
+    topics: HashMap<TopicId, Interest>,
+    by_sid: HashMap<u64, TopicId>,
+    next_sid: u64,
+    /// `PING`s written on this connection, and `PONG`s read.
+    pings: u64,
+    pongs: u64,
+}
+
+/// A topic this shard is subscribed to.
+struct Interest {
+    sid: u64,
+    /// Its subscribers here, plus joins waiting for it.
+    holders: u32,
+    /// In effect once this many `PONG`s were read.
+    effective_at: u64,
+}
+
+/// The subject of a topic's messages.
+pub fn subject_of(id: &TopicId) -> String {
+    let prefix = if id.1 { "rt.p" } else { "rt.b" };
+    let s = wire::subject(prefix, &[id.0.as_bytes(), id.2.as_bytes()]);
+    if s.len() <= MAX_SUBJECT {
+        return s;
+    }
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    for part in [id.0.as_bytes(), &[u8::from(id.1)], id.2.as_bytes()] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    let digest = h.finalize();
+    let mut s = String::from("rt.h.");
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn topic_id(tenant: &Arc<str>, key: TopicKey<'_>) -> TopicId {
+    (tenant.clone(), key.private, key.topic.into())
+}
+
+impl Cluster {
+    /// The link of shard `shard` of node `node`, to `servers`.
+    pub fn new(
+        state: Weak<ShardState>,
+        node: u64,
+        name: &str,
+        shard: usize,
+        servers: Vec<String>,
+        max_out: usize,
+    ) -> Cluster {
+        Cluster {
+            state,
+            node,
+            name: format!("{name}/shard-{shard}"),
+            servers,
+            max_out,
+            inner: RefCell::default(),
+            writer: Cell::new(None),
+            waiters: RefCell::default(),
+        }
+    }
+
+    /// Whether the link is connected.
+    pub fn is_up(&self) -> bool {
+        self.inner.borrow().up
+    }
+
+    fn wake_writer(&self) {
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+    }
+
+    fn wake_waiters(&self) {
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Subscribes to `id` (once for all its holders).
+    pub fn hold(&self, id: &TopicId) {
+        let mut i = self.inner.borrow_mut();
+        if let Some(t) = i.topics.get_mut(id) {
+            t.holders += 1;
+            return;
+        }
+        i.next_sid += 1;
+        let sid = i.next_sid;
+        i.topics.insert(
+            id.clone(),
+            Interest {
+                sid,
+                holders: 1,
+                effective_at: u64::MAX,
+            },
+        );
+        i.by_sid.insert(sid, id.clone());
+        drop(i);
+        #[cfg(feature = "fault-injection")]
+        if id.2.contains(super::fault::SLOW_SUBSCRIBE) {
+            if let Some(me) = self.state.upgrade().and_then(|s| s.cluster.clone()) {
+                let id = id.clone();
+                glommio::spawn_local(async move {
+                    let late = Duration::from_millis(super::fault::SLOW_SUBSCRIBE_MS);
+                    glommio::timer::sleep(late).await;
+                    me.subscribe(&id, sid);
+                })
+                .detach();
+                return;
+            }
+        }
+        self.subscribe(id, sid);
+    }
+
+    /// Writes the subscription `sid` of `id` (if still held under it),
+    /// with the `PING` whose answer puts it in effect. Written even while
+    /// down: the buffer is replaced on connecting, which subscribes to
+    /// every topic then held.
+    fn subscribe(&self, id: &TopicId, sid: u64) {
+        let mut i = self.inner.borrow_mut();
+        let Inner {
+            out, pings, topics, ..
+        } = &mut *i;
+        let Some(t) = topics.get_mut(id).filter(|t| t.sid == sid) else {
+            return;
+        };
+        t.effective_at = match wire::write_sub(out, subject_of(id).as_bytes(), None, sid) {
+            Ok(()) => {
+                wire::write_ping(out);
+                *pings += 1;
+                *pings
+            }
+            // Not a subject nats-server takes (cannot happen: every name
+            // is escaped): never in effect, joins wait their deadline.
+            Err(_) => u64::MAX,
+        };
+        drop(i);
+        self.wake_writer();
+    }
+
+    /// One holder of `id` less; unsubscribes after the last.
+    pub fn release(&self, id: &TopicId) {
+        let mut i = self.inner.borrow_mut();
+        let Some(t) = i.topics.get_mut(id) else {
+            return;
+        };
+        t.holders -= 1;
+        if t.holders > 0 {
+            return;
+        }
+        let sid = t.sid;
+        i.topics.remove(id);
+        i.by_sid.remove(&sid);
+        wire::write_unsub(&mut i.out, sid);
+        drop(i);
+        self.wake_writer();
+    }
+
+    /// Whether a join of `id` may be answered: its subscription is in
+    /// effect, or NATS is down (the node serves alone meanwhile).
+    pub fn join_ready(&self, id: &TopicId) -> bool {
+        let i = self.inner.borrow();
+        !i.up || i.topics.get(id).is_some_and(|t| i.pongs >= t.effective_at)
+    }
+
+    /// Resolves once [`Cluster::join_ready`] holds for `id`.
+    pub async fn until_join_ready(&self, id: &TopicId) {
+        poll_fn(|cx| {
+            if self.join_ready(id) {
+                return Poll::Ready(());
+            }
+            self.waiters.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn stats(&self) -> Option<Rc<ShardState>> {
+        self.state.upgrade()
+    }
+
+    /// Connects, serves the connection until it fails, and again, for the
+    /// life of the shard.
+    pub async fn run(self: Rc<Self>) {
+        let mut backoff = Duration::from_millis(100);
+        let mut turn = 0usize;
+        loop {
+            let server = &self.servers[turn % self.servers.len()];
+            turn += 1;
+            match self.connect(server).await {
+                Ok(conn) => {
+                    tracing::info!(server = %server, client = %self.name, "connected to NATS");
+                    backoff = Duration::from_millis(100);
+                    let e = self.serve(conn).await;
+                    tracing::warn!(server = %server, error = %e, "NATS connection lost; serving this node's sockets alone until it is back");
+                }
+                Err(e) => {
+                    tracing::warn!(server = %server, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot reach NATS");
+                }
+            }
+            self.set_down();
+            glommio::timer::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn connect(&self, server: &str) -> Result<NatsConn, NatsConnError> {
+        let addr: SocketAddr = server
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other(format!("{server}: no address")))?;
+        NatsConn::connect(addr, &self.name, IO_TIMEOUT).await
+    }
+
+    fn set_down(&self) {
+        let mut i = self.inner.borrow_mut();
+        if i.up {
+            i.up = false;
+            if let Some(s) = self.stats() {
+                ShardStats::gauge(&s.stats().nats_up, -1);
+            }
+        }
+        drop(i);
+        self.wake_waiters();
+    }
+
+    /// Subscribes to every topic held, then moves operations and messages
+    /// until the connection fails.
+    async fn serve(&self, mut conn: NatsConn) -> NatsConnError {
+        {
+            let mut i = self.inner.borrow_mut();
+            let Inner {
+                out,
+                topics,
+                pings,
+                pongs,
+                up,
+                max_payload,
+                ..
+            } = &mut *i;
+            // What was written for the last connection is stale: its
+            // subscriptions are all written again below, and messages
+            // meant for it are lost with it (counted when written).
+            out.clear();
+            *pings = 1;
+            *pongs = 0;
+            for (id, t) in topics.iter_mut() {
+                t.effective_at = match wire::write_sub(out, subject_of(id).as_bytes(), None, t.sid)
+                {
+                    Ok(()) => 1,
+                    Err(_) => u64::MAX,
+                };
+            }
+            wire::write_ping(out);
+            *up = true;
+            *max_payload = conn.max_payload();
+        }
+        if let Some(s) = self.stats() {
+            ShardStats::gauge(&s.stats().nats_up, 1);
+        }
+        let base = conn.pongs();
+        loop {
+            let ops = std::mem::take(&mut self.inner.borrow_mut().out);
+            if !ops.is_empty() {
+                conn.queue_written(&ops);
+            }
+            if conn.has_queued() {
+                if let Err(e) = conn.flush().await {
+                    return e;
+                }
+            }
+            let pongs = conn.pongs() - base;
+            if pongs != self.inner.borrow().pongs {
+                self.inner.borrow_mut().pongs = pongs;
+                self.wake_waiters();
+            }
+            enum Event {
+                Msg(Result<Option<Msg>, NatsConnError>),
+                Ops,
+                Tick,
+            }
+            let next = async { Event::Msg(conn.next_unflushed().await) };
+            let ops = async {
+                poll_fn(|cx| {
+                    if self.inner.borrow().out.is_empty() {
+                        self.writer.set(Some(cx.waker().clone()));
+                        Poll::Pending
+                    } else {
+                        Poll::Ready(())
+                    }
+                })
+                .await;
+                Event::Ops
+            };
+            let tick = async {
+                glommio::timer::sleep(PING_EVERY).await;
+                Event::Tick
+            };
+            match future::or(next, future::or(ops, tick)).await {
+                Event::Msg(Ok(Some(m))) => self.receive(m),
+                // A PONG: counted at the top of the loop.
+                Event::Msg(Ok(None)) => {}
+                Event::Msg(Err(e)) => return e,
+                Event::Ops => {}
+                Event::Tick => {
+                    self.inner.borrow_mut().pongs = conn.pongs() - base;
+                    let mut i = self.inner.borrow_mut();
+                    if i.pings.saturating_sub(i.pongs) >= 2 {
+                        return NatsConnError::Timeout("two pings");
+                    }
+                    wire::write_ping(&mut i.out);
+                    i.pings += 1;
+                }
+            }
+        }
+    }
+
+    /// Delivers another node's message to this shard's subscribers.
+    fn receive(&self, m: Msg) {
+        let Some(state) = self.state.upgrade() else {
+            return;
+        };
+        let Some(id) = self.inner.borrow().by_sid.get(&m.sid).cloned() else {
+            // Unsubscribed meanwhile.
+            return;
+        };
+        let Ok((origin, fwd)) = cluster::decode(&m.payload) else {
+            ShardStats::add(&state.stats().nats_invalid, 1);
+            return;
+        };
+        if origin == self.node {
+            return;
+        }
+        if (&*fwd.tenant, fwd.private, &*fwd.topic) != (&*id.0, id.1, &*id.2) {
+            // A hashed subject shared by two topics: not this one's.
+            return;
+        }
+        ShardStats::add(&state.stats().nats_in, 1);
+        super::forward::deliver(&state, Arc::new(fwd));
+    }
+}
+
+/// The topic of a `phx_join` in `msg` whose subscription on this shard
+/// is not in effect yet, if it is one (see [`Cluster::join_ready`]).
+pub fn join_to_wait_for(
+    state: &ShardState,
+    conn: &super::conns::Conn,
+    msg: &crate::proto::ws::Message,
+) -> Option<TopicId> {
+    use crate::proto::phoenix::{self, InPayload};
+    use crate::proto::ws::Message;
+    let cluster = state.cluster.as_ref()?;
+    let vsn = conn.session.borrow().vsn;
+    let inbound = match msg {
+        Message::Text(data) => phoenix::decode_text(vsn, data).ok()?,
+        Message::Binary(data) if vsn == phoenix::Vsn::V2 => phoenix::decode_binary(data).ok()?,
+        _ => return None,
+    };
+    if inbound.event != "phx_join" || !inbound.topic.starts_with("realtime:") {
+        return None;
+    }
+    let private = match &inbound.payload {
+        InPayload::Json(raw) => {
+            let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
+            crate::realtime::join_config::JoinConfig::parse(&v).private
+        }
+        _ => false,
+    };
+    let tenant: Arc<str> = conn.tenant.borrow().config.external_id.as_str().into();
+    let id = (tenant, private, Arc::from(&*inbound.topic));
+    (!cluster.join_ready(&id)).then_some(id)
+}
+
+impl NodeLink for Cluster {
+    fn gained(&self, tenant: &Arc<str>, key: TopicKey<'_>) {
+        self.hold(&topic_id(tenant, key));
+    }
+
+    fn lost(&self, tenant: &Arc<str>, key: TopicKey<'_>) {
+        self.release(&topic_id(tenant, key));
+    }
+
+    fn publish(&self, fwd: &Forward) {
+        let Some(state) = self.state.upgrade() else {
+            return;
+        };
+        let stats = state.stats();
+        let mut i = self.inner.borrow_mut();
+        if !i.up || i.out.len() > self.max_out {
+            ShardStats::add(&stats.nats_drops, 1);
+            return;
+        }
+        let payload = cluster::encode(self.node, fwd);
+        if payload.len() > i.max_payload {
+            ShardStats::add(&stats.nats_drops, 1);
+            return;
+        }
+        let id = (fwd.tenant.clone(), fwd.private, fwd.topic.clone());
+        if wire::write_pub(&mut i.out, subject_of(&id).as_bytes(), None, &payload).is_err() {
+            ShardStats::add(&stats.nats_drops, 1);
+            return;
+        }
+        ShardStats::add(&stats.nats_out, 1);
+        drop(i);
+        self.wake_writer();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(tenant: &str, private: bool, topic: &str) -> TopicId {
+        (tenant.into(), private, topic.into())
+    }
+
+    #[test]
+    fn subjects_keep_names_apart() {
+        assert_eq!(
+            subject_of(&id("t", false, "realtime:a")),
+            "rt.b._t._realtime%3Aa"
+        );
+        assert_eq!(
+            subject_of(&id("t", true, "realtime:a")),
+            "rt.p._t._realtime%3Aa"
+        );
+        // Wildcards and separators in a name stay inside its token.
+        let s = subject_of(&id("t", false, "realtime:>.*"));
+        assert_eq!(s.split('.').count(), 4);
+        assert!(!s.contains('*') && !s.contains('>'));
+        // A tenant cannot run into the topic.
+        assert_ne!(
+            subject_of(&id("a.b", false, "c")),
+            subject_of(&id("a", false, "b.c"))
+        );
+    }
+
+    #[test]
+    fn long_names_are_hashed_and_still_apart() {
+        let long = "x".repeat(2000);
+        let a = subject_of(&id("t", false, &long));
+        let b = subject_of(&id("t", true, &long));
+        assert!(a.starts_with("rt.h.") && a.len() == 5 + 40);
+        assert_ne!(a, b);
+    }
+}
