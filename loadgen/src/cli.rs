@@ -47,6 +47,11 @@ pub enum Scenario {
     DbBroadcast(PgArgs),
     /// A few seconds of tiny broadcast + connect; exit 0 if messages flowed.
     Smoke(SmokeArgs),
+    /// One NATS client publishing to a subject, another receiving, each
+    /// driven by a glommio executor as a shard would drive it: messages/s
+    /// at saturation, client CPU per message, publish-to-receipt latency at
+    /// an open-loop rate (no Realtime server involved).
+    NatsClient(NatsClientArgs),
 }
 
 /// What kind of server is under test.
@@ -546,6 +551,66 @@ pub struct SmokeArgs {
     /// Common options.
     #[command(flatten)]
     pub common: Common,
+}
+
+/// Which NATS client `nats-client` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NatsClient {
+    /// The server's own `NatsConn` on each glommio executor.
+    Glommio,
+    /// async-nats on a tokio current-thread runtime of its own thread per
+    /// node, fed by and feeding the executors over crossbeam queues.
+    AsyncNats,
+}
+
+/// `nats-client`.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct NatsClientArgs {
+    /// The client under test.
+    #[arg(long, value_enum)]
+    pub client: NatsClient,
+    /// nats-server address.
+    #[arg(long, default_value = "127.0.0.1:4222")]
+    pub nats: SocketAddrV4,
+    /// nats-server pid, for its CPU; default: whoever listens on the port.
+    #[arg(long)]
+    pub nats_pid: Option<u32>,
+    /// Subject the messages go to.
+    #[arg(long, default_value = "lg.nats-client")]
+    pub subject: String,
+    /// Payload bytes (min 24: phase, sequence number, intended send time).
+    #[arg(long, default_value_t = 200)]
+    pub size: usize,
+    /// Messages sent back to back before anything is measured.
+    #[arg(long, default_value_t = 20_000)]
+    pub warmup: u64,
+    /// Messages of the saturation phase, sent as fast as the window allows.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub messages: u64,
+    /// Saturation phase: most messages published and not yet received.
+    #[arg(long, default_value_t = 4096)]
+    pub window: u64,
+    /// Saturation phase: the publishing executor hands its messages on
+    /// (glommio: one write) after this many.
+    #[arg(long, default_value_t = 64)]
+    pub batch: u64,
+    /// Latency phase: open-loop messages/s, each handed on at once.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub rate: f64,
+    /// Latency phase: seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// async-nats: slots of each crossbeam queue between an executor and
+    /// its tokio thread.
+    #[arg(long, default_value_t = 8192)]
+    pub queue: usize,
+    /// Give up after this many seconds in all.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+    /// Write the JSON result here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@
 //! - [`report`]: JSON, markdown, SVG output and thresholds.
 //! - [`svg`]: the hand-written chart renderer.
 //! - [`scenario`]: connect, broadcast, presence, join-storm,
-//!   rest-broadcast, postgres-changes, db-broadcast, smoke.
+//!   rest-broadcast, postgres-changes, db-broadcast, smoke, nats-client.
 //!
 //! Exit codes: 0 pass, 1 a threshold was violated (or smoke saw nothing
 //! flow), 2 the run could not happen.
@@ -56,6 +56,7 @@ fn main() {
         Scenario::PostgresChanges(a) => scenario::pg_changes::run(a),
         Scenario::DbBroadcast(a) => scenario::db_broadcast::run(a),
         Scenario::Smoke(a) => scenario::smoke::run(a),
+        Scenario::NatsClient(a) => scenario::nats_client::run(a),
     };
     std::process::exit(code);
 }

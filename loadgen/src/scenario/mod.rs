@@ -8,6 +8,8 @@ pub mod broadcast;
 pub mod connect;
 pub mod db_broadcast;
 pub mod join_storm;
+mod nats_bridge;
+pub mod nats_client;
 pub mod pg_changes;
 mod pg_cost;
 mod pg_db;
