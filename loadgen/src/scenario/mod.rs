@@ -8,6 +8,7 @@ pub mod broadcast;
 pub mod connect;
 pub mod db_broadcast;
 pub mod join_storm;
+#[cfg(feature = "async-nats-bridge")]
 mod nats_bridge;
 pub mod nats_client;
 pub mod pg_changes;

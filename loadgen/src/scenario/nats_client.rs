@@ -36,7 +36,9 @@ use hdrhistogram::Histogram;
 use realtime::server::nats::NatsConn;
 use serde::Serialize;
 
-use super::{nats_bridge, EXIT_ERROR, EXIT_FAIL, EXIT_PASS};
+#[cfg(feature = "async-nats-bridge")]
+use super::nats_bridge;
+use super::{EXIT_ERROR, EXIT_FAIL, EXIT_PASS};
 use crate::cli::{NatsClient, NatsClientArgs};
 use crate::procfs::{self, Machine};
 use crate::stats::{self, now_ns, LatencySummary};
@@ -580,7 +582,12 @@ pub fn run(a: &NatsClientArgs) -> i32 {
     let sh = Arc::new(Shared::default());
     let sides = match a.client {
         NatsClient::Glommio => start_glommio(a, &sh, nats_pid),
+        #[cfg(feature = "async-nats-bridge")]
         NatsClient::AsyncNats => nats_bridge::start(a, &sh, nats_pid),
+        #[cfg(not(feature = "async-nats-bridge"))]
+        NatsClient::AsyncNats => Err("built without async-nats: cargo build --release \
+             -p realtime-loadgen --features async-nats-bridge (scripts/nats-clients does)"
+            .into()),
     };
     let sides = match sides {
         Ok(s) => s,
