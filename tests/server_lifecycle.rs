@@ -108,3 +108,39 @@ fn a_port_already_taken_stops_the_server_with_an_error() {
     );
     drop(taken);
 }
+
+/// A start whose shards are not all listening in time ends with the
+/// status a supervisor restarts on (75), saying so, rather than hang
+/// silently unserving.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_start_that_stalls_exits_to_be_started_again() {
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realtime"))
+        .env_clear()
+        .env("PORT", port.to_string())
+        .env("SHARDS", "2")
+        .env("REALTIME_FAULT_STALL_SHARD_START", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("a stalled start kept running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(75), "{err}");
+    assert!(
+        err.contains("realtime: only 1 of 2 shards were listening 10 s after start"),
+        "{err}"
+    );
+}

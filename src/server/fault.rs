@@ -182,6 +182,11 @@ pub const SLOW_SUBSCRIBE: &str = "__slow_subscribe__";
 #[cfg(feature = "fault-injection")]
 pub const SLOW_SUBSCRIBE_MS: u64 = 300;
 
+/// Test hook: with this environment variable set, shard 1 blocks before
+/// it listens, for longer than `server::STARTUP_DEADLINE`.
+#[cfg(feature = "fault-injection")]
+pub const STALL_SHARD_START: &str = "REALTIME_FAULT_STALL_SHARD_START";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,6 +101,7 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
     if !config.nats_url.is_empty() {
         tracing::info!(node = %node.name, region = %config.region, nats = %config.nats_url, "joining the cluster");
     }
+    startup_watchdog(nr);
     realtime_shards::PoolBuilder::new(nr).run(move |mut shard: Shard<ShardMsg>| {
         let config = config.clone();
         let directory = directory.clone();
@@ -178,6 +179,48 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
     })
 }
 
+/// Shards listening so far.
+static LISTENING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// How long the shards have, together, to join and listen.
+pub const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Exit status of a start that stalled (`EX_TEMPFAIL`: try again).
+pub const EXIT_STARTUP_STALLED: i32 = 75;
+
+/// Ends the process, loudly, when its shards are not all listening within
+/// [`STARTUP_DEADLINE`].
+///
+/// Joining the shards takes milliseconds, but about one four-shard start
+/// in 1,500 on two busy cores stalls in it for good: one executor sleeps
+/// before it has taken a turn, and the others wait for it (threads taken
+/// with gdb: perf/DECISIONS.md, "A start that stalls"). Until that is
+/// found, a stalled start exits with [`EXIT_STARTUP_STALLED`], which a
+/// supervisor (systemd's `Restart=on-failure`) answers with a new start,
+/// rather than sit silent and unserving.
+fn startup_watchdog(nr: usize) {
+    use std::sync::atomic::Ordering;
+    let started = Instant::now();
+    let _ = std::thread::Builder::new()
+        .name("startup-watchdog".into())
+        .spawn(move || loop {
+            let listening = LISTENING.load(Ordering::Acquire);
+            if listening >= nr {
+                return;
+            }
+            if started.elapsed() >= STARTUP_DEADLINE {
+                eprintln!(
+                    "realtime: only {listening} of {nr} shards were listening {} s after start \
+                     (a shard's executor stalled while the shards joined); exiting with status \
+                     {EXIT_STARTUP_STALLED} to be started again",
+                    STARTUP_DEADLINE.as_secs()
+                );
+                std::process::exit(EXIT_STARTUP_STALLED);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        });
+}
+
 /// Bits of a channel id below the shard's number.
 pub const CHANNEL_ID_SHARD_SHIFT: u32 = 48;
 
@@ -193,6 +236,11 @@ async fn shard_main(
     state: Rc<ShardState>,
     receivers: Vec<glommio::channels::shared_channel::ConnectedReceiver<ShardMsg>>,
 ) -> std::io::Result<()> {
+    #[cfg(feature = "fault-injection")]
+    if state.shard.id == 1 && std::env::var_os(fault::STALL_SHARD_START).is_some() {
+        // A shard that never comes up (the stall the watchdog is for).
+        std::thread::sleep(STARTUP_DEADLINE * 2);
+    }
     let (bind, port) = (state.config.bind, state.config.port);
     let listener = match glommio::net::TcpListener::bind((bind, port)) {
         Ok(l) => l,
@@ -203,6 +251,7 @@ async fn shard_main(
             std::process::exit(1);
         }
     };
+    LISTENING.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     if state.shard.id == 0 {
         if state.config.db_enc_write_gcm && state.config.db_enc_key_gcm.is_none() {
             tracing::warn!(

@@ -51,18 +51,18 @@ pub struct Server {
 impl Server {
     /// Starts the server with the test secret, zero backoffs and `env`.
     pub fn start(env: &[(&str, &str)]) -> Server {
-        Server::spawn(&[], env, Stdio::inherit())
+        Server::spawn(&[], env, false)
     }
 
     /// [`Server::start`] with command-line arguments (`--config FILE`, ...).
     pub fn start_with_args(args: &[&str], env: &[(&str, &str)]) -> Server {
-        Server::spawn(args, env, Stdio::inherit())
+        Server::spawn(args, env, false)
     }
 
     /// [`Server::start_env`] with its log (stderr) collected line by line.
     pub fn start_logged(env: &[(String, String)]) -> (Server, Log) {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let mut s = Server::spawn(&[], &env, Stdio::piped());
+        let mut s = Server::spawn(&[], &env, true);
         let err = s.child.as_mut().unwrap().stderr.take().expect("piped");
         let log = Log::default();
         let lines = log.0.clone();
@@ -77,8 +77,19 @@ impl Server {
         (s, log)
     }
 
-    fn spawn(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
+    /// Starts the server; its stderr piped to the caller or shared with
+    /// the test's.
+    fn spawn(args: &[&str], env: &[(&str, &str)], piped: bool) -> Server {
+        Server::spawn_attempt(args, env, piped, 1)
+    }
+
+    fn spawn_attempt(args: &[&str], env: &[(&str, &str)], piped: bool, attempt: u32) -> Server {
         let port = free_port();
+        let stderr = if piped {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        };
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_realtime"));
         cmd.args(args)
             .env_clear()
@@ -108,6 +119,13 @@ impl Server {
             }
             if let Ok(Some(status)) = s.child.as_mut().unwrap().try_wait() {
                 s.child = None;
+                if status.code() == Some(realtime::server::EXIT_STARTUP_STALLED) && attempt < 3 {
+                    // The server's own answer to a stalled start (see
+                    // `server::startup_watchdog`): started again, as a
+                    // supervisor would, and said so.
+                    eprintln!("server on port {port}: start stalled, starting again");
+                    return Server::spawn_attempt(args, env, piped, attempt + 1);
+                }
                 panic!("server on port {port} exited while starting: {status}");
             }
             std::thread::sleep(Duration::from_millis(50));
