@@ -9,7 +9,7 @@
 #   python           Python `realtime`
 
 _rt_suite_selected() {
-  [[ " ${CLIENT_SUITES:-realtime-js realtime-js-pg phoenix python} " == *" $1 "* ]]
+  [[ " ${CLIENT_SUITES:-realtime-js realtime-js-pg phoenix python realtime-js-cluster} " == *" $1 "* ]]
 }
 
 # run_client_suites LOGDIR [LABEL]: LABEL (e.g. "4 shards") names the

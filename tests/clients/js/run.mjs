@@ -30,6 +30,8 @@ const SUITES = {
     './suites/realtime-js-pg/db-broadcast.mjs',
   ],
   phoenix: ['./suites/phoenix/phoenix.mjs'],
+  // Three nodes on a nats-server (scripts/cluster up 3; RT_CLUSTER_PORTS).
+  'realtime-js-cluster': ['./suites/realtime-js-cluster/broadcast.mjs'],
 }
 
 const name = process.argv[2]
@@ -37,7 +39,9 @@ if (!SUITES[name]) {
   console.error(`usage: node run.mjs <${Object.keys(SUITES).join('|')}>`)
   process.exit(2)
 }
-if (name.startsWith('realtime-js-pg')) {
+if (name === 'realtime-js-cluster') {
+  console.log(`# cluster nodes: ${process.env.RT_CLUSTER_PORTS || '(RT_CLUSTER_PORTS unset)'}`)
+} else if (name.startsWith('realtime-js-pg')) {
   console.log(`# server: pg :${config.pg.port ?? '-'}, database ${config.pg.unavailable ? `unavailable (${config.pg.unavailable})` : config.pg.dbUrl.replace(/:[^:@/]*@/, ':***@')}`)
 } else {
   console.log(`# servers: ${['main', 'limits', 'tenant', 'joinrate', 'eventrate'].map((n) => `${n} :${config[n].port}`).join(', ')}`)
