@@ -12,7 +12,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::nats::Nats;
+use support::nats::{until_connected, Nats};
 use support::*;
 
 /// `n` nodes on `nats`, each connected on every shard.
@@ -25,25 +25,6 @@ fn cluster(nats: &Nats, n: usize) -> Vec<Server> {
         until_connected(node, true);
     }
     nodes
-}
-
-/// Waits until every shard of `node` is connected to NATS (or, with
-/// `up` false, none is).
-fn until_connected(node: &Server, up: bool) {
-    let shards = node.metric_by_shard("realtime_connections").len() as i64;
-    let want = if up { shards } else { 0 };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let now = node.metric("realtime_nats_connected");
-        if now == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{now} of {shards} shards connected, expected {want}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn bcast(topic: &str, jr: &str, r: &str, n: i64) -> String {

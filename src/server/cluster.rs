@@ -53,7 +53,7 @@ use futures_lite::future;
 use realtime_shards::ShardStats;
 
 use super::nats::{NatsConn, NatsConnError};
-use super::shard::{ShardState, TopicId};
+use super::shard::{ShardState, TenantChange, TopicId};
 use crate::proto::nats::{self as wire, Msg};
 use crate::realtime::cluster::{self, NodeLink};
 use crate::realtime::hub::TopicKey;
@@ -67,6 +67,11 @@ const PING_EVERY: Duration = Duration::from_secs(2);
 pub const JOIN_WAIT: Duration = Duration::from_secs(2);
 /// Longest subject used as is; longer ones are hashed.
 const MAX_SUBJECT: usize = 1024;
+/// Where nodes tell each other of admin API changes to tenants.
+const TENANTS_SUBJECT: &str = "rt.admin.tenants";
+/// The subscription id of [`TENANTS_SUBJECT`] (topics count up from 1,
+/// and never get this far).
+const TENANTS_SID: u64 = 1 << 48;
 
 /// This process as a node of the cluster.
 pub struct Node {
@@ -99,6 +104,8 @@ pub struct Cluster {
     state: Weak<ShardState>,
     /// This process's node id (random per start).
     node: u64,
+    /// Receives the tenant changes of other nodes (shard 0 of each node).
+    tenants: bool,
     /// The client name nats-server shows (`NODE_NAME`, shard).
     name: String,
     /// `host:port` of each NATS server, tried in turn.
@@ -175,6 +182,7 @@ impl Cluster {
         Cluster {
             state,
             node,
+            tenants: shard == 0,
             name: format!("{name}/shard-{shard}"),
             servers,
             max_out,
@@ -375,6 +383,9 @@ impl Cluster {
                     Err(_) => u64::MAX,
                 };
             }
+            if self.tenants {
+                let _ = wire::write_sub(out, TENANTS_SUBJECT.as_bytes(), None, TENANTS_SID);
+            }
             wire::write_ping(out);
             *up = true;
             *max_payload = conn.max_payload();
@@ -444,6 +455,9 @@ impl Cluster {
         let Some(state) = self.state.upgrade() else {
             return;
         };
+        if m.sid == TENANTS_SID {
+            return tenant_changed_elsewhere(&state, self.node, &m.payload);
+        }
         let Some(id) = self.inner.borrow().by_sid.get(&m.sid).cloned() else {
             // Unsubscribed meanwhile.
             return;
@@ -462,6 +476,70 @@ impl Cluster {
         ShardStats::add(&state.stats().nats_in, 1);
         super::forward::deliver(&state, Arc::new(fwd));
     }
+}
+
+/// A tenant change made through this node's admin API, as the other
+/// nodes hear it: which tenant, what to do; never its settings (they hold
+/// secrets), which each node reads from the control database itself.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TenantNotice {
+    origin: u64,
+    id: String,
+    change: TenantChange,
+}
+
+/// Tells the other nodes that tenant `id` changed (`change` as this node
+/// applied it). Sent after the control database has the change, so a node
+/// that reads it on hearing this reads the new record. Lost while NATS is
+/// down: nodes then keep the settings they had until their sockets of the
+/// tenant reconnect.
+pub fn announce_tenant_change(state: &ShardState, id: &str, change: TenantChange) {
+    let Some(c) = &state.cluster else { return };
+    let notice = TenantNotice {
+        origin: c.node,
+        id: id.to_owned(),
+        change,
+    };
+    let payload = serde_json::to_vec(&notice).expect("a notice serializes");
+    let mut i = c.inner.borrow_mut();
+    if !i.up || wire::write_pub(&mut i.out, TENANTS_SUBJECT.as_bytes(), None, &payload).is_err() {
+        tracing::warn!(tenant = %id, "tenant change not told to the other nodes: NATS is down");
+        return;
+    }
+    drop(i);
+    c.wake_writer();
+}
+
+/// Another node changed a tenant: this node reads the record again and
+/// applies the same change on every shard (sockets of a tenant whose keys
+/// changed close with 1012 here too).
+fn tenant_changed_elsewhere(state: &Rc<ShardState>, me: u64, payload: &[u8]) {
+    let Ok(n) = serde_json::from_slice::<TenantNotice>(payload) else {
+        ShardStats::add(&state.stats().nats_invalid, 1);
+        return;
+    };
+    if n.origin == me {
+        return;
+    }
+    let state = state.clone();
+    glommio::spawn_local(async move {
+        let config = match super::tenants::lookup_again(&state, &n.id).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(tenant = %n.id, error = %e, "another node changed this tenant; cannot read it again, so its sockets here are disconnected");
+                super::tenants::announce(&state, &n.id, TenantChange::Disconnect, None).await;
+                return;
+            }
+        };
+        tracing::info!(tenant = %n.id, change = ?n.change, "tenant changed on another node");
+        let gone = config.is_none();
+        super::tenants::announce(&state, &n.id, n.change, config).await;
+        if gone {
+            // Deleted: as the node that deleted it, its shared counters go.
+            state.shared_tenants.remove(&n.id);
+        }
+    })
+    .detach();
 }
 
 /// The topic of a `phx_join` in `msg` whose subscription on this shard

@@ -181,7 +181,8 @@ pub struct TenantView {
 }
 
 /// What a change to a tenant means for its live state on a shard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TenantChange {
     /// Settings changed (limits, switches that keep sockets): the live
     /// state takes the new settings, sockets stay.

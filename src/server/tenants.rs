@@ -445,6 +445,18 @@ pub fn disconnect(state: &Rc<ShardState>, id: &str) {
 
 /// Reads tenant `id` from the control database: its stored row,
 /// decrypted and turned into a shard's settings.
+/// The record of tenant `id` read again from the control database
+/// (`None`: it is gone), for a change made on another node.
+pub async fn lookup_again(
+    state: &Rc<ShardState>,
+    id: &str,
+) -> Result<Option<Arc<TenantConfig>>, String> {
+    if !state.config.uses_control_db() {
+        return Ok(state.directory.get(id).cloned());
+    }
+    control_lookup(state, id).await
+}
+
 async fn control_lookup(
     state: &Rc<ShardState>,
     id: &str,

@@ -80,3 +80,22 @@ impl Drop for Nats {
         let _ = self.child.wait();
     }
 }
+
+/// Waits until every shard of `node` is connected to NATS (or, with
+/// `up` false, none is).
+pub fn until_connected(node: &super::Server, up: bool) {
+    let shards = node.metric_by_shard("realtime_connections").len() as i64;
+    let want = if up { shards } else { 0 };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = node.metric("realtime_nats_connected");
+        if now == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now} of {shards} shards connected, expected {want}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
