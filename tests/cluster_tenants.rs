@@ -51,6 +51,12 @@ fn a_tenant_changed_or_deleted_on_one_node_is_changed_on_every_node() {
     assert_eq!(status, 201, "{body}");
     let mut on_a = joined(&a, "acme", s1);
     let mut on_b = joined(&b, "acme", s1);
+    let (status, _, health) = admin(&b, "GET", "/api/tenants/acme/health", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&health["data"]["nats"], &health["data"]["node"]),
+        (&json!("connected"), &json!("b"))
+    );
 
     // New keys, on node a: both nodes' sockets go, and node b admits
     // the new secret (it read the record again), not the old one.
@@ -80,4 +86,12 @@ fn a_tenant_changed_or_deleted_on_one_node_is_changed_on_every_node() {
         Err((status, _)) => assert_ne!(status, 101),
         Ok(_) => panic!("a deleted tenant still connects on node a"),
     }
+
+    // Without NATS, a node says so in its health and its metrics.
+    let (status, _, _) = admin(&a, "POST", "/api/tenants", Some(tenant_body("other", s1)));
+    assert_eq!(status, 201);
+    drop(nats);
+    until_connected(&a, false);
+    let (_, _, health) = admin(&a, "GET", "/api/tenants/other/health", None);
+    assert_eq!(health["data"]["nats"], "unreachable", "{health}");
 }

@@ -402,11 +402,21 @@ async fn health(state: &Rc<ShardState>, id: &str) -> Result<Resp, ControlError> 
         "connected_cluster": users,
         "region": region,
         "node": node_name(state),
+        // This node's link to the cluster, as the answering shard sees it.
+        "nats": match &state.cluster {
+            None => "off",
+            Some(c) if c.is_up() => "connected",
+            Some(_) => "unreachable",
+        },
     })))
 }
 
 fn node_name(state: &ShardState) -> String {
-    format!("realtime@{}:{}", state.config.bind, state.config.port)
+    if state.config.node_name.is_empty() {
+        format!("realtime@{}:{}", state.config.bind, state.config.port)
+    } else {
+        state.config.node_name.clone()
+    }
 }
 
 #[cfg(test)]
