@@ -17,15 +17,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use rkyv::rancor;
 
-use super::hub::TopicKey;
 use super::interest::{Forward, ReadClass};
 
 /// One shard's side of the cluster, as a hub sees it.
 pub trait NodeLink {
-    /// The first subscriber of a topic joined this shard.
-    fn gained(&self, tenant: &Arc<str>, key: TopicKey<'_>);
+    /// The first subscriber of a tenant's topic (`realtime:<name>`, in
+    /// the private namespace or not) joined this shard.
+    fn gained(&self, tenant: &Arc<str>, topic: &str, private: bool);
     /// The last subscriber of a topic left this shard.
-    fn lost(&self, tenant: &Arc<str>, key: TopicKey<'_>);
+    fn lost(&self, tenant: &Arc<str>, topic: &str, private: bool);
     /// Sends what a hub fanned out to the other nodes' subscribers.
     fn publish(&self, fwd: &Forward);
 }

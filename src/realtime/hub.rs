@@ -180,7 +180,7 @@ impl Drop for Hub {
                     }
                 }
                 if let (Some(node), false) = (&link.node, t.subs.is_empty()) {
-                    node.lost(&link.tenant, key);
+                    node.lost(&link.tenant, key.topic, key.private);
                 }
             }
         }
@@ -246,7 +246,7 @@ impl Hub {
         };
         if let (true, Some(link)) = (first, &self.link) {
             if let Some(node) = &link.node {
-                node.gained(&link.tenant, key);
+                node.gained(&link.tenant, key.topic, key.private);
             }
         }
     }
@@ -287,7 +287,7 @@ impl Hub {
         }
         if let (true, Some(link)) = (last, &self.link) {
             if let Some(node) = &link.node {
-                node.lost(&link.tenant, key);
+                node.lost(&link.tenant, key.topic, key.private);
             }
         }
     }

@@ -32,6 +32,9 @@ use bytes::Bytes;
 use crate::proto::phoenix::Vsn;
 use crate::realtime::presence::PresenceDelta;
 
+/// A tenant's topic: (tenant, private, `realtime:<name>`).
+pub type TopicId = (Arc<str>, bool, Arc<str>);
+
 /// Most shards one table serves.
 pub const MAX_SHARDS: usize = 64;
 

@@ -295,7 +295,7 @@ async fn upsert(
         migrate_new(state, &stored.external_id, &config).await;
     }
     tenants::announce(state, &stored.external_id, change, Some(Arc::new(config))).await;
-    super::cluster::announce_tenant_change(state, &stored.external_id, change);
+    super::cluster_node::announce_tenant_change(state, &stored.external_id, change);
     let mut resp = Resp::json(
         if created { 201 } else { 200 },
         json!({ "data": record::view(&stored_row) }).to_string(),
@@ -337,7 +337,7 @@ async fn delete(state: &Rc<ShardState>, id: &str) -> Result<Resp, ControlError> 
         .await?;
     if removed {
         tenants::announce(state, id, TenantChange::Disconnect, None).await;
-        super::cluster::announce_tenant_change(state, id, TenantChange::Disconnect);
+        super::cluster_node::announce_tenant_change(state, id, TenantChange::Disconnect);
         // Every shard has let the tenant go: its shared users and rates
         // go too (sockets still closing count down their own copy).
         state.shared_tenants.remove(id);
@@ -383,7 +383,7 @@ async fn act(state: &Rc<ShardState>, id: &str, change: TenantChange) -> Result<R
         return Ok(Resp::message(404, "not found"));
     }
     tenants::announce(state, id, change, None).await;
-    super::cluster::announce_tenant_change(state, id, change);
+    super::cluster_node::announce_tenant_change(state, id, change);
     Ok(Resp::empty(204))
 }
 

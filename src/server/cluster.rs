@@ -52,12 +52,12 @@ use bytes::BytesMut;
 use futures_lite::future;
 use realtime_shards::ShardStats;
 
+use bytes::Bytes;
+
 use super::nats::{NatsConn, NatsConnError};
-use super::shard::{ShardState, TenantChange, TopicId};
 use crate::proto::nats::{self as wire, Msg};
 use crate::realtime::cluster::{self, NodeLink};
-use crate::realtime::hub::TopicKey;
-use crate::realtime::interest::Forward;
+use crate::realtime::interest::{Forward, TopicId};
 
 /// Deadline of a connection's handshake and of each write.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -68,7 +68,7 @@ pub const JOIN_WAIT: Duration = Duration::from_secs(2);
 /// Longest subject used as is; longer ones are hashed.
 const MAX_SUBJECT: usize = 1024;
 /// Where nodes tell each other of admin API changes to tenants.
-const TENANTS_SUBJECT: &str = "rt.admin.tenants";
+pub const TENANTS_SUBJECT: &str = "rt.admin.tenants";
 /// The subscription id of [`TENANTS_SUBJECT`] (topics count up from 1,
 /// and never get this far).
 const TENANTS_SID: u64 = 1 << 48;
@@ -99,9 +99,23 @@ impl Node {
     }
 }
 
+/// What a link hands to its shard (see `cluster_node`, which acts on it).
+pub enum Incoming {
+    /// Another node's message for this shard's subscribers of its topic.
+    Message(Forward),
+    /// A notice on the tenants subject (JSON, see `cluster_node`).
+    TenantNotice(Bytes),
+}
+
 /// One shard's link to the other nodes.
 pub struct Cluster {
-    state: Weak<ShardState>,
+    /// Itself, for the tasks it spawns.
+    me: Weak<Cluster>,
+    /// The shard's counters.
+    stats: Arc<[ShardStats]>,
+    shard: usize,
+    /// Where what arrives goes.
+    sink: Box<dyn Fn(Incoming)>,
     /// This process's node id (random per start).
     node: u64,
     /// Receives the tenant changes of other nodes (shard 0 of each node).
@@ -165,22 +179,26 @@ pub fn subject_of(id: &TopicId) -> String {
     s
 }
 
-fn topic_id(tenant: &Arc<str>, key: TopicKey<'_>) -> TopicId {
-    (tenant.clone(), key.private, key.topic.into())
+fn topic_id(tenant: &Arc<str>, topic: &str, private: bool) -> TopicId {
+    (tenant.clone(), private, topic.into())
 }
 
 impl Cluster {
-    /// The link of shard `shard` of node `node`, to `servers`.
+    /// The link of shard `shard` of node `node`, to `servers`; what
+    /// arrives goes to `sink`.
     pub fn new(
-        state: Weak<ShardState>,
         node: u64,
         name: &str,
-        shard: usize,
+        (shard, stats): (usize, Arc<[ShardStats]>),
         servers: Vec<String>,
         max_out: usize,
-    ) -> Cluster {
-        Cluster {
-            state,
+        sink: Box<dyn Fn(Incoming)>,
+    ) -> Rc<Cluster> {
+        Rc::new_cyclic(|me| Cluster {
+            me: me.clone(),
+            stats,
+            shard,
+            sink,
             node,
             tenants: shard == 0,
             name: format!("{name}/shard-{shard}"),
@@ -189,7 +207,28 @@ impl Cluster {
             inner: RefCell::default(),
             writer: Cell::new(None),
             waiters: RefCell::default(),
+        })
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
+    fn stats(&self) -> &ShardStats {
+        &self.stats[self.shard]
+    }
+
+    /// Publishes `payload` to `subject` as is; false (nothing sent) while
+    /// NATS is down.
+    pub fn publish_raw(&self, subject: &str, payload: &[u8]) -> bool {
+        let mut i = self.inner.borrow_mut();
+        if !i.up || wire::write_pub(&mut i.out, subject.as_bytes(), None, payload).is_err() {
+            return false;
         }
+        drop(i);
+        self.wake_writer();
+        true
     }
 
     /// Whether the link is connected.
@@ -230,7 +269,7 @@ impl Cluster {
         drop(i);
         #[cfg(feature = "fault-injection")]
         if id.2.contains(super::fault::SLOW_SUBSCRIBE) {
-            if let Some(me) = self.state.upgrade().and_then(|s| s.cluster.clone()) {
+            if let Some(me) = self.me.upgrade() {
                 let id = id.clone();
                 glommio::spawn_local(async move {
                     let late = Duration::from_millis(super::fault::SLOW_SUBSCRIBE_MS);
@@ -307,10 +346,6 @@ impl Cluster {
         .await
     }
 
-    fn stats(&self) -> Option<Rc<ShardState>> {
-        self.state.upgrade()
-    }
-
     /// Connects, serves the connection until it fails, and again, for the
     /// life of the shard.
     pub async fn run(self: Rc<Self>) {
@@ -348,9 +383,7 @@ impl Cluster {
         let mut i = self.inner.borrow_mut();
         if i.up {
             i.up = false;
-            if let Some(s) = self.stats() {
-                ShardStats::gauge(&s.stats().nats_up, -1);
-            }
+            ShardStats::gauge(&self.stats().nats_up, -1);
         }
         drop(i);
         self.wake_waiters();
@@ -390,9 +423,7 @@ impl Cluster {
             *up = true;
             *max_payload = conn.max_payload();
         }
-        if let Some(s) = self.stats() {
-            ShardStats::gauge(&s.stats().nats_up, 1);
-        }
+        ShardStats::gauge(&self.stats().nats_up, 1);
         let base = conn.pongs();
         loop {
             let ops = std::mem::take(&mut self.inner.borrow_mut().out);
@@ -450,20 +481,17 @@ impl Cluster {
         }
     }
 
-    /// Delivers another node's message to this shard's subscribers.
+    /// Hands another node's message to this shard.
     fn receive(&self, m: Msg) {
-        let Some(state) = self.state.upgrade() else {
-            return;
-        };
         if m.sid == TENANTS_SID {
-            return tenant_changed_elsewhere(&state, self.node, &m.payload);
+            return (self.sink)(Incoming::TenantNotice(m.payload));
         }
         let Some(id) = self.inner.borrow().by_sid.get(&m.sid).cloned() else {
             // Unsubscribed meanwhile.
             return;
         };
         let Ok((origin, fwd)) = cluster::decode(&m.payload) else {
-            ShardStats::add(&state.stats().nats_invalid, 1);
+            ShardStats::add(&self.stats().nats_invalid, 1);
             return;
         };
         if origin == self.node {
@@ -473,120 +501,22 @@ impl Cluster {
             // A hashed subject shared by two topics: not this one's.
             return;
         }
-        ShardStats::add(&state.stats().nats_in, 1);
-        super::forward::deliver(&state, Arc::new(fwd));
+        ShardStats::add(&self.stats().nats_in, 1);
+        (self.sink)(Incoming::Message(fwd));
     }
-}
-
-/// A tenant change made through this node's admin API, as the other
-/// nodes hear it: which tenant, what to do; never its settings (they hold
-/// secrets), which each node reads from the control database itself.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct TenantNotice {
-    origin: u64,
-    id: String,
-    change: TenantChange,
-}
-
-/// Tells the other nodes that tenant `id` changed (`change` as this node
-/// applied it). Sent after the control database has the change, so a node
-/// that reads it on hearing this reads the new record. Lost while NATS is
-/// down: nodes then keep the settings they had until their sockets of the
-/// tenant reconnect.
-pub fn announce_tenant_change(state: &ShardState, id: &str, change: TenantChange) {
-    let Some(c) = &state.cluster else { return };
-    let notice = TenantNotice {
-        origin: c.node,
-        id: id.to_owned(),
-        change,
-    };
-    let payload = serde_json::to_vec(&notice).expect("a notice serializes");
-    let mut i = c.inner.borrow_mut();
-    if !i.up || wire::write_pub(&mut i.out, TENANTS_SUBJECT.as_bytes(), None, &payload).is_err() {
-        tracing::warn!(tenant = %id, "tenant change not told to the other nodes: NATS is down");
-        return;
-    }
-    drop(i);
-    c.wake_writer();
-}
-
-/// Another node changed a tenant: this node reads the record again and
-/// applies the same change on every shard (sockets of a tenant whose keys
-/// changed close with 1012 here too).
-fn tenant_changed_elsewhere(state: &Rc<ShardState>, me: u64, payload: &[u8]) {
-    let Ok(n) = serde_json::from_slice::<TenantNotice>(payload) else {
-        ShardStats::add(&state.stats().nats_invalid, 1);
-        return;
-    };
-    if n.origin == me {
-        return;
-    }
-    let state = state.clone();
-    glommio::spawn_local(async move {
-        let config = match super::tenants::lookup_again(&state, &n.id).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(tenant = %n.id, error = %e, "another node changed this tenant; cannot read it again, so its sockets here are disconnected");
-                super::tenants::announce(&state, &n.id, TenantChange::Disconnect, None).await;
-                return;
-            }
-        };
-        tracing::info!(tenant = %n.id, change = ?n.change, "tenant changed on another node");
-        let gone = config.is_none();
-        super::tenants::announce(&state, &n.id, n.change, config).await;
-        if gone {
-            // Deleted: as the node that deleted it, its shared counters go.
-            state.shared_tenants.remove(&n.id);
-        }
-    })
-    .detach();
-}
-
-/// The topic of a `phx_join` in `msg` whose subscription on this shard
-/// is not in effect yet, if it is one (see [`Cluster::join_ready`]).
-pub fn join_to_wait_for(
-    state: &ShardState,
-    conn: &super::conns::Conn,
-    msg: &crate::proto::ws::Message,
-) -> Option<TopicId> {
-    use crate::proto::phoenix::{self, InPayload};
-    use crate::proto::ws::Message;
-    let cluster = state.cluster.as_ref()?;
-    let vsn = conn.session.borrow().vsn;
-    let inbound = match msg {
-        Message::Text(data) => phoenix::decode_text(vsn, data).ok()?,
-        Message::Binary(data) if vsn == phoenix::Vsn::V2 => phoenix::decode_binary(data).ok()?,
-        _ => return None,
-    };
-    if inbound.event != "phx_join" || !inbound.topic.starts_with("realtime:") {
-        return None;
-    }
-    let private = match &inbound.payload {
-        InPayload::Json(raw) => {
-            let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
-            crate::realtime::join_config::JoinConfig::parse(&v).private
-        }
-        _ => false,
-    };
-    let tenant: Arc<str> = conn.tenant.borrow().config.external_id.as_str().into();
-    let id = (tenant, private, Arc::from(&*inbound.topic));
-    (!cluster.join_ready(&id)).then_some(id)
 }
 
 impl NodeLink for Cluster {
-    fn gained(&self, tenant: &Arc<str>, key: TopicKey<'_>) {
-        self.hold(&topic_id(tenant, key));
+    fn gained(&self, tenant: &Arc<str>, topic: &str, private: bool) {
+        self.hold(&topic_id(tenant, topic, private));
     }
 
-    fn lost(&self, tenant: &Arc<str>, key: TopicKey<'_>) {
-        self.release(&topic_id(tenant, key));
+    fn lost(&self, tenant: &Arc<str>, topic: &str, private: bool) {
+        self.release(&topic_id(tenant, topic, private));
     }
 
     fn publish(&self, fwd: &Forward) {
-        let Some(state) = self.state.upgrade() else {
-            return;
-        };
-        let stats = state.stats();
+        let stats = self.stats();
         let mut i = self.inner.borrow_mut();
         if !i.up || i.out.len() > self.max_out {
             ShardStats::add(&stats.nats_drops, 1);

@@ -367,7 +367,7 @@ fn read_loop<'a>(
                             return;
                         }
                     };
-                    if let Some(id) = super::cluster::join_to_wait_for(state, conn, &msg) {
+                    if let Some(id) = super::cluster_node::join_to_wait_for(state, conn, &msg) {
                         Some(join_when_subscribed(state, conn, id, msg))
                     } else {
                         match on_message(state, conn, &msg) {

@@ -38,6 +38,7 @@ pub mod ask;
 pub mod bootstrap;
 pub mod cdc_relay;
 pub mod cluster;
+pub mod cluster_node;
 pub mod connection;
 pub mod conns;
 pub mod control;
@@ -125,14 +126,14 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                     ))
                 });
                 let cluster = (!config.nats_url.is_empty()).then(|| {
-                    Rc::new(cluster::Cluster::new(
-                        me.clone(),
+                    cluster::Cluster::new(
                         node.id,
                         &node.name,
-                        shard.id,
+                        (shard.id, shard.stats.clone()),
                         config.nats_servers(),
                         config.shard_queue_bytes,
-                    ))
+                        cluster_node::sink(me.clone()),
+                    )
                 });
                 ShardState {
                     interest,

@@ -25,8 +25,7 @@ use crate::realtime::replay::{ReplayAnswer, ReplayRequest};
 use crate::realtime::session::{Session, Settings};
 use crate::realtime::tenant::{Directory, Tenant, TenantConfig, Tenants};
 
-/// A tenant's topic: (tenant, private, `realtime:<name>`).
-pub type TopicId = (Arc<str>, bool, Arc<str>);
+pub use crate::realtime::interest::TopicId;
 
 /// Forwarded messages of one topic waiting, in order, and their bytes.
 #[derive(Default)]

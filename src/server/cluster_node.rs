@@ -1,0 +1,115 @@
+//! What a shard does with what its cluster link receives (see
+//! `cluster`): other nodes' messages go to its subscribers, tenant
+//! notices become the same tenant change here; and the two places the
+//! rest of the server meets the cluster: a join that waits for its
+//! topic's subscription, an admin change told to the other nodes.
+
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+
+use realtime_shards::ShardStats;
+
+use super::cluster::{Incoming, TENANTS_SUBJECT};
+use super::shard::{ShardState, TenantChange, TopicId};
+
+/// Where shard `state`'s link hands what it receives.
+pub fn sink(state: Weak<ShardState>) -> Box<dyn Fn(Incoming)> {
+    Box::new(move |incoming| {
+        let Some(state) = state.upgrade() else { return };
+        match incoming {
+            Incoming::Message(fwd) => super::forward::deliver(&state, Arc::new(fwd)),
+            Incoming::TenantNotice(payload) => tenant_changed_elsewhere(&state, &payload),
+        }
+    })
+}
+
+/// A tenant change made through this node's admin API, as the other
+/// nodes hear it: which tenant, what to do; never its settings (they hold
+/// secrets), which each node reads from the control database itself.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct TenantNotice {
+    origin: u64,
+    id: String,
+    change: TenantChange,
+}
+
+/// Tells the other nodes that tenant `id` changed (`change` as this node
+/// applied it). Sent after the control database has the change, so a node
+/// that reads it on hearing this reads the new record. Lost while NATS is
+/// down: nodes then keep the settings they had until their sockets of the
+/// tenant reconnect.
+pub fn announce_tenant_change(state: &ShardState, id: &str, change: TenantChange) {
+    let Some(c) = &state.cluster else { return };
+    let notice = TenantNotice {
+        origin: c.node(),
+        id: id.to_owned(),
+        change,
+    };
+    let payload = serde_json::to_vec(&notice).expect("a notice serializes");
+    if !c.publish_raw(TENANTS_SUBJECT, &payload) {
+        tracing::warn!(tenant = %id, "tenant change not told to the other nodes: NATS is down");
+    }
+}
+
+/// Another node changed a tenant: this node reads the record again and
+/// applies the same change on every shard (sockets of a tenant whose keys
+/// changed close with 1012 here too).
+fn tenant_changed_elsewhere(state: &Rc<ShardState>, payload: &[u8]) {
+    let Ok(n) = serde_json::from_slice::<TenantNotice>(payload) else {
+        ShardStats::add(&state.stats().nats_invalid, 1);
+        return;
+    };
+    if state.cluster.as_ref().is_none_or(|c| n.origin == c.node()) {
+        return;
+    }
+    let state = state.clone();
+    glommio::spawn_local(async move {
+        let config = match super::tenants::lookup_again(&state, &n.id).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(tenant = %n.id, error = %e, "another node changed this tenant; cannot read it again, so its sockets here are disconnected");
+                super::tenants::announce(&state, &n.id, TenantChange::Disconnect, None).await;
+                return;
+            }
+        };
+        tracing::info!(tenant = %n.id, change = ?n.change, "tenant changed on another node");
+        let gone = config.is_none();
+        super::tenants::announce(&state, &n.id, n.change, config).await;
+        if gone {
+            // Deleted: as the node that deleted it, its shared counters go.
+            state.shared_tenants.remove(&n.id);
+        }
+    })
+    .detach();
+}
+
+/// The topic of a `phx_join` in `msg` whose subscription on this shard
+/// is not in effect yet, if it is one (see [`Cluster::join_ready`]).
+pub fn join_to_wait_for(
+    state: &ShardState,
+    conn: &super::conns::Conn,
+    msg: &crate::proto::ws::Message,
+) -> Option<TopicId> {
+    use crate::proto::phoenix::{self, InPayload};
+    use crate::proto::ws::Message;
+    let cluster = state.cluster.as_ref()?;
+    let vsn = conn.session.borrow().vsn;
+    let inbound = match msg {
+        Message::Text(data) => phoenix::decode_text(vsn, data).ok()?,
+        Message::Binary(data) if vsn == phoenix::Vsn::V2 => phoenix::decode_binary(data).ok()?,
+        _ => return None,
+    };
+    if inbound.event != "phx_join" || !inbound.topic.starts_with("realtime:") {
+        return None;
+    }
+    let private = match &inbound.payload {
+        InPayload::Json(raw) => {
+            let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
+            crate::realtime::join_config::JoinConfig::parse(&v).private
+        }
+        _ => false,
+    };
+    let tenant: Arc<str> = conn.tenant.borrow().config.external_id.as_str().into();
+    let id = (tenant, private, Arc::from(&*inbound.topic));
+    (!cluster.join_ready(&id)).then_some(id)
+}
