@@ -106,9 +106,12 @@ pub struct Common {
     /// supported by `broadcast` and `connect`.
     #[arg(long, value_enum, default_value = "realtime")]
     pub target: Target,
-    /// Server address.
-    #[arg(long, default_value = "127.0.0.1:4000")]
-    pub addr: SocketAddrV4,
+    /// Server address; several (a comma list, or the option repeated)
+    /// spread `broadcast` subscribers and `connect` connections round-robin
+    /// over the servers of a cluster; publishers and admin requests use the
+    /// first. Other scenarios take one.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:4000")]
+    pub addr: Vec<SocketAddrV4>,
     /// Host header (names the tenant); default: the address.
     #[arg(long)]
     pub host: Option<String>,
@@ -132,9 +135,15 @@ pub struct Common {
     /// Loadgen cores, e.g. `1` or `2-5`; default: the cores the server is not on.
     #[arg(long)]
     pub cores: Option<String>,
-    /// Server pid for CPU and RSS readings; default: whoever listens on the port.
+    /// Server pid for CPU and RSS readings; several (comma list or repeated)
+    /// are summed, e.g. the nodes of a cluster. Default: whoever listens on
+    /// each address's port.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// nats-server pid: its CPU is reported apart from the servers'
+    /// (`nats` in the report), not summed with them.
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub nats_pid: Option<u32>,
     /// Loopback source addresses 127.0.0.1..=N to spread connections over
     /// (0 = one per 5k connections, none below that).
     #[arg(long, default_value_t = 0)]
@@ -163,6 +172,17 @@ pub struct Common {
     /// Pass/fail thresholds.
     #[command(flatten)]
     pub thresholds: Thresholds,
+}
+
+impl Common {
+    /// The first server address (publishers, admin requests, single-server
+    /// scenarios).
+    pub fn first_addr(&self) -> SocketAddrV4 {
+        self.addr
+            .first()
+            .copied()
+            .unwrap_or_else(|| SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 4000))
+    }
 }
 
 /// `connect`.

@@ -61,6 +61,11 @@ pub struct Endpoint {
     pub tenants: u64,
     /// Prefix of the tenant names when `tenants > 0`.
     pub tenant_prefix: String,
+    /// The servers of a cluster (empty or one: everything goes to `addr`):
+    /// connection `idx >= spread_from` goes to `spread[(idx - spread_from) % len]`.
+    pub spread: Vec<SocketAddrV4>,
+    /// Connections numbered below this (publishers) stay on `addr`.
+    pub spread_from: u64,
 }
 
 impl Endpoint {
@@ -83,6 +88,16 @@ impl Endpoint {
             tenant_name(&self.tenant_prefix, idx % self.tenants)
         )
         .into()
+    }
+
+    /// The server connection number `idx` goes to.
+    pub fn addr_for(&self, idx: u64) -> SocketAddrV4 {
+        match idx.checked_sub(self.spread_from) {
+            Some(i) if self.spread.len() > 1 => {
+                self.spread[(i % self.spread.len() as u64) as usize]
+            }
+            _ => self.addr,
+        }
     }
 
     /// The source address connection number `idx` binds to, if any.
@@ -177,7 +192,7 @@ pub struct Socket {
 impl Socket {
     /// Connects a plain TCP socket (for REST) with `TCP_NODELAY`.
     pub async fn connect_tcp(ep: &Endpoint, idx: u64, vsn: Vsn) -> io::Result<Rc<Socket>> {
-        let stream = start_connect(ep.addr, ep.source_for(idx))?;
+        let stream = start_connect(ep.addr_for(idx), ep.source_for(idx))?;
         let _ = stream.set_nodelay(true);
         let sock = Rc::new(Socket {
             stream: RefCell::new(stream),
@@ -613,6 +628,8 @@ mod tests {
             phoenix: true,
             tenants: 0,
             tenant_prefix: "t".into(),
+            spread: Vec::new(),
+            spread_from: 0,
         };
         assert_eq!(ep.source_for(5), None);
         ep.source_addrs = 3;
@@ -620,6 +637,29 @@ mod tests {
         assert_eq!(ep.source_for(2), Some(Ipv4Addr::new(127, 0, 0, 3)));
         assert_eq!(ep.source_for(3), Some(Ipv4Addr::new(127, 0, 0, 1)));
         assert_eq!(ep.ws_path(Vsn::V2), "/socket/websocket?apikey=k&vsn=2.0.0");
+    }
+
+    #[test]
+    fn connections_spread_round_robin_after_the_publishers() {
+        let a = |p| SocketAddrV4::new(Ipv4Addr::LOCALHOST, p);
+        let mut ep = Endpoint {
+            addr: a(4000),
+            host: "h".into(),
+            path: "/".into(),
+            apikey: "k".into(),
+            source_addrs: 0,
+            phoenix: true,
+            tenants: 0,
+            tenant_prefix: "t".into(),
+            spread: vec![a(4000)],
+            spread_from: 2,
+        };
+        assert_eq!(ep.addr_for(7), a(4000));
+        ep.spread = vec![a(4000), a(4001), a(4002)];
+        assert_eq!(ep.addr_for(0), a(4000));
+        assert_eq!(ep.addr_for(1), a(4000));
+        let subs: Vec<u16> = (2..8).map(|i| ep.addr_for(i).port()).collect();
+        assert_eq!(subs, [4000, 4001, 4002, 4000, 4001, 4002]);
     }
 
     #[test]
@@ -633,6 +673,8 @@ mod tests {
             phoenix: true,
             tenants: 0,
             tenant_prefix: "lg".into(),
+            spread: Vec::new(),
+            spread_from: 0,
         };
         assert_eq!(ep.host_for(7), "127.0.0.1:4000");
         ep.tenants = 3;

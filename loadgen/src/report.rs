@@ -16,6 +16,14 @@ use crate::svg;
 pub struct ServerUsage {
     /// The pid read (None: not found, nothing measured).
     pub pid: Option<u32>,
+    /// Every pid read (a cluster's nodes); the figures below are sums.
+    pub pids: Vec<u32>,
+    /// nats-server CPU seconds in the window (when `--nats-pid` is given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_cpu_s: Option<f64>,
+    /// nats-server CPU seconds per million deliveries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_cpu_s_per_million_deliveries: Option<f64>,
     /// CPU seconds (user + system) used in the window.
     pub cpu_s: Option<f64>,
     /// CPU seconds per million deliveries.
@@ -67,6 +75,9 @@ pub struct StepResult {
     pub cpu_s_per_million_deliveries: Option<f64>,
     /// Server core busy seconds (softirq included) per million deliveries.
     pub cores_cpu_s_per_million_deliveries: Option<f64>,
+    /// nats-server CPU seconds in the step (when its pid is given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_cpu_s: Option<f64>,
     /// Loadgen CPU utilisation in the step.
     pub loadgen_utilization: f64,
 }
@@ -175,6 +186,11 @@ pub struct Report {
 /// CPU seconds between two samples of the server.
 pub fn server_cpu(a: &Sample, b: &Sample) -> Option<f64> {
     Some(b.server_cpu_s? - a.server_cpu_s?)
+}
+
+/// nats-server CPU seconds between two samples.
+pub fn nats_cpu(a: &Sample, b: &Sample) -> Option<f64> {
+    Some(b.nats_cpu_s? - a.nats_cpu_s?)
 }
 
 /// Busy seconds of the server's cores between two samples.

@@ -181,6 +181,8 @@ pub struct Sample {
     pub server_cpu_s: Option<f64>,
     /// Server RSS bytes.
     pub server_rss: Option<u64>,
+    /// nats-server CPU seconds so far (when its pid is given).
+    pub nats_cpu_s: Option<f64>,
     /// Busy seconds of the cores the server is pinned to (softirq included).
     pub server_cores_s: Option<f64>,
     /// This process's CPU seconds so far.
@@ -191,8 +193,10 @@ pub struct Sample {
 pub struct Monitor {
     /// Shared state.
     pub shared: Arc<Shared>,
-    /// Server pid for /proc readings.
-    pub server_pid: Option<u32>,
+    /// Server pids for /proc readings (summed).
+    pub server_pids: Vec<u32>,
+    /// nats-server pid, read apart.
+    pub nats_pid: Option<u32>,
     /// The cores the server is pinned to (None: not pinned, or unknown).
     pub server_cores: Option<Vec<usize>>,
     /// The progress bar (hidden when quiet or not a tty).
@@ -201,7 +205,12 @@ pub struct Monitor {
 
 impl Monitor {
     /// A monitor; the bar draws only when `show` and stderr is a terminal.
-    pub fn new(shared: Arc<Shared>, server_pid: Option<u32>, show: bool) -> Monitor {
+    pub fn new(
+        shared: Arc<Shared>,
+        server_pids: &[u32],
+        nats_pid: Option<u32>,
+        show: bool,
+    ) -> Monitor {
         let bar = if show && std::io::stderr().is_terminal() {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             b.set_style(
@@ -212,12 +221,19 @@ impl Monitor {
         } else {
             ProgressBar::hidden()
         };
-        let server_cores = server_pid
-            .map(procfs::process_cpus)
+        let mut cores: Vec<usize> = server_pids
+            .iter()
+            .flat_map(|&p| procfs::process_cpus(p))
+            .collect();
+        cores.sort_unstable();
+        cores.dedup();
+        let server_cores = (!server_pids.is_empty())
+            .then_some(cores)
             .filter(|a| !a.is_empty() && a.len() < procfs::online_cpus().len());
         Monitor {
             shared,
-            server_pid,
+            server_pids: server_pids.to_vec(),
+            nats_pid,
             server_cores,
             bar,
         }
@@ -225,12 +241,21 @@ impl Monitor {
 
     /// Reads counters and /proc now.
     pub fn sample(&self) -> Sample {
-        let pid = self.server_pid.map(|p| p.to_string());
+        // A sum over every server pid; None if any reading fails.
+        let sum = |f: fn(&str) -> Option<f64>| -> Option<f64> {
+            if self.server_pids.is_empty() {
+                return None;
+            }
+            self.server_pids.iter().map(|p| f(&p.to_string())).sum()
+        };
         Sample {
             t_ns: now_ns(),
             tally: self.shared.tally(),
-            server_cpu_s: pid.as_deref().and_then(procfs::cpu_seconds),
-            server_rss: pid.as_deref().and_then(procfs::rss_bytes),
+            server_cpu_s: sum(procfs::cpu_seconds),
+            server_rss: sum(|p| procfs::rss_bytes(p).map(|b| b as f64)).map(|b| b as u64),
+            nats_cpu_s: self
+                .nats_pid
+                .and_then(|p| procfs::cpu_seconds(&p.to_string())),
             server_cores_s: self
                 .server_cores
                 .as_deref()

@@ -53,7 +53,11 @@ pub fn run(a: &BroadcastArgs) -> i32 {
         return EXIT_ERROR;
     }
     let env = match Env::resolve_any(&a.common, total) {
-        Ok(e) => Arc::new(e),
+        Ok(mut e) => {
+            // Publishers stay on the first server, subscribers spread.
+            e.ep.spread_from = a.publishers;
+            Arc::new(e)
+        }
         Err(e) => {
             eprintln!("realtime-loadgen: {e}");
             return EXIT_ERROR;
@@ -86,7 +90,12 @@ pub fn measure(
     let mut placements = env.cores.clone();
     placements.push(env.cores[0]);
     let shared = Shared::new(placements.len());
-    let mon = Monitor::new(shared.clone(), env.server_pid, !env.common.quiet);
+    let mon = Monitor::new(
+        shared.clone(),
+        &env.server_pids,
+        env.nats_pid,
+        !env.common.quiet,
+    );
     let before = mon.sample();
     let receivers = match a.rx {
         RxMode::Epoll => Some(

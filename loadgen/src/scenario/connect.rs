@@ -61,7 +61,7 @@ pub fn run(a: &ConnectArgs) -> i32 {
     };
     if t.create_tenants {
         let b = tenants::create_all(
-            common.addr,
+            common.first_addr(),
             &t.admin_secret,
             &t.tenant_prefix,
             t.tenants,
@@ -83,7 +83,7 @@ pub fn run(a: &ConnectArgs) -> i32 {
             for &k in &t.patch_sockets {
                 let id = format!("{}patch{k}", t.tenant_prefix);
                 match tenants::patch_to_disconnect(
-                    common.addr,
+                    common.first_addr(),
                     &t.admin_secret,
                     &id,
                     &common.secret,
@@ -95,7 +95,7 @@ pub fn run(a: &ConnectArgs) -> i32 {
             }
             if t.delete_tenants {
                 figs.delete = Some(tenants::delete_all(
-                    common.addr,
+                    common.first_addr(),
                     &t.admin_secret,
                     &t.tenant_prefix,
                     t.tenants,
@@ -248,7 +248,12 @@ fn batch_text(b: &tenants::Batch, concurrency: u64) -> String {
 /// Ramps up, holds, and builds the report (also used by `smoke`).
 pub fn measure(env: &Arc<Env>, a: &ConnectArgs) -> Result<(report::Report, Arc<Shared>), String> {
     let shared = Shared::new(env.cores.len());
-    let mon = Monitor::new(shared.clone(), env.server_pid, !env.common.quiet);
+    let mon = Monitor::new(
+        shared.clone(),
+        &env.server_pids,
+        env.nats_pid,
+        !env.common.quiet,
+    );
     let before = mon.sample();
     let rate = a.ramp_rate.unwrap_or(env.common.connect_rate);
     let receivers = Receivers::start(&env.cores, &shared, None)

@@ -21,8 +21,12 @@ pub struct Env {
     pub join_token: Option<String>,
     /// Loadgen cores.
     pub cores: Vec<usize>,
-    /// Server pid for /proc.
+    /// Server pid for /proc (the first of `server_pids`).
     pub server_pid: Option<u32>,
+    /// Every server pid (a cluster's nodes): CPU and RSS are their sum.
+    pub server_pids: Vec<u32>,
+    /// nats-server pid, read apart.
+    pub nats_pid: Option<u32>,
     /// Per-connection connect/join timeout.
     pub connect_timeout: Duration,
     /// Phoenix heartbeat interval (`None` for peers).
@@ -53,6 +57,12 @@ impl Env {
                 c.target.name()
             ));
         }
+        if c.addr.len() > 1 {
+            return Err(
+                "--addr: this scenario takes one server; several are for `broadcast` and `connect`"
+                    .into(),
+            );
+        }
         Self::resolve_any(c, nr_conns)
     }
 
@@ -68,16 +78,24 @@ impl Env {
                 &serde_json::json!({"role": "anon", "iss": "realtime-loadgen", "iat": now, "exp": now + 86_400}),
             )
         });
-        let server_pid = c
-            .server_pid
-            .or_else(|| procfs::find_listener_pid(c.addr.port()));
-        if server_pid.is_none() {
-            warnings.push(format!(
-                "no server pid (none given, no single process listens on port {}): \
-                 no server CPU or RSS figures",
-                c.addr.port()
-            ));
+        let mut server_pids = c.server_pid.clone();
+        if server_pids.is_empty() {
+            for a in &c.addr {
+                match procfs::find_listener_pid(a.port()) {
+                    Some(p) if !server_pids.contains(&p) => server_pids.push(p),
+                    Some(_) => {}
+                    None => warnings.push(format!(
+                        "no server pid (none given, no single process listens on port {}): \
+                         no server CPU or RSS figures",
+                        a.port()
+                    )),
+                }
+            }
+            if server_pids.len() < c.addr.len() {
+                server_pids.clear();
+            }
         }
+        let server_pid = server_pids.first().copied();
         let online = procfs::online_cpus();
         let cores = match &c.cores {
             Some(list) => {
@@ -90,7 +108,11 @@ impl Env {
                 v
             }
             None => {
-                let server = server_pid.map(procfs::process_cpus).unwrap_or_default();
+                let server: Vec<usize> = server_pids
+                    .iter()
+                    .chain(&c.nats_pid)
+                    .flat_map(|&p| procfs::process_cpus(p))
+                    .collect();
                 let free: Vec<usize> = online
                     .iter()
                     .copied()
@@ -121,19 +143,23 @@ impl Env {
         };
         Ok(Env {
             ep: Endpoint {
-                addr: c.addr,
-                host: c.host.clone().unwrap_or_else(|| c.addr.to_string()),
+                addr: c.first_addr(),
+                host: c.host.clone().unwrap_or_else(|| c.first_addr().to_string()),
                 path: c.path.clone(),
                 apikey: token.clone(),
                 source_addrs,
                 phoenix: c.target == Target::Realtime,
                 tenants: 0,
                 tenant_prefix: String::new(),
+                spread: c.addr.clone(),
+                spread_from: 0,
             },
             join_token: (!c.no_join_token).then(|| token.clone()),
             token,
             cores,
             server_pid,
+            server_pids,
+            nats_pid: c.nats_pid,
             connect_timeout: Duration::from_secs(c.connect_timeout.max(1)),
             heartbeat: (c.target == Target::Realtime)
                 .then(|| Duration::from_secs(c.heartbeat_secs.max(1))),
@@ -173,6 +199,7 @@ impl Env {
             warnings: self.warnings.clone(),
             server: report::ServerUsage {
                 pid: self.server_pid,
+                pids: self.server_pids.clone(),
                 ..Default::default()
             },
             loadgen: report::LoadgenUsage {

@@ -31,7 +31,12 @@ pub fn run(a: &JoinStormArgs) -> i32 {
         }
     };
     let shared = Shared::new(env.cores.len());
-    let mon = Monitor::new(shared.clone(), env.server_pid, !env.common.quiet);
+    let mon = Monitor::new(
+        shared.clone(),
+        &env.server_pids,
+        env.nats_pid,
+        !env.common.quiet,
+    );
     let handles = {
         let (env, a) = (env.clone(), Arc::new(a.clone()));
         match runner::spawn(&env.cores.clone(), &shared, move |ctx| {

@@ -513,6 +513,9 @@ pub fn fill_window(
     r.server.cores_cpu_s_per_million_deliveries =
         report::per_million(r.server.cores_cpu_s, d.deliveries);
     r.server.rss_end_bytes = b.server_rss;
+    r.server.nats_cpu_s = report::nats_cpu(a, b);
+    r.server.nats_cpu_s_per_million_deliveries =
+        report::per_million(r.server.nats_cpu_s, d.deliveries);
     r.loadgen.cpu_s = b.loadgen_cpu_s - a.loadgen_cpu_s;
     r.loadgen.utilization = r.loadgen.cpu_s / (dt * nr_cores.max(1) as f64);
     if r.loadgen.utilization > 0.9 {
@@ -561,6 +564,7 @@ pub fn fill_steps(
                     report::server_cores_cpu(a, b),
                     d.deliveries,
                 ),
+                nats_cpu_s: report::nats_cpu(a, b),
                 loadgen_utilization: (b.loadgen_cpu_s - a.loadgen_cpu_s)
                     / (dt * nr_cores.max(1) as f64),
             })

@@ -199,7 +199,12 @@ pub fn measure(
     let nr_exec = env.cores.len();
     // One counter set per executor (shared with its receiver), plus the writer's.
     let shared = Shared::new(nr_exec + 1);
-    let mon = Monitor::new(shared.clone(), env.server_pid, !env.common.quiet);
+    let mon = Monitor::new(
+        shared.clone(),
+        &env.server_pids,
+        env.nats_pid,
+        !env.common.quiet,
+    );
     let receivers = Receivers::start(&env.cores, &shared, sched.cloned())
         .map_err(|e| format!("starting receivers: {e}"))?;
     let nr_steps = sched.map_or(1, |s| s.steps().len());

@@ -68,7 +68,12 @@ where
     let sched = Schedule::stepped(&rates, (plan.duration * 1e9) as u64);
     let env = Arc::new(Env::resolve(plan.common, plan.nr_conns).map_err(|e| fail("", &e))?);
     let shared = Shared::new(env.cores.len());
-    let mon = Monitor::new(shared.clone(), env.server_pid, !env.common.quiet);
+    let mon = Monitor::new(
+        shared.clone(),
+        &env.server_pids,
+        env.nats_pid,
+        !env.common.quiet,
+    );
     let before = mon.sample();
     let receivers = Receivers::start(&env.cores, &shared, Some(sched.clone()))
         .map_err(|e| fail("starting receivers: ", &e))?;
