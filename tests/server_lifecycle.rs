@@ -80,27 +80,7 @@ fn a_subscriber_that_stops_reading_is_disconnected() {
 fn a_port_already_taken_stops_the_server_with_an_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realtime"))
-        .env_clear()
-        .env("PORT", port.to_string())
-        .env("SHARDS", "2")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("a server that cannot listen kept running");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let (status, err) = run_until_exit(port, &[], 10, "a server that cannot listen");
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
         err.contains(&format!("realtime: cannot listen on 127.0.0.1:{port}: ")),
@@ -115,32 +95,44 @@ fn a_port_already_taken_stops_the_server_with_an_error() {
 #[cfg(feature = "fault-injection")]
 #[test]
 fn a_start_that_stalls_exits_to_be_started_again() {
-    let port = free_port();
+    let env = [("REALTIME_FAULT_STALL_SHARD_START", "1")];
+    let (status, err) = run_until_exit(free_port(), &env, 20, "a stalled start");
+    assert_eq!(status.code(), Some(75), "{err}");
+    assert!(
+        err.contains("realtime: only 1 of 2 shards were listening 10 s after start"),
+        "{err}"
+    );
+}
+
+/// Runs a two-shard server on `port` with `env` until it exits (`what`
+/// still running after `secs` fails the test): its status and stderr.
+fn run_until_exit(
+    port: u16,
+    env: &[(&str, &str)],
+    secs: u64,
+    what: &str,
+) -> (std::process::ExitStatus, String) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_realtime"))
         .env_clear()
         .env("PORT", port.to_string())
         .env("SHARDS", "2")
-        .env("REALTIME_FAULT_STALL_SHARD_START", "1")
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
         if std::time::Instant::now() > deadline {
             child.kill().unwrap();
-            panic!("a stalled start kept running");
+            panic!("{what} kept running");
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(std::time::Duration::from_millis(20));
     };
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert_eq!(status.code(), Some(75), "{err}");
-    assert!(
-        err.contains("realtime: only 1 of 2 shards were listening 10 s after start"),
-        "{err}"
-    );
+    (status, err)
 }

@@ -29,19 +29,6 @@ fn alive(ws: &mut Ws) {
     assert_eq!(m[1], "hb", "{m}");
 }
 
-/// The tenant disconnect: the system message on the channel, then 1012.
-fn expect_disconnect(ws: &mut Ws, topic: &str) {
-    let m = ws.recv_json();
-    assert_eq!(
-        m,
-        json!([null, null, topic, "system", {"extension": "system", "status": "ok", "message": "Server requested disconnect"}])
-    );
-    match ws.expect_frame() {
-        Frame::Close(code) => assert_eq!(code, Some(1012)),
-        other => panic!("expected a close frame, got {other:?}"),
-    }
-}
-
 #[test]
 fn the_admin_api_answers_every_route_with_its_status_and_shape() {
     let db = ControlDb::create("api");

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::pg::{dev_db_url, parts, psql, psql_bin};
-use super::{sign_hs256, Server, Ws, SECRET};
+use super::{sign_hs256, Frame, Server, Ws, SECRET};
 
 /// The admin API's secret in these tests (the server's `API_JWT_SECRET`).
 pub const ADMIN: &str = SECRET;
@@ -124,4 +124,18 @@ pub fn next_event(ws: &mut Ws) -> String {
     let m = ws.recv_json();
     assert_eq!(m[3], "broadcast", "{m}");
     m[4]["event"].as_str().unwrap().to_owned()
+}
+
+/// The tenant disconnect on a socket joined to `topic`: the system
+/// message on the channel, then 1012.
+pub fn expect_disconnect(ws: &mut Ws, topic: &str) {
+    let m = ws.recv_json();
+    assert_eq!(
+        m,
+        json!([null, null, topic, "system", {"extension": "system", "status": "ok", "message": "Server requested disconnect"}])
+    );
+    match ws.expect_frame() {
+        Frame::Close(code) => assert_eq!(code, Some(1012)),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
 }
