@@ -109,7 +109,8 @@ pub enum Incoming {
 
 /// One shard's link to the other nodes.
 pub struct Cluster {
-    /// Itself, for the tasks it spawns.
+    /// Itself, for the tasks it spawns (only the fault hook's, so far).
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     me: Weak<Cluster>,
     /// The shard's counters.
     stats: Arc<[ShardStats]>,

@@ -192,8 +192,8 @@ pub const EXIT_STARTUP_STALLED: i32 = 75;
 /// Ends the process, loudly, when its shards are not all listening within
 /// [`STARTUP_DEADLINE`].
 ///
-/// Joining the shards takes milliseconds, but about one four-shard start
-/// in 1,500 on two busy cores stalls in it for good: one executor sleeps
+/// Joining the shards takes milliseconds, but one four-shard start in
+/// 400 to 1,500 on two busy cores stalls in it for good: one executor sleeps
 /// before it has taken a turn, and the others wait for it (threads taken
 /// with gdb: perf/DECISIONS.md, "A start that stalls"). Until that is
 /// found, a stalled start exits with [`EXIT_STARTUP_STALLED`], which a
