@@ -404,6 +404,12 @@ settings! {
     /// The region this node runs in, reported with its name.
     region: String = String::new(), "", env "REGION";
 
+    /// How long a node of the cluster may go unheard (its heartbeats come
+    /// five times as often) before its presence entries leave on the
+    /// others. Shorter notices a dead node sooner; too short drops a node
+    /// that only paused (a long GC-free stall, a saturated link).
+    node_timeout_ms: u64 = 5000, "5000", env "NODE_TIMEOUT_MS";
+
     /// How often connections that joined and then left every channel are swept
     /// (closed). Frees abandoned sockets; too short cuts clients between joins.
     no_channel_timeout_ms: u64 = 600_000, "600000", env "NO_CHANNEL_TIMEOUT_IN_MS";

@@ -697,3 +697,20 @@ fn nats_urls_are_read_or_refused_with_the_reason() {
     };
     assert!(e.to_string().contains("tls:// is not supported"), "{e}");
 }
+
+#[test]
+fn a_node_timeout_under_half_a_second_is_refused() {
+    let with = |ms: u64| Config {
+        node_timeout_ms: ms,
+        ..Config::default()
+    };
+    assert!(with(500).validate().is_ok());
+    assert_eq!(Config::default().node_timeout_ms, 5000);
+    for bad in [0, 499] {
+        assert_eq!(invalid_field(&with(bad)), "node_timeout_ms", "{bad}");
+    }
+    let Err(e) = with(1).validate() else {
+        unreachable!()
+    };
+    assert!(e.to_string().contains("at least 500"), "{e}");
+}

@@ -185,6 +185,10 @@ impl Config {
         }
 
         nats_url(&self.nats_url)?;
+        if self.node_timeout_ms < 500 {
+            return Err(invalid("node_timeout_ms", "must be at least 500"));
+        }
+        duration("node_timeout_ms", self.node_timeout_ms)?;
         positive_duration("accept_backoff_max_ms", self.accept_backoff_max_ms)?;
         duration("connect_error_backoff_ms", self.connect_error_backoff_ms)?;
         positive_duration("db_query_timeout_ms", self.db_query_timeout_ms)?;

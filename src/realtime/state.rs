@@ -501,12 +501,12 @@ fn leave_presence(env: &mut Env<'_>, topic: TopicKey<'_>, owner: ChannelId) {
 }
 
 /// Fans a `presence_diff` out to every subscriber of `topic` that may
-/// read presence, after `owner`'s entry changed; a spread tenant's other
-/// shards get the change itself too (see `Hub::replicate_presence`).
+/// read presence, after `owner`'s entry changed; other nodes with
+/// subscribers of the topic, and a spread tenant's other shards, get the
+/// change itself too (see `Hub::replicate_presence`).
 pub fn fan_presence_diff(env: &mut Env<'_>, topic: TopicKey<'_>, diff: &Diff, owner: ChannelId) {
-    if env.tenant.config.placement == super::tenant::Placement::Spread {
-        env.tenant.hub.replicate_presence(topic, owner);
-    }
+    let spread = env.tenant.config.placement == super::tenant::Placement::Spread;
+    env.tenant.hub.replicate_presence(topic, owner, spread);
     let mut body = Vec::with_capacity(128);
     diff.to_json(&mut body);
     let n = env.tenant.hub.fanout(

@@ -32,12 +32,29 @@
 //! (see [`Cluster::join_ready`]) before it is answered, so a broadcast
 //! sent from any node after the client saw its join reply reaches it.
 //!
+//! # Presence and liveness
+//!
+//! Presence crosses as state on the topic's subject (see
+//! `realtime::hub`'s presence module): deltas as they happen, and
+//! snapshots, which may ask for the receivers' in return. This link
+//! decides when a snapshot is due ([`Incoming::Sync`]): after a new
+//! subscription (asking everyone), after a reconnect (what was sent
+//! while down is lost), and when another node's shard is heard of for
+//! the first time or again (asking it). Every shard publishes its
+//! replica id on `rt.hb` five times per `NODE_TIMEOUT_MS`; a shard not
+//! heard from (heartbeat or presence) for that long is gone
+//! ([`Incoming::ReplicaGone`]), and is asked again once it is heard.
+//! Every shard hears every shard's heartbeats: (nodes x shards)^2
+//! messages per beat, small at the sizes tested (see DECISIONS, "Presence
+//! between nodes").
+//!
 //! # Outages
 //!
 //! While NATS is unreachable the shard serves its own sockets as a single
 //! node would: nothing waits for it, messages for other nodes are counted
-//! as dropped. The link reconnects with backoff, trying each server in
-//! turn, and subscribes to every topic again.
+//! as dropped, and other nodes' entries leave after the timeout. The
+//! link reconnects with backoff, trying each server in turn, subscribes
+//! to every topic again and sends its presence of each.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -46,7 +63,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::future;
@@ -56,8 +73,9 @@ use bytes::Bytes;
 
 use super::nats::{NatsConn, NatsConnError};
 use crate::proto::nats::{self as wire, Msg};
-use crate::realtime::cluster::{self, NodeLink};
+use crate::realtime::cluster::{self, NodeLink, NodePresence, Received, ASK_ALL};
 use crate::realtime::interest::{Forward, TopicId};
+use crate::realtime::presence::ReplicaId;
 
 /// Deadline of a connection's handshake and of each write.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
@@ -72,6 +90,11 @@ pub const TENANTS_SUBJECT: &str = "rt.admin.tenants";
 /// The subscription id of [`TENANTS_SUBJECT`] (topics count up from 1,
 /// and never get this far).
 const TENANTS_SID: u64 = 1 << 48;
+/// Where every shard of every node says it is alive (its replica id, 8
+/// bytes little-endian), five times per `NODE_TIMEOUT_MS`.
+const HEARTBEAT_SUBJECT: &str = "rt.hb";
+/// The subscription id of [`HEARTBEAT_SUBJECT`].
+const HEARTBEAT_SID: u64 = TENANTS_SID + 1;
 
 /// This process as a node of the cluster.
 pub struct Node {
@@ -92,10 +115,14 @@ impl Node {
         } else {
             config.node_name.clone()
         };
-        Node {
-            id: rand::random(),
-            name,
-        }
+        // The low 16 bits name a shard in its presence replicas.
+        let id = loop {
+            let id = rand::random::<u64>() & !0xffff;
+            if id != 0 {
+                break id;
+            }
+        };
+        Node { id, name }
     }
 }
 
@@ -105,6 +132,25 @@ pub enum Incoming {
     Message(Forward),
     /// A notice on the tenants subject (JSON, see `cluster_node`).
     TenantNotice(Bytes),
+    /// Another node's presence of a topic this shard is subscribed to.
+    Presence {
+        /// The topic.
+        id: TopicId,
+        /// A delta, or a snapshot (perhaps asking for this shard's).
+        body: NodePresence,
+    },
+    /// This shard's entries of a topic are due to the other nodes
+    /// (subscribed anew, connected again, or a replica newly heard of),
+    /// asking `ask` for theirs (see `realtime::cluster::ASK_ALL`).
+    Sync {
+        /// The topic.
+        id: TopicId,
+        /// Who should answer.
+        ask: u64,
+    },
+    /// Another node's shard went unheard for `NODE_TIMEOUT_MS`: its
+    /// entries leave.
+    ReplicaGone(ReplicaId),
 }
 
 /// One shard's link to the other nodes.
@@ -132,6 +178,10 @@ pub struct Cluster {
     writer: Cell<Option<Waker>>,
     /// Joins waiting for their topic's subscription.
     waiters: RefCell<Vec<Waker>>,
+    /// How long another node's shard may go unheard.
+    timeout: Duration,
+    /// The other nodes' shards heard from, and when last.
+    peers: RefCell<HashMap<ReplicaId, Instant>>,
 }
 
 #[derive(Default)]
@@ -148,6 +198,9 @@ struct Inner {
     /// `PING`s written on this connection, and `PONG`s read.
     pings: u64,
     pongs: u64,
+    /// Topics whose entries are due to the other nodes, and who should
+    /// answer ([`Incoming::Sync`]).
+    sync: Vec<(TopicId, u64)>,
 }
 
 /// A topic this shard is subscribed to.
@@ -186,13 +239,14 @@ fn topic_id(tenant: &Arc<str>, topic: &str, private: bool) -> TopicId {
 
 impl Cluster {
     /// The link of shard `shard` of node `node`, to `servers`; what
-    /// arrives goes to `sink`.
+    /// arrives goes to `sink`; other nodes' shards unheard for `timeout`
+    /// are gone.
     pub fn new(
         node: u64,
         name: &str,
         (shard, stats): (usize, Arc<[ShardStats]>),
         servers: Vec<String>,
-        max_out: usize,
+        (max_out, timeout): (usize, Duration),
         sink: Box<dyn Fn(Incoming)>,
     ) -> Rc<Cluster> {
         Rc::new_cyclic(|me| Cluster {
@@ -208,7 +262,14 @@ impl Cluster {
             inner: RefCell::default(),
             writer: Cell::new(None),
             waiters: RefCell::default(),
+            timeout,
+            peers: RefCell::default(),
         })
+    }
+
+    /// This shard's presence replica.
+    pub fn replica(&self) -> ReplicaId {
+        ReplicaId::of(self.node, self.shard)
     }
 
     /// This node's id.
@@ -306,26 +367,33 @@ impl Cluster {
             // is escaped): never in effect, joins wait their deadline.
             Err(_) => u64::MAX,
         };
+        // The other nodes' entries, asked for with this shard's (which a
+        // node that dropped them needs).
+        i.sync.push((id.clone(), ASK_ALL));
         drop(i);
         self.wake_writer();
     }
 
-    /// One holder of `id` less; unsubscribes after the last.
-    pub fn release(&self, id: &TopicId) {
+    /// One holder of `id` less; unsubscribes after the last, and then
+    /// returns true: nothing more of the topic is heard here, so the
+    /// other nodes' entries of it must go.
+    pub fn release(&self, id: &TopicId) -> bool {
         let mut i = self.inner.borrow_mut();
         let Some(t) = i.topics.get_mut(id) else {
-            return;
+            return false;
         };
         t.holders -= 1;
         if t.holders > 0 {
-            return;
+            return false;
         }
         let sid = t.sid;
         i.topics.remove(id);
         i.by_sid.remove(&sid);
+        i.sync.retain(|(s, _)| s != id);
         wire::write_unsub(&mut i.out, sid);
         drop(i);
         self.wake_writer();
+        true
     }
 
     /// Whether a join of `id` may be answered: its subscription is in
@@ -350,6 +418,7 @@ impl Cluster {
     /// Connects, serves the connection until it fails, and again, for the
     /// life of the shard.
     pub async fn run(self: Rc<Self>) {
+        glommio::spawn_local(self.clone().beat()).detach();
         let mut backoff = Duration::from_millis(100);
         let mut turn = 0usize;
         loop {
@@ -400,8 +469,6 @@ impl Cluster {
                 topics,
                 pings,
                 pongs,
-                up,
-                max_payload,
                 ..
             } = &mut *i;
             // What was written for the last connection is stale: its
@@ -420,13 +487,24 @@ impl Cluster {
             if self.tenants {
                 let _ = wire::write_sub(out, TENANTS_SUBJECT.as_bytes(), None, TENANTS_SID);
             }
+            let _ = wire::write_sub(out, HEARTBEAT_SUBJECT.as_bytes(), None, HEARTBEAT_SID);
+            // Heard of before anything else it sends (see `heard`).
+            let me = self.replica().0.to_le_bytes();
+            let _ = wire::write_pub(out, HEARTBEAT_SUBJECT.as_bytes(), None, &me);
             wire::write_ping(out);
-            *up = true;
-            *max_payload = conn.max_payload();
+            // What the others heard of this shard's presence while it was
+            // away may be stale, and what it heard of theirs.
+            i.sync = i.topics.keys().map(|id| (id.clone(), ASK_ALL)).collect();
+            i.up = true;
+            i.max_payload = conn.max_payload();
         }
         ShardStats::gauge(&self.stats().nats_up, 1);
         let base = conn.pongs();
         loop {
+            let sync = std::mem::take(&mut self.inner.borrow_mut().sync);
+            for (id, ask) in sync {
+                (self.sink)(Incoming::Sync { id, ask });
+            }
             let ops = std::mem::take(&mut self.inner.borrow_mut().out);
             if !ops.is_empty() {
                 conn.queue_written(&ops);
@@ -449,7 +527,8 @@ impl Cluster {
             let next = async { Event::Msg(conn.next_unflushed().await) };
             let ops = async {
                 poll_fn(|cx| {
-                    if self.inner.borrow().out.is_empty() {
+                    let i = self.inner.borrow();
+                    if i.out.is_empty() && i.sync.is_empty() {
                         self.writer.set(Some(cx.waker().clone()));
                         Poll::Pending
                     } else {
@@ -487,23 +566,98 @@ impl Cluster {
         if m.sid == TENANTS_SID {
             return (self.sink)(Incoming::TenantNotice(m.payload));
         }
+        if m.sid == HEARTBEAT_SID {
+            match <[u8; 8]>::try_from(&m.payload[..]) {
+                Ok(b) => self.heard(ReplicaId(u64::from_le_bytes(b))),
+                Err(_) => ShardStats::add(&self.stats().nats_invalid, 1),
+            }
+            return;
+        }
         let Some(id) = self.inner.borrow().by_sid.get(&m.sid).cloned() else {
             // Unsubscribed meanwhile.
             return;
         };
-        let Ok((origin, fwd)) = cluster::decode(&m.payload) else {
+        let Ok(received) = cluster::decode(&m.payload) else {
             ShardStats::add(&self.stats().nats_invalid, 1);
             return;
         };
-        if origin == self.node {
+        if received.origin() == self.node {
             return;
         }
-        if (&*fwd.tenant, fwd.private, &*fwd.topic) != (&*id.0, id.1, &*id.2) {
+        if received.topic() != (&*id.0, id.1, &*id.2) {
             // A hashed subject shared by two topics: not this one's.
             return;
         }
         ShardStats::add(&self.stats().nats_in, 1);
-        (self.sink)(Incoming::Message(fwd));
+        match received {
+            Received::Fanout { fwd, .. } => (self.sink)(Incoming::Message(fwd)),
+            Received::Presence { body, .. } => {
+                let replica = match &body {
+                    NodePresence::Delta(d) => d.origin(),
+                    NodePresence::Snapshot { entries, .. } => entries.origin(),
+                };
+                self.heard(replica);
+                (self.sink)(Incoming::Presence { id, body });
+            }
+        }
+    }
+
+    /// Another node's shard is alive. One not heard of before (new, or
+    /// gone and back: paused, cut off) is asked for its entries of every
+    /// topic held here, and sent these: each may have dropped the other's.
+    fn heard(&self, replica: ReplicaId) {
+        if replica.node() == self.node || replica.node() == 0 {
+            return;
+        }
+        let new = self
+            .peers
+            .borrow_mut()
+            .insert(replica, Instant::now())
+            .is_none();
+        if new {
+            tracing::info!(replica = format_args!("{:x}", replica.0), client = %self.name, "another node's shard heard");
+            let mut i = self.inner.borrow_mut();
+            let held: Vec<TopicId> = i.topics.keys().cloned().collect();
+            i.sync.extend(held.into_iter().map(|id| (id, replica.0)));
+            drop(i);
+            self.wake_writer();
+        }
+    }
+
+    /// Says this shard is alive, five times per timeout, and lets the
+    /// other nodes' shards go that were not heard from for the timeout;
+    /// for the life of the shard, connected or not.
+    async fn beat(self: Rc<Self>) {
+        let every = self.timeout / 5;
+        let mut last = Instant::now();
+        loop {
+            glommio::timer::sleep(every).await;
+            let now = Instant::now();
+            // Back from a stall of its own (a stopped process, a starved
+            // core): what the others said meanwhile is still unread, so
+            // nobody is let go this turn.
+            let stalled = now - last > self.timeout / 2;
+            last = now;
+            if self.is_up() {
+                let me = self.replica().0.to_le_bytes();
+                self.publish_raw(HEARTBEAT_SUBJECT, &me);
+            }
+            if stalled {
+                continue;
+            }
+            let mut gone = Vec::new();
+            self.peers.borrow_mut().retain(|&r, seen| {
+                let alive = now.duration_since(*seen) < self.timeout;
+                if !alive {
+                    gone.push(r);
+                }
+                alive
+            });
+            for r in gone {
+                tracing::warn!(replica = format_args!("{:x}", r.0), client = %self.name, "another node's shard unheard for NODE_TIMEOUT_MS: its presence leaves");
+                (self.sink)(Incoming::ReplicaGone(r));
+            }
+        }
     }
 }
 
@@ -512,8 +666,36 @@ impl NodeLink for Cluster {
         self.hold(&topic_id(tenant, topic, private));
     }
 
-    fn lost(&self, tenant: &Arc<str>, topic: &str, private: bool) {
-        self.release(&topic_id(tenant, topic, private));
+    fn lost(&self, tenant: &Arc<str>, topic: &str, private: bool) -> bool {
+        self.release(&topic_id(tenant, topic, private))
+    }
+
+    fn node_id(&self) -> u64 {
+        self.node
+    }
+
+    fn presence(&self, tenant: &Arc<str>, topic: &str, private: bool, body: NodePresence) {
+        let stats = self.stats();
+        let mut i = self.inner.borrow_mut();
+        if !i.up {
+            // Sent again in full once connected (see `serve`).
+            ShardStats::add(&stats.nats_drops, 1);
+            return;
+        }
+        let payload = cluster::encode_presence(tenant, topic, private, &body);
+        if payload.len() > i.max_payload {
+            tracing::warn!(tenant = %tenant, topic, bytes = payload.len(), "presence of a topic too large for NATS's max_payload: not sent to the other nodes");
+            ShardStats::add(&stats.nats_drops, 1);
+            return;
+        }
+        let id = topic_id(tenant, topic, private);
+        if wire::write_pub(&mut i.out, subject_of(&id).as_bytes(), None, &payload).is_err() {
+            ShardStats::add(&stats.nats_drops, 1);
+            return;
+        }
+        ShardStats::add(&stats.nats_out, 1);
+        drop(i);
+        self.wake_writer();
     }
 
     fn publish(&self, fwd: &Forward) {

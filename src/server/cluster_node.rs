@@ -11,6 +11,9 @@ use realtime_shards::ShardStats;
 
 use super::cluster::{Incoming, TENANTS_SUBJECT};
 use super::shard::{ShardState, TenantChange, TopicId};
+use crate::realtime::cluster::{NodeLink, NodePresence, ASK_ALL, ASK_NONE};
+use crate::realtime::hub::TopicKey;
+use crate::realtime::presence::{PresenceSnapshot, ReplicaId};
 
 /// Where shard `state`'s link hands what it receives.
 pub fn sink(state: Weak<ShardState>) -> Box<dyn Fn(Incoming)> {
@@ -19,8 +22,54 @@ pub fn sink(state: Weak<ShardState>) -> Box<dyn Fn(Incoming)> {
         match incoming {
             Incoming::Message(fwd) => super::forward::deliver(&state, Arc::new(fwd)),
             Incoming::TenantNotice(payload) => tenant_changed_elsewhere(&state, &payload),
+            Incoming::Presence { id, body } => presence_from_node(&state, &id, body),
+            Incoming::Sync { id, ask } => send_presence(&state, &id, ask),
+            Incoming::ReplicaGone(replica) => replica_gone(&state, replica),
         }
     })
+}
+
+/// Another node's presence of a topic this shard is subscribed to: applied
+/// (its diff told to this shard's subscribers), and answered with this
+/// shard's entries when the snapshot asks for them.
+fn presence_from_node(state: &ShardState, id: &TopicId, body: NodePresence) {
+    let Some(t) = state.tenant(&id.0) else { return };
+    // Frames queued are counted where they are written.
+    let _ = match &body {
+        NodePresence::Delta(d) => t.borrow_mut().hub.apply_node_delta(&id.2, id.1, d),
+        NodePresence::Snapshot { entries, .. } => {
+            t.borrow_mut().hub.apply_snapshot(&id.2, id.1, entries)
+        }
+    };
+    if let NodePresence::Snapshot { ask, .. } = body {
+        let me = state.cluster.as_ref().map(|c| c.replica().0);
+        if ask == ASK_ALL || Some(ask) == me {
+            send_presence(state, id, ASK_NONE);
+        }
+    }
+}
+
+/// Sends this shard's entries of a topic to the other nodes subscribed to
+/// it, asking `ask` for theirs.
+fn send_presence(state: &ShardState, id: &TopicId, ask: u64) {
+    let Some(c) = &state.cluster else { return };
+    let key = TopicKey {
+        topic: &id.2,
+        private: id.1,
+    };
+    let entries = match state.tenant(&id.0) {
+        Some(t) => t.borrow().hub.presence_snapshot(key),
+        None => PresenceSnapshot::from_entries(c.replica(), Vec::new()),
+    };
+    c.presence(&id.0, &id.2, id.1, NodePresence::Snapshot { entries, ask });
+}
+
+/// Another node's shard went unheard: its entries leave every topic here.
+fn replica_gone(state: &ShardState, replica: ReplicaId) {
+    let tenants: Vec<_> = state.tenants.borrow().values().cloned().collect();
+    for t in tenants {
+        let _ = t.borrow_mut().hub.remove_replica(replica);
+    }
 }
 
 /// A tenant change made through this node's admin API, as the other

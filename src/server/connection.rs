@@ -553,7 +553,17 @@ fn join_when_subscribed<'a>(
             Step::Stop => false,
             step => slow_step(state, conn, step, msg).await,
         };
-        cluster.release(&id);
+        if cluster.release(&id) {
+            // The join did not become a subscriber (refused, or the socket
+            // went): the other nodes' entries heard meanwhile are stale.
+            if let Some(t) = state.tenant(&id.0) {
+                let key = crate::realtime::hub::TopicKey {
+                    topic: &id.2,
+                    private: id.1,
+                };
+                t.borrow_mut().hub.forget_other_nodes(key);
+            }
+        }
         go_on
     })
 }

@@ -131,7 +131,10 @@ pub fn run(config: Config, directory: Directory) -> std::io::Result<()> {
                         &node.name,
                         (shard.id, shard.stats.clone()),
                         config.nats_servers(),
-                        config.shard_queue_bytes,
+                        (
+                            config.shard_queue_bytes,
+                            std::time::Duration::from_millis(config.node_timeout_ms),
+                        ),
                         cluster_node::sink(me.clone()),
                     )
                 });

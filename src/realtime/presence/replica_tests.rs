@@ -356,7 +356,7 @@ impl Cluster {
     fn new(n: usize, seed: u64) -> Cluster {
         Cluster {
             replicas: (0..n)
-                .map(|i| TopicPresence::new(ReplicaId(i as u32 * 7)))
+                .map(|i| TopicPresence::new(ReplicaId(i as u64 * 7)))
                 .collect(),
             views: (0..n).map(|_| ClientView::default()).collect(),
             queues: vec![vec![VecDeque::new(); n]; n],

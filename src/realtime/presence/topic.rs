@@ -11,10 +11,24 @@ use super::key::new_phx_ref;
 use super::meta::{into_string, write_object_members};
 use crate::proto::json::write_str_buf;
 
-/// A replica of presence state: a shard, later a node. Its entries are
-/// tagged with it (their *origin*).
+/// A replica of presence state: one shard of one node. Its entries are
+/// tagged with it (their *origin*). The low 16 bits are the shard, the
+/// rest the node (0 on a single node; a cluster node's random id, whose
+/// low 16 bits are 0, otherwise).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ReplicaId(pub u32);
+pub struct ReplicaId(pub u64);
+
+impl ReplicaId {
+    /// Shard `shard` of node `node` (whose low 16 bits are ignored).
+    pub fn of(node: u64, shard: usize) -> ReplicaId {
+        ReplicaId((node & !0xffff) | (shard as u64 & 0xffff))
+    }
+
+    /// The node part.
+    pub fn node(self) -> u64 {
+        self.0 & !0xffff
+    }
+}
 
 /// A joined channel instance; the server assigns these in increasing order.
 pub type OwnerId = u64;
