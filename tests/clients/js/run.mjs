@@ -31,7 +31,7 @@ const SUITES = {
   ],
   phoenix: ['./suites/phoenix/phoenix.mjs'],
   // Three nodes on a nats-server (scripts/cluster up 3; RT_CLUSTER_PORTS).
-  'realtime-js-cluster': ['./suites/realtime-js-cluster/broadcast.mjs'],
+  'realtime-js-cluster': ['./suites/realtime-js-cluster/broadcast.mjs', './suites/realtime-js-cluster/presence.mjs'],
 }
 
 const name = process.argv[2]
