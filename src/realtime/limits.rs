@@ -56,6 +56,9 @@ pub struct SharedRate {
     tick_ms: u64,
     /// One per shard, indexed by shard id.
     slots: Box<[Slot]>,
+    /// The other nodes' counts of a cluster, as they report them, written
+    /// by the one shard that hears their reports.
+    remote: Slot,
 }
 
 impl std::fmt::Debug for SharedRate {
@@ -91,6 +94,9 @@ impl SharedRate {
                     ring: std::array::from_fn(|_| AtomicU64::new(0)),
                 })
                 .collect(),
+            remote: Slot {
+                ring: std::array::from_fn(|_| AtomicU64::new(0)),
+            },
         }
     }
 
@@ -121,12 +127,34 @@ impl SharedRate {
         )
     }
 
-    /// Events all shards counted in ticks `ticks`.
+    /// Events all shards, and the other nodes, counted in ticks `ticks`.
     pub fn sum(&self, ticks: std::ops::Range<u64>) -> u64 {
+        let remote = ticks.clone().map(|t| {
+            entry_count(
+                self.remote.ring[t as usize % RING].load(Ordering::Relaxed),
+                t,
+            )
+        });
+        self.local_sum(ticks)
+            .saturating_add(remote.fold(0u64, u64::saturating_add))
+    }
+
+    /// Events this process's shards counted in ticks `ticks` (what a node
+    /// reports to the others).
+    pub fn local_sum(&self, ticks: std::ops::Range<u64>) -> u64 {
         (0..self.slots.len())
             .flat_map(|s| ticks.clone().map(move |t| (s, t)))
             .map(|(s, t)| self.count(s, t))
             .fold(0u64, u64::saturating_add)
+    }
+
+    /// Counts `n` events other nodes reported, in tick `tick` (the tick
+    /// the report arrived in). Only the one thread that hears reports may
+    /// call this.
+    pub fn add_remote(&self, tick: u64, n: u64) {
+        let cell = &self.remote.ring[tick as usize % RING];
+        let before = entry_count(cell.load(Ordering::Relaxed), tick);
+        cell.store(pack(tick, before.saturating_add(n)), Ordering::Relaxed);
     }
 }
 

@@ -95,6 +95,11 @@ const TENANTS_SID: u64 = 1 << 48;
 const HEARTBEAT_SUBJECT: &str = "rt.hb";
 /// The subscription id of [`HEARTBEAT_SUBJECT`].
 const HEARTBEAT_SID: u64 = TENANTS_SID + 1;
+/// Where nodes report their tenants' users and rate counts (shard 0 of
+/// each; see `cluster_load`).
+pub const LOAD_SUBJECT: &str = "rt.load";
+/// The subscription id of [`LOAD_SUBJECT`].
+const LOAD_SID: u64 = TENANTS_SID + 2;
 
 /// This process as a node of the cluster.
 pub struct Node {
@@ -151,6 +156,11 @@ pub enum Incoming {
     /// Another node's shard went unheard for `NODE_TIMEOUT_MS`: its
     /// entries leave.
     ReplicaGone(ReplicaId),
+    /// Another node's report of its tenants' load (shard 0 only).
+    Load(Bytes),
+    /// A heartbeat went by (shard 0 only): time to report this node's
+    /// load.
+    Beat,
 }
 
 /// One shard's link to the other nodes.
@@ -486,6 +496,7 @@ impl Cluster {
             }
             if self.tenants {
                 let _ = wire::write_sub(out, TENANTS_SUBJECT.as_bytes(), None, TENANTS_SID);
+                let _ = wire::write_sub(out, LOAD_SUBJECT.as_bytes(), None, LOAD_SID);
             }
             let _ = wire::write_sub(out, HEARTBEAT_SUBJECT.as_bytes(), None, HEARTBEAT_SID);
             // Heard of before anything else it sends (see `heard`).
@@ -566,6 +577,9 @@ impl Cluster {
         if m.sid == TENANTS_SID {
             return (self.sink)(Incoming::TenantNotice(m.payload));
         }
+        if m.sid == LOAD_SID {
+            return (self.sink)(Incoming::Load(m.payload));
+        }
         if m.sid == HEARTBEAT_SID {
             match <[u8; 8]>::try_from(&m.payload[..]) {
                 Ok(b) => self.heard(ReplicaId(u64::from_le_bytes(b))),
@@ -598,64 +612,6 @@ impl Cluster {
                 };
                 self.heard(replica);
                 (self.sink)(Incoming::Presence { id, body });
-            }
-        }
-    }
-
-    /// Another node's shard is alive. One not heard of before (new, or
-    /// gone and back: paused, cut off) is asked for its entries of every
-    /// topic held here, and sent these: each may have dropped the other's.
-    fn heard(&self, replica: ReplicaId) {
-        if replica.node() == self.node || replica.node() == 0 {
-            return;
-        }
-        let new = self
-            .peers
-            .borrow_mut()
-            .insert(replica, Instant::now())
-            .is_none();
-        if new {
-            tracing::info!(replica = format_args!("{:x}", replica.0), client = %self.name, "another node's shard heard");
-            let mut i = self.inner.borrow_mut();
-            let held: Vec<TopicId> = i.topics.keys().cloned().collect();
-            i.sync.extend(held.into_iter().map(|id| (id, replica.0)));
-            drop(i);
-            self.wake_writer();
-        }
-    }
-
-    /// Says this shard is alive, five times per timeout, and lets the
-    /// other nodes' shards go that were not heard from for the timeout;
-    /// for the life of the shard, connected or not.
-    async fn beat(self: Rc<Self>) {
-        let every = self.timeout / 5;
-        let mut last = Instant::now();
-        loop {
-            glommio::timer::sleep(every).await;
-            let now = Instant::now();
-            // Back from a stall of its own (a stopped process, a starved
-            // core): what the others said meanwhile is still unread, so
-            // nobody is let go this turn.
-            let stalled = now - last > self.timeout / 2;
-            last = now;
-            if self.is_up() {
-                let me = self.replica().0.to_le_bytes();
-                self.publish_raw(HEARTBEAT_SUBJECT, &me);
-            }
-            if stalled {
-                continue;
-            }
-            let mut gone = Vec::new();
-            self.peers.borrow_mut().retain(|&r, seen| {
-                let alive = now.duration_since(*seen) < self.timeout;
-                if !alive {
-                    gone.push(r);
-                }
-                alive
-            });
-            for r in gone {
-                tracing::warn!(replica = format_args!("{:x}", r.0), client = %self.name, "another node's shard unheard for NODE_TIMEOUT_MS: its presence leaves");
-                (self.sink)(Incoming::ReplicaGone(r));
             }
         }
     }
@@ -720,6 +676,9 @@ impl NodeLink for Cluster {
         self.wake_writer();
     }
 }
+
+#[path = "cluster_peers.rs"]
+mod peers;
 
 #[cfg(test)]
 mod tests {

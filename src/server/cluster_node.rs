@@ -17,14 +17,22 @@ use crate::realtime::presence::{PresenceSnapshot, ReplicaId};
 
 /// Where shard `state`'s link hands what it receives.
 pub fn sink(state: Weak<ShardState>) -> Box<dyn Fn(Incoming)> {
+    let loads = std::cell::RefCell::new(super::cluster_load::Loads::default());
     Box::new(move |incoming| {
         let Some(state) = state.upgrade() else { return };
         match incoming {
+            Incoming::Load(payload) => {
+                super::cluster_load::received(&state, &mut loads.borrow_mut(), &payload);
+            }
+            Incoming::Beat => super::cluster_load::report(&state, &mut loads.borrow_mut()),
+            Incoming::ReplicaGone(replica) => {
+                super::cluster_load::replica_gone(&state, &mut loads.borrow_mut(), replica);
+                replica_gone(&state, replica);
+            }
             Incoming::Message(fwd) => super::forward::deliver(&state, Arc::new(fwd)),
             Incoming::TenantNotice(payload) => tenant_changed_elsewhere(&state, &payload),
             Incoming::Presence { id, body } => presence_from_node(&state, &id, body),
             Incoming::Sync { id, ask } => send_presence(&state, &id, ask),
-            Incoming::ReplicaGone(replica) => replica_gone(&state, replica),
         }
     })
 }

@@ -38,6 +38,7 @@ pub mod ask;
 pub mod bootstrap;
 pub mod cdc_relay;
 pub mod cluster;
+pub mod cluster_load;
 pub mod cluster_node;
 pub mod connection;
 pub mod conns;

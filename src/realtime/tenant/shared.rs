@@ -28,10 +28,17 @@ struct Gauge(AtomicU64);
 /// their authorization between check and addition. Rates: see
 /// [`SharedRate`] for what a shard's average sees of the others (one tick
 /// of lag at most, for the last tick only).
+///
+/// In a cluster, the other nodes' users and rate counts are added as
+/// they report them (the server's `cluster_load`: users once per
+/// heartbeat, rate counts once per completed tick): the limits hold
+/// cluster-wide, later by that report's delay.
 #[derive(Debug)]
 pub struct SharedTenant {
     /// Connections with a joined channel, on every shard.
     users: Gauge,
+    /// The same on the other nodes of a cluster, as last reported.
+    remote_users: AtomicU64,
     /// Connects and joins.
     pub joins: Arc<SharedRate>,
     /// Broadcast events (client pushes, deliveries, REST, database).
@@ -51,6 +58,7 @@ impl SharedTenant {
         let rate = || Arc::new(SharedRate::new(nr_shards, TENANT_TICK_MS, now_ms));
         Self {
             users: Gauge::default(),
+            remote_users: AtomicU64::new(0),
             joins: rate(),
             events: rate(),
             presence_events: rate(),
@@ -75,9 +83,21 @@ impl SharedTenant {
         self.joins.nr_shards()
     }
 
-    /// Connections with a joined channel, on every shard.
+    /// Connections with a joined channel, on every shard and on the
+    /// other nodes of a cluster (as they last reported them).
     pub fn nr_users(&self) -> u64 {
+        self.local_users()
+            .saturating_add(self.remote_users.load(Ordering::Relaxed))
+    }
+
+    /// Connections with a joined channel on this process's shards.
+    pub fn local_users(&self) -> u64 {
         self.users.0.load(Ordering::Relaxed)
+    }
+
+    /// The other nodes' users, as they last reported them.
+    pub fn set_remote_users(&self, n: u64) {
+        self.remote_users.store(n, Ordering::Relaxed);
     }
 
     /// Shard `shard`'s counters over the tenant's: joins, events and
@@ -186,6 +206,15 @@ impl SharedTenants {
             .entry(id.to_owned())
             .or_insert_with(|| Arc::new(SharedTenant::new(self.nr_shards, now_ms)))
             .clone()
+    }
+
+    /// Every tenant's shared state (a copy of the registry, taken under
+    /// its lock once).
+    pub fn all(&self) -> Vec<(String, Arc<SharedTenant>)> {
+        self.map()
+            .iter()
+            .map(|(id, t)| (id.clone(), t.clone()))
+            .collect()
     }
 
     /// Tenant `id`'s shared state, if any shard made it.

@@ -326,3 +326,22 @@ fn registry_forgets_a_deleted_tenant() {
     let second = registry.attach("limits-gone", 10);
     assert!(!Arc::ptr_eq(&first, &second), "starts afresh");
 }
+
+#[test]
+fn other_nodes_count_in_the_limits_but_not_in_what_this_node_reports() {
+    let cfg = config(limits());
+    let shared = Arc::new(SharedTenant::new(2, 0));
+    let mut a = Shard::new(&cfg, &shared, 0, 0);
+    a.tenant.events.add(100, 1_000);
+    // Another node's report of 150 events arrives in tick 0.
+    shared.events.add_remote(0, 150);
+    assert_eq!(shared.events.local_sum(0..1), 100, "only this node's");
+    assert_eq!(shared.events.sum(0..1), 250);
+    assert_eq!(a.tenant.events.avg(5_000), 50.0, "(100 + 150) / 5 s");
+    // Users: the other nodes' as reported, beside this node's own.
+    a.tenant.users.add();
+    shared.set_remote_users(4);
+    assert_eq!((shared.local_users(), shared.nr_users()), (1, 5));
+    shared.set_remote_users(0);
+    assert_eq!(a.tenant.nr_users(), 1);
+}
