@@ -6,10 +6,11 @@
 #   realtime-js      realtime-js on the `main`, `limits`, ... instances
 #   realtime-js-pg   realtime-js postgres_changes on the `pg` instance (dev-db)
 #   phoenix          phoenix.js
+#   openapi          /api/openapi against real answers of every endpoint
 #   python           Python `realtime`
 
 _rt_suite_selected() {
-  [[ " ${CLIENT_SUITES:-realtime-js realtime-js-pg phoenix python realtime-js-cluster} " == *" $1 "* ]]
+  [[ " ${CLIENT_SUITES:-realtime-js realtime-js-pg phoenix openapi python realtime-js-cluster} " == *" $1 "* ]]
 }
 
 # run_client_suites LOGDIR [LABEL]: LABEL (e.g. "4 shards") names the
@@ -32,6 +33,10 @@ run_client_suites() {
   if _rt_suite_selected phoenix; then
     run_step "client: phoenix.js$tag" "$logdir/client-phoenix$file.log" \
       timeout 300 node tests/clients/js/run.mjs phoenix
+  fi
+  if _rt_suite_selected openapi; then
+    run_step "client: openapi$tag" "$logdir/client-openapi$file.log" \
+      timeout 300 node tests/clients/js/run.mjs openapi
   fi
   if _rt_suite_selected python; then
     run_step "client: python realtime$tag" "$logdir/client-python$file.log" \

@@ -1,4 +1,5 @@
-//! The REST API: broadcast (batch and single), health, ping and metrics.
+//! The REST API: broadcast (batch and single), health, ping, metrics and
+//! the OpenAPI description of them all (`openapi.json`).
 //! Connections are kept alive; each request is answered in order.
 //!
 //! A broadcast request is validated at once and answered once its messages
@@ -37,6 +38,10 @@ use crate::realtime::tenant::TenantConfig;
 /// Largest request body accepted, decoded size for a chunked one (a batch of
 /// maximum-size payloads is refused by the payload limit long before this).
 const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// The OpenAPI 3.1 description of every HTTP endpoint, served at
+/// `/api/openapi` (it holds no secret, so no token is asked for).
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 /// What a request asks of the shard.
 enum Routed {
@@ -232,6 +237,7 @@ fn route(state: &ShardState, head: &RequestHead, body: &[u8]) -> Routed {
             None => Resp::message(401, "Tenant not found in database").into(),
         },
         ("GET", "/metrics") => super::metrics::render(state, head).into(),
+        ("GET", "/api/openapi") => Resp::json(200, OPENAPI_JSON).into(),
         ("OPTIONS", _) => {
             let mut r = Resp::empty(204);
             r.headers
@@ -607,4 +613,18 @@ fn single(state: &ShardState, head: &RequestHead, topic: &str, event: &str, body
             }),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OPENAPI_JSON;
+
+    #[test]
+    fn openapi_description_is_json_of_version_3_1() {
+        let doc: serde_json::Value =
+            serde_json::from_str(OPENAPI_JSON).expect("openapi.json parses");
+        let version = doc["openapi"].as_str().expect("an `openapi` string");
+        assert!(version.starts_with("3.1."), "openapi {version}");
+        assert!(doc["paths"]["/api/openapi"]["get"].is_object());
+    }
 }

@@ -30,6 +30,9 @@ const SUITES = {
     './suites/realtime-js-pg/db-broadcast.mjs',
   ],
   phoenix: ['./suites/phoenix/phoenix.mjs'],
+  // The OpenAPI description against real answers (main, limits, eventrate,
+  // joinrate, and tenants for the admin API).
+  openapi: ['./suites/openapi/openapi.mjs'],
   // Three nodes on a nats-server (scripts/cluster up 3; RT_CLUSTER_PORTS).
   'realtime-js-cluster': ['./suites/realtime-js-cluster/broadcast.mjs', './suites/realtime-js-cluster/presence.mjs'],
 }

@@ -61,6 +61,9 @@ function describe(inst) {
     payloadKb: num(inst, 'TENANT_MAX_PAYLOAD_SIZE_IN_KB', 3000),
     presenceMaxCalls: num(inst, 'CLIENT_PRESENCE_MAX_CALLS', 5),
     presenceWindowMs: num(inst, 'CLIENT_PRESENCE_WINDOW_MS', 30000),
+    metricsSecret: inst.env.METRICS_JWT_SECRET,
+    // Variables of its line that are unset (then it was not started).
+    missing: inst.missing,
   }
 }
 
@@ -93,4 +96,5 @@ export const config = {
   joinrate: describe(instances.joinrate),
   eventrate: describe(instances.eventrate),
   pg: describePg(instances.pg),
+  tenants: instances.tenants && describe(instances.tenants),
 }
