@@ -205,6 +205,9 @@ fn a_killed_node_leaves_every_view_within_the_timeout() {
     for m in &mut members {
         m.until_keys(&["a", "b", "c"], CONVERGE);
     }
+    // Every shard of node 0 hears every shard of the two others.
+    let shards = nodes[0].metric_by_shard("realtime_connections").len() as i64;
+    until_peers(&nodes[0], 2 * shards * shards);
     let killed = Instant::now();
     nodes[2].kill();
     members.truncate(2);
@@ -213,6 +216,20 @@ fn a_killed_node_leaves_every_view_within_the_timeout() {
     }
     // Gone after the timeout, not before: heartbeats came until the kill.
     assert!(killed.elapsed() >= Duration::from_millis(timeout));
+    until_peers(&nodes[0], shards * shards);
+}
+
+/// Waits until `node`'s shards hear `n` other nodes' shards in all.
+fn until_peers(node: &Server, n: i64) {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let now = node.metric("realtime_nats_peers");
+        if now == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{now} peers heard, expected {n}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

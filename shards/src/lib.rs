@@ -84,6 +84,9 @@ pub struct ShardStats {
     pub nats_drops: AtomicU64,
     /// Messages from NATS that were not valid archives.
     pub nats_invalid: AtomicU64,
+    /// Other nodes' shards this shard hears (heartbeats within
+    /// `NODE_TIMEOUT_MS`): the cluster as this shard sees it (gauge).
+    pub nats_peers: AtomicI64,
     /// REST requests served.
     pub http_requests: AtomicU64,
     /// Failed `accept` calls (descriptor limit and the like).

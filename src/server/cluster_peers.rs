@@ -22,6 +22,7 @@ impl Cluster {
             .insert(replica, Instant::now())
             .is_none();
         if new {
+            realtime_shards::ShardStats::gauge(&self.stats().nats_peers, 1);
             tracing::info!(replica = format_args!("{:x}", replica.0), client = %self.name, "another node's shard heard");
             let mut i = self.inner.borrow_mut();
             let held: Vec<TopicId> = i.topics.keys().cloned().collect();
@@ -64,6 +65,7 @@ impl Cluster {
                 alive
             });
             for r in gone {
+                realtime_shards::ShardStats::gauge(&self.stats().nats_peers, -1);
                 tracing::warn!(replica = format_args!("{:x}", r.0), client = %self.name, "another node's shard unheard for NODE_TIMEOUT_MS: its presence leaves");
                 (self.sink)(Incoming::ReplicaGone(r));
             }

@@ -34,7 +34,7 @@ pub fn render(state: &ShardState, head: &RequestHead) -> Resp {
         &'static str,
         fn(&ShardStats) -> i64,
     );
-    let series: [Series; 27] = [
+    let series: [Series; 28] = [
         (
             "realtime_db_broadcasts_total",
             "counter",
@@ -115,6 +115,12 @@ pub fn render(state: &ShardState, head: &RequestHead) -> Resp {
             "gauge",
             "1 per shard connected to NATS (a cluster node); 0 alone.",
             |s| s.nats_up.load(Ordering::Relaxed),
+        ),
+        (
+            "realtime_nats_peers",
+            "gauge",
+            "Other nodes' shards heard within NODE_TIMEOUT_MS, per shard: the cluster as each shard sees it.",
+            |s| s.nats_peers.load(Ordering::Relaxed),
         ),
         (
             "realtime_nats_published_total",
