@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use support::nats::{until_connected, Nats};
 use support::*;
 
-const TOPIC: &str = "realtime:lobby";
+/// Its name has the fault hook that delays other nodes' answers to a
+/// shard's ask for their entries: joins must wait for them all the same.
+const TOPIC: &str = "realtime:lobby__slow_answer__";
 
 /// `n` nodes on `nats`, each connected on every shard, with `env` more.
 fn cluster(nats: &Nats, n: usize, env: &[(&str, &str)]) -> Vec<Server> {
@@ -30,6 +32,12 @@ fn cluster(nats: &Nats, n: usize, env: &[(&str, &str)]) -> Vec<Server> {
         .collect();
     for node in &nodes {
         until_connected(node, true);
+    }
+    // And every shard hears every other node's shards, so a join waits
+    // for their entries.
+    let shards = nodes[0].metric_by_shard("realtime_connections").len() as i64;
+    for node in &nodes {
+        until_peers(node, (n as i64 - 1) * shards * shards);
     }
     nodes
 }
@@ -150,10 +158,13 @@ fn presence_is_one_view_across_nodes() {
     let nodes = cluster(&nats, 3, &[]);
     let mut alice = Member::join(nodes[0].port, "alice");
     alice.track("2", json!({"n": 1}));
+    // A join on a node new to the topic waits for the other nodes'
+    // entries: they are in its presence_state, as on one node.
     let mut bob = Member::join(nodes[1].port, "bob");
-    bob.until_keys(&["alice"], CONVERGE);
+    assert_eq!(bob.keys(), ["alice"], "in bob's presence_state");
     bob.track("2", json!({"n": 2}));
     let mut carol = Member::join(nodes[2].port, "carol");
+    assert_eq!(carol.keys(), ["alice", "bob"], "in carol's presence_state");
     carol.track("2", json!({"n": 3}));
     for m in [&mut alice, &mut bob, &mut carol] {
         m.until_keys(&["alice", "bob", "carol"], CONVERGE);

@@ -100,6 +100,13 @@ const HEARTBEAT_SID: u64 = TENANTS_SID + 1;
 pub const LOAD_SUBJECT: &str = "rt.load";
 /// The subscription id of [`LOAD_SUBJECT`].
 const LOAD_SID: u64 = TENANTS_SID + 2;
+/// Where a shard new to a topic asks every other node's shard for its
+/// entries of it (see `cluster_peers`).
+const ASK_SUBJECT: &str = "rt.ask";
+/// The subscription id of [`ASK_SUBJECT`].
+const ASK_SID: u64 = TENANTS_SID + 3;
+/// The subscription id of this shard's inbox, where answers come.
+const INBOX_SID: u64 = TENANTS_SID + 4;
 
 /// This process as a node of the cluster.
 pub struct Node {
@@ -161,11 +168,19 @@ pub enum Incoming {
     /// A heartbeat went by (shard 0 only): time to report this node's
     /// load.
     Beat,
+    /// A shard of another node new to a topic asks for this shard's
+    /// entries of it ([`Cluster::answer`] them).
+    Ask {
+        /// The topic.
+        id: TopicId,
+        /// The asking shard.
+        from: ReplicaId,
+    },
 }
 
 /// One shard's link to the other nodes.
 pub struct Cluster {
-    /// Itself, for the tasks it spawns (only the fault hook's, so far).
+    /// Itself, for the tasks it spawns (only the fault hooks', so far).
     #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     me: Weak<Cluster>,
     /// The shard's counters.
@@ -211,6 +226,9 @@ struct Inner {
     /// Topics whose entries are due to the other nodes, and who should
     /// answer ([`Incoming::Sync`]).
     sync: Vec<(TopicId, u64)>,
+    /// Topics newly subscribed to, and the other nodes' shards whose
+    /// entries of them have not arrived yet: joins wait for them.
+    pending: HashMap<TopicId, std::collections::HashSet<ReplicaId>>,
 }
 
 /// A topic this shard is subscribed to.
@@ -220,6 +238,11 @@ struct Interest {
     holders: u32,
     /// In effect once this many `PONG`s were read.
     effective_at: u64,
+}
+
+/// The subject where answers to shard `replica`'s asks come.
+fn inbox_of(replica: ReplicaId) -> String {
+    format!("rt.r.{:x}", replica.0)
 }
 
 /// The subject of a topic's messages.
@@ -377,10 +400,9 @@ impl Cluster {
             // is escaped): never in effect, joins wait their deadline.
             Err(_) => u64::MAX,
         };
-        // The other nodes' entries, asked for with this shard's (which a
-        // node that dropped them needs).
-        i.sync.push((id.clone(), ASK_ALL));
         drop(i);
+        // The other nodes' entries: joins wait for every live shard's.
+        self.ask(id);
         self.wake_writer();
     }
 
@@ -400,6 +422,7 @@ impl Cluster {
         i.topics.remove(id);
         i.by_sid.remove(&sid);
         i.sync.retain(|(s, _)| s != id);
+        i.pending.remove(id);
         wire::write_unsub(&mut i.out, sid);
         drop(i);
         self.wake_writer();
@@ -407,10 +430,13 @@ impl Cluster {
     }
 
     /// Whether a join of `id` may be answered: its subscription is in
-    /// effect, or NATS is down (the node serves alone meanwhile).
+    /// effect and every other node's shard sent its entries of the topic
+    /// (or went), or NATS is down (the node serves alone meanwhile).
     pub fn join_ready(&self, id: &TopicId) -> bool {
         let i = self.inner.borrow();
-        !i.up || i.topics.get(id).is_some_and(|t| i.pongs >= t.effective_at)
+        !i.up
+            || (i.topics.get(id).is_some_and(|t| i.pongs >= t.effective_at)
+                && !i.pending.contains_key(id))
     }
 
     /// Resolves once [`Cluster::join_ready`] holds for `id`.
@@ -465,6 +491,8 @@ impl Cluster {
             i.up = false;
             ShardStats::gauge(&self.stats().nats_up, -1);
         }
+        // No answer comes now; a reconnect asks again.
+        i.pending.clear();
         drop(i);
         self.wake_waiters();
     }
@@ -498,6 +526,9 @@ impl Cluster {
                 let _ = wire::write_sub(out, TENANTS_SUBJECT.as_bytes(), None, TENANTS_SID);
                 let _ = wire::write_sub(out, LOAD_SUBJECT.as_bytes(), None, LOAD_SID);
             }
+            let _ = wire::write_sub(out, ASK_SUBJECT.as_bytes(), None, ASK_SID);
+            let inbox = inbox_of(self.replica());
+            let _ = wire::write_sub(out, inbox.as_bytes(), None, INBOX_SID);
             let _ = wire::write_sub(out, HEARTBEAT_SUBJECT.as_bytes(), None, HEARTBEAT_SID);
             // Heard of before anything else it sends (see `heard`).
             let me = self.replica().0.to_le_bytes();
@@ -579,6 +610,12 @@ impl Cluster {
         }
         if m.sid == LOAD_SID {
             return (self.sink)(Incoming::Load(m.payload));
+        }
+        if m.sid == ASK_SID {
+            return self.asked(&m.payload);
+        }
+        if m.sid == INBOX_SID {
+            return self.answered(&m.payload);
         }
         if m.sid == HEARTBEAT_SID {
             match <[u8; 8]>::try_from(&m.payload[..]) {

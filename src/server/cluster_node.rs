@@ -33,6 +33,7 @@ pub fn sink(state: Weak<ShardState>) -> Box<dyn Fn(Incoming)> {
             Incoming::TenantNotice(payload) => tenant_changed_elsewhere(&state, &payload),
             Incoming::Presence { id, body } => presence_from_node(&state, &id, body),
             Incoming::Sync { id, ask } => send_presence(&state, &id, ask),
+            Incoming::Ask { id, from } => answer_presence(&state, &id, from),
         }
     })
 }
@@ -70,6 +71,21 @@ fn send_presence(state: &ShardState, id: &TopicId, ask: u64) {
         None => PresenceSnapshot::from_entries(c.replica(), Vec::new()),
     };
     c.presence(&id.0, &id.2, id.1, NodePresence::Snapshot { entries, ask });
+}
+
+/// Answers another node's shard that asked for this shard's entries of a
+/// topic (none if the tenant or topic is not here).
+fn answer_presence(state: &ShardState, id: &TopicId, to: ReplicaId) {
+    let Some(c) = &state.cluster else { return };
+    let key = TopicKey {
+        topic: &id.2,
+        private: id.1,
+    };
+    let entries = match state.tenant(&id.0) {
+        Some(t) => t.borrow().hub.presence_snapshot(key),
+        None => PresenceSnapshot::from_entries(c.replica(), Vec::new()),
+    };
+    c.answer(to, id, entries);
 }
 
 /// Another node's shard went unheard: its entries leave every topic here.

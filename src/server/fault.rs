@@ -182,6 +182,12 @@ pub const SLOW_SUBSCRIBE: &str = "__slow_subscribe__";
 #[cfg(feature = "fault-injection")]
 pub const SLOW_SUBSCRIBE_MS: u64 = 300;
 
+/// Test hook: another node's ask for its entries of a topic whose name
+/// holds this is answered [`SLOW_SUBSCRIBE_MS`] late, as by a busy node
+/// (a join must still see them in its `presence_state`).
+#[cfg(feature = "fault-injection")]
+pub const SLOW_ANSWER: &str = "__slow_answer__";
+
 /// Test hook: with this environment variable set, shard 1 blocks before
 /// it listens, for longer than `server::STARTUP_DEADLINE`.
 #[cfg(feature = "fault-injection")]
