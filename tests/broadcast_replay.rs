@@ -35,6 +35,26 @@ fn send(db: &TenantDb, topic: &str, event: &str, payload: &str) {
     ));
 }
 
+/// Waits until the tenant's messages stream (up since its first join)
+/// has delivered everything written before now: a marker written now
+/// reaches a channel of its own (the stream keeps commit order). After
+/// it, no live copy of an earlier `send` can reach a channel joined later.
+fn stream_caught_up(db: &TenantDb, name: &str) {
+    let mut ws = authed(db.srv.port, "2.0.0");
+    let ready = json!({"broadcast": {"replication_ready": true}});
+    assert_ok(&join_private(&mut ws, "1", name, ready));
+    let told = ws.recv_json();
+    assert_eq!(told[4]["message"], "Replication connection established");
+    send(db, name, "fence", "{}");
+    // Database broadcasts reach vsn 2.0.0 sockets as kind 4 frames.
+    loop {
+        let f = ws.expect_frame();
+        if matches!(f, Frame::Binary(_)) && kind4_parts(&f).1 == "fence" {
+            return;
+        }
+    }
+}
+
 /// Ids of the topic's private broadcasts, oldest first.
 fn stored_ids(db: &TenantDb, topic: &str) -> Vec<String> {
     db.sql(&format!(
@@ -262,6 +282,11 @@ fn replay_is_bounded_by_since_and_by_a_limit_clamped_to_1_through_25() {
          update realtime.messages set inserted_at = inserted_at + (payload->>'n')::int * interval '1 millisecond'
           where topic = 'room:limit'",
     );
+    // The stream is up since the first join above: the live copies of
+    // these 30 must have gone by before the joins below, which only
+    // replays may reach (else a live copy of an unreplayed one arrives
+    // when the stream lags, as seen once under load).
+    stream_caught_up(&db, "room:fence");
     let newest = |n: usize| -> Vec<String> { (31 - n..=30).map(|i| format!("e{i}")).collect() };
     for (jr, limit, want) in [
         ("3", Some(json!(0)), 1),
