@@ -297,10 +297,10 @@ fn a_paused_node_leaves_and_then_returns_to_the_union() {
     assert_eq!(members[0].view["c"][0]["k"], "c2");
 }
 
-#[test]
-fn presence_comes_back_after_nats_does() {
-    let mut nats = Nats::start("");
-    let nodes = cluster(&nats, 2, &[("NODE_TIMEOUT_MS", "1500")]);
+/// Two nodes on `nats` with `NODE_TIMEOUT_MS` = `timeout`, a member
+/// tracking `{"v": 1}` on each, both seen by both.
+fn two_tracked(nats: &Nats, timeout: &str) -> (Vec<Server>, Member, Member) {
+    let nodes = cluster(nats, 2, &[("NODE_TIMEOUT_MS", timeout)]);
     let mut a = Member::join(nodes[0].port, "a");
     a.track("2", json!({"v": 1}));
     let mut b = Member::join(nodes[1].port, "b");
@@ -308,28 +308,48 @@ fn presence_comes_back_after_nats_does() {
     for m in [&mut a, &mut b] {
         m.until_keys(&["a", "b"], CONVERGE);
     }
+    (nodes, a, b)
+}
+
+/// Stops `nats` until every node saw it go, runs `meanwhile`, then starts
+/// it again until every node is back.
+fn nats_outage(nats: &mut Nats, nodes: &[Server], meanwhile: impl FnOnce()) {
     nats.stop();
-    for node in &nodes {
+    for node in nodes {
         until_connected(node, false);
     }
-    // Alone, past the timeout, each node keeps only its own.
-    a.until_keys(&["a"], CONVERGE);
-    b.until_keys(&["b"], CONVERGE);
-    // A change while cut off reaches the other node once NATS is back.
-    a.track("3", json!({"v": 2}));
+    meanwhile();
     nats.restart();
-    for node in &nodes {
+    for node in nodes {
         until_connected(node, true);
     }
+}
+
+/// Reads `m`'s presence messages until `key`'s first meta has `v` = `v`.
+fn until_v(m: &mut Member, key: &str, v: i64) {
+    let deadline = Instant::now() + CONVERGE;
+    while m.view.get(key).is_none_or(|metas| metas[0]["v"] != v) {
+        assert!(Instant::now() < deadline, "{:?}", m.view);
+        let msg = m.ws.recv_json();
+        m.apply(&msg);
+    }
+}
+
+#[test]
+fn presence_comes_back_after_nats_does() {
+    let mut nats = Nats::start("");
+    let (nodes, mut a, mut b) = two_tracked(&nats, "1500");
+    nats_outage(&mut nats, &nodes, || {
+        // Alone, past the timeout, each node keeps only its own; a change
+        // while cut off reaches the other node once NATS is back.
+        a.until_keys(&["a"], CONVERGE);
+        b.until_keys(&["b"], CONVERGE);
+        a.track("3", json!({"v": 2}));
+    });
     for m in [&mut a, &mut b] {
         m.until_keys(&["a", "b"], CONVERGE);
     }
-    let deadline = Instant::now() + CONVERGE;
-    while b.view["a"][0]["v"] != 2 {
-        assert!(Instant::now() < deadline, "b: {:?}", b.view);
-        let msg = b.ws.recv_json();
-        b.apply(&msg);
-    }
+    until_v(&mut b, "a", 2);
     assert_eq!(a.view, b.view);
 }
 
@@ -337,28 +357,8 @@ fn presence_comes_back_after_nats_does() {
 fn a_change_made_while_nats_is_down_reaches_the_others_once_it_is_back() {
     let mut nats = Nats::start("");
     // Nobody times out here: the change must travel by itself.
-    let nodes = cluster(&nats, 2, &[("NODE_TIMEOUT_MS", "600000")]);
-    let mut a = Member::join(nodes[0].port, "a");
-    a.track("2", json!({"v": 1}));
-    let mut b = Member::join(nodes[1].port, "b");
-    b.track("2", json!({"v": 1}));
-    for m in [&mut a, &mut b] {
-        m.until_keys(&["a", "b"], CONVERGE);
-    }
-    nats.stop();
-    for node in &nodes {
-        until_connected(node, false);
-    }
-    a.track("3", json!({"v": 2}));
-    nats.restart();
-    for node in &nodes {
-        until_connected(node, true);
-    }
-    let deadline = Instant::now() + CONVERGE;
-    while b.view["a"][0]["v"] != 2 {
-        assert!(Instant::now() < deadline, "b: {:?}", b.view);
-        let msg = b.ws.recv_json();
-        b.apply(&msg);
-    }
+    let (nodes, mut a, mut b) = two_tracked(&nats, "600000");
+    nats_outage(&mut nats, &nodes, || a.track("3", json!({"v": 2})));
+    until_v(&mut b, "a", 2);
     assert_eq!(a.view, b.view);
 }

@@ -669,7 +669,7 @@ impl NodeLink for Cluster {
 
     fn presence(&self, tenant: &Arc<str>, topic: &str, private: bool, body: NodePresence) {
         let stats = self.stats();
-        let mut i = self.inner.borrow_mut();
+        let i = self.inner.borrow();
         if !i.up {
             // Sent again in full once connected (see `serve`).
             ShardStats::add(&stats.nats_drops, 1);
@@ -678,33 +678,34 @@ impl NodeLink for Cluster {
         let payload = cluster::encode_presence(tenant, topic, private, &body);
         if payload.len() > i.max_payload {
             tracing::warn!(tenant = %tenant, topic, bytes = payload.len(), "presence of a topic too large for NATS's max_payload: not sent to the other nodes");
-            ShardStats::add(&stats.nats_drops, 1);
-            return;
         }
-        let id = topic_id(tenant, topic, private);
-        if wire::write_pub(&mut i.out, subject_of(&id).as_bytes(), None, &payload).is_err() {
-            ShardStats::add(&stats.nats_drops, 1);
-            return;
-        }
-        ShardStats::add(&stats.nats_out, 1);
         drop(i);
-        self.wake_writer();
+        self.publish_on_topic(&topic_id(tenant, topic, private), &payload);
     }
 
     fn publish(&self, fwd: &Forward) {
         let stats = self.stats();
-        let mut i = self.inner.borrow_mut();
+        let i = self.inner.borrow();
         if !i.up || i.out.len() > self.max_out {
             ShardStats::add(&stats.nats_drops, 1);
             return;
         }
+        drop(i);
         let payload = cluster::encode(self.node, fwd);
-        if payload.len() > i.max_payload {
-            ShardStats::add(&stats.nats_drops, 1);
-            return;
-        }
         let id = (fwd.tenant.clone(), fwd.private, fwd.topic.clone());
-        if wire::write_pub(&mut i.out, subject_of(&id).as_bytes(), None, &payload).is_err() {
+        self.publish_on_topic(&id, &payload);
+    }
+}
+
+impl Cluster {
+    /// Publishes `payload` on a topic's subject, or counts it dropped
+    /// (over the server's `max_payload`).
+    fn publish_on_topic(&self, id: &TopicId, payload: &[u8]) {
+        let stats = self.stats();
+        let mut i = self.inner.borrow_mut();
+        if payload.len() > i.max_payload
+            || wire::write_pub(&mut i.out, subject_of(id).as_bytes(), None, payload).is_err()
+        {
             ShardStats::add(&stats.nats_drops, 1);
             return;
         }

@@ -62,30 +62,28 @@ fn presence_from_node(state: &ShardState, id: &TopicId, body: NodePresence) {
 /// it, asking `ask` for theirs.
 fn send_presence(state: &ShardState, id: &TopicId, ask: u64) {
     let Some(c) = &state.cluster else { return };
-    let key = TopicKey {
-        topic: &id.2,
-        private: id.1,
-    };
-    let entries = match state.tenant(&id.0) {
-        Some(t) => t.borrow().hub.presence_snapshot(key),
-        None => PresenceSnapshot::from_entries(c.replica(), Vec::new()),
-    };
+    let entries = own_entries(state, c, id);
     c.presence(&id.0, &id.2, id.1, NodePresence::Snapshot { entries, ask });
 }
 
 /// Answers another node's shard that asked for this shard's entries of a
-/// topic (none if the tenant or topic is not here).
+/// topic.
 fn answer_presence(state: &ShardState, id: &TopicId, to: ReplicaId) {
     let Some(c) = &state.cluster else { return };
+    c.answer(to, id, own_entries(state, c, id));
+}
+
+/// This shard's own entries of a topic (none if the tenant or topic is
+/// not here).
+fn own_entries(state: &ShardState, c: &super::cluster::Cluster, id: &TopicId) -> PresenceSnapshot {
     let key = TopicKey {
         topic: &id.2,
         private: id.1,
     };
-    let entries = match state.tenant(&id.0) {
+    match state.tenant(&id.0) {
         Some(t) => t.borrow().hub.presence_snapshot(key),
         None => PresenceSnapshot::from_entries(c.replica(), Vec::new()),
-    };
-    c.answer(to, id, entries);
+    }
 }
 
 /// Another node's shard went unheard: its entries leave every topic here.
