@@ -1,4 +1,5 @@
-//! The inspector page and its files are served at `/` and `/inspector`
+//! The inspector page and its files are served at `/` and `/inspector`,
+//! the status page at `/status`
 //! (the page's behaviour in a browser is the `inspector` client suite);
 //! its settings offer a development token only on the public development
 //! secret; `INSPECTOR_ENABLED=false` leaves every path to the catch-all 404.
@@ -7,12 +8,14 @@ mod support;
 use support::*;
 
 const DEV_SECRET: &str = "super-secret-jwt-token-with-at-least-32-characters-long";
-const FILES: [(&str, &str); 5] = [
+const FILES: [(&str, &str); 7] = [
     ("/", "text/html"),
     ("/inspector", "text/html"),
     ("/inspector/app.js", "text/javascript"),
     ("/inspector/app.css", "text/css"),
     ("/inspector/config.json", "application/json"),
+    ("/status", "text/html"),
+    ("/inspector/status.js", "text/javascript"),
 ];
 
 fn config_json(srv: &Server) -> serde_json::Value {

@@ -1,6 +1,7 @@
 //! The inspector: a page served by the server itself (`/`, `/inspector`)
 //! with its own small Phoenix client (`inspector/app.js`), to join a
-//! channel and watch what flows. The files are embedded in the binary; no
+//! channel and watch what flows, and `/status` (`inspector/status.js`):
+//! per-shard figures read from `/metrics`, tenants from the admin API. The files are embedded in the binary; no
 //! build step, nothing fetched from elsewhere. `INSPECTOR_ENABLED=false`
 //! leaves these paths to the catch-all 404.
 //!
@@ -16,6 +17,8 @@ use crate::realtime::auth;
 const INDEX_HTML: &str = include_str!("inspector/index.html");
 const APP_JS: &str = include_str!("inspector/app.js");
 const APP_CSS: &str = include_str!("inspector/app.css");
+const STATUS_HTML: &str = include_str!("inspector/status.html");
+const STATUS_JS: &str = include_str!("inspector/status.js");
 
 /// The inspector's answer to `GET path`, `None` when the path is not its
 /// own or the inspector is off.
@@ -26,6 +29,8 @@ pub fn route(state: &ShardState, method: &str, path: &str) -> Option<Resp> {
     let (content_type, body) = match path {
         "/" | "/inspector" => ("text/html; charset=utf-8", INDEX_HTML.to_owned()),
         "/inspector/app.js" => ("text/javascript; charset=utf-8", APP_JS.to_owned()),
+        "/status" => ("text/html; charset=utf-8", STATUS_HTML.to_owned()),
+        "/inspector/status.js" => ("text/javascript; charset=utf-8", STATUS_JS.to_owned()),
         "/inspector/app.css" => ("text/css; charset=utf-8", APP_CSS.to_owned()),
         "/inspector/config.json" => ("application/json", page_config(state)),
         _ => return None,
@@ -65,7 +70,7 @@ mod tests {
 
     #[test]
     fn the_page_refers_only_to_its_own_files() {
-        for text in [INDEX_HTML, APP_JS, APP_CSS] {
+        for text in [INDEX_HTML, APP_JS, APP_CSS, STATUS_HTML, STATUS_JS] {
             assert!(!text.contains("http://"), "an absolute http URL");
             assert!(!text.contains("https://"), "an absolute https URL");
         }

@@ -3,8 +3,9 @@
 // on the development token it is offered, shows a broadcast sent over REST
 // in its live log, sends one a realtime-js client receives, shows a
 // realtime-js client's presence join and leave, and tracks and untracks
-// itself. A screenshot is saved as inspector.png in TEST_LOG_DIR
-// (target/test-logs) for a person to look at.
+// itself. The status page shows the shards' figures. Screenshots are saved
+// as inspector.png and status.png in TEST_LOG_DIR (target/test-logs) for a
+// person to look at.
 
 import { mkdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
@@ -108,3 +109,21 @@ test('inspector: joins a channel, shows a REST broadcast, sends one to realtime-
   await b.waitFor(`${presenceKeys}.length === 0`, { what: 'the page gone from its own presence list' })
   console.log(`# screenshot: ${shot}`)
 }, { timeout: 60000 })
+
+test('status: per-shard connections, channels and messages/s from /metrics', async (ctx) => {
+  const b = await Browser.launch({ height: 700 })
+  ctx.defer(() => b.close())
+  // One connection of our own, so some shard shows it.
+  const client = makeClient(ctx, { label: 'realtime-js' })
+  await subscribe(ctx, client.channel(uniq('status')))
+  await b.navigate(`${base}/status`)
+  await b.waitFor(`document.querySelectorAll('#shards tbody tr').length > 0`, { what: 'a row per shard' })
+  // The second sample gives the rates.
+  await b.waitFor(`[...document.querySelectorAll('#shards tbody tr')].every((tr) => tr.cells[4].textContent !== '…')`, { what: 'messages/s from two samples', timeout: 8000 })
+  const conns = await b.eval(`[...document.querySelectorAll('#shards tbody tr')].reduce((n, tr) => n + Number(tr.cells[1].textContent), 0)`)
+  expectTrue(conns >= 1, `connections over the shards: ${conns}`)
+  mkdirSync(LOG_DIR, { recursive: true })
+  const shot = path.join(LOG_DIR, 'status.png')
+  writeFileSync(shot, await b.screenshot())
+  console.log(`# screenshot: ${shot}`)
+}, { timeout: 30000 })
