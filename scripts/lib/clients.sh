@@ -7,10 +7,12 @@
 #   realtime-js-pg   realtime-js postgres_changes on the `pg` instance (dev-db)
 #   phoenix          phoenix.js
 #   openapi          /api/openapi against real answers of every endpoint
+#   inspector        the inspector page in headless Chromium (screenshot:
+#                    LOGDIR/inspector.png)
 #   python           Python `realtime`
 
 _rt_suite_selected() {
-  [[ " ${CLIENT_SUITES:-realtime-js realtime-js-pg phoenix openapi python realtime-js-cluster} " == *" $1 "* ]]
+  [[ " ${CLIENT_SUITES:-realtime-js realtime-js-pg phoenix openapi inspector python realtime-js-cluster} " == *" $1 "* ]]
 }
 
 # run_client_suites LOGDIR [LABEL]: LABEL (e.g. "4 shards") names the
@@ -37,6 +39,14 @@ run_client_suites() {
   if _rt_suite_selected openapi; then
     run_step "client: openapi$tag" "$logdir/client-openapi$file.log" \
       timeout 300 node tests/clients/js/run.mjs openapi
+  fi
+  if _rt_suite_selected inspector; then
+    if command -v chromium >/dev/null 2>&1 || [[ -n ${CHROMIUM:-} ]]; then
+      run_step "client: inspector (chromium)$tag" "$logdir/client-inspector$file.log" \
+        env TEST_LOG_DIR="$logdir" timeout 180 node tests/clients/js/run.mjs inspector
+    else
+      skip_step "client: inspector (chromium)$tag" "no chromium: scripts/install-deps could not install the Debian package (see $logdir/install-deps.log)"
+    fi
   fi
   if _rt_suite_selected python; then
     run_step "client: python realtime$tag" "$logdir/client-python$file.log" \

@@ -541,6 +541,12 @@ settings! {
     [secret]
     metrics_token_blocklist: Vec<String> = Vec::new(), "", env "METRICS_TOKEN_BLOCKLIST";
 
+    /// Serve the inspector page (`/`, `/inspector`, its script and style)
+    /// and `/status`: a browser client to join channels and watch what
+    /// flows, and the shards' figures. Off answers
+    /// those paths with the catch-all 404, for deployments that want no page.
+    inspector_enabled: bool = true, "true", env "INSPECTOR_ENABLED";
+
     /// Least severe log level written: Elixir names (debug, info, notice,
     /// warning, error, critical, alert, emergency) or tracing names (trace,
     /// warn). More verbose costs throughput.

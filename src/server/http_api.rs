@@ -20,6 +20,7 @@ use realtime_shards::ShardStats;
 
 use super::admin_api;
 use super::fault::{self, Boundary};
+use super::inspector;
 use super::rehome;
 use super::resp::Resp;
 use super::rls;
@@ -224,6 +225,9 @@ pub async fn serve(
 
 fn route(state: &ShardState, head: &RequestHead, body: &[u8]) -> Routed {
     let path = route_path(head);
+    if let Some(page) = inspector::route(state, &head.method, path) {
+        return page.into();
+    }
     match (head.method.as_str(), path) {
         ("GET", "/healthcheck") => Resp {
             status: 200,

@@ -11,7 +11,8 @@
 //!   that keeps shared state whole after it.
 //! - [`outq`]: the bounded per-socket write queue, and the shard's one
 //!   flusher that writes every queue with vectored sends.
-//! - [`http_api`]: REST broadcast, health, ping; [`metrics`]: `/metrics`.
+//! - [`http_api`]: REST broadcast, health, ping; [`metrics`]: `/metrics`;
+//!   [`inspector`]: the browser page at `/`.
 //! - [`forward`]: messages fanned out on one shard, queued to the other
 //!   shards with subscribers of their topic; [`cdc_relay`]: a spread
 //!   tenant's Postgres Changes subscriptions on other shards than its home.
@@ -49,6 +50,7 @@ pub mod fault;
 pub mod forward;
 pub mod handoff;
 pub mod http_api;
+pub mod inspector;
 pub mod listener;
 pub mod metrics;
 pub mod migrator;

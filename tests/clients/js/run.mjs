@@ -33,6 +33,8 @@ const SUITES = {
   // The OpenAPI description against real answers (main, limits, eventrate,
   // joinrate, and tenants for the admin API).
   openapi: ['./suites/openapi/openapi.mjs'],
+  // The inspector page in headless Chromium (the `main` instance).
+  inspector: ['./suites/inspector/inspector.mjs'],
   // Three nodes on a nats-server (scripts/cluster up 3; RT_CLUSTER_PORTS).
   'realtime-js-cluster': ['./suites/realtime-js-cluster/broadcast.mjs', './suites/realtime-js-cluster/presence.mjs'],
 }

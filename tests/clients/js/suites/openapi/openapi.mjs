@@ -102,6 +102,13 @@ function cases() {
         ctx(main, 'GET', '/api/openapi', { want: 200 }),
         ctx(main, 'GET', '/realtime/v1/api/openapi', { want: 200 }),
         ctx(main, 'GET', '/healthcheck', { want: 200 }),
+        ctx(main, 'GET', '/', { want: 200 }),
+        ctx(main, 'GET', '/inspector', { want: 200 }),
+        ctx(main, 'GET', '/inspector/app.js', { want: 200 }),
+        ctx(main, 'GET', '/inspector/app.css', { want: 200 }),
+        ctx(main, 'GET', '/inspector/config.json', { want: 200 }),
+        ctx(main, 'GET', '/status', { want: 200 }),
+        ctx(main, 'GET', '/inspector/status.js', { want: 200 }),
         ctx(main, 'GET', '/metrics', { want: 200 }),
         ctx(config.limits, 'GET', '/metrics', { want: 403 }),
         ctx(config.limits, 'GET', '/metrics', { want: 200, headers: { Authorization: `Bearer ${sign({ iat: nowSecs() }, { secret: config.limits.metricsSecret })}` } }),
@@ -261,8 +268,8 @@ test('every documented response of every operation was answered (or is listed as
 // operation serves a method, it must get the catch-all `404
 // {"message":"not found"}` (OPTIONS: the catch-all preflight; the WebSocket
 // paths refuse other methods with an empty 400).
-const KNOWN_ROUTES = ['/healthcheck', '/metrics', '/api/ping', '/api/openapi', '/api/broadcast', '/api/broadcast/x/events/y', '/api/tenants', '/api/tenants/x', '/api/tenants/x/reload', '/api/tenants/x/shutdown', '/api/tenants/x/health', '/socket/websocket', '/realtime/v1/websocket']
-const UNDOCUMENTED_PATHS = ['/', '/inspector', '/status', '/swaggerui', '/api', '/api/broadcast/x', '/api/broadcast/x/events', '/api/tenants/x/other', '/metrics/eu', '/socket/longpoll', '/socket', '/worker.js', '/realtime/v1/api/nothing', '/realtime/v1/healthcheck', '/realtime/v1/metrics', '/api/openapi.json']
+const KNOWN_ROUTES = ['/', '/inspector', '/inspector/app.js', '/inspector/app.css', '/inspector/config.json', '/status', '/inspector/status.js', '/healthcheck', '/metrics', '/api/ping', '/api/openapi', '/api/broadcast', '/api/broadcast/x/events/y', '/api/tenants', '/api/tenants/x', '/api/tenants/x/reload', '/api/tenants/x/shutdown', '/api/tenants/x/health', '/socket/websocket', '/realtime/v1/websocket']
+const UNDOCUMENTED_PATHS = ['/inspector/', '/inspector/other.js', '/status/', '/index.html', '/swaggerui', '/api', '/api/broadcast/x', '/api/broadcast/x/events', '/api/tenants/x/other', '/metrics/eu', '/socket/longpoll', '/socket', '/worker.js', '/realtime/v1/api/nothing', '/realtime/v1/healthcheck', '/realtime/v1/metrics', '/api/openapi.json']
 
 test('no route is served that the description leaves out', async () => {
   const { spec: s } = await spec()
